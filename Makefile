@@ -1,0 +1,49 @@
+# Berth: `make run` brings everything up on a fresh Debian machine; `make test` runs the suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the engine, the tests and the dashboard need.
+APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 \
+	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc
+
+.PHONY: install apt venv npm run test lint images clean
+
+install: apt venv npm
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+npm:
+	@if [ -f package.json ]; then \
+	  if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then npm install --no-audit --no-fund --loglevel=error && touch node_modules; fi; \
+	fi
+
+run: install
+	$(BIN)/python manage.py berth_run
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+images: install
+	$(BIN)/python -m workers.engine images --debian
+
+clean:
+	rm -rf $(VENV) node_modules
