@@ -1,0 +1,1 @@
+"""Berth's image store: an OCI image layout per host, and the ways images move in and out."""
