@@ -24,6 +24,10 @@ $(BIN)/python:
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	@# Console commands `berth` and `berth-runtime`, run from this checkout.
+	printf '#!/bin/sh\nPYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m workers.engine "$$@"\n' > $(BIN)/berth
+	printf '#!/bin/sh\nPYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m workers.engine.runtime "$$@"\n' > $(BIN)/berth-runtime
+	chmod +x $(BIN)/berth $(BIN)/berth-runtime
 	touch $@
 
 venv: $(VENV)/.installed
