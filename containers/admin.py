@@ -1,0 +1,36 @@
+from django.contrib import admin
+
+from .models import Container, Host, Image, Job, Team, TeamMembership
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ("name", "kernel", "cgroup_version", "cpus", "memory_bytes", "last_heartbeat")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("name", "tag", "host", "owner", "size", "created")
+    list_filter = ("host",)
+
+
+@admin.register(Container)
+class ContainerAdmin(admin.ModelAdmin):
+    list_display = ("name", "image_ref", "host", "owner", "state", "exit_code", "created")
+    list_filter = ("host", "state")
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "host", "state", "progress", "attempts", "requested_by", "created")
+    list_filter = ("state", "kind", "host")
+
+
+class MembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 1
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    inlines = [MembershipInline]

@@ -1,0 +1,38 @@
+"""WebSocket consumers."""
+
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import events
+
+# Close code for "not signed in" (4000-4999 are for applications); the dashboard's JS redirects to login.
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class EventsConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/events/`: job, container and host events as JSON, only those the user may see."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Accept then close, so that browsers see the 4401 code instead of a bare handshake failure.
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "user", None) is not None:
+            await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def berth_event(self, message: dict) -> None:
+        event = message["event"]
+        if events.visible_to(self.user, event):
+            await self.send_json(event)

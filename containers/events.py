@@ -1,0 +1,108 @@
+"""Live events: job/container/host changes sent to one Channels group, filtered per user on delivery.
+
+Events are JSON dicts: {"type": "job"|"container"|"host", "id": ..., ...fields}; user-facing objects
+carry "owner_id". `publish` is synchronous and works from web and worker processes alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+GROUP = "berth.events"
+
+
+def publish(event: dict[str, Any]) -> None:
+    """Send one event to every connected dashboard; never raises (events are best effort)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(GROUP, {"type": "berth.event", "event": event})
+    except Exception:  # a dead Redis must not fail the job that reports
+        log.warning("could not publish event %s %s", event.get("type"), event.get("id"), exc_info=True)
+
+
+def visible_to(user, event: dict[str, Any]) -> bool:
+    """Whether `user` may receive `event`. The one place deciding delivery (extend for teams here)."""
+    if user is None or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    if event.get("type") == "host":
+        return True  # hosts are infrastructure every signed-in user sees on the hosts page
+    return event.get("owner_id") is not None and event.get("owner_id") == user.id
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_event(job) -> dict[str, Any]:
+    return {
+        "type": "job",
+        "id": job.pk,
+        "kind": job.kind,
+        "state": job.state,
+        "progress": job.progress,
+        "message": job.message,
+        "error": job.error,
+        "result": job.result,
+        "attempts": job.attempts,
+        "host": job.host.name,
+        "target_type": job.target_type,
+        "target_id": job.target_id,
+        "owner_id": job.requested_by_id,
+        "created": _iso(job.created),
+        "started": _iso(job.started),
+        "finished": _iso(job.finished),
+    }
+
+
+def container_event(container) -> dict[str, Any]:
+    return {
+        "type": "container",
+        "id": container.pk,
+        "engine_id": container.engine_id,
+        "name": container.name,
+        "state": container.state,
+        "exit_code": container.exit_code,
+        "oom_killed": container.oom_killed,
+        "host": container.host.name,
+        "owner_id": container.owner_id,
+        "team_id": container.team_id,
+        "started": _iso(container.started),
+        "finished": _iso(container.finished),
+    }
+
+
+def host_event(host) -> dict[str, Any]:
+    return {
+        "type": "host",
+        "id": host.pk,
+        "name": host.name,
+        "online": host.online,
+        "last_heartbeat": _iso(host.last_heartbeat),
+        "kernel": host.kernel,
+        "cgroup_version": host.cgroup_version,
+        "cpus": host.cpus,
+        "memory_bytes": host.memory_bytes,
+        "runtimes": host.runtimes,
+    }
+
+
+def publish_job(job) -> None:
+    publish(job_event(job))
+
+
+def publish_container(container) -> None:
+    publish(container_event(container))
+
+
+def publish_host(host) -> None:
+    publish(host_event(host))

@@ -1,0 +1,198 @@
+"""What Berth knows and what users asked for: hosts, images, containers, jobs, teams.
+
+The host's state root is the truth about what runs there; these rows are the control plane's record.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def new_engine_id() -> str:
+    """A Docker-style 64-hex container id, used under the host's state root and by the runtime."""
+    return secrets.token_hex(32)
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=150, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer"
+        OPERATOR = "operator"
+        ADMIN = "admin"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class HostQuerySet(models.QuerySet):
+    def online(self) -> HostQuerySet:
+        return self.filter(last_heartbeat__gte=Host.offline_cutoff())
+
+
+class Host(models.Model):
+    """A machine running one agent: a Celery worker on queue `host.<name>` that heartbeats its facts."""
+
+    name = models.CharField(max_length=200, unique=True)
+    facts = models.JSONField(default=dict, blank=True)
+    kernel = models.CharField(max_length=200, blank=True)
+    cgroup_version = models.CharField(max_length=16, blank=True)  # "v1", "v2" or "hybrid"
+    cpus = models.PositiveIntegerField(default=0)
+    memory_bytes = models.BigIntegerField(default=0)
+    runtimes = models.JSONField(default=list, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def offline_cutoff():
+        return timezone.now() - timedelta(seconds=settings.BERTH_HOST_OFFLINE_AFTER)
+
+    @property
+    def online(self) -> bool:
+        return self.last_heartbeat is not None and self.last_heartbeat >= self.offline_cutoff()
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue this host's worker consumes."""
+        return f"host.{self.name}"
+
+
+class Image(models.Model):
+    name = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128, blank=True, default="latest")
+    digest = models.CharField(max_length=100, blank=True)  # "sha256:…" of the image config/manifest
+    size = models.BigIntegerField(default=0)
+    layers = models.JSONField(default=list, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="images")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="images")
+    shared = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "tag"]
+        indexes = [models.Index(fields=["host", "name", "tag"])]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.tag}" if self.tag else self.digest[:19]
+
+    @property
+    def ref(self) -> str:
+        return str(self)
+
+
+class Container(models.Model):
+    class State(models.TextChoices):
+        CREATED = "created"
+        RUNNING = "running"
+        PAUSED = "paused"
+        EXITED = "exited"
+        DEAD = "dead"
+        REMOVING = "removing"
+
+    engine_id = models.CharField(max_length=64, unique=True, default=new_engine_id, editable=False)
+    name = models.CharField(max_length=200)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers")
+    image_ref = models.CharField(max_length=400, blank=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="containers")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers")
+    command = models.JSONField(default=list, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
+    exit_code = models.IntegerField(null=True, blank=True)
+    oom_killed = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["host", "name"], name="unique_container_name_per_host")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Job(models.Model):
+    """One change a user asked for, executed by the worker of `host` (see containers/jobs.py)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    kind = models.CharField(max_length=100)  # e.g. "host.probe", "container.start"
+    target_type = models.CharField(max_length=50, blank=True)  # e.g. "container", "image", "host"
+    target_id = models.CharField(max_length=100, blank=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="jobs")
+    params = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # "<pid>:<process start ticks>" of the worker process running the job, to tell a dead run from a live one.
+    worker = models.CharField(max_length=100, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["host", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.state})"
+
+    @property
+    def owner_id(self) -> int | None:
+        """Jobs belong to whoever asked for them."""
+        return self.requested_by_id
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in self.FINISHED_STATES

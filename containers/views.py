@@ -1,0 +1,53 @@
+"""Dashboard pages (server-rendered; live parts update over /ws/events/, see static/js/)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import jobs as job_dispatch
+from .models import Host, Job
+
+JOBS_PAGE_SIZE = 100
+
+
+def jobs_visible_to(user):
+    """Jobs a user may see: all for superusers, otherwise their own (teams extend this later)."""
+    qs = Job.objects.select_related("host", "requested_by")
+    if user.is_superuser:
+        return qs
+    return qs.filter(requested_by=user)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("hosts")
+
+
+@login_required
+def hosts(request: HttpRequest) -> HttpResponse:
+    return render(request, "containers/hosts.html", {"hosts": Host.objects.all()})
+
+
+@login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    items = list(jobs_visible_to(request.user)[:JOBS_PAGE_SIZE])
+    return render(request, "containers/jobs.html", {"jobs": items})
+
+
+@login_required
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_visible_to(request.user), pk=pk)
+    return render(request, "containers/job_detail.html", {"job": job})
+
+
+@login_required
+@require_POST
+def probe_host(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_object_or_404(Host, pk=pk)
+    job = job_dispatch.submit("host.probe", host, params={}, requested_by=request.user, target=host)
+    messages.info(request, f"Probe of {host.name} queued as job #{job.pk}.")
+    return redirect("jobs")

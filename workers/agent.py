@@ -1,0 +1,210 @@
+"""The host agent's duties besides running jobs: facts, registration, heartbeat, orphaned-job recovery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from containers import events
+from containers.jobs import send
+from containers.models import Host, Job
+
+log = logging.getLogger(__name__)
+
+OCI_RUNTIMES = ("runc", "crun", "runsc", "youki", "kata-runtime")
+
+
+# --- facts -------------------------------------------------------------------------------------------
+
+def cgroup_version(mountinfo: str = "/proc/self/mountinfo") -> str:
+    """"v2" (unified), "hybrid" (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified) or "v1"."""
+    fstypes: dict[str, str] = {}
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) >= 5 and right:
+                fstypes[fields[4]] = right.split()[0]
+    if fstypes.get("/sys/fs/cgroup") == "cgroup2":
+        return "v2"
+    if fstypes.get("/sys/fs/cgroup/unified") == "cgroup2":
+        return "hybrid"
+    return "v1"
+
+
+def memory_total_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def runtimes() -> list[str]:
+    """OCI runtimes usable on this host: Berth's own, then any known ones on PATH."""
+    return ["berth"] + [name for name in OCI_RUNTIMES if shutil.which(name)]
+
+
+def host_facts(state_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    root = Path(state_root or settings.BERTH_STATE_ROOT)
+    uname = os.uname()
+    facts: dict[str, Any] = {
+        "kernel": uname.release,
+        "os": _os_pretty_name(),
+        "arch": uname.machine,
+        "cgroup_version": cgroup_version(),
+        "cpus": cpu_count(),
+        "memory_bytes": memory_total_bytes(),
+        "runtimes": runtimes(),
+        "state_root": str(root),
+    }
+    probe = root if root.exists() else root.parent
+    try:
+        usage = shutil.disk_usage(probe)
+        facts["disk_free_bytes"] = usage.free
+        facts["disk_total_bytes"] = usage.total
+    except OSError:
+        pass
+    return facts
+
+
+def _os_pretty_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+# --- registration and heartbeat ----------------------------------------------------------------------
+
+def beat(name: str | None = None) -> Host:
+    """Register or refresh this host's row with current facts and a fresh heartbeat; emit a host event."""
+    name = name or settings.BERTH_HOST_NAME
+    facts = host_facts()
+    host, _ = Host.objects.update_or_create(
+        name=name,
+        defaults={
+            "facts": facts,
+            "kernel": facts["kernel"],
+            "cgroup_version": facts["cgroup_version"],
+            "cpus": facts["cpus"],
+            "memory_bytes": facts["memory_bytes"],
+            "runtimes": facts["runtimes"],
+            "last_heartbeat": timezone.now(),
+        },
+    )
+    events.publish_host(host)
+    return host
+
+
+class Heartbeat(threading.Thread):
+    """Daemon thread in the worker's main process: heartbeat + recovery of jobs whose process died."""
+
+    def __init__(self, name: str | None = None, interval: float | None = None) -> None:
+        super().__init__(name="berth-heartbeat", daemon=True)
+        self.host_name = name or settings.BERTH_HOST_NAME
+        self.interval = interval if interval is not None else settings.BERTH_HEARTBEAT_SECONDS
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            try:
+                close_old_connections()
+                host = beat(self.host_name)
+                recover_orphaned_jobs(host)
+            except Exception:
+                log.exception("heartbeat of host %s failed", self.host_name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+# --- which process runs a job ------------------------------------------------------------------------
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime) counted after the ")" that ends the command name, which may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_token(pid: int | None = None) -> str:
+    """Identifies a live process across PID reuse: "<pid>:<start time in clock ticks>"."""
+    pid = pid or os.getpid()
+    return f"{pid}:{_start_ticks(pid)}"
+
+
+def token_alive(token: str) -> bool:
+    pid, _, ticks = (token or "").partition(":")
+    if not pid.isdigit():
+        return False
+    return _start_ticks(int(pid)) == ticks
+
+
+# --- recovery ----------------------------------------------------------------------------------------
+
+def recover_orphaned_jobs(host: Host) -> list[int]:
+    """Jobs of `host` left running by a process that no longer exists: re-queue them while attempts
+    remain, else fail them with a reason. Returns the ids of the jobs touched."""
+    touched = []
+    for job in Job.objects.filter(host=host, state=Job.State.RUNNING).only("id", "worker", "attempts"):
+        if token_alive(job.worker):
+            continue
+        if requeue_or_fail(job.pk, dead_worker=job.worker, host_name=host.name):
+            touched.append(job.pk)
+    return touched
+
+
+def requeue_or_fail(job_id: int, *, dead_worker: str, host_name: str) -> bool:
+    """Move one job from `running` under a dead process to `queued` (re-sent) or `failed`."""
+    max_attempts = settings.BERTH_JOB_MAX_ATTEMPTS
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("host").filter(pk=job_id).first()
+        if job is None or job.state != Job.State.RUNNING or job.worker != dead_worker:
+            return False
+        if job.attempts < max_attempts:
+            job.state = Job.State.QUEUED
+            job.message = f"re-queued: the worker for host {host_name} died during attempt {job.attempts}"
+            job.worker = ""
+            job.save(update_fields=["state", "message", "worker"])
+            send(job)
+        else:
+            job.state = Job.State.FAILED
+            job.error = f"worker for host {host_name} died while running this job ({job.attempts} attempts)"
+            job.finished = timezone.now()
+            job.worker = ""
+            job.save(update_fields=["state", "error", "finished", "worker"])
+        log.warning("job %s: %s", job.pk, job.message if job.state == Job.State.QUEUED else job.error)
+        transaction.on_commit(lambda: events.publish_job(job))
+    return True
+
+
+def resend_queued_jobs(host: Host, before) -> int:
+    """Re-send queued jobs created before this worker started: their message may have been prefetched
+    by a worker that died. Duplicated messages are harmless (a job is claimed once)."""
+    count = 0
+    for job in Job.objects.filter(host=host, state=Job.State.QUEUED, created__lt=before).select_related("host"):
+        with transaction.atomic():
+            send(job)
+        count += 1
+    return count

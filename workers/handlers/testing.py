@@ -1,0 +1,30 @@
+"""Job kinds for the test suite only; loaded when BERTH_TEST_HANDLERS=1 (see workers/handlers)."""
+
+from __future__ import annotations
+
+import time
+
+from workers.handlers import handler
+
+
+@handler("test.fail")
+def fail(job, report) -> dict:
+    report(30, "about to fail")
+    raise RuntimeError(job.params.get("error", "test failure as asked"))
+
+
+@handler("test.sleep")
+def sleep(job, report) -> dict:
+    """Sleeps `seconds` on the first `sleep_attempts` attempts (default 1), then succeeds."""
+    if job.attempts <= int(job.params.get("sleep_attempts", 1)):
+        report(50, "sleeping")
+        time.sleep(float(job.params.get("seconds", 60)))
+    return {"attempt": job.attempts}
+
+
+@handler("test.steps")
+def steps(job, report) -> dict:
+    n = int(job.params.get("steps", 4))
+    for i in range(1, n + 1):
+        report(i * 100 // (n + 1), f"step {i} of {n}")
+    return {"steps": n}

@@ -1,0 +1,142 @@
+"""Celery tasks: the only bridge between Jobs (Django) and the engine (workers/engine, Django-free).
+
+`run_job(job_id)` claims the job atomically (so a redelivered message never runs it twice at once),
+runs the registered handler, and always ends the job succeeded or failed. Worker start registers the
+host, recovers jobs a dead worker left running, and starts the heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from containers import events
+from containers.models import Job
+from workers import agent, handlers
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4000
+
+
+class JobError(Exception):
+    """An expected failure whose message is shown to the user as is (no exception class name)."""
+
+
+def describe(exc: BaseException) -> str:
+    """A readable one-paragraph error text for a failed job (the traceback goes to the log)."""
+    text = str(exc).strip()
+    if isinstance(exc, JobError) and text:
+        return text[:MAX_ERROR_CHARS]
+    name = type(exc).__name__
+    return (f"{name}: {text}" if text else name)[:MAX_ERROR_CHARS]
+
+
+def claim(job_id: int, token: str) -> Job | None:
+    """Atomically move the job to `running` for this process, or return None if it is not ours to run:
+    finished, cancelled, or running in another live process."""
+    now = timezone.now()
+    running_elsewhere = Job.objects.filter(pk=job_id, state=Job.State.RUNNING).values_list("worker", flat=True)
+    dead = [w for w in running_elsewhere if not agent.token_alive(w)]
+    # A redelivered message for a job whose process died (e.g. a pool child killed) takes it over,
+    # within the attempt budget; the heartbeat would otherwise re-queue it.
+    cond = Q(state=Job.State.QUEUED)
+    if dead:
+        cond |= Q(state=Job.State.RUNNING, worker=dead[0], attempts__lt=settings.BERTH_JOB_MAX_ATTEMPTS)
+    updated = Job.objects.filter(Q(pk=job_id) & cond).update(
+        state=Job.State.RUNNING,
+        worker=token,
+        attempts=F("attempts") + 1,
+        started=now,
+        progress=0,
+        message="",
+        error="",
+    )
+    if not updated:
+        return None
+    return Job.objects.select_related("host", "requested_by").get(pk=job_id)
+
+
+def _reporter(job: Job):
+    def report(progress: int, message: str = "") -> None:
+        job.progress = max(0, min(100, int(progress)))
+        job.message = str(message)[:500]
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(progress=job.progress, message=job.message)
+        events.publish_job(job)
+
+    return report
+
+
+def _finish(job: Job, state: str, *, result: Any = None, error: str = "") -> None:
+    job.state = state
+    job.finished = timezone.now()
+    job.error = error
+    job.result = result
+    job.worker = ""
+    if state == Job.State.SUCCEEDED:
+        job.progress = 100
+    # Only the process that claimed the job may finish it.
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=agent.process_token()).update(
+            state=state, finished=job.finished, error=error, result=result, progress=job.progress, worker=""
+        )
+    events.publish_job(job)
+
+
+@shared_task(name="workers.tasks.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_job(job_id: int) -> str:
+    job = claim(job_id, agent.process_token())
+    if job is None:
+        log.info("job %s: not claimed (already done, cancelled or running elsewhere)", job_id)
+        return "skipped"
+    log.info("job %s: %s attempt %s on %s", job.pk, job.kind, job.attempts, job.host.name)
+    events.publish_job(job)
+    finished = False
+    try:
+        fn = handlers.get(job.kind)
+        if fn is None:
+            raise JobError(f"no handler for job kind {job.kind!r} on host {job.host.name}")
+        result = fn(job, _reporter(job))
+        if result is not None and not isinstance(result, dict):
+            result = {"value": result}
+        _finish(job, Job.State.SUCCEEDED, result=result or {})
+        finished = True
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job.pk, job.kind)
+        _finish(job, Job.State.FAILED, error=describe(exc))
+        finished = True
+    finally:
+        if not finished:  # SystemExit, KeyboardInterrupt…: never leave the job running
+            _finish(job, Job.State.FAILED, error="the worker was interrupted while running this job")
+    return job.state
+
+
+# --- worker lifecycle --------------------------------------------------------------------------------
+
+_heartbeat: agent.Heartbeat | None = None
+
+
+@worker_ready.connect
+def _on_worker_ready(sender=None, **kwargs) -> None:
+    global _heartbeat
+    started = timezone.now()
+    host = agent.beat()
+    recovered = agent.recover_orphaned_jobs(host)
+    resent = agent.resend_queued_jobs(host, before=started)
+    log.info("host %s registered; %d orphaned job(s) recovered, %d queued job(s) re-sent",
+             host.name, len(recovered), resent)
+    _heartbeat = agent.Heartbeat(host.name)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(sender=None, **kwargs) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
