@@ -1,0 +1,235 @@
+"""The two forked processes of `create`, running the code of the caller after fork:
+
+- the intermediate process joins the cgroup, joins/unshares the namespaces (user first:
+  its uid/gid maps are written by the caller), forks the init and exits;
+- the init (pid 1 of the new pid namespace) builds the root filesystem, pivots, applies
+  the process settings, reports "ready" and blocks on exec.fifo until `start`.
+
+Messages to the caller are lines on a pipe: "pid N", "userns", "hooks", "ready",
+"error TEXT"; the caller answers "ok" or "fail" on a second pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from . import linux as L
+
+
+@dataclass
+class InitContext:
+    cfg: dict
+    bundle: str
+    rootfs: str
+    state_dir: str
+    msg_w: int
+    ack_r: int
+    stdio: tuple[int, int, int] = (0, 1, 2)
+    procs_files: list[str] = field(default_factory=list)
+    fifo_path: str = ""
+    seccomp_filter: object = None
+    console_fd: int = -1
+    want_hooks: bool = False
+    init_argv: list[str] | None = None  # args replaced for org.berth.init
+
+
+def err_text(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        if e.strerror and e.filename and str(e.filename) not in e.strerror:
+            return f"{e.strerror}: {e.filename}"
+        return e.strerror or str(e)
+    return str(e) or type(e).__name__
+
+
+def send(fd: int, line: str) -> None:
+    os.write(fd, (line.replace("\n", " ") + "\n").encode())
+
+
+def wait_ack(fd: int) -> None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            raise OSError(32, "runtime went away")
+        data += chunk
+    if data.strip() != b"ok":
+        raise OSError(125, "aborted by the runtime")
+
+
+def _dup_stdio(stdio: tuple[int, int, int]) -> None:
+    # dup first to fresh fds so that e.g. (1, 0, 2) swaps correctly
+    tmp = [os.dup(fd) for fd in stdio]
+    for i, fd in enumerate(tmp):
+        os.dup2(fd, i, inheritable=True)
+        os.close(fd)
+
+
+def intermediate(ctx: InitContext) -> None:
+    """Runs in the first child; never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _dup_stdio(ctx.stdio)
+        for f in ctx.procs_files:
+            with open(f, "w") as fh:
+                fh.write(str(os.getpid()))
+        linux = ctx.cfg.get("linux") or {}
+        nss = {ns["type"]: ns.get("path") or None for ns in linux.get("namespaces") or []}
+        # open every namespace to join before entering any (paths are host paths)
+        join = [(t, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for t, p in nss.items() if p]
+        join.sort(key=lambda x: (x[0] != "user", x[0] == "mount"))
+        for t, fd in join:
+            L.setns(fd, L.NAMESPACES[t][0])
+            os.close(fd)
+        new = [t for t, p in nss.items() if not p]
+        if "user" in new:
+            L.unshare(L.CLONE_NEWUSER)
+            send(ctx.msg_w, "userns")
+            wait_ack(ctx.ack_r)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        flags = 0
+        for t in new:
+            if t not in ("user", "time"):
+                flags |= L.NAMESPACES[t][0]
+        if flags:
+            L.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            container_init(ctx, set(new))
+        send(ctx.msg_w, f"pid {pid}")
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - everything goes to the caller as one line
+        try:
+            send(ctx.msg_w, "error " + err_text(e))
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def container_init(ctx: InitContext, ns_new: set[str]) -> None:
+    """pid 1 of the container; never returns."""
+    from . import process, rootfs
+
+    try:
+        os.setsid()
+        cfg = ctx.cfg
+        linux = cfg.get("linux") or {}
+        proc = dict(cfg["process"])
+        if ctx.init_argv:
+            proc["args"] = ctx.init_argv
+        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new)
+        if ctx.init_argv and ctx.init_argv[0] == "/dev/.berth-init":
+            target = os.path.join(ctx.rootfs, "dev/.berth-init")
+            rootfs._touch(target)
+            L.mount("/usr/bin/catatonit", target, None, L.MS_BIND)
+            L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY)
+        if ctx.want_hooks:
+            send(ctx.msg_w, "hooks")  # the caller runs prestart + createRuntime hooks now
+            wait_ack(ctx.ack_r)
+        hooks = (cfg.get("hooks") or {}).get("createContainer")
+        if hooks:
+            from .hooks import run_hooks
+
+            run_hooks(hooks, _creating_state(ctx), "createContainer")
+        fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+        # everything imported lazily later must be imported now: pivot_root hides the host's stdlib
+        if proc.get("terminal"):
+            import fcntl  # noqa: F401
+            import socket  # noqa: F401
+            import termios  # noqa: F401
+        if (cfg.get("hooks") or {}).get("startContainer"):
+            from . import hooks as _hooks  # noqa: F401
+        rootfs.pivot(ctx.rootfs)
+        if any(ns.get("type") == "uts" for ns in linux.get("namespaces") or []):  # never the host's name
+            if cfg.get("hostname"):
+                L.sethostname(cfg["hostname"])
+            if cfg.get("domainname"):
+                L.setdomainname(cfg["domainname"])
+        for key, value in (linux.get("sysctl") or {}).items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        if proc.get("terminal"):
+            _setup_console(ctx.console_fd)
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+        if (cfg.get("root") or {}).get("readonly"):
+            rootfs.readonly_root()
+
+        def wait_start() -> None:
+            send(ctx.msg_w, "ready")
+            os.close(ctx.msg_w)
+            os.close(ctx.ack_r)
+            fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            os.write(fd, b"0")
+            os.close(fd)
+            os.close(fifo_fd)
+            start_hooks = (cfg.get("hooks") or {}).get("startContainer")
+            if start_hooks:
+                from .hooks import run_hooks
+
+                run_hooks(start_hooks, _creating_state(ctx, "running"), "startContainer")
+
+        ready = False
+
+        def before_exec() -> None:
+            nonlocal ready
+            ready = True
+            wait_start()
+
+        process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec)
+    except BaseException as e:  # noqa: BLE001
+        text = err_text(e)
+        try:
+            if "ready" in locals() and ready:
+                os.write(2, f"berth-runtime: container init: {text}\n".encode())
+            else:
+                send(ctx.msg_w, "error " + text)
+        except OSError:
+            pass
+    os._exit(127)
+
+
+def _creating_state(ctx: InitContext, status: str = "created") -> dict:
+    return {"ociVersion": ctx.cfg.get("ociVersion"), "id": os.path.basename(ctx.state_dir), "status": status,
+            "pid": _host_pid(), "bundle": ctx.bundle, "annotations": ctx.cfg.get("annotations") or {}}
+
+
+def _host_pid() -> int:
+    # our pid as the host sees it: NSpid's first field
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return os.getpid()
+
+
+def _setup_console(sock_fd: int) -> None:
+    import fcntl
+    import socket
+    import termios
+
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    if sock_fd >= 0:
+        sock = socket.socket(fileno=sock_fd)
+        socket.send_fds(sock, [name.encode()], [master])
+        sock.close()
+    os.close(master)
+    if os.path.exists("/dev"):
+        rootfs_console = "/dev/console"
+        if not os.path.exists(rootfs_console):
+            os.close(os.open(rootfs_console, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        L.mount(name, rootfs_console, None, L.MS_BIND)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for i in range(3):
+        os.dup2(slave, i)
+    if slave > 2:
+        os.close(slave)
+    sys.stdin = sys.stdout = sys.stderr = None  # type: ignore[assignment]

@@ -1,0 +1,80 @@
+"""Build a libseccomp filter from config.json's `linux.seccomp` (OCI format) with pyseccomp.
+
+The filter is built in the `create` caller (errors surface there, and pyseccomp is imported
+only when a config asks for seccomp) and loaded by the container init just before exec;
+the forked init inherits the built filter context.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+_ARCHES = {
+    "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X32": "X32", "SCMP_ARCH_ARM": "ARM",
+    "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_MIPS": "MIPS", "SCMP_ARCH_MIPS64": "MIPS64",
+    "SCMP_ARCH_MIPS64N32": "MIPS64N32", "SCMP_ARCH_MIPSEL": "MIPSEL", "SCMP_ARCH_MIPSEL64": "MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32": "MIPSEL64N32", "SCMP_ARCH_PPC": "PPC", "SCMP_ARCH_PPC64": "PPC64",
+    "SCMP_ARCH_PPC64LE": "PPC64LE", "SCMP_ARCH_S390": "S390", "SCMP_ARCH_S390X": "S390X",
+    "SCMP_ARCH_PARISC": "PARISC", "SCMP_ARCH_PARISC64": "PARISC64", "SCMP_ARCH_RISCV64": "RISCV64",
+}
+_OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
+        "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+
+
+def _action(sc, name: str, errno_ret: int | None) -> int:
+    if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
+        return sc.KILL
+    if name == "SCMP_ACT_KILL_PROCESS":
+        return sc.KILL_PROCESS
+    if name == "SCMP_ACT_TRAP":
+        return sc.TRAP
+    if name == "SCMP_ACT_ERRNO":
+        return sc.ERRNO(_errno.EPERM if errno_ret is None else errno_ret)
+    if name == "SCMP_ACT_TRACE":
+        return sc.TRACE(_errno.EPERM if errno_ret is None else errno_ret)
+    if name == "SCMP_ACT_ALLOW":
+        return sc.ALLOW
+    if name == "SCMP_ACT_LOG":
+        return sc.LOG
+    raise ValueError(f"seccomp: unsupported action {name!r}")
+
+
+def build(spec: dict, no_new_privs: bool):
+    """Return a pyseccomp.SyscallFilter for the OCI `linux.seccomp` object (not loaded)."""
+    import pyseccomp as sc
+
+    default = _action(sc, spec.get("defaultAction", "SCMP_ACT_ALLOW"), spec.get("defaultErrnoRet"))
+    f = sc.SyscallFilter(default)
+    if not no_new_privs:
+        f.set_attr(sc.Attr.CTL_NNP, 0)  # the config did not ask for no_new_privs: keep it off
+    for arch in spec.get("architectures") or []:
+        a = _ARCHES.get(arch)
+        if a is None:
+            raise ValueError(f"seccomp: unknown architecture {arch!r}")
+        try:
+            f.add_arch(getattr(sc.Arch, a))
+        except OSError as e:
+            if e.errno != _errno.EEXIST:
+                raise
+    for rule in spec.get("syscalls") or []:
+        action = _action(sc, rule.get("action", ""), rule.get("errnoRet"))
+        if action == default:
+            continue  # libseccomp refuses a rule equal to the default action
+        args = []
+        for a in rule.get("args") or []:
+            op = _OPS.get(a.get("op", ""))
+            if op is None:
+                raise ValueError(f"seccomp: unknown comparison {a.get('op')!r}")
+            args.append(sc.Arg(a["index"], getattr(sc, op), a.get("value", 0), a.get("valueTwo", 0)))
+        # two conditions on the same argument cannot share a rule: add one rule per condition
+        same_index = len({a._arg for a in args}) != len(args)
+        for name in rule.get("names") or []:
+            try:
+                if same_index:
+                    for a in args:
+                        f.add_rule(action, name, a)
+                else:
+                    f.add_rule(action, name, *args)
+            except (OSError, RuntimeError, ValueError):
+                continue  # a syscall unknown to this kernel/libseccomp is skipped, as runc does
+    return f
