@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -29,7 +32,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def hosts(request: HttpRequest) -> HttpResponse:
-    return render(request, "containers/hosts.html", {"hosts": Host.objects.all()})
+    context = {"hosts": Host.objects.all(), "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
+    return render(request, "containers/hosts.html", context)
 
 
 @login_required
@@ -41,7 +45,12 @@ def jobs(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_visible_to(request.user), pk=pk)
-    return render(request, "containers/job_detail.html", {"job": job})
+    context = {
+        "job": job,
+        "params_json": json.dumps(job.params, indent=2, sort_keys=True),
+        "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else "",
+    }
+    return render(request, "containers/job_detail.html", context)
 
 
 @login_required

@@ -1,0 +1,52 @@
+// Live events from /ws/events/: each JSON event is re-dispatched as a "berth:event" DOM event on
+// document (detail = the event), so page scripts only listen. Reconnects with backoff; a 4401 close
+// (not signed in) sends the browser to the login page.
+(function () {
+  "use strict";
+  var status = document.getElementById("live-status");
+  var delay = 1000;
+  var socket = null;
+
+  function setLive(on) {
+    if (!status) return;
+    status.textContent = on ? "live" : "offline";
+    status.classList.toggle("on", on);
+  }
+
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + "/ws/events/");
+    socket.onopen = function () { delay = 1000; setLive(true); };
+    socket.onmessage = function (msg) {
+      var event;
+      try { event = JSON.parse(msg.data); } catch (e) { return; }
+      document.dispatchEvent(new CustomEvent("berth:event", { detail: event }));
+      document.dispatchEvent(new CustomEvent("berth:" + event.type, { detail: event }));
+    };
+    socket.onclose = function (e) {
+      setLive(false);
+      if (e.code === 4401) {
+        window.location.href = "/login/?next=" + encodeURIComponent(window.location.pathname);
+        return;
+      }
+      window.setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 15000);
+    };
+  }
+
+  window.Berth = window.Berth || {};
+  // Set every [data-field] inside `root` from `values` (text, progress value, badge class, datetime).
+  window.Berth.fill = function (root, values) {
+    root.querySelectorAll("[data-field]").forEach(function (el) {
+      var key = el.getAttribute("data-field");
+      if (!(key in values)) return;
+      var v = values[key];
+      if (el.tagName === "PROGRESS") { el.value = v; el.textContent = v + "%"; return; }
+      if (el.tagName === "TIME") { el.setAttribute("datetime", v || ""); el.textContent = v ? new Date(v).toLocaleString() : "—"; return; }
+      if (el.classList.contains("badge")) { el.className = "badge " + v; }
+      if (v === null || v === undefined || v === "") v = "—";
+      el.textContent = typeof v === "object" ? JSON.stringify(v, null, 2) : String(v);
+    });
+  };
+  connect();
+})();

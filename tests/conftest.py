@@ -1,0 +1,330 @@
+"""Shared fixtures for the whole suite (reuse them; each cleans up what it made, by PID).
+
+Real parts, no mocks:
+
+``redis_server`` (session)
+    A real ``redis-server`` on a free loopback port, in its own temporary directory, with persistence
+    off (``--save '' --appendonly no``). Has ``.url``, ``.port``, ``.pid``. Stopped by PID at the end.
+``redis_url`` (session)
+    ``redis://127.0.0.1:<port>/0`` of that server.
+``live_redis`` (function)
+    Points THIS test process at ``redis_server``: the Channels layer becomes the Redis layer (for
+    WebSocket tests that must see events from worker processes) and the Celery app sends tasks to
+    that broker. Returns the URL.
+``berth_worker`` (function; pulls in ``transactional_db`` and ``live_redis``)
+    Factory: ``start(host_name, state_root=None, env=None) -> WorkerHandle`` spawns a REAL
+    ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's SQLite FILE database,
+    with REDIS_URL, a temporary BERTH_STATE_ROOT (or the one given; reuse it to "restart" a host),
+    BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 and BERTH_TEST_HANDLERS=1 (test-only job kinds from
+    workers/handlers/testing.py: ``test.fail``, ``test.sleep``, ``test.steps``). It returns once the
+    worker's Host has heartbeaten. ``handle.host`` is the Host row, ``handle.kill9()`` SIGKILLs the
+    worker and all its pool processes, ``handle.stop()`` shuts it down warm (TERM, then KILL),
+    ``handle.log()`` returns its output. All workers are stopped by PID at teardown.
+``wait_for`` (function)
+    ``wait_for(predicate, timeout=60, what="...")`` polls until ``predicate()`` is truthy and returns
+    its value, else fails with ``what``. Waiting is not a timed assertion: timeouts are generous.
+``wait_job`` (function)
+    ``wait_job(job, *states, timeout=60) -> Job`` reloads the job until its state is one of ``states``
+    (default: any finished state).
+
+Tests that use workers need the database in transactional mode (``berth_worker`` requests it) so the
+worker processes see committed rows. The test database is a file (settings: DATABASES TEST NAME).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, start ticks) of every live descendant of `pid`, so they can be killed by id later."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            ticks = _start_ticks(child)
+            if ticks:
+                found.append((child, ticks))
+                todo.append(child)
+    return found
+
+
+def kill_exact(pid: int, ticks: str, sig: int = signal.SIGKILL) -> None:
+    """Signal `pid` only if it is still the process that started at `ticks` (no PID-reuse accidents)."""
+    if _start_ticks(pid) == ticks:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- redis -------------------------------------------------------------------------------------------
+
+@dataclass
+class RedisServer:
+    port: int
+    pid: int
+    dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    import redis
+
+    workdir = Path(tempfile.mkdtemp(prefix="berth-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"redis-server exited: {(workdir / 'redis.log').read_text(errors='replace')}")
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        _wait(ready, 30, "redis-server to answer PING")
+        client.close()
+        yield RedisServer(port=port, pid=proc.pid, dir=workdir)
+    finally:
+        stop_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+def _point_celery_at(url: str) -> None:
+    from webapp.celery import app
+
+    if app.conf.broker_url == url:
+        return
+    app.conf.update(broker_url=url, result_backend=url)
+    # Forget connection pools made for a previous broker URL (the next send makes new ones).
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.__dict__["amqp"]._producer_pool = None
+
+
+@pytest.fixture
+def live_redis(redis_url: str, settings) -> Iterator[str]:
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+    }
+    settings.REDIS_URL = redis_url
+    _point_celery_at(redis_url)
+    yield redis_url
+
+
+# --- workers -----------------------------------------------------------------------------------------
+
+@dataclass
+class WorkerHandle:
+    host_name: str
+    state_root: Path
+    proc: subprocess.Popen
+    log_path: Path
+    known: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def host(self):
+        from containers.models import Host
+
+        return Host.objects.get(name=self.host_name)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _remember_children(self) -> None:
+        for item in descendants(self.pid):
+            if item not in self.known:
+                self.known.append(item)
+
+    def kill9(self) -> None:
+        """SIGKILL the worker and its pool processes (by PID), as a crash would."""
+        self._remember_children()
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        for pid, ticks in self.known:
+            kill_exact(pid, ticks)
+        self.proc.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Warm shutdown (SIGTERM lets running jobs finish), then SIGKILL whatever is left."""
+        self._remember_children()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill9()
+
+
+@pytest.fixture
+def berth_worker(transactional_db, live_redis: str, tmp_path_factory) -> Iterator[Callable[..., WorkerHandle]]:
+    from django.db import connection
+    from django.utils import timezone
+
+    from containers.models import Host
+
+    db_path = connection.settings_dict["NAME"]
+    assert db_path and db_path != ":memory:" and "mode=memory" not in str(db_path), "workers need a file DB"
+    handles: list[WorkerHandle] = []
+
+    def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
+              env: dict[str, str] | None = None, timeout: float = 60) -> WorkerHandle:
+        root = Path(state_root) if state_root else tmp_path_factory.mktemp(f"state-{host_name}")
+        log_path = tmp_path_factory.mktemp("worker-log") / f"{host_name}.log"
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "webapp.settings",
+            "DATABASE_URL": f"sqlite:///{db_path}",
+            "REDIS_URL": live_redis,
+            "BERTH_STATE_ROOT": str(root),
+            "BERTH_HOST_NAME": host_name,
+            "BERTH_HEARTBEAT_SECONDS": "1",
+            "BERTH_TEST_HANDLERS": "1",
+            "BERTH_SECRET_KEY": "berth-tests-only-worker-key",
+            "PYTHONPATH": str(REPO),
+            **(env or {}),
+        }
+        since = timezone.now()
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
+                 "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        handle = WorkerHandle(host_name=host_name, state_root=root, proc=proc, log_path=log_path)
+        handles.append(handle)
+
+        def heartbeaten() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"worker for {host_name} exited with {proc.returncode}:\n{handle.log()[-4000:]}")
+            return Host.objects.filter(name=host_name, last_heartbeat__gte=since).exists()
+
+        _wait(heartbeaten, timeout, f"the worker of host {host_name} to heartbeat", interval=0.2)
+        handle._remember_children()
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop(timeout=10)
+
+
+# --- waiting -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    def wait(predicate: Callable[[], Any], timeout: float = 60, what: str = "a condition",
+             interval: float = 0.1) -> Any:
+        return _wait(predicate, timeout, what, interval)
+
+    return wait
+
+
+@pytest.fixture
+def wait_job() -> Callable[..., Any]:
+    def wait(job, *states: str, timeout: float = 60):
+        from containers.models import Job
+
+        wanted = states or Job.FINISHED_STATES
+
+        def reached():
+            job.refresh_from_db()
+            return job.state in wanted
+
+        _wait(reached, timeout, f"job #{job.pk} ({job.kind}) to reach {'/'.join(wanted)} (now {job.state})")
+        return job
+
+    return wait
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove this run's temporary state root and test-database directory (see webapp/settings.py)."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return
+    if not settings.configured:
+        return
+    tmp = Path(tempfile.gettempdir())
+    for path in (Path(settings.BERTH_STATE_ROOT), Path(settings.DATABASES["default"].get("TEST", {}).get("NAME", "")).parent):
+        if path.parent == tmp and path.name.startswith(("berth-test-", "berth-testdb-")):
+            shutil.rmtree(path, ignore_errors=True)
