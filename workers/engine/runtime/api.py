@@ -95,8 +95,11 @@ class Runtime:
             raise
 
     def _create(self, id, bundle, cfg, sdir, stdio, pid_file, console_socket) -> dict:
-        from .cgroups import Cgroup, resolve_path
+        import _thread
+
+        from .cgroups import Cgroup, resolve_path, warm_up_migration
         from .init import InitContext, intermediate
+
 
         linux = cfg.get("linux") or {}
         proc = cfg["process"]
@@ -115,6 +118,8 @@ class Runtime:
             try:
                 cg.create()
                 created_cg = True
+                # after the mkdirs: the warm-up holds cgroup_mutex while it waits
+                _thread.start_new_thread(warm_up_migration, ())
                 res = dict(linux.get("resources") or {})
                 if "devices" in res or linux.get("devices"):
                     res["devices"] = list(res.get("devices") or []) + [
@@ -155,7 +160,7 @@ class Runtime:
             ack_r, ack_w = os.pipe()
             fds += [msg_r, msg_w, ack_r, ack_w]
             ctx = InitContext(cfg=cfg, bundle=bundle, rootfs=rootfs, state_dir=sdir, msg_w=msg_w, ack_r=ack_r,
-                              stdio=stdio, procs_files=cg.procs_files(), fifo_path=fifo,
+                              stdio=stdio, fifo_path=fifo,
                               seccomp_filter=seccomp_filter, console_fd=console_fd, want_hooks=want_hooks,
                               init_argv=init_argv)
             child = os.fork()
@@ -180,6 +185,13 @@ class Runtime:
                 if kind == "pid":
                     init_pid = int(arg)
                     os.waitpid(child, 0)
+                    try:
+                        cg.join(init_pid)
+                    except OSError as e:
+                        err = e.strerror or str(e)
+                        os.write(ack_w, b"fail\n")
+                        continue
+                    os.write(ack_w, b"ok\n")
                 elif kind == "userns":
                     self._write_id_maps(child, linux)
                     os.write(ack_w, b"ok\n")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import linux as L
 
@@ -28,7 +28,6 @@ class InitContext:
     msg_w: int
     ack_r: int
     stdio: tuple[int, int, int] = (0, 1, 2)
-    procs_files: list[str] = field(default_factory=list)
     fifo_path: str = ""
     seccomp_filter: object = None
     console_fd: int = -1
@@ -73,9 +72,6 @@ def intermediate(ctx: InitContext) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _dup_stdio(ctx.stdio)
-        for f in ctx.procs_files:
-            with open(f, "w") as fh:
-                fh.write(str(os.getpid()))
         linux = ctx.cfg.get("linux") or {}
         nss = {ns["type"]: ns.get("path") or None for ns in linux.get("namespaces") or []}
         # open every namespace to join before entering any (paths are host paths)
@@ -91,9 +87,10 @@ def intermediate(ctx: InitContext) -> None:
             wait_ack(ctx.ack_r)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        # the cgroup namespace is made by the init once the caller has moved it into its cgroup
         flags = 0
         for t in new:
-            if t not in ("user", "time"):
+            if t not in ("user", "time", "cgroup"):
                 flags |= L.NAMESPACES[t][0]
         if flags:
             L.unshare(flags)
@@ -121,7 +118,20 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
         proc = dict(cfg["process"])
         if ctx.init_argv:
             proc["args"] = ctx.init_argv
-        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new)
+        joined = False
+
+        def join_cgroup() -> None:
+            # the caller writes our pid into cgroup.procs while we build the rootfs (the first
+            # cgroup migration waits for an RCU grace period: overlap it with the mounts)
+            nonlocal joined
+            if not joined:
+                wait_ack(ctx.ack_r)
+                if "cgroup" in ns_new:
+                    L.unshare(L.CLONE_NEWCGROUP)
+                joined = True
+
+        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new, before_cgroup_mount=join_cgroup)
+        join_cgroup()
         if ctx.init_argv and ctx.init_argv[0] == "/dev/.berth-init":
             target = os.path.join(ctx.rootfs, "dev/.berth-init")
             rootfs._touch(target)

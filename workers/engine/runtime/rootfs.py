@@ -212,7 +212,7 @@ def setup_dev(rootfs: str, devices: list[dict], userns: bool, default_dev: bool)
         make_device(rootfs, d, userns)
 
 
-def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str]) -> None:
+def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup_mount=None) -> None:
     """Everything before pivot_root, in the container's mount namespace."""
     linux = cfg.get("linux") or {}
     prop = PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate", L.MS_PRIVATE | L.MS_REC)
@@ -232,6 +232,8 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str]) -> None:
     mounts = cfg.get("mounts") or []
     cgroupns = "cgroup" in ns_new
     for m in mounts:
+        if m.get("type") == "cgroup" and before_cgroup_mount is not None:
+            before_cgroup_mount()
         do_mount(rootfs, bundle, m, cgroupns)
     dev_bound = any(os.path.normpath(m["destination"]) == "/dev" and ("bind" in (m.get("options") or []) or m.get("type") == "bind")
                     for m in mounts)
