@@ -1,0 +1,60 @@
+"""Per-user delivery of events over /ws/events/ (in-memory channel layer; no cross-process needed)."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client
+
+from containers import events
+from webapp.asgi import application
+
+
+def make_user(name: str, superuser: bool = False):
+    User = get_user_model()
+    if superuser:
+        return User.objects.create_superuser(name, password="pw-" + name + "-123")
+    return User.objects.create_user(name, password="pw-" + name + "-123")
+
+
+@pytest.mark.django_db
+def test_visible_to_rules():
+    alice, bob, root = make_user("alice"), make_user("bob"), make_user("root", superuser=True)
+    job = {"type": "job", "id": 1, "owner_id": alice.pk}
+    assert events.visible_to(alice, job)
+    assert not events.visible_to(bob, job)
+    assert events.visible_to(root, job)
+    assert not events.visible_to(AnonymousUser(), job)
+    assert not events.visible_to(bob, {"type": "job", "id": 2, "owner_id": None})
+    assert events.visible_to(bob, {"type": "host", "id": 1, "name": "h"})
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_consumer_delivers_only_what_the_user_may_see():
+    alice = await sync_to_async(make_user)("alice")
+    bob = await sync_to_async(make_user)("bob")
+
+    def cookie_for(user):
+        client = Client()
+        client.force_login(user)
+        return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+                (b"origin", b"http://127.0.0.1")]
+
+    headers = await sync_to_async(cookie_for)(alice)
+    comm = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    connected, _ = await comm.connect()
+    assert connected
+    layer = get_channel_layer()
+    send = lambda e: layer.group_send(events.GROUP, {"type": "berth.event", "event": e})  # noqa: E731
+    await send({"type": "job", "id": 10, "owner_id": bob.pk, "state": "running"})
+    await send({"type": "job", "id": 11, "owner_id": alice.pk, "state": "running"})
+    assert await comm.receive_json_from(timeout=5) == {"type": "job", "id": 11, "owner_id": alice.pk,
+                                                       "state": "running"}
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.send_json_to({"type": "ping"})
+    assert await comm.receive_json_from(timeout=5) == {"type": "pong"}
+    await comm.disconnect()
