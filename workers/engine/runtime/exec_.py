@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
+from . import process  # imported before fork: after setns(mnt) the host's files are out of reach
 from .errors import RuntimeError_
 from .init import err_text, send
 
@@ -89,6 +90,10 @@ def exec_in(st: dict, cg, proc: dict, *, stdio=(0, 1, 2), detach=False, pid_file
 
 
 def _relay(cg, ns_fds, proc, seccomp_filter, stdio, msg_w, console_fd, detach, preserve_fds) -> None:
+    import fcntl  # noqa: F401 - for the console, imported while the host's stdlib is visible
+    import socket  # noqa: F401
+    import termios  # noqa: F401
+
     from . import linux as L
     from .init import _dup_stdio
 
@@ -125,8 +130,6 @@ def _relay(cg, ns_fds, proc, seccomp_filter, stdio, msg_w, console_fd, detach, p
 
 
 def _exec_child(proc, seccomp_filter, msg_w, console_fd, preserve_fds) -> None:
-    from . import process
-
     try:
         if proc.get("terminal"):
             os.setsid()

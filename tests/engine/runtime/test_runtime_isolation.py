@@ -1,0 +1,269 @@
+"""Isolation: a real process in a container, asserting what it sees."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def test_pid1_and_only_own_processes(runtime, bundle):
+    b = bundle(["sh", "-c", "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '"])
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    first, pids = out.splitlines()
+    assert first == "1"
+    seen = [int(p) for p in pids.split()]
+    # sh (1), ls, grep, sort and tr at most: nothing of the host
+    assert seen[0] == 1 and len(seen) <= 5 and max(seen) < 20, seen
+
+
+def test_own_hostname(runtime, bundle):
+    b = bundle(["hostname"])
+    code, out, _ = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0 and out.strip() == "berth-test"
+    assert os.uname().nodename != "berth-test"
+
+
+def test_only_loopback_in_network_namespace(runtime, bundle):
+    b = bundle(["sh", "-c", "ls /sys/class/net; echo --; tail -n +3 /proc/net/dev | cut -d: -f1"])
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    sysfs, procnet = out.split("--\n")
+    assert sysfs.split() == ["lo"]
+    assert [x.strip() for x in procnet.split()] == ["lo"]
+
+
+def test_cannot_see_or_climb_to_host_files(runtime, bundle, tmp_path, busybox_rootfs):
+    secret = tmp_path / "host-secret"
+    secret.write_text("do not read")
+    b = bundle(["sh", "-c",
+                f"cat {secret} || echo no-abs; cd /; cd ../../../..; cat .{secret} || echo no-dotdot; "
+                f"cat /proc/1/root{secret} || echo no-procroot; cat /escape{secret} || echo no-symlink; "
+                "ls / | tr '\\n' ' '"])
+    os.symlink("../../../../../../..", b.upper / "escape")  # a symlink pointing far above /
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    assert "do not read" not in out
+    for marker in ("no-abs", "no-dotdot", "no-procroot", "no-symlink"):
+        assert marker in out
+    listing = out.splitlines()[-1].split()
+    assert set(listing) == set(os.listdir(busybox_rootfs)) | {"escape"}
+
+
+def test_memory_limit_oom_kills_and_is_reported(runtime, bundle):
+    b = bundle(["sh", "-c", "echo start; exec dd if=/dev/zero of=/dev/null bs=200M count=1"])
+    b.edit(lambda c: c["linux"].setdefault("resources", {}).update(
+        memory={"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}))
+    cid = runtime.new_id("oom")
+    r, w = os.pipe()
+    runtime.create(cid, str(b.path), stdout=w, stderr=w)
+    os.close(w)
+    runtime.start(cid)
+    runtime.wait_stopped(cid)
+    with os.fdopen(r) as f:
+        out = f.read()
+    assert "start" in out and "records out" not in out
+    assert runtime.oom_killed(cid) is True
+    assert runtime.state(cid)["oomKilled"] is True
+    runtime.delete(cid)
+
+
+def test_no_oom_reported_without_pressure(runtime, bundle):
+    b = bundle(["true"])
+    b.edit(lambda c: c["linux"].setdefault("resources", {}).update(memory={"limit": 64 * 1024 * 1024}))
+    cid = runtime.new_id()
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    runtime.wait_stopped(cid)
+    assert runtime.oom_killed(cid) is False
+    runtime.delete(cid)
+
+
+def test_pids_limit_stops_fork_bomb(runtime, bundle, tmp_path):
+    b = bundle(["sleep", "1000"])
+    b.edit(lambda c: c["linux"].setdefault("resources", {}).update(pids={"limit": 16}))
+    cid = runtime.new_id("pids")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    # a bounded bomb (60 forks) run through exec, which joins the container's cgroup
+    w = os.open(tmp_path / "bomb.out", os.O_WRONLY | os.O_CREAT, 0o600)  # a file: the sleeps keep it open
+    code = runtime.exec(cid, ["sh", "-c", "i=0; while [ $i -lt 60 ]; do sleep 1000 & i=$((i+1)); done"],
+                        stdout=w, stderr=w)
+    os.close(w)
+    out = (tmp_path / "bomb.out").read_text()
+    assert code != 0 and "can't fork" in out
+    pids = runtime.ps(cid)
+    assert 10 <= len(pids) <= 16
+    assert runtime.stats(cid)["pids"]["current"] <= 16
+    child = os.fork()  # the host still forks fine
+    if child == 0:
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    runtime.delete(cid, force=True)
+    from workers.engine.runtime.state import proc_start_time
+
+    for p in pids:  # gone, or a zombie its (host) parent has not reaped yet
+        st = proc_start_time(p)
+        assert st is None or st[0] == "Z"
+
+
+def test_cap_eff_equals_configured_set(runtime, bundle):
+    caps = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    b = bundle(["sh", "-c", "grep -E '^Cap(Eff|Prm|Bnd|Inh|Amb)' /proc/self/status"])
+    b.edit(lambda c: c["process"].update(capabilities={"bounding": caps, "effective": caps, "permitted": caps}))
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    vals = dict(line.split(":\t") for line in out.splitlines())
+    want = f"{(1 << 0) | (1 << 5) | (1 << 10):016x}"
+    assert vals["CapEff"] == want and vals["CapPrm"] == want and vals["CapBnd"] == want
+    assert vals["CapAmb"] == "0" * 16
+
+
+def test_non_root_user_gets_no_caps_and_its_ids(runtime, bundle):
+    b = bundle(["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status; umask"])
+    b.edit(lambda c: c["process"].update(user={"uid": 1000, "gid": 1001, "additionalGids": [2000], "umask": 0o077}))
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    lines = out.split("\n")
+    assert lines[0] == "1000" and lines[1] == "1001" and lines[2].split() == ["1001", "2000"]
+    assert lines[3].split()[1] == "0" * 16
+    assert lines[4] == "0077"
+
+
+def test_masked_paths_are_empty(runtime, bundle):
+    assert os.path.getsize("/proc/timer_list") == 0 and open("/proc/timer_list").read()  # the host's is not empty
+    b = bundle(["sh", "-c", "cat /proc/timer_list | wc -c; ls -A /sys/firmware | wc -l; cat /proc/keys | wc -c"])
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    assert out.split() == ["0", "0", "0"]
+
+
+def test_readonly_paths_and_readonly_rootfs(runtime, bundle):
+    b = bundle(["sh", "-c", "touch /newfile && echo rootfs-writable; echo 1 > /proc/sys/kernel/domainname "
+                            "&& echo procsys-writable; touch /dev/shm/x && echo shm-writable"])
+    b.edit(lambda c: c["root"].update(readonly=True))
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert "rootfs-writable" not in out and "procsys-writable" not in out
+    assert "shm-writable" in out  # tmpfs mounts stay writable
+    assert "Read-only file system" in err
+    assert not (b.upper / "newfile").exists()
+
+
+def test_overlay_rootfs_writes_land_in_upperdir(runtime, bundle, busybox_rootfs):
+    b = bundle(["sh", "-c", "echo hi > /newfile; rm /etc/hostname; cat /newfile"])
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    assert out == "hi\n"
+    assert (b.upper / "newfile").read_text() == "hi\n"
+    assert not (busybox_rootfs / "newfile").exists()
+    assert (busybox_rootfs / "etc/hostname").exists()  # the lower dir is untouched (whiteout in upper)
+    assert os.path.exists(b.upper / "etc/hostname") and os.stat(b.upper / "etc/hostname").st_rdev == 0
+
+
+def test_pause_freezes_and_resume_thaws(runtime, bundle):
+    b = bundle(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/counter; done"])
+    cid = runtime.new_id("pause")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    counter = b.upper / "tmp/counter"
+
+    def read() -> int:
+        while True:
+            try:
+                return int(counter.read_text())
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.01)
+
+    first = read()
+    while read() == first:
+        time.sleep(0.01)
+    runtime.pause(cid)
+    assert runtime.state(cid)["status"] == "paused"
+    frozen = read()
+    time.sleep(0.3)
+    assert read() == frozen  # not advancing while frozen
+    runtime.resume(cid)
+    assert runtime.state(cid)["status"] == "running"
+    deadline = time.monotonic() + 30
+    while read() == frozen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert read() > frozen
+    runtime.delete(cid, force=True)
+
+
+def test_exec_runs_in_the_same_namespaces(runtime, bundle):
+    b = bundle(["sleep", "1000"])
+    cid = runtime.new_id("exec")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    init = runtime.state(cid)["pid"]
+    names = ["pid", "net", "mnt", "uts", "ipc", "cgroup"]
+    r, w = os.pipe()
+    code = runtime.exec(cid, ["sh", "-c", "for n in " + " ".join(names) + "; do readlink /proc/self/ns/$n; done; "
+                                          "hostname; echo $$; cat /proc/self/cgroup | grep -c /"],
+                        stdout=w, stderr=w)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read().splitlines()
+    assert code == 0, out
+    want = [os.readlink(f"/proc/{init}/ns/{n}") for n in names]
+    assert out[: len(names)] == want
+    assert out[len(names)] == "berth-test"
+    assert int(out[len(names) + 1]) > 1  # a new pid in the container's pid namespace
+    assert runtime.exec(cid, ["sh", "-c", "exit 7"]) == 7
+    assert init in runtime.ps(cid)
+    runtime.delete(cid, force=True)
+
+
+def test_seccomp_from_config_is_applied(runtime, bundle):
+    b = bundle(["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x && echo made; echo alive"])
+    b.edit(lambda c: c["linux"].update(seccomp={
+        "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    assert "Seccomp:\t2" in out and "made" not in out and "alive" in out
+    assert "Operation not permitted" in err
+
+
+def test_init_reaps_zombies_when_asked(runtime, bundle):
+    if not os.path.exists("/usr/bin/catatonit"):
+        pytest.skip("no catatonit on this host")
+    script = "(sleep 0.1 &); sleep 0.5; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o stat | grep -c '^Z' || true"
+    b = bundle(["sh", "-c", script])
+    b.edit(lambda c: c.setdefault("annotations", {}).update({"org.berth.init": "1"}))
+    code, out, err = runtime.run_capture(runtime.new_id(), b)
+    assert code == 0, err
+    cmdline, zombies = out.splitlines()
+    assert cmdline.startswith("/dev/.berth-init")
+    assert zombies.strip() == "0"
+
+
+def test_user_namespace_maps_ids(runtime, bundle):
+    b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], overlay=False)
+
+    def userns(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        c["mounts"] = [m for m in c["mounts"] if m["type"] not in ("cgroup", "sysfs", "mqueue")]
+        c["linux"]["resources"] = {}
+
+    b.edit(userns)
+    for parent in b.path.parents:  # pytest's tmp dirs are 0700: let the mapped root traverse them
+        if str(parent) in ("/", "/tmp"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    for dirpath, dirnames, filenames in os.walk(b.rootfs):
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), 200000, 200000)
+    os.lchown(b.rootfs, 200000, 200000)
+    code, out, err = runtime.run_capture(runtime.new_id("userns"), b)
+    assert code == 0, err
+    lines = [line.split() for line in out.splitlines()]
+    assert lines[0] == ["0", "200000", "65536"] and lines[1] == ["0", "200000", "65536"]
+    assert lines[2] == ["0"]
