@@ -102,6 +102,8 @@ def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int 
         os.chdir(proc.get("cwd") or "/")
     except OSError as e:
         raise OSError(e.errno, f"chdir to cwd ({proc.get('cwd')!r}) set in config.json failed: {e.strerror}") from None
+    if not any(e.startswith("HOME=") for e in env):  # as runc: HOME from the container's passwd
+        env = list(env) + ["HOME=" + _home_of(int((proc.get("user") or {}).get("uid", 0)))]
     exe = lookup(args[0], env)
     if before_exec is not None:
         before_exec()
@@ -110,6 +112,18 @@ def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int 
     if seccomp_filter is not None and nnp:
         seccomp_filter.load()
     os.execve(exe, args, dict(_env_pairs(env)))
+
+
+def _home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
 
 
 def _env_pairs(env: list[str]):

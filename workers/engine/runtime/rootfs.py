@@ -117,6 +117,8 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool) -> None:
     L.mount("tmpfs", dest, "tmpfs", base, "mode=755")
     own = _own_cgroup()
     for key, mnt, _root in hs:
+        if key == UNIFIED:
+            continue  # hybrid host: like runc, the container sees the v1 hierarchies only
         name = key.replace("name=", "") if key.startswith("name=") else key
         sub = os.path.join(dest, name)
         os.makedirs(sub, exist_ok=True)
