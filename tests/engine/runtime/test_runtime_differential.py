@@ -26,7 +26,7 @@ PROBES = {
     "init": "cat /proc/1/cmdline | tr '\\0' ' '; echo",
     "netdevs": "ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1",
     "dev": "ls -l /dev | awk '{print $1, $5, $6, $NF}'",
-    "pid": "echo $$; cat /proc/self/stat | cut -d' ' -f1-4",
+    "pid": "echo $$; cat /proc/self/stat | cut -d' ' -f2-4",
     "cwd_umask": "pwd; umask",
     "cgroup": "cat /proc/self/cgroup | cut -d: -f2,3",
     "env": "env | grep -v '^_=\\|^PWD=\\|^SHLVL=' | sort",
