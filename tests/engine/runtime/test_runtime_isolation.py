@@ -230,17 +230,52 @@ def test_seccomp_from_config_is_applied(runtime, bundle):
     assert "Operation not permitted" in err
 
 
-def test_init_reaps_zombies_when_asked(runtime, bundle):
-    if not os.path.exists("/usr/bin/catatonit"):
+def _zombies_and_pid1(runtime, b, tmp_path) -> tuple[int, str]:
+    """Start `b` (an orphan is made, then pid 1's process execs a non-reaping sleep) and
+    count zombies from an exec'd shell once the orphan has exited."""
+    cid = runtime.new_id("init")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    out = tmp_path / "zombies.out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    code = runtime.exec(cid, ["sh", "-c", "sleep 0.5; ps -o stat | grep -c '^Z'; cat /proc/1/cmdline | tr '\\0' ' '"],
+                        stdout=fd, stderr=fd)
+    os.close(fd)
+    zombies, cmdline = out.read_text().splitlines()[:2]
+    runtime.delete(cid, force=True)
+    assert code in (0, 1)
+    return int(zombies), cmdline
+
+
+ORPHAN_MAKER = ["sh", "-c", "(sleep 0.1 &); exec sleep 1000"]
+
+
+@pytest.mark.parametrize("which", ["catatonit", "python"])
+def test_init_reaps_zombies_when_asked(runtime, bundle, which, monkeypatch, tmp_path):
+    if which == "catatonit" and not os.path.exists("/usr/bin/catatonit"):
         pytest.skip("no catatonit on this host")
-    script = "(sleep 0.1 &); sleep 0.5; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o stat | grep -c '^Z' || true"
-    b = bundle(["sh", "-c", script])
+    if which == "python":
+        monkeypatch.setenv("BERTH_RUNTIME_PYTHON_INIT", "1")
+    b = bundle(ORPHAN_MAKER)
     b.edit(lambda c: c.setdefault("annotations", {}).update({"org.berth.init": "1"}))
-    code, out, err = runtime.run_capture(runtime.new_id(), b)
-    assert code == 0, err
-    cmdline, zombies = out.splitlines()
-    assert cmdline.startswith("/dev/.berth-init")
-    assert zombies.strip() == "0"
+    zombies, cmdline = _zombies_and_pid1(runtime, b, tmp_path)
+    assert zombies == 0
+    assert not cmdline.startswith("sleep")
+    if which == "catatonit":
+        assert cmdline.startswith("/dev/.berth-init")
+
+
+def test_init_exits_with_its_childs_status(runtime, bundle, monkeypatch):
+    monkeypatch.setenv("BERTH_RUNTIME_PYTHON_INIT", "1")
+    b = bundle(["sh", "-c", "exit 9"])
+    b.edit(lambda c: c.setdefault("annotations", {}).update({"org.berth.init": "1"}))
+    assert runtime.run(runtime.new_id(), str(b.path)) == 9
+
+
+def test_without_init_orphans_stay_zombies(runtime, bundle, tmp_path):
+    # the control for the tests above: a pid 1 that does not reap leaves the orphan a zombie
+    zombies, cmdline = _zombies_and_pid1(runtime, bundle(ORPHAN_MAKER), tmp_path)
+    assert zombies == 1 and cmdline.startswith("sleep")
 
 
 def test_user_namespace_maps_ids(runtime, bundle):

@@ -149,11 +149,12 @@ class Runtime:
                 console_fd = s.detach()
                 fds.append(console_fd)
             init_argv = None
+            python_init = False
             if _uses_init(cfg):
-                if os.path.exists(CATATONIT):
+                if os.path.exists(CATATONIT) and not os.environ.get("BERTH_RUNTIME_PYTHON_INIT"):
                     init_argv = ["/dev/.berth-init", "--"] + list(proc["args"])
                 else:
-                    init_argv = ["/proc/self/exe"]  # unreachable on hosts with catatonit
+                    python_init = True
             hooks = cfg.get("hooks") or {}
             want_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
             msg_r, msg_w = os.pipe()
@@ -162,7 +163,7 @@ class Runtime:
             ctx = InitContext(cfg=cfg, bundle=bundle, rootfs=rootfs, state_dir=sdir, msg_w=msg_w, ack_r=ack_r,
                               stdio=stdio, fifo_path=fifo,
                               seccomp_filter=seccomp_filter, console_fd=console_fd, want_hooks=want_hooks,
-                              init_argv=init_argv)
+                              init_argv=init_argv, python_init=python_init)
             child = os.fork()
             if child == 0:
                 os.close(msg_r)
@@ -511,7 +512,7 @@ class Runtime:
 
         st = S.load(self.root, id)
         status = self._status(st)
-        if status == "stopped" or status == "created" and False:
+        if status == "stopped":
             raise InvalidState("cannot exec in a stopped container")
         if status == "paused" and not ignore_paused:
             raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")

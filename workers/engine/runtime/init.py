@@ -32,7 +32,8 @@ class InitContext:
     seccomp_filter: object = None
     console_fd: int = -1
     want_hooks: bool = False
-    init_argv: list[str] | None = None  # args replaced for org.berth.init
+    init_argv: list[str] | None = None  # args replaced for org.berth.init (catatonit)
+    python_init: bool = False  # org.berth.init without catatonit: reaper.py stays pid 1
 
 
 def err_text(e: BaseException) -> str:
@@ -153,6 +154,8 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             import termios  # noqa: F401
         if (cfg.get("hooks") or {}).get("startContainer"):
             from . import hooks as _hooks  # noqa: F401
+        if ctx.python_init:
+            from . import reaper
         rootfs.pivot(ctx.rootfs)
         if any(ns.get("type") == "uts" for ns in linux.get("namespaces") or []):  # never the host's name
             if cfg.get("hostname"):
@@ -189,6 +192,8 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             nonlocal ready
             ready = True
             wait_start()
+            if ctx.python_init:
+                reaper.fork_and_reap()
 
         process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec)
     except BaseException as e:  # noqa: BLE001
