@@ -198,3 +198,11 @@ def test_cli_spec_writes_a_config(tmp_path):
     assert cfg["process"]["args"] == ["sh"] and "seccomp" not in cfg["linux"]
     again = cli(tmp_path, "spec", "--bundle", str(tmp_path))
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_cli_run_with_terminal_proxies_the_pty(tmp_path, bundle, runtime):
+    b = bundle(["sh", "-c", "tty; echo from-tty; exit 3"])
+    b.edit(lambda c: c["process"].update(terminal=True))
+    p = cli(runtime.root, "run", "--bundle", str(b.path), runtime.new_id("tty"))
+    assert p.returncode == 3, p.stderr
+    assert p.stdout.replace("\r", "").splitlines() == ["/dev/pts/0", "from-tty"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -40,6 +39,21 @@ def _read_line(fd: int, buf: bytearray) -> str | None:
     line = bytes(buf[:i]).decode(errors="replace")
     del buf[: i + 1]
     return line
+
+
+def _rmtree(path: str) -> None:
+    """A state dir holds a few plain files: no need for shutil (slow to import)."""
+    try:
+        for name in os.listdir(path):
+            try:
+                os.unlink(os.path.join(path, name))
+            except IsADirectoryError:
+                _rmtree(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def parse_signal(sig: int | str) -> int:
@@ -73,7 +87,7 @@ class Runtime:
     # -- create / start ------------------------------------------------------------------
 
     def create(self, id: str, bundle: str, *, stdin: int = 0, stdout: int = 1, stderr: int = 2,
-               pid_file: str | None = None, console_socket: str | None = None) -> dict:
+               pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0) -> dict:
         """Set the container up to the point of exec; it then waits for `start`."""
         C.check_id(id)
         bundle = os.path.abspath(bundle)
@@ -89,12 +103,12 @@ class Runtime:
         except FileExistsError:
             raise ContainerExists(f"container with id exists: {id}") from None
         try:
-            return self._create(id, bundle, cfg, sdir, (stdin, stdout, stderr), pid_file, console_socket)
+            return self._create(id, bundle, cfg, sdir, (stdin, stdout, stderr), pid_file, console_socket, preserve_fds)
         except BaseException:
-            shutil.rmtree(sdir, ignore_errors=True)
+            _rmtree(sdir)
             raise
 
-    def _create(self, id, bundle, cfg, sdir, stdio, pid_file, console_socket) -> dict:
+    def _create(self, id, bundle, cfg, sdir, stdio, pid_file, console_socket, preserve_fds=0) -> dict:
         import _thread
 
         from .cgroups import Cgroup, resolve_path, warm_up_migration
@@ -163,7 +177,7 @@ class Runtime:
             ctx = InitContext(cfg=cfg, bundle=bundle, rootfs=rootfs, state_dir=sdir, msg_w=msg_w, ack_r=ack_r,
                               stdio=stdio, fifo_path=fifo,
                               seccomp_filter=seccomp_filter, console_fd=console_fd, want_hooks=want_hooks,
-                              init_argv=init_argv, python_init=python_init)
+                              init_argv=init_argv, python_init=python_init, preserve_fds=preserve_fds)
             child = os.fork()
             if child == 0:
                 os.close(msg_r)
@@ -434,7 +448,7 @@ class Runtime:
                 except OSError as e2:
                     raise RuntimeError_(f"removing cgroup {cg.path}: {e2.strerror}") from None
         hooks = (st.get("config") or {}).get("hooks") or {}
-        shutil.rmtree(os.path.join(self.root, id), ignore_errors=True)
+        _rmtree(os.path.join(self.root, id))
         if hooks.get("poststop"):
             from .hooks import run_hooks_quietly
 
@@ -444,7 +458,7 @@ class Runtime:
 
     def run(self, id: str, bundle: str, *, stdin: int = 0, stdout: int = 1, stderr: int = 2,
             pid_file: str | None = None, console_socket: str | None = None, detach: bool = False,
-            forward_signals: bool = False, keep: bool = False) -> int:
+            forward_signals: bool = False, keep: bool = False, preserve_fds: int = 0) -> int:
         """create + start; in the foreground wait for the init and return its exit code
         (128+signal when killed), then delete the container unless `keep`."""
         from . import linux as L
@@ -458,10 +472,34 @@ class Runtime:
             if not cur.value:
                 L.set_subreaper(True)  # the init is reparented to us when the intermediate exits
                 subreaper = True
+        listener = None
         try:
+            if not detach and not console_socket:
+                try:
+                    terminal = bool(C.load(os.path.abspath(bundle))["process"].get("terminal"))
+                except RuntimeError_:
+                    terminal = False  # create reports the error
+                if terminal:  # no console socket: we hold the pty and copy it to our stdio, as runc does
+                    import socket
+
+                    os.makedirs(self.root, mode=0o711, exist_ok=True)
+                    console_socket = os.path.join(self.root, f".{id}.console")
+                    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    if os.path.exists(console_socket):
+                        os.unlink(console_socket)
+                    listener.bind(console_socket)
+                    listener.listen(1)
             st = self.create(id, bundle, stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
-                             console_socket=console_socket)
+                             console_socket=console_socket, preserve_fds=preserve_fds)
             pid = st["pid"]
+            master = -1
+            if listener is not None:
+                import socket
+
+                conn, _ = listener.accept()
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+                conn.close()
+                master = fds[0]
             try:
                 self.start(id)
             except BaseException:
@@ -481,6 +519,10 @@ class Runtime:
                           signal.SIGUSR2, signal.SIGWINCH):
                     old[s] = signal.signal(s, fwd)
             try:
+                if master >= 0:
+                    from .console import proxy
+
+                    proxy(master, stdin, stdout)
                 while True:
                     try:
                         _, status = os.waitpid(pid, 0)
@@ -498,6 +540,12 @@ class Runtime:
                 self.delete(id, force=True)
             return code
         finally:
+            if listener is not None:
+                listener.close()
+                try:
+                    os.unlink(console_socket)
+                except OSError:
+                    pass
             if subreaper:
                 L.set_subreaper(False)
 

@@ -173,13 +173,13 @@ def _dispatch(cmd: str, o: dict, pos: list[str], g: dict) -> int:
     if cmd == "create":
         _need(pos, 1, cmd, "create [options] <container-id>")
         rt.create(pos[0], o.get("bundle") or os.getcwd(), pid_file=o.get("pid_file"),
-                  console_socket=o.get("console_socket"))
+                  console_socket=o.get("console_socket"), preserve_fds=int(o.get("preserve_fds") or 0))
         return 0
     if cmd == "run":
         _need(pos, 1, cmd, "run [options] <container-id>")
         return rt.run(pos[0], o.get("bundle") or os.getcwd(), pid_file=o.get("pid_file"),
                       console_socket=o.get("console_socket"), detach=bool(o.get("detach")),
-                      forward_signals=True, keep=bool(o.get("keep")))
+                      forward_signals=True, keep=bool(o.get("keep")), preserve_fds=int(o.get("preserve_fds") or 0))
     if cmd == "exec":
         _need(pos, 1, cmd, "exec [options] <container-id> <command> [command options]")
         process = None

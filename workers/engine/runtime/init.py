@@ -14,26 +14,31 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass
 
 from . import linux as L
 
 
-@dataclass
 class InitContext:
-    cfg: dict
-    bundle: str
-    rootfs: str
-    state_dir: str
-    msg_w: int
-    ack_r: int
-    stdio: tuple[int, int, int] = (0, 1, 2)
-    fifo_path: str = ""
-    seccomp_filter: object = None
-    console_fd: int = -1
-    want_hooks: bool = False
-    init_argv: list[str] | None = None  # args replaced for org.berth.init (catatonit)
-    python_init: bool = False  # org.berth.init without catatonit: reaper.py stays pid 1
+    """What the forked processes need (a plain class: dataclasses costs ms of import)."""
+
+    def __init__(self, cfg: dict, bundle: str, rootfs: str, state_dir: str, msg_w: int, ack_r: int, *,
+                 stdio: tuple[int, int, int] = (0, 1, 2), fifo_path: str = "", seccomp_filter: object = None,
+                 console_fd: int = -1, want_hooks: bool = False, init_argv: list[str] | None = None,
+                 python_init: bool = False, preserve_fds: int = 0):
+        self.cfg = cfg
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.state_dir = state_dir
+        self.msg_w = msg_w
+        self.ack_r = ack_r
+        self.stdio = stdio
+        self.fifo_path = fifo_path
+        self.seccomp_filter = seccomp_filter
+        self.console_fd = console_fd
+        self.want_hooks = want_hooks
+        self.init_argv = init_argv  # args replaced for org.berth.init (catatonit)
+        self.python_init = python_init  # org.berth.init without catatonit: reaper.py stays pid 1
+        self.preserve_fds = preserve_fds
 
 
 def err_text(e: BaseException) -> str:
@@ -195,7 +200,7 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             if ctx.python_init:
                 reaper.fork_and_reap()
 
-        process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec)
+        process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec, preserve_fds=ctx.preserve_fds)
     except BaseException as e:  # noqa: BLE001
         text = err_text(e)
         try:

@@ -108,6 +108,11 @@ def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int 
     if before_exec is not None:
         before_exec()
     os.closerange(3 + preserve_fds, 1 << 20)  # nothing of the runtime leaks into the container
+    for fd in range(3, 3 + preserve_fds):  # --preserve-fds: the caller's fds 3.. go through exec
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
     reset_signals()
     if seccomp_filter is not None and nnp:
         seccomp_filter.load()
