@@ -67,8 +67,9 @@ def submit(
         if idempotency_key:
             return Job.objects.get(idempotency_key=idempotency_key)
         raise
-    send(job)
+    # The "queued" event goes out before the task: a fast worker's "running" must not be overtaken by it.
     transaction.on_commit(lambda: events.publish_job(job))
+    send(job)
     return job
 
 

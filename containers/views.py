@@ -7,10 +7,11 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from . import events
 from . import jobs as job_dispatch
 from .models import Host, Job
 
@@ -40,6 +41,15 @@ def hosts(request: HttpRequest) -> HttpResponse:
 def jobs(request: HttpRequest) -> HttpResponse:
     items = list(jobs_visible_to(request.user)[:JOBS_PAGE_SIZE])
     return render(request, "containers/jobs.html", {"jobs": items})
+
+
+@login_required
+def jobs_state(request: HttpRequest) -> JsonResponse:
+    """Current state of the listed jobs (?ids=1,2,3) as event dicts: pages resync with it when their
+    WebSocket (re)connects, since events sent while it was down are not replayed."""
+    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()][:JOBS_PAGE_SIZE]
+    found = jobs_visible_to(request.user).filter(pk__in=ids)
+    return JsonResponse({"jobs": [events.job_event(job) for job in found]})
 
 
 @login_required

@@ -16,7 +16,12 @@
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + "/ws/events/");
-    socket.onopen = function () { delay = 1000; setLive(true); };
+    socket.onopen = function () {
+      delay = 1000;
+      setLive(true);
+      // Events sent before this moment are not replayed: pages resync on this signal.
+      document.dispatchEvent(new CustomEvent("berth:open"));
+    };
     socket.onmessage = function (msg) {
       var event;
       try { event = JSON.parse(msg.data); } catch (e) { return; }
@@ -34,6 +39,12 @@
     };
   }
 
+  // Times are rendered server-side in UTC; show them in the browser's time zone.
+  function localTime(el) {
+    var iso = el.getAttribute("datetime");
+    el.textContent = iso ? new Date(iso).toLocaleString() : "—";
+  }
+
   window.Berth = window.Berth || {};
   // Set every [data-field] inside `root` from `values` (text, progress value, badge class, datetime).
   window.Berth.fill = function (root, values) {
@@ -42,11 +53,12 @@
       if (!(key in values)) return;
       var v = values[key];
       if (el.tagName === "PROGRESS") { el.value = v; el.textContent = v + "%"; return; }
-      if (el.tagName === "TIME") { el.setAttribute("datetime", v || ""); el.textContent = v ? new Date(v).toLocaleString() : "—"; return; }
+      if (el.tagName === "TIME") { el.setAttribute("datetime", v || ""); localTime(el); return; }
       if (el.classList.contains("badge")) { el.className = "badge " + v; }
       if (v === null || v === undefined || v === "") v = "—";
       el.textContent = typeof v === "object" ? JSON.stringify(v, null, 2) : String(v);
     });
   };
+  document.querySelectorAll("time[data-local]").forEach(localTime);
   connect();
 })();

@@ -47,13 +47,46 @@
     var created = document.createElement("td");
     var time = document.createElement("time");
     time.setAttribute("data-field", "created");
+    time.setAttribute("data-local", "");
     created.appendChild(time);
     tr.appendChild(created);
     return tr;
   }
 
+  var FINISHED = { succeeded: 1, failed: 1, cancelled: 1 };
+  var shown = {}; // job id -> {state, attempts} last displayed
+
+  // Events from different processes can arrive out of order: never move a finished job back,
+  // unless a new attempt started.
+  function stale(job) {
+    var last = shown[job.id];
+    if (!last) return false;
+    if (job.attempts > last.attempts) return false;
+    return FINISHED[last.state] && !FINISHED[job.state];
+  }
+
+  // On (re)connect, fetch the current state of every job shown that has not finished.
+  document.addEventListener("berth:open", function () {
+    var ids = [];
+    document.querySelectorAll("[data-job-id]").forEach(function (el) {
+      var badge = el.querySelector('[data-field="state"]');
+      if (!badge || !FINISHED[badge.textContent.trim()]) ids.push(el.getAttribute("data-job-id"));
+    });
+    if (!ids.length) return;
+    fetch("/jobs/state/?ids=" + ids.join(","), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : { jobs: [] }; })
+      .then(function (data) {
+        data.jobs.forEach(function (job) {
+          document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
+        });
+      })
+      .catch(function () {});
+  });
+
   document.addEventListener("berth:job", function (e) {
     var job = e.detail;
+    if (stale(job)) return;
+    shown[job.id] = { state: job.state, attempts: job.attempts };
     var values = Object.assign({}, job, { detail: job.error || job.message || "" });
     if (tbody) {
       var row = document.getElementById("job-" + job.id);
