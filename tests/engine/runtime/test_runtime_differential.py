@@ -30,6 +30,7 @@ PROBES = {
     "cwd_umask": "pwd; umask",
     "cgroup": "cat /proc/self/cgroup | cut -d: -f2,3",
     "env": "env | grep -v '^_=\\|^PWD=\\|^SHLVL=' | sort",
+    "refused": "unshare -U true 2>/dev/null; echo unshare=$?; mkdir /tmp/d && rmdir /tmp/d && echo mkdir=ok; true",
 }
 
 
@@ -70,7 +71,7 @@ def _run_runc(root, ids, b) -> str:
     return p.stdout
 
 
-@pytest.mark.parametrize("variant", ["default", "readonly-user-caps"])
+@pytest.mark.parametrize("variant", ["default", "readonly-user-caps", "default-seccomp-profile"])
 def test_same_bundle_same_view_as_runc(runtime, bundle, runc_root, variant):
     b = bundle(["sh", "-c", _script()], overlay=False)
 
@@ -85,6 +86,10 @@ def test_same_bundle_same_view_as_runc(runtime, bundle, runc_root, variant):
                                        {"type": "RLIMIT_NPROC", "soft": 100, "hard": 200}]
             c["process"]["noNewPrivileges"] = False
             c["process"]["cwd"] = "/tmp"
+        if variant == "default-seccomp-profile":
+            from workers.engine.runtime.seccomp_profile import default_profile
+
+            c["linux"]["seccomp"] = default_profile()
 
     b.edit(edit)
     root, ids = runc_root
