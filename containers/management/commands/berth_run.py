@@ -111,6 +111,8 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default=os.environ.get("BERTH_BIND", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("BERTH_HTTP_PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=2, help="job processes of the worker")
+        parser.add_argument("--redis-port", type=int, default=int(os.environ.get("BERTH_REDIS_PORT", "6379")),
+                            help="port of the redis-server started here (taken or 0: a free one)")
 
     def handle(self, *args, **opts) -> None:
         root = Path(settings.BERTH_STATE_ROOT)
@@ -144,7 +146,7 @@ class Command(BaseCommand):
         env = {**os.environ, "BERTH_STATE_ROOT": str(root), "BERTH_HOST_NAME": host_name,
                "DJANGO_SETTINGS_MODULE": "webapp.settings",
                "PYTHONPATH": str(REPO) + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
-        redis_url = self._start_redis(root, logs, env)
+        redis_url = self._start_redis(root, logs, env, opts["redis_port"])
         env["REDIS_URL"] = redis_url
         self._use_redis(redis_url)
 
@@ -196,14 +198,14 @@ class Command(BaseCommand):
             return f"login: {username} / the password in BERTH_ADMIN_PASSWORD"
         return f"login: {username} (password unchanged; set BERTH_ADMIN_PASSWORD to reset it)"
 
-    def _start_redis(self, root: Path, logs: Path, env: dict[str, str]) -> str:
+    def _start_redis(self, root: Path, logs: Path, env: dict[str, str], port: int) -> str:
         if os.environ.get("REDIS_URL"):
             self._say(f"using REDIS_URL={os.environ['REDIS_URL']}")
             return os.environ["REDIS_URL"]
         server = shutil.which("redis-server")
         if not server:
             raise CommandError("redis-server not found (make install puts it there: apt-get install redis-server)")
-        port = 6379 if port_free(6379) else free_port()
+        port = port if port and port_free(port) else free_port()
         data = root / "redis"
         data.mkdir(exist_ok=True)
         child = self._spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
