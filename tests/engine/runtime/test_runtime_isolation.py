@@ -302,3 +302,77 @@ def test_user_namespace_maps_ids(runtime, bundle):
     lines = [line.split() for line in out.splitlines()]
     assert lines[0] == ["0", "200000", "65536"] and lines[1] == ["0", "200000", "65536"]
     assert lines[2] == ["0"]
+
+
+def test_joins_namespaces_by_path(runtime, bundle):
+    a = bundle(["sleep", "1000"])
+    first = runtime.new_id("nsa")
+    runtime.create(first, str(a.path))
+    runtime.start(first)
+    pid_a = runtime.state(first)["pid"]
+    b = bundle(["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/uts; hostname; readlink /proc/self/ns/mnt"])
+
+    def share(c):
+        for ns in c["linux"]["namespaces"]:
+            if ns["type"] in ("network", "uts"):
+                ns["path"] = f"/proc/{pid_a}/ns/{'net' if ns['type'] == 'network' else 'uts'}"
+
+    b.edit(share)
+    b.edit(lambda c: c.pop("hostname"))
+    code, out, err = runtime.run_capture(runtime.new_id("nsb"), b)
+    assert code == 0, err
+    net, uts, hostname, mnt = out.split()
+    assert net == os.readlink(f"/proc/{pid_a}/ns/net") and uts == os.readlink(f"/proc/{pid_a}/ns/uts")
+    assert hostname == "berth-test"  # the joined uts namespace's name
+    assert mnt != os.readlink(f"/proc/{pid_a}/ns/mnt")  # the others are its own
+    runtime.delete(first, force=True)
+
+
+def test_cpu_and_memory_limits_are_written_and_reported(runtime, bundle):
+    from workers.engine.runtime.cgroups import Cgroup
+
+    b = bundle(["sleep", "1000"])
+    b.edit(lambda c: c["linux"].setdefault("resources", {}).update(
+        memory={"limit": 64 << 20, "reservation": 32 << 20},
+        cpu={"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+        pids={"limit": 50}))
+    cid = runtime.new_id("res")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    cg = Cgroup.for_path(f"/berth/{cid}")
+
+    def read(ctrl, name):
+        with open(os.path.join(cg.dir_for(ctrl), name)) as f:
+            return f.read().strip()
+
+    if cg.v2:
+        assert read("memory", "memory.max") == str(64 << 20)
+        assert read("cpu", "cpu.max") == "50000 100000"
+    else:
+        assert read("memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert read("memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        assert read("cpu", "cpu.shares") == "512"
+        assert read("cpu", "cpu.cfs_quota_us") == "50000"
+    assert read("cpuset", "cpuset.cpus") == "0"
+    assert read("pids", "pids.max") == "50"
+    st = runtime.stats(cid)
+    assert st["memory"]["limit"] == 64 << 20 and 0 < st["memory"]["usage"] < 64 << 20
+    assert st["pids"]["current"] == 1 and st["cpu"]["usage_ns"] > 0
+    pid = runtime.state(cid)["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert f"/berth/{cid}" in f.read()
+    runtime.delete(cid, force=True)
+
+
+def test_kill_all_signals_every_process(runtime, bundle):
+    b = bundle(["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"])
+    cid = runtime.new_id("killall")
+    runtime.create(cid, str(b.path))
+    runtime.start(cid)
+    while len(runtime.ps(cid)) < 3:
+        time.sleep(0.01)
+    runtime.kill(cid, "KILL", all=True)
+    runtime.wait_stopped(cid)
+    while runtime.ps(cid):
+        time.sleep(0.01)
+    runtime.delete(cid)

@@ -199,7 +199,6 @@ class Runtime:
                 kind, _, arg = line.partition(" ")
                 if kind == "pid":
                     init_pid = int(arg)
-                    os.waitpid(child, 0)
                     try:
                         cg.join(init_pid)
                     except OSError as e:
@@ -225,11 +224,11 @@ class Runtime:
                     err = err or arg
                 elif kind == "ready":
                     break
+            try:
+                os.waitpid(child, 0)  # the intermediate process exits right after its fork
+            except ChildProcessError:
+                pass
             if err:
-                try:
-                    os.waitpid(child, os.WNOHANG)
-                except ChildProcessError:
-                    pass
                 if init_pid:
                     try:
                         os.kill(init_pid, signal.SIGKILL)

@@ -15,12 +15,18 @@ CAPS = [
 CAP_NUMBERS = {"CAP_" + n: i for i, n in enumerate(CAPS)}
 
 
+_LAST_CAP: int | None = None
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(CAPS) - 1
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _LAST_CAP = int(f.read())
+        except OSError:
+            _LAST_CAP = len(CAPS) - 1
+    return _LAST_CAP
 
 
 def mask(names: list[str] | None) -> int:

@@ -16,6 +16,7 @@ import signal
 import sys
 
 from . import linux as L
+from . import process, rootfs  # imported by the caller once, so forked children need not
 
 
 class InitContext:
@@ -115,8 +116,6 @@ def intermediate(ctx: InitContext) -> None:
 
 def container_init(ctx: InitContext, ns_new: set[str]) -> None:
     """pid 1 of the container; never returns."""
-    from . import process, rootfs
-
     try:
         os.setsid()
         cfg = ctx.cfg
