@@ -279,14 +279,15 @@ def test_without_init_orphans_stay_zombies(runtime, bundle, tmp_path):
 
 
 def test_user_namespace_maps_ids(runtime, bundle):
-    b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], overlay=False)
+    b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; cat /sys/fs/cgroup/pids/pids.max"],
+               overlay=False)
 
     def userns(c):
         c["linux"]["namespaces"].append({"type": "user"})
         c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-        c["mounts"] = [m for m in c["mounts"] if m["type"] not in ("cgroup", "sysfs", "mqueue")]
-        c["linux"]["resources"] = {}
+        c["mounts"] = [m for m in c["mounts"] if m["type"] not in ("sysfs", "mqueue")]
+        c["linux"]["resources"] = {"pids": {"limit": 100}}
 
     b.edit(userns)
     for parent in b.path.parents:  # pytest's tmp dirs are 0700: let the mapped root traverse them
@@ -302,6 +303,7 @@ def test_user_namespace_maps_ids(runtime, bundle):
     lines = [line.split() for line in out.splitlines()]
     assert lines[0] == ["0", "200000", "65536"] and lines[1] == ["0", "200000", "65536"]
     assert lines[2] == ["0"]
+    assert lines[3] == ["100"]  # its own cgroup, bind-mounted (v1 cannot be mounted in a user namespace)
 
 
 def test_joins_namespaces_by_path(runtime, bundle):

@@ -177,7 +177,8 @@ class Runtime:
             ctx = InitContext(cfg=cfg, bundle=bundle, rootfs=rootfs, state_dir=sdir, msg_w=msg_w, ack_r=ack_r,
                               stdio=stdio, fifo_path=fifo,
                               seccomp_filter=seccomp_filter, console_fd=console_fd, want_hooks=want_hooks,
-                              init_argv=init_argv, python_init=python_init, preserve_fds=preserve_fds)
+                              init_argv=init_argv, python_init=python_init, preserve_fds=preserve_fds,
+                              cgroup_dirs=cg.dirs)
             child = os.fork()
             if child == 0:
                 os.close(msg_r)

@@ -25,7 +25,7 @@ class InitContext:
     def __init__(self, cfg: dict, bundle: str, rootfs: str, state_dir: str, msg_w: int, ack_r: int, *,
                  stdio: tuple[int, int, int] = (0, 1, 2), fifo_path: str = "", seccomp_filter: object = None,
                  console_fd: int = -1, want_hooks: bool = False, init_argv: list[str] | None = None,
-                 python_init: bool = False, preserve_fds: int = 0):
+                 python_init: bool = False, preserve_fds: int = 0, cgroup_dirs: dict[str, str] | None = None):
         self.cfg = cfg
         self.bundle = bundle
         self.rootfs = rootfs
@@ -40,6 +40,7 @@ class InitContext:
         self.init_argv = init_argv  # args replaced for org.berth.init (catatonit)
         self.python_init = python_init  # org.berth.init without catatonit: reaper.py stays pid 1
         self.preserve_fds = preserve_fds
+        self.cgroup_dirs = cgroup_dirs
 
 
 def err_text(e: BaseException) -> str:
@@ -135,7 +136,7 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
                     L.unshare(L.CLONE_NEWCGROUP)
                 joined = True
 
-        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new, before_cgroup_mount=join_cgroup)
+        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new, before_cgroup_mount=join_cgroup, cgroup_dirs=ctx.cgroup_dirs)
         join_cgroup()
         if ctx.init_argv and ctx.init_argv[0] == "/dev/.berth-init":
             target = os.path.join(ctx.rootfs, "dev/.berth-init")

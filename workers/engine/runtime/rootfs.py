@@ -102,9 +102,10 @@ def _touch(path: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
 
 
-def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool) -> None:
+def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None) -> None:
     """/sys/fs/cgroup as the host has it: cgroup2 directly, or a tmpfs with one v1 hierarchy
-    per directory (fresh mounts when a cgroup namespace was made, else binds of our dirs)."""
+    per directory (fresh mounts when a cgroup namespace was made, else binds of the
+    container's own cgroup directories)."""
     from .cgroups import UNIFIED, _own_cgroup, hierarchies
 
     hs = hierarchies()
@@ -112,8 +113,16 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool) -> None:
     base = flags & (L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
     os.makedirs(dest, exist_ok=True)
     if [h[0] for h in hs] == [UNIFIED]:
-        L.mount("cgroup2", dest, "cgroup2", flags)
-        return
+        try:
+            L.mount("cgroup2", dest, "cgroup2", flags)
+            return
+        except PermissionError:
+            if not cgroup_dirs:
+                raise
+            src = cgroup_dirs[UNIFIED]
+            L.mount(src, dest, None, L.MS_BIND | L.MS_REC)
+            L.mount(src, dest, None, L.MS_BIND | L.MS_REMOUNT | ro | base)
+            return
     L.mount("tmpfs", dest, "tmpfs", base, "mode=755")
     own = _own_cgroup()
     for key, mnt, _root in hs:
@@ -122,13 +131,15 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool) -> None:
         name = key.replace("name=", "") if key.startswith("name=") else key
         sub = os.path.join(dest, name)
         os.makedirs(sub, exist_ok=True)
+        mounted = False
         if new_cgroupns:
-            if key == UNIFIED:
-                L.mount("cgroup2", sub, "cgroup2", base | ro)
-            else:
+            try:
                 L.mount("cgroup", sub, "cgroup", base | ro, key)
-        else:
-            src = os.path.join(mnt, own.get(key, "/").lstrip("/"))
+                mounted = True
+            except PermissionError:
+                pass  # v1 cannot be mounted from a user namespace: bind our own directory
+        if not mounted:
+            src = (cgroup_dirs or {}).get(key) or os.path.join(mnt, own.get(key, "/").lstrip("/"))
             L.mount(src, sub, None, L.MS_BIND | L.MS_REC)
             if ro:
                 L.mount(src, sub, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | base)
@@ -140,7 +151,7 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool) -> None:
         L.mount("tmpfs", dest, None, L.MS_REMOUNT | L.MS_RDONLY | base)
 
 
-def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool) -> None:
+def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None = None) -> None:
     dest = secure_join(rootfs, m["destination"])
     typ = m.get("type") or ""
     src = m.get("source") or ""
@@ -159,7 +170,7 @@ def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool) -> None:
         if extra:
             L.mount(src, dest, None, extra | L.MS_BIND | L.MS_REMOUNT | (_mnt_flags_of(dest) & ~L.MS_RDONLY))
     elif typ == "cgroup":
-        _cgroup_mount(dest, flags, new_cgroupns)
+        _cgroup_mount(dest, flags, new_cgroupns, cgroup_dirs)
     else:
         if os.path.islink(dest) or (os.path.exists(dest) and not os.path.isdir(dest)):
             raise OSError(errno.ENOTDIR, f"mount destination {m['destination']} is not a directory")
@@ -214,7 +225,8 @@ def setup_dev(rootfs: str, devices: list[dict], userns: bool, default_dev: bool)
         make_device(rootfs, d, userns)
 
 
-def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup_mount=None) -> None:
+def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup_mount=None,
+            cgroup_dirs: dict[str, str] | None = None) -> None:
     """Everything before pivot_root, in the container's mount namespace."""
     linux = cfg.get("linux") or {}
     prop = PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate", L.MS_PRIVATE | L.MS_REC)
@@ -236,7 +248,7 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup
     for m in mounts:
         if m.get("type") == "cgroup" and before_cgroup_mount is not None:
             before_cgroup_mount()
-        do_mount(rootfs, bundle, m, cgroupns)
+        do_mount(rootfs, bundle, m, cgroupns, cgroup_dirs)
     dev_bound = any(os.path.normpath(m["destination"]) == "/dev" and ("bind" in (m.get("options") or []) or m.get("type") == "bind")
                     for m in mounts)
     default_dev = not dev_bound and any(os.path.normpath(m["destination"]) == "/dev" for m in mounts)
