@@ -206,3 +206,12 @@ def test_cli_run_with_terminal_proxies_the_pty(tmp_path, bundle, runtime):
     p = cli(runtime.root, "run", "--bundle", str(b.path), runtime.new_id("tty"))
     assert p.returncode == 3, p.stderr
     assert p.stdout.replace("\r", "").splitlines() == ["/dev/pts/0", "from-tty"]
+
+
+def test_cli_exec_with_tty_proxies_the_pty(tmp_path, bundle, runtime):
+    b = bundle(["sleep", "1000"])
+    cid = runtime.new_id("ttyexec")
+    assert cli_detached(runtime.root, "run", "-d", "--bundle", str(b.path), cid) == 0
+    p = cli(runtime.root, "exec", "-t", cid, "sh", "-c", "tty; exit 6")
+    assert p.returncode == 6, p.stderr
+    assert p.stdout.replace("\r", "").startswith("/dev/pts/")

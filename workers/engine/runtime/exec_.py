@@ -43,11 +43,16 @@ def exec_in(st: dict, cg, proc: dict, *, stdio=(0, 1, 2), detach=False, pid_file
 
             seccomp_filter = build(sec, bool(proc.get("noNewPrivileges")))
         console_fd = -1
-        if proc.get("terminal") and console_socket:
+        proxy_conn = None
+        if proc.get("terminal"):
             import socket
 
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(console_socket)
+            if console_socket:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(console_socket)
+            else:  # foreground without a console socket: we receive the pty and copy it to our stdio
+                s, proxy_conn = socket.socketpair()
+                fds.append(proxy_conn.fileno())
             console_fd = s.detach()
             fds.append(console_fd)
         msg_r, msg_w = os.pipe()
@@ -79,6 +84,16 @@ def exec_in(st: dict, cg, proc: dict, *, stdio=(0, 1, 2), detach=False, pid_file
         if detach:
             os.waitpid(relay, 0)
             return 0
+        if proxy_conn is not None:
+            import socket
+
+            os.close(console_fd)
+            fds.remove(console_fd)
+            _, got, _, _ = socket.recv_fds(proxy_conn, 1024, 1)
+            if got:
+                from .console import proxy
+
+                proxy(got[0], stdio[0], stdio[1])
         _, status = os.waitpid(relay, 0)
         return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     finally:
