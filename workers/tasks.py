@@ -84,10 +84,13 @@ def _finish(job: Job, state: str, *, result: Any = None, error: str = "") -> Non
         job.progress = 100
     # Only the process that claimed the job may finish it.
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=agent.process_token()).update(
+        updated = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=agent.process_token()).update(
             state=state, finished=job.finished, error=error, result=result, progress=job.progress, worker=""
         )
-    events.publish_job(job)
+    if updated:
+        events.publish_job(job)
+    else:
+        log.warning("job %s: no longer ours to finish (taken over or cancelled); outcome %s dropped", job.pk, state)
 
 
 @shared_task(name="workers.tasks.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
