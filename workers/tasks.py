@@ -130,6 +130,7 @@ _heartbeat: agent.Heartbeat | None = None
 def _on_worker_ready(sender=None, **kwargs) -> None:
     global _heartbeat
     started = timezone.now()
+    handlers.load_all()  # import errors in handler modules show at start, not at the first job
     host = agent.beat()
     recovered = agent.recover_orphaned_jobs(host)
     resent = agent.resend_queued_jobs(host, before=started)
@@ -137,6 +138,11 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
              host.name, len(recovered), resent)
     _heartbeat = agent.Heartbeat(host.name)
     _heartbeat.start()
+    for hook in handlers.STARTUP_HOOKS:
+        try:
+            hook(host)
+        except Exception:  # one failing hook must not keep the host from serving jobs
+            log.exception("worker start hook %s.%s failed", hook.__module__, hook.__qualname__)
 
 
 @worker_shutdown.connect

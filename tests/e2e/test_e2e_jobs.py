@@ -123,6 +123,8 @@ def test_worker_killed_mid_job_reruns_it_on_restart(berth_worker, wait_job):
     assert job.state == Job.State.RUNNING  # nobody could have noticed yet: the host is down
 
     berth_worker("e2e-crash", state_root=worker.state_root)
+    # Start hooks (@on_worker_start) ran once per start, with this host.
+    assert (worker.state_root / "worker-starts.log").read_text() == "e2e-crash\ne2e-crash\n"
     job = wait_job(job)
     assert job.state == Job.State.SUCCEEDED, job.error
     assert job.attempts == 2

@@ -9,7 +9,14 @@
         return {"digest": ...}
 
 `report(progress: int, message: str = "")` updates the Job (0-100) and emits an event. Every module of
-this package is imported on first lookup, so a new handler module needs no registration elsewhere.
+this package is imported when the worker starts (and on first lookup elsewhere), so a new handler
+module needs no registration elsewhere.
+
+Work a host must do when its worker starts (e.g. reconcile containers that exited while it was down)
+registers with `@on_worker_start` and receives the freshly registered Host row:
+
+    @on_worker_start
+    def reconcile(host): ...
 Modules named `testing*` are only loaded with BERTH_TEST_HANDLERS=1 (test-only job kinds).
 """
 
@@ -26,6 +33,7 @@ Report = Callable[..., None]
 Handler = Callable[[Any, Report], "dict[str, Any] | None"]
 
 HANDLERS: dict[str, Handler] = {}
+STARTUP_HOOKS: list[Callable[[Any], None]] = []
 _loaded = False
 _lock = threading.Lock()
 
@@ -40,6 +48,13 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
+
+
+def on_worker_start(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Run `fn(host)` in the worker's main process once it has registered its host."""
+    if fn not in STARTUP_HOOKS:
+        STARTUP_HOOKS.append(fn)
+    return fn
 
 
 def load_all() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from workers.handlers import handler
+from django.conf import settings
+
+from workers.handlers import handler, on_worker_start
 
 
 @handler("test.fail")
@@ -28,3 +31,12 @@ def steps(job, report) -> dict:
     for i in range(1, n + 1):
         report(i * 100 // (n + 1), f"step {i} of {n}")
     return {"steps": n}
+
+
+@on_worker_start
+def mark_start(host) -> None:
+    """Leaves a trace in the state root so tests can see start hooks run with the registered host."""
+    root = Path(settings.BERTH_STATE_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "worker-starts.log", "a") as f:
+        f.write(f"{host.name}\n")
