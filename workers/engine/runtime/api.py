@@ -143,10 +143,10 @@ class Runtime:
             except OSError as e:
                 raise RuntimeError_(e.strerror or str(e)) from None
             if linux.get("seccomp"):
-                from .seccomp_filter import build
+                from .seccomp_filter import compile_bpf
 
                 try:
-                    seccomp_filter = build(linux["seccomp"], bool(proc.get("noNewPrivileges")))
+                    seccomp_filter = compile_bpf(linux["seccomp"], bool(proc.get("noNewPrivileges")))
                 except (ValueError, OSError, KeyError, TypeError) as e:
                     raise InvalidBundle(f"config.json: linux.seccomp: {e}") from None
             if proc.get("terminal"):

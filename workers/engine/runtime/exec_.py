@@ -39,9 +39,9 @@ def exec_in(st: dict, cg, proc: dict, *, stdio=(0, 1, 2), detach=False, pid_file
         seccomp_filter = None
         sec = (cfg.get("linux") or {}).get("seccomp")
         if sec:
-            from .seccomp_filter import build
+            from .seccomp_filter import compile_bpf
 
-            seccomp_filter = build(sec, bool(proc.get("noNewPrivileges")))
+            seccomp_filter = compile_bpf(sec, bool(proc.get("noNewPrivileges")))
         console_fd = -1
         proxy_conn = None
         if proc.get("terminal"):
@@ -149,7 +149,7 @@ def _exec_child(proc, seccomp_filter, msg_w, console_fd, preserve_fds) -> None:
         if proc.get("terminal"):
             os.setsid()
             _setup_console_exec(console_fd)
-        process.finalize(proc, seccomp_filter, preserve_fds=preserve_fds)
+        process.finalize(proc, seccomp_filter, preserve_fds=preserve_fds, keep_fds=(msg_w,))
     except BaseException as e:  # noqa: BLE001
         try:
             send(msg_w, "error " + err_text(e))

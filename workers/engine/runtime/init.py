@@ -200,7 +200,8 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             if ctx.python_init:
                 reaper.fork_and_reap()
 
-        process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec, preserve_fds=ctx.preserve_fds)
+        process.finalize(proc, ctx.seccomp_filter, before_exec=before_exec, preserve_fds=ctx.preserve_fds,
+                         keep_fds=(ctx.msg_w, ctx.ack_r, fifo_fd))
     except BaseException as e:  # noqa: BLE001
         text = err_text(e)
         try:

@@ -80,9 +80,28 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int = 0) -> None:
+def close_fds(first: int, keep: tuple[int, ...] = ()) -> None:
+    """Close every fd >= first except `keep`, with close_range (a seccomp profile may refuse
+    close_range: Python then falls back to one close() per possible fd, so this runs before
+    any filter is loaded)."""
+    lo = first
+    for k in sorted(k for k in keep if k >= first):
+        if k > lo:
+            os.closerange(lo, k)
+        lo = k + 1
+    os.closerange(lo, 1 << 20)
+
+
+def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int = 0,
+             keep_fds: tuple[int, ...] = ()) -> None:
     """Apply the process settings and exec; `before_exec` runs after the user switch
-    (the init's exec.fifo wait). Never returns."""
+    (the init's exec.fifo wait) and must close the `keep_fds` it needs. Never returns."""
+    close_fds(3 + preserve_fds, keep_fds)  # nothing of the runtime leaks into the container
+    for fd in range(3, 3 + preserve_fds):  # --preserve-fds: the caller's fds 3.. go through exec
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
     apply_rlimits(proc.get("rlimits"))
     set_oom_score_adj(proc.get("oomScoreAdj"))
     nnp = bool(proc.get("noNewPrivileges"))
@@ -107,12 +126,6 @@ def finalize(proc: dict, seccomp_filter, *, before_exec=None, preserve_fds: int 
     exe = lookup(args[0], env)
     if before_exec is not None:
         before_exec()
-    os.closerange(3 + preserve_fds, 1 << 20)  # nothing of the runtime leaks into the container
-    for fd in range(3, 3 + preserve_fds):  # --preserve-fds: the caller's fds 3.. go through exec
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
     reset_signals()
     if seccomp_filter is not None and nnp:
         seccomp_filter.load()

@@ -17,7 +17,6 @@ def fork_and_reap() -> None:
         return
     for s in FORWARDED:
         signal.signal(s, lambda signum, _f: _forward(pid, signum))
-    os.closerange(3, 1 << 20)
     while True:
         try:
             got, status = os.wait()
