@@ -94,8 +94,6 @@ class Runtime:
         if os.path.exists(os.path.join(self.root, id)):
             raise ContainerExists(f"container with id exists: {id}")
         cfg = C.load(bundle)
-        if "mount" not in C.namespaces(cfg):
-            raise InvalidBundle("config.json: a mount namespace is required")
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         sdir = os.path.join(self.root, id)
         try:

@@ -284,6 +284,12 @@ class Cgroup:
             return
         _write(p, value)
 
+    def _set_strict(self, controller: str, name: str, value) -> None:
+        d = self.dir_for(controller)
+        if d is None or not os.path.exists(os.path.join(d, name)):
+            raise OSError(errno.ENOTSUP, f"cgroup: cannot set {name}: not supported on this host")
+        _write(os.path.join(d, name), value)
+
     def _apply_v1(self, res: dict) -> None:
         mem = res.get("memory") or {}
         if mem.get("limit") is not None:
@@ -325,21 +331,34 @@ class Cgroup:
             self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
         if "devices" in res and self.dir_for("devices"):
             self._apply_devices_v1(res.get("devices") or [])
+        # limits this host may not support are refused, as runc does, rather than silently dropped
         blk = res.get("blockIO") or {}
         if blk.get("weight"):
-            self._set("blkio", "blkio.weight", blk["weight"], optional=True)
+            self._set_strict("blkio", "blkio.weight", blk["weight"])
+        if blk.get("leafWeight"):
+            self._set_strict("blkio", "blkio.leaf_weight", blk["leafWeight"])
+        for key, fname in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                           ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                           ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                           ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+            for dev in blk.get(key) or []:
+                self._set_strict("blkio", fname, f"{dev['major']}:{dev['minor']} {dev['rate']}")
         for hp in res.get("hugepageLimits") or []:
-            self._set("hugetlb", f"hugetlb.{hp['pageSize']}.limit_in_bytes", hp["limit"], optional=True)
+            self._set_strict("hugetlb", f"hugetlb.{hp['pageSize']}.limit_in_bytes", hp["limit"])
         net = res.get("network") or {}
         if net.get("classID") is not None:
-            self._set("net_cls", "net_cls.classid", net["classID"], optional=True)
+            self._set_strict("net_cls", "net_cls.classid", net["classID"])
         for prio in net.get("priorities") or []:
-            self._set("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}", optional=True)
+            self._set_strict("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
 
     def _apply_devices_v1(self, rules: list[dict]) -> None:
         d = self.dir_for("devices")
         for rule in rules + DEFAULT_ALLOWED_DEVICES:
             typ = rule.get("type") or "a"
+            if typ == "p":
+                continue  # fifos are not device nodes: the devices controller has no rule for them
+            if typ == "u":
+                typ = "c"
             major = rule.get("major")
             minor = rule.get("minor")
             access = rule.get("access") or "rwm"

@@ -41,6 +41,7 @@ class InitContext:
         self.python_init = python_init  # org.berth.init without catatonit: reaper.py stays pid 1
         self.preserve_fds = preserve_fds
         self.cgroup_dirs = cgroup_dirs
+        self.runtime_uts = os.stat("/proc/self/ns/uts").st_ino  # built in the caller, before any setns
 
 
 def err_text(e: BaseException) -> str:
@@ -136,9 +137,14 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
                     L.unshare(L.CLONE_NEWCGROUP)
                 joined = True
 
-        rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new, before_cgroup_mount=join_cgroup, cgroup_dirs=ctx.cgroup_dirs)
+        # mounts and pivot_root only in a mount namespace of our own: in a shared or joined one
+        # they would land on the host (pivot_root even moves the root of every process there)
+        mnt_ns = "mount" in ns_new
+        if mnt_ns:
+            rootfs.prepare(cfg, ctx.bundle, ctx.rootfs, ns_new, before_cgroup_mount=join_cgroup,
+                           cgroup_dirs=ctx.cgroup_dirs)
         join_cgroup()
-        if ctx.init_argv and ctx.init_argv[0] == "/dev/.berth-init":
+        if mnt_ns and ctx.init_argv and ctx.init_argv[0] == "/dev/.berth-init":
             target = os.path.join(ctx.rootfs, "dev/.berth-init")
             rootfs._touch(target)
             L.mount("/usr/bin/catatonit", target, None, L.MS_BIND)
@@ -151,7 +157,8 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             from .hooks import run_hooks
 
             run_hooks(hooks, _creating_state(ctx), "createContainer")
-        fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+        # the state dir, held open across pivot_root/chroot: exec.fifo is opened relative to it
+        fifo_fd = os.open(os.path.dirname(ctx.fifo_path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # everything imported lazily later must be imported now: pivot_root hides the host's stdlib
         if proc.get("terminal"):
             import fcntl  # noqa: F401
@@ -161,8 +168,13 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             from . import hooks as _hooks  # noqa: F401
         if ctx.python_init:
             from . import reaper
-        rootfs.pivot(ctx.rootfs)
-        if any(ns.get("type") == "uts" for ns in linux.get("namespaces") or []):  # never the host's name
+        if mnt_ns:
+            rootfs.pivot(ctx.rootfs)
+            rootfs.finish_propagation(cfg)
+        else:
+            os.chroot(ctx.rootfs)
+            os.chdir("/")
+        if "uts" in ns_new or _joined_foreign_uts(linux, ctx.runtime_uts):  # never the runtime's own hostname
             if cfg.get("hostname"):
                 L.sethostname(cfg["hostname"])
             if cfg.get("domainname"):
@@ -171,17 +183,18 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
         if proc.get("terminal"):
-            _setup_console(ctx.console_fd)
-        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-        rootfs.mask_paths(linux.get("maskedPaths") or [])
-        if (cfg.get("root") or {}).get("readonly"):
+            _setup_console(ctx.console_fd, mnt_ns)
+        if mnt_ns:
+            rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+            rootfs.mask_paths(linux.get("maskedPaths") or [])
+        if mnt_ns and (cfg.get("root") or {}).get("readonly"):
             rootfs.readonly_root()
 
         def wait_start() -> None:
             send(ctx.msg_w, "ready")
             os.close(ctx.msg_w)
             os.close(ctx.ack_r)
-            fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            fd = os.open(os.path.basename(ctx.fifo_path), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_fd)
             os.write(fd, b"0")
             os.close(fd)
             os.close(fifo_fd)
@@ -214,6 +227,17 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
     os._exit(127)
 
 
+def _joined_foreign_uts(linux: dict, runtime_uts: int) -> bool:
+    """A UTS namespace joined by path that is not the one the runtime itself runs in."""
+    for ns in linux.get("namespaces") or []:
+        if ns.get("type") == "uts" and ns.get("path"):
+            try:
+                return os.stat("/proc/self/ns/uts").st_ino != runtime_uts
+            except OSError:
+                return False
+    return False
+
+
 def _creating_state(ctx: InitContext, status: str = "created") -> dict:
     return {"ociVersion": ctx.cfg.get("ociVersion"), "id": os.path.basename(ctx.state_dir), "status": status,
             "pid": _host_pid(), "bundle": ctx.bundle, "annotations": ctx.cfg.get("annotations") or {}}
@@ -231,7 +255,7 @@ def _host_pid() -> int:
     return os.getpid()
 
 
-def _setup_console(sock_fd: int) -> None:
+def _setup_console(sock_fd: int, mnt_ns: bool = True) -> None:
     import fcntl
     import socket
     import termios
@@ -243,7 +267,7 @@ def _setup_console(sock_fd: int) -> None:
         socket.send_fds(sock, [name.encode()], [master])
         sock.close()
     os.close(master)
-    if os.path.exists("/dev"):
+    if mnt_ns and os.path.exists("/dev"):
         rootfs_console = "/dev/console"
         if not os.path.exists(rootfs_console):
             os.close(os.open(rootfs_console, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))

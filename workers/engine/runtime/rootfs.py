@@ -231,6 +231,11 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup
     linux = cfg.get("linux") or {}
     prop = PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate", L.MS_PRIVATE | L.MS_REC)
     L.mount(None, "/", None, prop | L.MS_REC)
+    if prop & L.MS_SHARED:
+        # pivot_root refuses shared mounts as new root, its parent and put_old; and a bind made
+        # under a shared parent would propagate to the host: private first, shared again once
+        # pivoted (finish_propagation)
+        L.mount(None, _mountpoint_of(os.path.dirname(rootfs)), None, L.MS_PRIVATE)
     ann = cfg.get("annotations") or {}
     lower = ann.get("org.berth.rootfs.lowerdirs")
     if lower:
@@ -241,8 +246,7 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup
     else:
         L.mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
     if prop & L.MS_SHARED:
-        # pivot_root refuses a new root whose parent mount is shared
-        L.mount(None, _mountpoint_of(os.path.dirname(rootfs)), None, L.MS_PRIVATE)
+        L.mount(None, rootfs, None, L.MS_PRIVATE)
     mounts = cfg.get("mounts") or []
     cgroupns = "cgroup" in ns_new
     for m in mounts:
@@ -278,6 +282,13 @@ def pivot(rootfs: str) -> None:
     finally:
         os.close(oldroot)
         os.close(newroot)
+
+
+def finish_propagation(cfg: dict) -> None:
+    """After pivot_root: give / the propagation the config asked for (shared needed the detour)."""
+    want = (cfg.get("linux") or {}).get("rootfsPropagation")
+    if want in ("shared", "rshared"):
+        L.mount(None, "/", None, PROPAGATION[want])
 
 
 def mask_paths(paths: list[str]) -> None:
