@@ -188,7 +188,7 @@ class Runtime:
             init_pid = 0
             err = None
             buf = bytearray()
-            base_state = {"ociVersion": cfg.get("ociVersion"), "id": id, "status": "creating", "bundle": bundle,
+            base_state = {"ociVersion": cfg.get("ociVersion"), "id": id, "status": "created", "bundle": bundle,
                           "annotations": cfg.get("annotations") or {}}
             while True:
                 line = _read_line(msg_r, buf)

@@ -309,6 +309,10 @@ class Cgroup:
             self._set("memory", "memory.soft_limit_in_bytes", mem["reservation"])
         if mem.get("swappiness") is not None and 0 <= mem["swappiness"] <= 100:
             self._set("memory", "memory.swappiness", mem["swappiness"], optional=True)
+        if mem.get("kernel") is not None:  # deprecated: recent kernels accept and ignore it
+            self._set("memory", "memory.kmem.limit_in_bytes", mem["kernel"], optional=True)
+        if mem.get("kernelTCP") is not None:
+            self._set("memory", "memory.kmem.tcp.limit_in_bytes", mem["kernelTCP"], optional=True)
         if mem.get("disableOOMKiller"):
             self._set("memory", "memory.oom_control", 1)
         cpu = res.get("cpu") or {}
