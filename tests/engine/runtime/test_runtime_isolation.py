@@ -378,3 +378,45 @@ def test_kill_all_signals_every_process(runtime, bundle):
     while runtime.ps(cid):
         time.sleep(0.01)
     runtime.delete(cid)
+
+
+def test_without_mount_namespace_only_chroot_and_nothing_mounted_on_host(runtime, bundle):
+    from tests.engine.conftest import host_mounts_under
+
+    b = bundle(["sh", "-c", "ls /; readlink /proc/self/ns/mnt 2>&1 || echo no-proc"], overlay=False)
+    b.edit(lambda c: c["linux"].update(namespaces=[ns for ns in c["linux"]["namespaces"] if ns["type"] in ("pid", "uts")]))
+    code, out, err = runtime.run_capture(runtime.new_id("nomnt"), b)
+    assert code == 0, err
+    assert "bin" in out.split() and "no-proc" in out  # chrooted into the rootfs, nothing mounted there
+    assert host_mounts_under(b.path) == []
+
+
+def test_shared_rootfs_propagation_leaves_nothing_on_the_host(runtime, bundle):
+    from tests.engine.conftest import host_mounts_under
+
+    b = bundle(["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"], overlay=False)
+    b.edit(lambda c: c["linux"].update(rootfsPropagation="rshared"))
+    code, out, err = runtime.run_capture(runtime.new_id("shared"), b)
+    assert code == 0, err
+    assert "shared:" in out  # the container's / is shared, as asked
+    assert host_mounts_under(b.path) == []
+
+
+def test_default_deny_profile_without_nnp_still_execs(runtime, bundle):
+    # a filter loaded while still privileged (noNewPrivileges false) governs the runtime's
+    # own last steps too: they must only need ordinary syscalls (no close_range, ...)
+    allowed = ["read", "write", "openat", "open", "close", "fstat", "newfstatat", "stat", "lstat", "mmap",
+               "mprotect", "munmap", "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "access",
+               "execve", "exit", "exit_group", "arch_prctl", "set_tid_address", "getpid", "getuid", "geteuid",
+               "getgid", "getegid", "getppid", "uname", "fcntl", "getcwd", "chdir", "setgroups", "setresuid",
+               "setresgid", "setuid", "setgid", "prctl", "capget", "capset", "getdents64", "lseek", "wait4",
+               "clone", "fork", "vfork", "dup2", "dup3", "pipe", "pipe2", "futex", "set_robust_list", "rseq",
+               "prlimit64", "getrandom", "sysinfo", "faccessat", "faccessat2", "readlink", "readlinkat",
+               "statx", "pread64", "umask", "getpgrp", "setpgid", "getrlimit", "setrlimit", "statfs", "fstatfs"]
+    b = bundle(["sh", "-c", "echo started; grep Seccomp: /proc/self/status"])
+    b.edit(lambda c: (c["process"].update(noNewPrivileges=False), c["linux"].update(seccomp={
+        "defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]})))
+    code, out, err = runtime.run_capture(runtime.new_id("deny"), b)
+    assert code == 0, err
+    assert out.splitlines() == ["started", "Seccomp:\t2"]
