@@ -90,7 +90,7 @@ def resolve_path(cgroups_path: str | None, container_id: str) -> str:
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         slice_, prefix, name = (cgroups_path.split(":") + ["", ""])[:3]
         return "/" + "/".join(p for p in (slice_ or "system.slice", f"{prefix}-{name}.scope" if prefix else f"{name}.scope") if p)
-    return os.path.normpath("/" + cgroups_path)
+    return os.path.normpath("/" + cgroups_path.lstrip("/"))
 
 
 class Cgroup:

@@ -1,0 +1,68 @@
+"""cgroups layer on its own: layout detection and the v2 code path (on the host's cgroup2
+hierarchy: the unified one beside v1 on hybrid hosts, the only one on v2 hosts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from workers.engine.runtime.cgroups import UNIFIED, Cgroup, hierarchies, host_mode, resolve_path
+
+pytestmark = pytest.mark.root
+
+
+def test_host_mode_matches_mounts():
+    keys = {k for k, _, _ in hierarchies()}
+    mode = host_mode()
+    assert mode in ("v1", "v2", "hybrid")
+    assert (mode == "v2") == (keys == {UNIFIED})
+    assert (mode == "hybrid") == (UNIFIED in keys and len(keys) > 1)
+
+
+def test_resolve_path_forms():
+    assert resolve_path(None, "abc") == "/berth/abc"
+    assert resolve_path("/a/b", "x") == "/a/b"
+    assert resolve_path("a/b", "x") == "/a/b"
+    assert resolve_path("system.slice:berth:abc", "abc") == "/system.slice/berth-abc.scope"
+
+
+def test_v2_join_freeze_thaw_kill_destroy():
+    mnt = next((m for k, m, _ in hierarchies() if k == UNIFIED), None)
+    if mnt is None:
+        pytest.skip("no cgroup2 hierarchy on this host")
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    name = f"berth-test-v2-{uuid.uuid4().hex[:8]}"
+    cg = Cgroup("/" + name, {UNIFIED: os.path.join(mnt, name)})
+    assert cg.v2
+    cg.create()
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            time.sleep(0.01)
+    try:
+        cg.join(pid)
+        assert cg.pids() == [pid]
+        cg.freeze()
+        assert cg.frozen()
+        with open(f"/proc/{pid}/stat") as f:
+            before = f.read().split()[13]  # utime
+        time.sleep(0.2)
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().split()[13] == before  # no CPU time while frozen
+        cg.thaw()
+        assert not cg.frozen()
+        cg.signal_all(signal.SIGKILL)
+        assert os.waitpid(pid, 0)[0] == pid
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        cg.destroy()
+    assert not os.path.exists(os.path.join(mnt, name))
