@@ -1,0 +1,175 @@
+"""Talking to the per-host monitor: one JSON line per request, one per reply (attach streams)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from workers.engine.monitor import layout
+
+
+class MonitorError(Exception):
+    """The monitor refused a request or cannot be reached; str() is its one-line reason."""
+
+
+class MonitorClient:
+    def __init__(self, state_root: str | os.PathLike[str] | None = None, timeout: float = 180.0):
+        self.root = layout.state_root(state_root).resolve()
+        self.timeout = timeout
+
+    @property
+    def socket_path(self) -> Path:
+        return layout.socket_path(self.root)
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def _connect(self, timeout: float | None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(self.socket_path))
+        except OSError as exc:
+            sock.close()
+            raise MonitorError(f"monitor not reachable at {self.socket_path}: {exc.strerror or exc}") from exc
+        return sock
+
+    def request(self, req: dict, timeout: float | None = None) -> dict:
+        """Send one request and return the reply; raises MonitorError if the reply says not ok."""
+        sock = self._connect(timeout if timeout is not None else self.timeout)
+        try:
+            sock.sendall((json.dumps(req) + "\n").encode())
+            reply = _read_line(sock)
+        except TimeoutError as exc:
+            raise MonitorError(f"monitor did not answer {req.get('op')} in time") from exc
+        finally:
+            sock.close()
+        if reply is None:
+            raise MonitorError("monitor closed the connection")
+        if not reply.get("ok"):
+            if reply.get("timeout"):
+                raise TimeoutError(reply.get("error", "timeout"))
+            raise MonitorError(reply.get("error", "request failed"))
+        return reply
+
+    # ---- the API --------------------------------------------------------------------
+
+    def ping(self) -> dict:
+        return self.request({"op": "ping"}, timeout=5)
+
+    def is_running(self) -> bool:
+        try:
+            self.ping()
+            return True
+        except MonitorError:
+            return False
+
+    def ensure_running(self) -> int:
+        """Start the monitor for this state root unless it runs; returns its pid."""
+        try:
+            return self.ping()["pid"]
+        except MonitorError:
+            pass
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(layout.project_dir()), env.get("PYTHONPATH")]))
+        proc = subprocess.run(
+            [sys.executable, "-m", "workers.engine.monitor", "--root", str(self.root)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=60, text=True,
+        )
+        if proc.returncode != 0:
+            raise MonitorError(proc.stderr.strip() or "monitor failed to start")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return self.ping()["pid"]
+            except MonitorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def pid(self) -> int | None:
+        """The daemon's pid from its pid file (for stopping it by pid)."""
+        try:
+            return int(layout.pid_path(self.root).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start_container(
+        self,
+        id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        runtime_cmd: list[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        log_max_size: int = 10 * 1024 * 1024,
+        log_max_files: int = 3,
+        tty: bool = False,
+    ) -> dict:
+        """Create and start a container through the runtime; the monitor owns its stdio.
+        Returns the container's status dict (status "running", or "exited" if it was quick)."""
+        req = {
+            "op": "start", "id": id, "bundle": str(Path(bundle).resolve()), "runtime_cmd": runtime_cmd,
+            "log_path": str(log_path) if log_path else None, "log_max_size": log_max_size,
+            "log_max_files": log_max_files, "tty": tty,
+        }
+        return self.request(req)["container"]
+
+    def status(self, id: str) -> dict:
+        """{"id", "status": creating|created|running|exited, "pid", "exit_code", "oom_killed",
+        "started_at", "finished_at", "reason", ...}"""
+        return self.request({"op": "status", "id": id}, timeout=10)["container"]
+
+    def wait(self, id: str, timeout: float | None = None) -> dict:
+        """Block until the container exits; its status dict. Raises TimeoutError after `timeout` s."""
+        sock_timeout = None if timeout is None else timeout + 10
+        return self.request({"op": "wait", "id": id, "timeout": timeout}, timeout=sock_timeout)["container"]
+
+    def list(self) -> list[dict]:
+        return self.request({"op": "list"}, timeout=10)["containers"]
+
+    def forget(self, id: str) -> None:
+        """Drop an exited container from the monitor (its exit.json stays for the engine)."""
+        self.request({"op": "forget", "id": id}, timeout=10)
+
+    def shutdown(self) -> None:
+        """Stop the daemon (running containers keep running, but lose their log reader)."""
+        self.request({"op": "shutdown"}, timeout=10)
+
+    def attach(self, id: str) -> Iterator[dict]:
+        """Live output of a running container: yields {"stream", "data", "time"} dicts, and last
+        {"exit": status} when it ends."""
+        sock = self._connect(None)
+        try:
+            sock.sendall((json.dumps({"op": "attach", "id": id}) + "\n").encode())
+            reader = sock.makefile("rb")  # one buffered reader: the reply and the output share it
+            raw = reader.readline()
+            if not raw:
+                return
+            first = json.loads(raw)
+            if "exit" in first:
+                yield first
+                return
+            if not first.get("ok"):
+                raise MonitorError(first.get("error", "attach failed"))
+            for raw in reader:
+                yield json.loads(raw)
+        finally:
+            sock.close()
+
+
+def _read_line(sock: socket.socket) -> dict | None:
+    buf = bytearray()
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            if not buf:
+                return None
+            break
+        buf += chunk
+    return json.loads(buf)

@@ -1,0 +1,55 @@
+"""Live log lines into a capped Redis stream per container (`berth:logs:<id>`), so any web
+server can replay the tail and follow. Disk stays the truth: if Redis is away, lines are
+dropped from the stream (never from the file) and the sink retries a few seconds later."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+STREAM_MAXLEN = 10000
+RETRY_AFTER = 5.0
+
+
+def stream_key(cid: str) -> str:
+    return f"berth:logs:{cid}"
+
+
+class RedisStreamSink:
+    """Buffers entries during one turn of the monitor's loop, then sends them in one pipeline."""
+
+    def __init__(self, url: str, maxlen: int = STREAM_MAXLEN):
+        self.url = url
+        self.maxlen = maxlen
+        self._client = None
+        self._down_until = 0.0
+        self._pending: list[tuple[str, dict[str, str]]] = []
+
+    @classmethod
+    def from_env(cls) -> RedisStreamSink | None:
+        url = os.environ.get("BERTH_LOG_REDIS_URL")
+        return cls(url) if url else None
+
+    def add(self, cid: str, stream: str, when: str, text: str) -> None:
+        if time.monotonic() < self._down_until:
+            return
+        self._pending.append((stream_key(cid), {"stream": stream, "time": when, "log": text}))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            if self._client is None:
+                import redis  # imported only when a URL is configured: keeps the monitor small
+
+                self._client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            pipe = self._client.pipeline(transaction=False)
+            for key, fields in batch:
+                pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)
+            pipe.execute()
+        except Exception as exc:  # a broken sink must never stop the monitor
+            print(f"berth-monitor: redis sink: {exc}; retrying in {RETRY_AFTER:.0f}s", file=sys.stderr)
+            self._client = None
+            self._down_until = time.monotonic() + RETRY_AFTER
