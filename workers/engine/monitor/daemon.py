@@ -357,6 +357,7 @@ class Monitor:
             if c.pid in self.unclaimed:  # it died before we knew its pid
                 self._container_exited(self.by_pid.pop(c.pid), exit_code_of(self.unclaimed.pop(c.pid)))
                 return
+            c.started_at = rfc3339_nano()
             self._run_op(c, "start", ["start", c.id])
         elif op.kind == "start":
             if code != 0 and c.status != "exited":
