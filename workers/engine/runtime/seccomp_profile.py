@@ -46,7 +46,7 @@ _FILE_IO = [
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
     "open", "openat", "openat2", "creat", "close", "close_range", "lseek", "_llseek",
     "dup", "dup2", "dup3", "fcntl", "fcntl64", "flock", "pipe", "pipe2",
-    "fsync", "fdatasync", "sync", "syncfs", "sync_file_range", "sync_file_range2", "arm_sync_file_range",
+    "fsync", "fdatasync", "sync", "syncfs", "sync_file_range", "arm_sync_file_range",
     "truncate", "truncate64", "ftruncate", "ftruncate64", "fallocate",
     "fadvise64", "fadvise64_64", "arm_fadvise64_64", "readahead",
     "sendfile", "sendfile64", "splice", "tee", "vmsplice", "copy_file_range",
