@@ -55,9 +55,8 @@ def test_logs_in_json_file_format_with_streams_told_apart(monitor, bundle):
     assert rec["exit_code"] == 7 and rec["oom_killed"] is False and rec["finished_at"].endswith("Z")
 
 
+@pytest.mark.parametrize("monitor", ["berth"], indirect=True)
 def test_default_runtime_is_berths(monitor, bundle):
-    if monitor.runtime != "berth":
-        pytest.skip("the default runtime is Berth's; checked once")
     b = bundle(["sh", "-c", "echo via-default"], overlay=False)
     monitor.ids.append("dflt")
     monitor.client.start_container("dflt", b.path)  # no runtime_cmd
@@ -188,13 +187,12 @@ def test_fifty_lines_per_second_stream_live_to_attach(monitor, bundle):
     assert [e["log"] for e in monitor.log_entries("tick")] == expected
 
 
+@pytest.mark.parametrize("monitor", ["runc"], indirect=True)  # the sink does not depend on the runtime
 def test_redis_stream_sink(monitor, bundle, redis_server, monkeypatch, tmp_path_factory):
     import redis
 
     from workers.engine.monitor import MonitorClient
 
-    if monitor.runtime != "runc":
-        pytest.skip("the sink does not depend on the runtime; run once")
     root = tmp_path_factory.mktemp("redis")
     monkeypatch.setenv("BERTH_LOG_REDIS_URL", redis_server.url)
     client = MonitorClient(root)

@@ -239,9 +239,8 @@ def test_python_runs_and_dangerous_syscalls_get_eperm(runner, bundle):
     assert {k: res[k] for k in DANGEROUS} == {k: errno.EPERM for k in DANGEROUS}
 
 
+@pytest.mark.parametrize("runner", ["runc"], indirect=True)  # the control needs only one runtime
 def test_python_control_without_the_filter(runner, bundle):
-    if runner.kind != "runc":
-        pytest.skip("the control needs only one runtime")
     proc = runner.run(_privileged(_python_bundle(bundle), seccomp=False))
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     # With every capability and no filter, these are not refused: the EPERMs above come from the profile.
