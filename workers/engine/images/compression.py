@@ -1,0 +1,139 @@
+"""Layer compression: detect gzip / zstd / plain by magic bytes and decompress as a stream."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import BinaryIO
+
+import zstandard
+
+from .errors import CorruptArchive
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TAR_GZIP = MEDIA_TAR + "+gzip"
+MEDIA_TAR_ZSTD = MEDIA_TAR + "+zstd"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+
+
+class _Prefixed:
+    """Give back bytes already peeked before reading on from the underlying stream."""
+
+    def __init__(self, prefix: bytes, raw: BinaryIO):
+        self.prefix = prefix
+        self.raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        if self.prefix:
+            if n is None or n < 0 or n >= len(self.prefix):
+                out, self.prefix = self.prefix, b""
+                rest = self.raw.read(-1 if n is None or n < 0 else n - len(out))
+                return out + rest
+            out, self.prefix = self.prefix[:n], self.prefix[n:]
+            return out
+        return self.raw.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _read_exact(raw: BinaryIO, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = raw.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+class _Checked:
+    """Turn decompressor failures (truncated or corrupt input) into CorruptArchive."""
+
+    def __init__(self, inner, kind: str, what: str):
+        self.inner = inner
+        self.kind = kind
+        self.what = what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.inner.read(n)
+        except EOFError as e:
+            raise CorruptArchive(f"truncated {self.kind} stream ({e})", self.what) from None
+        except (OSError, zlib.error, zstandard.ZstdError) as e:
+            raise CorruptArchive(f"corrupt {self.kind} stream ({e})", self.what) from None
+
+    def readable(self) -> bool:
+        return True
+
+
+def detect(raw: BinaryIO) -> tuple[str, BinaryIO]:
+    """Peek at the magic bytes: ('gzip'|'zstd'|'plain', a stream that still starts at byte 0)."""
+    head = _read_exact(raw, 4)
+    stream = _Prefixed(head, raw)
+    if head.startswith(GZIP_MAGIC):
+        return "gzip", stream
+    if head == ZSTD_MAGIC:
+        return "zstd", stream
+    return "plain", stream
+
+
+def decompressed(raw: BinaryIO, what: str = "archive") -> tuple[str, BinaryIO]:
+    """A plain byte stream of `raw`, whatever its compression, and the compression's name."""
+    kind, stream = detect(raw)
+    if kind == "gzip":
+        return kind, _Checked(gzip.GzipFile(fileobj=stream, mode="rb"), kind, what)
+    if kind == "zstd":
+        return kind, _ZstdReader(stream, what)
+    return kind, stream
+
+
+class _ZstdReader:
+    """Multi-frame zstd decoding that, unlike zstandard's stream_reader, reports a frame cut short."""
+
+    def __init__(self, raw: BinaryIO, what: str):
+        self.raw = raw
+        self.what = what
+        self.dctx = zstandard.ZstdDecompressor()
+        self.obj = self.dctx.decompressobj()
+        self.buf = b""
+        self.done = False
+        self.in_frame = False
+
+    def _fill(self) -> None:
+        chunk = self.raw.read(1 << 20)
+        if not chunk:
+            if self.in_frame:
+                raise CorruptArchive("truncated zstd stream (frame cut short)", self.what)
+            self.done = True
+            return
+        while chunk:
+            self.in_frame = True
+            try:
+                self.buf += self.obj.decompress(chunk)
+            except zstandard.ZstdError as e:
+                raise CorruptArchive(f"corrupt zstd stream ({e})", self.what) from None
+            if self.obj.eof:
+                chunk = self.obj.unused_data
+                self.obj = self.dctx.decompressobj()
+                self.in_frame = False
+            else:
+                chunk = b""
+
+    def read(self, n: int = -1) -> bytes:
+        want = (1 << 20) if n is None or n < 0 else n
+        while len(self.buf) < want and not self.done:
+            self._fill()
+        out, self.buf = self.buf[:want], self.buf[want:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
+def media_type(kind: str) -> str:
+    return {"gzip": MEDIA_TAR_GZIP, "zstd": MEDIA_TAR_ZSTD}.get(kind, MEDIA_TAR)

@@ -1,0 +1,43 @@
+"""Errors of the image store; every message is one line and names what it is about."""
+
+from __future__ import annotations
+
+
+class ImageError(Exception):
+    """Base of every image-store error."""
+
+
+class InvalidReference(ImageError):
+    pass
+
+
+class ImageNotFound(ImageError):
+    pass
+
+
+class ImageInUse(ImageError):
+    pass
+
+
+class ArchiveError(ImageError):
+    """A tarball or archive was refused; `entry` names the offending member when there is one."""
+
+    def __init__(self, message: str, entry: str | None = None) -> None:
+        self.entry = entry
+        super().__init__(f"{entry}: {message}" if entry is not None else message)
+
+
+class UnsafeEntry(ArchiveError):
+    """An entry would escape the target or break the policy (path, link, device, setuid, duplicate)."""
+
+
+class CorruptArchive(ArchiveError):
+    """Truncated, undecodable or malformed input."""
+
+
+class DigestMismatch(ArchiveError):
+    pass
+
+
+class MissingBlob(ArchiveError):
+    pass

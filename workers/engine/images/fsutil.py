@@ -1,0 +1,137 @@
+"""Crash-safe file writes and hashing streams shared by the image store."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+CHUNK = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """Flush the whole filesystem holding `path`: cheaper than fsyncing each file of an unpacked layer."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, rename it over `path`, fsync the directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The bytes of a manifest or config blob: stable key order, no spaces, so digests are reproducible."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return "sha256:" + h.hexdigest(), size
+
+
+class HashingReader:
+    """A read-only stream that hashes and counts what passes through it (optionally teeing it to a file)."""
+
+    def __init__(self, raw: BinaryIO, tee: BinaryIO | None = None, progress=None, total: int | None = None):
+        self.raw = raw
+        self.tee = tee
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.eof = False
+        self._progress = progress
+        self._total = total
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n if n is not None and n >= 0 else CHUNK * 64)
+        if not data:
+            if n != 0:
+                self.eof = True
+            return b""
+        self.hash.update(data)
+        self.count += len(data)
+        if self.tee is not None:
+            self.tee.write(data)
+        if self._progress is not None:
+            self._progress(self.count, self._total)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class HashingWriter:
+    """A write-only stream that hashes and counts what it forwards."""
+
+    def __init__(self, raw: BinaryIO, progress=None, total: int | None = None):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self._progress = progress
+        self._total = total
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.hash.update(data)
+        self.count += len(data)
+        if self._progress is not None:
+            self._progress(self.count, self._total)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
