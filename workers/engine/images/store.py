@@ -125,6 +125,8 @@ class ImageStore:
         self.policy = policy
         for d in (self.blobs, self.layers, self.diffs, self.users_dir, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        for name in ("gc", "index"):
+            (self.dir / f"{name}.lock").touch(mode=0o600)
         with self._lock("index"):
             if not (self.dir / "oci-layout").exists():
                 atomic_write(self.dir / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
