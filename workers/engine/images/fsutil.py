@@ -76,10 +76,11 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 class HashingReader:
     """A read-only stream that hashes and counts what passes through it (optionally teeing it to a file)."""
 
-    def __init__(self, raw: BinaryIO, tee: BinaryIO | None = None, progress=None, total: int | None = None):
+    def __init__(self, raw: BinaryIO, tee: BinaryIO | None = None, progress=None, total: int | None = None,
+                 hashing: bool = True):
         self.raw = raw
         self.tee = tee
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if hashing else None
         self.count = 0
         self.eof = False
         self._progress = progress
@@ -91,7 +92,8 @@ class HashingReader:
             if n != 0:
                 self.eof = True
             return b""
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.count += len(data)
         if self.tee is not None:
             self.tee.write(data)

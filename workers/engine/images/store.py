@@ -34,7 +34,6 @@ from .compression import decompressed, media_type
 from .errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound, InvalidReference
 from .fsutil import (
     HashingReader,
-    HashingWriter,
     atomic_write,
     atomic_write_json,
     canonical_json,
@@ -300,19 +299,20 @@ class ImageStore:
             with os.fdopen(fd, "wb") as out:
                 outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total)
                 kind, plain = decompressed(outer, what)
-                inner = HashingReader(plain)
+                inner = HashingReader(plain, hashing=kind != "plain")  # plain: the diff id is the digest
                 os.chmod(layer_tmp, 0o755)
                 extract(inner, layer_tmp, policy or self.policy, what)
                 inner.drain()
                 outer.drain()
                 out.flush()
                 os.fsync(out.fileno())
+            diff_id = outer.digest if kind == "plain" else inner.digest
             if expect_digest and outer.digest != expect_digest:
                 raise DigestMismatch(f"digest is {outer.digest}, expected {expect_digest}", what)
-            if expect_diff_id and inner.digest != expect_diff_id:
-                raise DigestMismatch(f"uncompressed digest is {inner.digest}, the config says {expect_diff_id}",
+            if expect_diff_id and diff_id != expect_diff_id:
+                raise DigestMismatch(f"uncompressed digest is {diff_id}, the config says {expect_diff_id}",
                                      what)
-            staged = StagedLayer(outer.digest, inner.digest, outer.count, inner.count, media_type(kind),
+            staged = StagedLayer(outer.digest, diff_id, outer.count, inner.count, media_type(kind),
                                  blob_tmp if keep_blob else None, layer_tmp)
             if not keep_blob:
                 os.unlink(blob_tmp)
@@ -584,11 +584,10 @@ class ImageStore:
         info = self._container(container_dir)
         layers = [info["upperdir"], *info["lowerdirs"]]
         with _open_dest(dest) as out:
-            counted = HashingWriter(out, progress=progress)
-            writer = TarWriter(counted)
+            writer = TarWriter(out, progress=progress)
             write_merged(layers, writer)
             writer.close()
-        return counted.count
+        return writer.written
 
     def commit(self, container_dir: str | os.PathLike[str], ref: str | None = None, *, author: str = "",
                message: str = "", changes: list[str] | tuple[str, ...] = (), progress=None) -> str:
@@ -604,7 +603,7 @@ class ImageStore:
                 fd, tar_tmp = tempfile.mkstemp(prefix="commit-", dir=self.tmp)
                 try:
                     with os.fdopen(fd, "wb") as out:
-                        writer = TarWriter(HashingWriter(out, progress=progress))
+                        writer = TarWriter(out, progress=progress)
                         write_diff(info["upperdir"], writer)
                         writer.close()
                     with open(tar_tmp, "rb") as f:

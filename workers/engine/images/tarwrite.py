@@ -36,13 +36,28 @@ def is_opaque(path: str) -> bool:
 class TarWriter:
     """Write tar entries for paths on disk; hard links (same inode twice) become link entries."""
 
-    def __init__(self, out: BinaryIO, mtime: int | None = None):
+    def __init__(self, out: BinaryIO, mtime: int | None = None, progress=None):
         self.out = out
         self.mtime = mtime  # fixed mtime for reproducible layers (base images)
+        self.written = 0
+        self._progress = progress
         self._inodes: dict[tuple[int, int], str] = {}
+        try:  # a real file or pipe: file data goes kernel to kernel with sendfile
+            self._fd: int | None = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self._advance(len(data))
+
+    def _advance(self, n: int) -> None:
+        self.written += n
+        if self._progress is not None:
+            self._progress(self.written, None)
 
     def _header(self, info: tarfile.TarInfo) -> None:
-        self.out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
     def _info(self, rel: str, st: os.stat_result) -> tarfile.TarInfo:
         info = tarfile.TarInfo(rel)
@@ -102,19 +117,36 @@ class TarWriter:
         # The size is already in the header: a file that shrinks meanwhile is padded, one that grows is cut.
         remaining = size
         with open(path, "rb", buffering=0) as f:
+            if self._fd is not None:
+                self.out.flush()
+                offset = 0
+                while remaining > 0:
+                    try:
+                        n = os.sendfile(self._fd, f.fileno(), offset, min(remaining, 1 << 30))
+                    except OSError as e:
+                        if e.errno not in (errno.EINVAL, errno.ENOSYS) or offset:
+                            raise
+                        self._fd = None  # this output takes no sendfile: copy through Python from now on
+                        break
+                    if n == 0:
+                        break
+                    offset += n
+                    remaining -= n
+                    self._advance(n)
+                f.seek(offset)
             while remaining > 0:
                 chunk = f.read(min(CHUNK, remaining))
                 if not chunk:
                     break
-                self.out.write(chunk)
+                self._write(chunk)
                 remaining -= len(chunk)
         while remaining > 0:
             n = min(CHUNK, remaining)
-            self.out.write(b"\0" * n)
+            self._write(b"\0" * n)
             remaining -= n
         pad = -size % tarfile.BLOCKSIZE
         if pad:
-            self.out.write(b"\0" * pad)
+            self._write(b"\0" * pad)
 
     def add_empty_file(self, rel: str, mtime: int | None = None) -> None:
         info = tarfile.TarInfo(rel)
@@ -123,7 +155,8 @@ class TarWriter:
         self._header(info)
 
     def close(self) -> None:
-        self.out.write(ZERO_BLOCK * 2)
+        self._write(ZERO_BLOCK * 2)
+        self.out.flush()
 
 
 def _sorted_entries(path: str) -> list[os.DirEntry]:
