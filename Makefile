@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 \
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc
 
-.PHONY: install apt venv npm run test lint images clean
+.PHONY: install apt venv npm pyc run test lint images clean
 
-install: apt venv npm
+install: apt venv npm pyc
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -29,6 +29,11 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	printf '#!/bin/sh\nPYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m workers.engine.runtime "$$@"\n' > $(BIN)/berth-runtime
 	chmod +x $(BIN)/berth $(BIN)/berth-runtime
 	touch $@
+
+# Byte-compile the engine: the runtime CLI is started per container, and without
+# cached bytecode every call pays ~40 ms of compilation.
+pyc: venv
+	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q workers webapp containers >/dev/null
 
 venv: $(VENV)/.installed
 
