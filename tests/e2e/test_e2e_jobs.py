@@ -114,7 +114,7 @@ def test_unknown_job_kind_fails_with_reason(berth_worker, wait_job):
     assert "no handler for job kind 'no.such.kind'" in job.error
 
 
-def test_worker_killed_mid_job_reruns_it_on_restart(berth_worker, wait_job):
+def test_worker_killed_mid_job_reruns_it_on_restart(berth_worker, wait_job, wait_for):
     worker = berth_worker("e2e-crash")
     job = jobs.submit("test.sleep", worker.host, params={"seconds": 600, "sleep_attempts": 1})
     wait_job(job, Job.State.RUNNING)
@@ -123,8 +123,11 @@ def test_worker_killed_mid_job_reruns_it_on_restart(berth_worker, wait_job):
     assert job.state == Job.State.RUNNING  # nobody could have noticed yet: the host is down
 
     berth_worker("e2e-crash", state_root=worker.state_root)
-    # Start hooks (@on_worker_start) ran once per start, with this host.
-    assert (worker.state_root / "worker-starts.log").read_text() == "e2e-crash\ne2e-crash\n"
+    # Start hooks (@on_worker_start) ran once per start, with this host. The worker counts as
+    # started at its first heartbeat, which can come just before the hooks have run: wait for them.
+    starts = worker.state_root / "worker-starts.log"
+    wait_for(lambda: starts.read_text().count("\n") >= 2, timeout=30, what="the second start hook")
+    assert starts.read_text() == "e2e-crash\ne2e-crash\n"
     job = wait_job(job)
     assert job.state == Job.State.SUCCEEDED, job.error
     assert job.attempts == 2
