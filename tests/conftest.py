@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,41 +48,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+from containers.management.commands.berth_run import _start_ticks, descendants, free_port  # noqa: E402
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_ticks(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, start ticks) of every live descendant of `pid`, so they can be killed by id later."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            ticks = _start_ticks(child)
-            if ticks:
-                found.append((child, ticks))
-                todo.append(child)
-    return found
 
 
 def kill_exact(pid: int, ticks: str, sig: int = signal.SIGKILL) -> None:

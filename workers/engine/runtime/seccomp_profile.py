@@ -15,14 +15,17 @@ import platform
 
 # Namespace flags of clone(2)/unshare(2). A container must not make new namespaces:
 # CLONE_NEWUSER especially opens the kernel's user-namespace attack surface.
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWTIME = 0x00000080  # unshare/clone3 only: in clone(2) the low byte is the exit signal
+from .linux import (  # noqa: E402
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWTIME,  # unshare/clone3 only: in clone(2) the low byte is the exit signal
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+)
+
 CLONE_NS_FLAGS = (
     CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
 )
