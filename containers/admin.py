@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Container, Host, Image, Job, Team, TeamMembership
+from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership
 
 
 @admin.register(Host)
@@ -34,3 +34,16 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "prefix", "created", "last_used", "revoked")
+    readonly_fields = ("key_hash", "prefix")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created", "actor_name", "action", "target_type", "target_id", "result", "address", "via")
+    list_filter = ("result", "via", "team")
+    search_fields = ("actor_name", "action", "target_repr")

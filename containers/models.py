@@ -136,6 +136,12 @@ class Container(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
     exit_code = models.IntegerField(null=True, blank=True)
     oom_killed = models.BooleanField(default=False)
+    labels = models.JSONField(default=dict, blank=True)
+    # Docker's syntax: "no", "always", "unless-stopped", "on-failure[:N]".
+    restart_policy = models.CharField(max_length=32, default="no", blank=True)
+    restart_count = models.PositiveIntegerField(default=0)
+    # The last thing the host said about this container that a user should read (e.g. why it died).
+    status_message = models.CharField(max_length=500, blank=True)
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -146,6 +152,55 @@ class Container(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiToken(models.Model):
+    """A per-user API token. Only a hash is kept; the token itself is shown once, at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, db_index=True)  # first characters, to recognise a token in lists
+    key_hash = models.CharField(max_length=64, unique=True)  # sha256 hex of the whole token
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked is None
+
+
+class AuditEvent(models.Model):
+    """One action someone attempted: who, what, on which object, from where, and how it ended."""
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)  # kept when the user is deleted
+    action = models.CharField(max_length=100)  # e.g. "container.start", "token.create", "login"
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=100, blank=True)
+    target_repr = models.CharField(max_length=300, blank=True)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    address = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=16, blank=True)  # "api", "dashboard", "websocket", "worker"
+    result = models.CharField(max_length=16)  # "ok", "denied", "invalid", "failed"
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["team", "created"]), models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or '-'} {self.action} {self.target_type}:{self.target_id} {self.result}"
 
 
 class Job(models.Model):
