@@ -1,0 +1,169 @@
+"""Image jobs end to end: real redis-server, real Celery workers with their own state roots, the real
+image store. Each test's worker keeps its store under its own temporary state root."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+
+from containers import jobs
+from containers.events import GROUP
+from containers.models import Image, Job
+from workers.engine.images import ImageStore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+
+def make_upload(dir: Path, files: dict[str, bytes]) -> Path:
+    """A root filesystem tarball where the web side would store an upload."""
+    uploads = dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    path = uploads / f"{uuid.uuid4().hex}.upload"
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def collect_events(run, until) -> list[dict]:
+    """Run `run()` (which submits jobs) while listening to the events group; stop when `until(event)`."""
+
+    async def scenario() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(GROUP, channel)
+        try:
+            await asyncio.to_thread(run)
+            seen = []
+            while True:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=120)
+                event = message["event"]
+                seen.append(event)
+                if until(event):
+                    return seen
+        finally:
+            await layer.group_discard(GROUP, channel)
+
+    return asyncio.run(scenario())
+
+
+def test_seed_import_with_progress_save_load_tag_remove(berth_worker, wait_job, tmp_path):
+    user = get_user_model().objects.create_user("imp", password="pw-imp-12345")
+    a = berth_worker("img-a")
+    b = berth_worker("img-b")
+
+    seed = wait_job(jobs.submit("image.seed", a.host, params={}))
+    assert seed.state == Job.State.SUCCEEDED, seed.error
+    base = Image.objects.get(host=a.host, name="busybox", tag="latest")
+    assert base.owner is None and base.team is None and base.shared
+    assert base.digest.startswith("sha256:") and base.layers and base.config["rootfs"]["diff_ids"] == base.layers
+    # Seeding again changes nothing and makes no second row.
+    assert wait_job(jobs.submit("image.seed", a.host, params={})).state == Job.State.SUCCEEDED
+    assert Image.objects.filter(host=a.host, name="busybox", tag="latest").count() == 1
+
+    # A 24 MiB upload: the job reports byte progress while it imports.
+    payload = os.urandom(24 << 20)
+    upload = make_upload(tmp_path, {"data/blob.bin": payload, "etc/greeting": b"hello from the upload\n"})
+    box: dict = {}
+
+    def submit():
+        box["job"] = jobs.submit("image.import", a.host, requested_by=user, target=("image", ""),
+                                 params={"path": str(upload), "ref": "uploaded:v1", "team_id": None,
+                                         "shared": False, "message": "from a test"})
+
+    seen = collect_events(submit, lambda e: e["type"] == "job" and e["id"] == box["job"].pk
+                          and e["state"] in ("succeeded", "failed"))
+    job = wait_job(box["job"])
+    assert job.state == Job.State.SUCCEEDED, job.error
+    mine = [e for e in seen if e["type"] == "job" and e["id"] == job.pk]
+    assert any(0 < e["progress"] < 100 and "MiB" in e["message"] for e in mine), mine
+    row = Image.objects.get(pk=job.result["image_id"])
+    assert (row.name, row.tag, row.owner_id, row.host_id) == ("uploaded", "v1", user.pk, a.host.pk)
+    assert row.size > len(payload) and row.digest == job.result["digest"]
+    assert row.config["history"][-1]["comment"] == "from a test"
+    assert any(e["type"] == "image" and e["id"] == row.pk for e in seen)
+    assert not upload.exists(), "the handler deletes the upload"
+    store_a = ImageStore(a.state_root)
+    assert store_a.resolve("uploaded:v1").digest == row.digest
+    assert len(row.layers) == 1 and (store_a.layer_dir(row.layers[0]) / "etc/greeting").read_bytes() == \
+        b"hello from the upload\n"
+
+    # save as docker-archive on A, load it on B: same digest there.
+    save = wait_job(jobs.submit("image.save", a.host, target=row, params={"format": "docker-archive"}))
+    assert save.state == Job.State.SUCCEEDED, save.error
+    saved = Path(save.result["path"])
+    assert saved == (a.state_root / "exports" / f"{save.pk}.tar").resolve()
+    assert saved.stat().st_size == save.result["size"] and save.result["filename"] == "uploaded_v1.tar"
+    assert save.result["content_type"] == "application/x-tar"
+    with tarfile.open(saved) as tar:
+        assert json.load(tar.extractfile("manifest.json"))[0]["RepoTags"] == ["uploaded:v1"]
+    copy = tmp_path / "uploads" / f"{uuid.uuid4().hex}.upload"
+    copy.write_bytes(saved.read_bytes())
+    load = wait_job(jobs.submit("image.load", b.host, requested_by=user, params={"path": str(copy)}))
+    assert load.state == Job.State.SUCCEEDED, load.error
+    [loaded] = load.result["images"]
+    on_b = Image.objects.get(pk=loaded["image_id"])
+    assert (on_b.host_id, on_b.ref, on_b.layers) == (b.host.pk, "uploaded:v1", row.layers)
+    assert ImageStore(b.state_root).resolve("uploaded:v1").id == store_a.resolve("uploaded:v1").id
+    assert not copy.exists()
+
+    # tag makes a second row for the same image; remove of one tag leaves the other image intact.
+    tag = wait_job(jobs.submit("image.tag", a.host, target=row, requested_by=user, params={"ref": "uploaded:v2"}))
+    assert tag.state == Job.State.SUCCEEDED, tag.error
+    v2 = Image.objects.get(pk=tag.result["image_id"])
+    assert (v2.name, v2.tag, v2.digest) == ("uploaded", "v2", row.digest)
+    rm = wait_job(jobs.submit("image.remove", a.host, target=row, params={"force": False}))
+    assert rm.state == Job.State.SUCCEEDED, rm.error
+    assert not Image.objects.filter(pk=row.pk).exists()
+    assert not store_a.exists("uploaded:v1") and store_a.resolve("uploaded:v2").digest == row.digest
+    rm2 = wait_job(jobs.submit("image.remove", a.host, target=v2, params={}))
+    assert rm2.state == Job.State.SUCCEEDED, rm2.error
+    assert not store_a.exists("uploaded:v2")
+    assert not store_a.layer_dir(row.layers[0]).exists(), "the last tag removed frees the layer"
+
+
+def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(berth_worker, wait_job, tmp_path):
+    a = berth_worker("img-bad")
+    store = ImageStore(a.state_root)
+    blobs_before = sorted(p.name for p in store.blobs.iterdir())
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    upload = uploads / f"{uuid.uuid4().hex}.upload"
+    upload.write_bytes(b"this is a text file, not a tarball\n" * 40)
+
+    job = wait_job(jobs.submit("image.import", a.host, target=("image", ""),
+                               params={"path": str(upload), "ref": "notatar:latest"}))
+    assert job.state == Job.State.FAILED
+    assert "is not a tar archive" in job.error, job.error
+    assert str(upload) not in job.error and "Traceback" not in job.error
+    assert not Image.objects.filter(name="notatar").exists()
+    assert not upload.exists(), "a refused upload is deleted too"
+    assert sorted(p.name for p in store.blobs.iterdir()) == blobs_before
+    assert list(store.tmp.iterdir()) == [] and list(store.layers.iterdir()) == []
+    assert not store.exists("notatar:latest")
+
+    # A bad reference is refused before anything is read.
+    upload2 = make_upload(tmp_path, {"a": b"x"})
+    job = wait_job(jobs.submit("image.import", a.host, params={"path": str(upload2), "ref": "Bad Name!"}))
+    assert job.state == Job.State.FAILED and "invalid" in job.error, job.error
+    assert not upload2.exists() and Image.objects.count() == 0
+
+    # Saving an image the host does not have says so.
+    ghost = Image.objects.create(host=a.host, name="ghost", tag="latest")
+    job = wait_job(jobs.submit("image.save", a.host, target=ghost, params={"format": "oci-archive"}))
+    assert job.state == Job.State.FAILED and "ghost:latest" in job.error, job.error
+    assert not any((a.state_root / "exports").iterdir())
+    job = wait_job(jobs.submit("image.save", a.host, target=ghost, params={"format": "zip"}))
+    assert job.state == Job.State.FAILED and "unknown format 'zip'" in job.error

@@ -1,0 +1,200 @@
+"""Helpers shared by the container, image and reporter handlers: this host's engine objects, export
+files, job targets, byte progress, and the Image rows that mirror the host's image store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from containers import events
+from containers.models import Container, Host, Image
+from workers.engine.images import ImageStore, refs
+from workers.engine.images.store import Image as EngineImage
+
+TAR_TYPE = "application/x-tar"
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+_lock = threading.Lock()
+_stores: dict[str, ImageStore] = {}
+_managers: dict[str, Any] = {}
+
+
+def state_root() -> Path:
+    return Path(settings.BERTH_STATE_ROOT)
+
+
+def image_store() -> ImageStore:
+    """The image store of the host this worker serves (one object per state root and process)."""
+    key = str(state_root())
+    with _lock:
+        if key not in _stores:
+            _stores[key] = ImageStore(key)
+        return _stores[key]
+
+
+def container_manager():
+    """The host's ContainerManager; it starts the monitor with the Redis log sink pointed at REDIS_URL."""
+    from workers.engine.containers import ContainerManager
+
+    key = str(state_root())
+    with _lock:
+        if key not in _managers:
+            _managers[key] = ContainerManager(key, log_redis_url=settings.REDIS_URL)
+        return _managers[key]
+
+
+def exports_dir() -> Path:
+    """`<state root>/exports`: files a job made for download (the web side serves only from here)."""
+    path = state_root() / "exports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_path(job, suffix: str) -> Path:
+    return exports_dir() / f"{job.pk}{suffix}"
+
+
+def file_result(path: Path, filename: str, content_type: str) -> dict[str, Any]:
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "filename": filename,
+            "content_type": content_type}
+
+
+def safe_filename(text: str) -> str:
+    """A download name from a container or image name (no path separators, no quotes)."""
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text).strip("._")
+    return cleaned or "download"
+
+
+def remove_quietly(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# --- job targets -------------------------------------------------------------------------------------
+
+def target_container(job) -> Container:
+    """The Container row a job targets, on the job's host."""
+    from workers.tasks import JobError
+
+    c = Container.objects.select_related("host", "image").filter(pk=_target_pk(job), host=job.host).first()
+    if c is None:
+        raise JobError(f"container #{job.target_id} no longer exists on host {job.host.name}")
+    return c
+
+
+def target_image(job) -> Image:
+    from workers.tasks import JobError
+
+    img = Image.objects.select_related("host").filter(pk=_target_pk(job), host=job.host).first()
+    if img is None:
+        raise JobError(f"image #{job.target_id} no longer exists on host {job.host.name}")
+    return img
+
+
+def _target_pk(job) -> int:
+    from workers.tasks import JobError
+
+    try:
+        return int(job.target_id)
+    except (TypeError, ValueError):
+        raise JobError(f"job #{job.pk} has no valid target (got {job.target_type!r} {job.target_id!r})") from None
+
+
+# --- progress ----------------------------------------------------------------------------------------
+
+def byte_progress(report: Callable[..., None], start: int, end: int, verb: str,
+                  total: int | None = None, min_interval: float = 0.3) -> Callable[[int, int | None], None]:
+    """A `progress(done_bytes, total_bytes)` callback for the engine that maps bytes onto job progress
+    between `start` and `end` percent. Calls are throttled: every report writes the Job row and an event."""
+    state = {"last": -1, "at": 0.0}
+
+    def progress(done: int, total_now: int | None = None) -> None:
+        whole = total_now or total
+        now = time.monotonic()
+        if whole:
+            pct = start + int((end - start) * min(done, whole) / whole)
+        else:
+            pct = start
+        if pct == state["last"] and now - state["at"] < 2.0:
+            return
+        if now - state["at"] < min_interval and pct < end:
+            return
+        state["last"], state["at"] = pct, now
+        mib = done / 1048576
+        text = f"{verb} {mib:.1f} MiB" + (f" of {whole / 1048576:.1f} MiB" if whole else "")
+        report(pct, text)
+
+    return progress
+
+
+# --- Image rows --------------------------------------------------------------------------------------
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """("name", "tag") of a `name[:tag]` reference, as the Image rows keep it."""
+    name, _, tag = refs.tag_of(ref).rpartition(":")
+    return name, tag
+
+
+def image_fields(image: EngineImage) -> dict[str, Any]:
+    return {"digest": image.digest, "size": image.size, "layers": image.diff_ids, "config": image.config}
+
+
+def sync_image_row(host: Host, ref: str, image: EngineImage, *, owner=None, team=None,
+                   shared: bool | None = None, keep_ownership: bool = False) -> Image:
+    """The one Image row of (host, name, tag) made to describe `image`; created if missing.
+
+    With `keep_ownership` an existing row keeps its owner/team/shared (e.g. a re-seeded base image)."""
+    name, tag = split_ref(ref)
+    with transaction.atomic():
+        rows = list(Image.objects.select_for_update().filter(host=host, name=name, tag=tag).order_by("pk"))
+        row = rows[0] if rows else Image(host=host, name=name, tag=tag)
+        for extra in rows[1:]:  # one row per (host, name, tag): a duplicate from a race goes
+            extra.delete()
+        for key, value in image_fields(image).items():
+            setattr(row, key, value)
+        if row.pk is None or not keep_ownership:
+            row.owner = owner
+            row.team = team
+            row.shared = bool(shared)
+        row.save()
+    publish_image(row, "present")
+    return row
+
+
+def drop_stale_image_rows(host: Host, store: ImageStore) -> int:
+    """Delete this host's Image rows whose tag the store no longer has (e.g. a tag moved by a load)."""
+    known = {t for img in store.list() for t in img.tags}
+    gone = [row for row in Image.objects.filter(host=host) if f"{row.name}:{row.tag}" not in known]
+    for row in gone:
+        publish_image(row, "removed")
+        row.delete()
+    return len(gone)
+
+
+def image_event(row: Image, state: str) -> dict[str, Any]:
+    return {"type": "image", "id": row.pk, "state": state, "name": row.name, "tag": row.tag,
+            "digest": row.digest, "size": row.size, "host": row.host.name, "owner_id": row.owner_id,
+            "team_id": row.team_id, "shared": row.shared}
+
+
+def publish_image(row: Image, state: str) -> None:
+    events.publish(image_event(row, state))
+
+
+# --- container events --------------------------------------------------------------------------------
+
+def publish_container(row: Container, **extra: Any) -> None:
+    """The container event plus the fields the reporter keeps (restart count, status message)."""
+    event = events.container_event(row)
+    event.update({"restart_count": row.restart_count, "status_message": row.status_message,
+                  "restart_policy": row.restart_policy, "image_ref": row.image_ref})
+    event.update(extra)
+    events.publish(event)

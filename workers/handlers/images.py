@@ -1,0 +1,205 @@
+"""Image jobs: import, load, save, remove, tag, seed. The host's image store is the truth; the Image rows
+(one per host, name and tag) follow it after each job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from containers.models import Image, Team
+from workers.engine.images import CorruptArchive, ImageError, ImageNotFound
+from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
+from workers.handlers import common, handler
+
+SAVE_FORMATS = ("docker-archive", "oci-archive")
+
+
+def _job_error(message: str):
+    from workers.tasks import JobError
+
+    return JobError(message)
+
+
+def _team(job) -> Team | None:
+    team_id = job.params.get("team_id")
+    if team_id in (None, ""):
+        return None
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        raise _job_error(f"team #{team_id} does not exist")
+    return team
+
+
+def _owner(job):
+    return job.requested_by if job.requested_by_id else None
+
+
+def _upload_path(job) -> Path:
+    raw = job.params.get("path")
+    if not raw or not isinstance(raw, str) or not os.path.isabs(raw):
+        raise _job_error("no uploaded file was given (params.path must be an absolute path)")
+    return Path(raw)
+
+
+def _discard_upload(path: Path) -> None:
+    """Uploads are the web side's temporary files (`…/uploads/<uuid>.upload`); anything else given as a
+    path is a file on the host we were only asked to read, so it stays."""
+    if path.parent.name == "uploads":
+        common.remove_quietly(path)
+
+
+def _readable(exc: Exception, path: Path, what: str) -> str:
+    """The store names the file by its path; users know it as "the upload"."""
+    text = str(exc)
+    if text.startswith(f"{path}: "):
+        text = text[len(str(path)) + 2:]
+    return f"{what}: {text}"
+
+
+@handler("image.import")
+def import_image(job, report) -> dict[str, Any]:
+    """`docker import`: an uploaded root filesystem tarball becomes a one-layer image `ref`."""
+    params = job.params
+    ref = params.get("ref") or ""
+    path = _upload_path(job)
+    try:
+        name, tag = common.split_ref(ref)
+    except ImageError as exc:
+        _discard_upload(path)
+        raise _job_error(str(exc)) from None
+    team = _team(job)
+    if not path.exists():
+        # A re-run after the worker died between import and finish: the upload is gone, the image is there.
+        row = Image.objects.filter(host=job.host, name=name, tag=tag).first()
+        if row is not None and common.image_store().exists(f"{name}:{tag}"):
+            return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
+        raise _job_error("the uploaded file is gone from the host; upload it again")
+    report(1, "importing")
+    try:
+        store = common.image_store()
+        progress = common.byte_progress(report, 1, 95, "imported", total=path.stat().st_size)
+        image = store.import_tarball(path, f"{name}:{tag}", message=str(params.get("message") or ""),
+                                     progress=progress)
+    except CorruptArchive as exc:
+        raise _job_error(_readable(exc, path, "the upload is not a tar archive (plain, gzip or zstd)")) from None
+    except ImageError as exc:
+        raise _job_error(_readable(exc, path, "import refused")) from None
+    finally:
+        _discard_upload(path)
+    row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=_owner(job), team=team,
+                                shared=bool(params.get("shared")))
+    return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
+
+
+@handler("image.load")
+def load_images(job, report) -> dict[str, Any]:
+    """`docker load`: a docker-archive or oci-archive with one or more tagged images."""
+    path = _upload_path(job)
+    if not path.exists():
+        raise _job_error("the uploaded file is gone from the host; upload it again")
+    team = _team(job)
+    report(1, "loading")
+    try:
+        store = common.image_store()
+        progress = common.byte_progress(report, 1, 95, "loaded", total=path.stat().st_size)
+        images = store.load(path, progress=progress)
+    except ImageError as exc:
+        raise _job_error(_readable(exc, path, "the archive was refused")) from None
+    finally:
+        _discard_upload(path)
+    out = []
+    for image in images:
+        for ref in image.tags:
+            row = common.sync_image_row(job.host, ref, image, owner=_owner(job), team=team,
+                                        shared=bool(job.params.get("shared")))
+            out.append({"image_id": row.pk, "ref": row.ref})
+    if not out:
+        ids = ", ".join(i.id[7:19] for i in images)
+        report(99, f"loaded untagged image(s) {ids}: tag them to use them")
+    return {"images": out}
+
+
+@handler("image.save")
+def save_image(job, report) -> dict[str, Any]:
+    """`docker save`: `<state root>/exports/<job id>.tar` as docker-archive or oci-archive."""
+    row = common.target_image(job)
+    fmt = job.params.get("format") or "docker-archive"
+    if fmt not in SAVE_FORMATS:
+        raise _job_error(f"unknown format {fmt!r}: use one of {', '.join(SAVE_FORMATS)}")
+    dest = common.export_path(job, ".tar")
+    store = common.image_store()
+    try:
+        image = store.resolve(row.ref)
+        report(1, f"saving {row.ref} as {fmt}")
+        store.save([row.ref], dest, format=fmt,
+                   progress=common.byte_progress(report, 1, 99, "written", total=image.size))
+    except ImageError as exc:
+        common.remove_quietly(dest)
+        raise _job_error(str(exc)) from None
+    return common.file_result(dest, f"{common.safe_filename(row.name + '_' + row.tag)}.tar", common.TAR_TYPE)
+
+
+@handler("image.remove")
+def remove_image(job, report) -> dict[str, Any]:
+    """Untag or remove the image in the store, then delete its row (a store without it is fine: gone)."""
+    row = common.target_image(job)
+    force = bool(job.params.get("force"))
+    try:
+        result = common.image_store().remove(row.ref, force=force)
+    except ImageNotFound:
+        result = {"untagged": [], "deleted": None, "note": f"{row.ref} was not in the store"}
+    except ImageError as exc:
+        raise _job_error(str(exc)) from None
+    pk = row.pk
+    common.publish_image(row, "removed")
+    row.delete()
+    result["image_id"] = pk
+    return result
+
+
+@handler("image.tag")
+def tag_image(job, report) -> dict[str, Any]:
+    row = common.target_image(job)
+    target = job.params.get("ref") or ""
+    try:
+        ref = ":".join(common.split_ref(target))
+        image = common.image_store().tag(row.ref, ref)
+    except ImageError as exc:
+        raise _job_error(str(exc)) from None
+    new = common.sync_image_row(job.host, ref, image, owner=_owner(job) or row.owner, team=row.team,
+                                shared=row.shared)
+    return {"image_id": new.pk, "ref": new.ref, "digest": new.digest}
+
+
+@handler("image.seed")
+def seed_images(job, report) -> dict[str, Any]:
+    """The host's base images (busybox; debian when asked and debootstrap works) and their rows, which
+    belong to nobody and are shared so every user sees them."""
+    store = common.image_store()
+    report(5, "making base images")
+    try:
+        made = ensure_base_images(store, debian=bool(job.params.get("debian")))
+    except (ImageError, OSError) as exc:
+        raise _job_error(f"could not make the base images: {exc}") from None
+    out = []
+    for ref in (BUSYBOX_REF, DEBIAN_REF):
+        if store.exists(ref):
+            row = common.sync_image_row(job.host, ref, store.resolve(ref), owner=None, team=None, shared=True)
+            out.append({"image_id": row.pk, "ref": row.ref})
+    return {"made": made, "images": out}
+
+
+def sync_host_images(host) -> list[int]:
+    """Give every tagged image in the host's store a row (rows already there keep their ownership)."""
+    store = common.image_store()
+    pks = []
+    for image in store.list():
+        for ref in image.tags:
+            name, tag = common.split_ref(ref)
+            existing = Image.objects.filter(host=host, name=name, tag=tag).exists()
+            row = common.sync_image_row(host, ref, image, owner=None, team=None,
+                                        shared=ref in (BUSYBOX_REF, DEBIAN_REF), keep_ownership=existing)
+            pks.append(row.pk)
+    return pks
+
