@@ -1,7 +1,8 @@
 from django.urls import path
 
-from . import consumers
+from . import consumers, consumers_logs
 
 websocket_urlpatterns = [
     path("ws/events/", consumers.EventsConsumer.as_asgi()),
+    path("ws/containers/<int:pk>/logs/", consumers_logs.ContainerLogsConsumer.as_asgi()),
 ]
