@@ -39,6 +39,7 @@ venv: $(VENV)/.installed
 
 npm:
 	@if [ -f package.json ]; then \
+	  command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }; \
 	  if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then npm install --no-audit --no-fund --loglevel=error && touch node_modules; fi; \
 	fi
 

@@ -172,7 +172,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # Browser libraries installed by `make npm` (package.json), served as /static/vendor/<file>.
+    ("vendor", BASE_DIR / "node_modules" / "ansi_up"),
+]
 STATIC_ROOT = BERTH_STATE_ROOT / "static"
 
 # Redis: Celery broker + result backend, and the Channels layer.
