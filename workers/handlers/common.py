@@ -44,7 +44,9 @@ def container_manager():
     """The host's ContainerManager; it starts the monitor with the Redis log sink pointed at REDIS_URL."""
     from workers.engine.containers import ContainerManager
 
-    key = str(state_root())
+    # Per process: a pool process forked later must not share the main process's instance, whose
+    # supervise() remembers what it reported.
+    key = f"{os.getpid()}:{state_root()}"
     with _lock:
         if key not in _managers:
             _managers[key] = ContainerManager(key, log_redis_url=settings.REDIS_URL)

@@ -1,0 +1,335 @@
+"""Container jobs: create, start/stop/kill/restart/pause/unpause, remove, export, commit, logs.
+
+The web side made the Container row before submitting; these handlers make the host match it and then
+write back what the host says (reporter.apply_status, the same mapping the state reporter uses).
+Every handler is idempotent: a job re-run after a worker died finds the host possibly already changed
+and accepts that (create adopts an existing container of the same id, stop of a stopped one is done).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from containers.models import Container, Image, Team
+from workers.engine.images import ImageError
+from workers.handlers import common, handler, reporter
+
+log = logging.getLogger(__name__)
+
+# container.create params passed to ContainerManager.create as keyword arguments, with their defaults.
+CREATE_ARGS: dict[str, Any] = {
+    "command": None, "entrypoint": None, "env": None, "workdir": None, "user": None, "hostname": None,
+    "memory": None, "memory_swap": None, "cpus": None, "pids_limit": None, "restart_policy": "no",
+    "labels": None, "mounts": None, "read_only": False, "tty": False,
+}
+RESULT_KEYS = ("id", "name", "state", "pid", "exit_code", "oom_killed", "started_at", "finished_at",
+               "restart_policy", "restart_count", "status_message")
+
+
+def _job_error(message: str):
+    from workers.tasks import JobError
+
+    return JobError(message)
+
+
+def _errors():
+    from workers.engine.containers import errors
+
+    return errors
+
+
+def status_result(row: Container, info: dict[str, Any]) -> dict[str, Any]:
+    """The job result of a state change: the engine's status fields plus the row's id."""
+    out = {k: info.get(k) for k in RESULT_KEYS}
+    out["engine_id"] = out.pop("id")
+    out["container_id"] = row.pk
+    return out
+
+
+def create_kwargs(params: dict[str, Any], row: Container) -> dict[str, Any]:
+    """ContainerManager.create keyword arguments from container.create params (empty strings are unset)."""
+    kwargs: dict[str, Any] = {}
+    for key, default in CREATE_ARGS.items():
+        value = params.get(key, default)
+        if value in ("", None) and default is None:
+            value = None
+        kwargs[key] = value
+    if not kwargs["restart_policy"]:
+        kwargs["restart_policy"] = "no"
+    kwargs["name"] = params.get("name") or row.name
+    kwargs["id"] = row.engine_id
+    return kwargs
+
+
+def _discard_row(row: Container) -> None:
+    """A container that could not be made leaves nothing: no row, and a "removed" event says so."""
+    pk = row.pk
+    Container.objects.filter(pk=pk).delete()
+    row.pk = pk
+    row.state = "removed"
+    common.publish_container(row)
+
+
+@handler("container.create")
+def create(job, report) -> dict[str, Any]:
+    row = common.target_container(job)
+    params = job.params
+    mgr = common.container_manager()
+    errors = _errors()
+    image_ref = params.get("image") or row.image_ref or (row.image.ref if row.image else "")
+    try:
+        info = mgr.inspect(row.engine_id)  # redelivered job: the host already has it
+        report(50, "container already on the host: adopting it")
+    except errors.NoSuchContainer:
+        report(10, f"creating from {image_ref}")
+        try:
+            info = mgr.create(image_ref, **create_kwargs(params, row))
+        except Exception as exc:
+            # Nothing half-made may stay: the engine cleans after itself, this makes sure for our id.
+            with contextlib.suppress(Exception):
+                mgr.remove(row.engine_id, force=True)
+            _discard_row(row)
+            if isinstance(exc, (errors.ContainerError, ImageError)):
+                raise _job_error(str(exc)) from None
+            raise
+    _link_image(row, info, image_ref)
+    reporter.save_status(row, info)
+    if params.get("start") and info.get("state") == "created":
+        report(70, "starting")
+        try:
+            info = mgr.start(row.engine_id)
+        except errors.ContainerError as exc:
+            info = _inspect_quietly(mgr, row) or info
+            reporter.save_status(row, info, message=f"start failed: {exc}")
+            raise _job_error(f"created, but could not start: {exc}") from None
+        reporter.save_status(row, info)
+    return {"container_id": row.pk, "engine_id": row.engine_id, "state": info.get("state")}
+
+
+def _link_image(row: Container, info: dict[str, Any], image_ref: str) -> None:
+    fields = {}
+    if image_ref and row.image_ref != image_ref:
+        fields["image_ref"] = image_ref
+    if row.image_id is None and image_ref:
+        with contextlib.suppress(ImageError):
+            name, tag = common.split_ref(image_ref)
+            image = Image.objects.filter(host=row.host, name=name, tag=tag).first()
+            if image is not None:
+                fields["image"] = image
+    if fields:
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.save(update_fields=list(fields))
+
+
+def _inspect_quietly(mgr, row: Container) -> dict[str, Any] | None:
+    try:
+        return mgr.inspect(row.engine_id)
+    except Exception:
+        return None
+
+
+def _gone(row: Container) -> Exception:
+    """The engine does not know the row's container: the row says so from now on."""
+    message = "the host no longer has this container"
+    reporter.mark_dead(row, message)
+    return _job_error(f"container {row.name}: {message} (marked dead)")
+
+
+def _action(job, report, verb: str, call, done_states: tuple[str, ...]) -> dict[str, Any]:
+    """Run one state change; if the container is already where the change would bring it (a re-run
+    after a crash, or two clicks), that is success."""
+    row = common.target_container(job)
+    mgr = common.container_manager()
+    errors = _errors()
+    try:
+        before = mgr.inspect(row.engine_id)
+        if before.get("state") in done_states:
+            reporter.save_status(row, before)
+            return status_result(row, before)
+        report(20, f"{verb} {row.name}")
+        info = call(mgr, row.engine_id)
+    except errors.NoSuchContainer:
+        raise _gone(row) from None
+    except errors.ContainerError as exc:
+        info = _inspect_quietly(mgr, row)
+        if info is not None:
+            reporter.save_status(row, info)
+        raise _job_error(str(exc)) from None
+    if not isinstance(info, dict) or "state" not in info:
+        info = mgr.inspect(row.engine_id)
+    reporter.save_status(row, info)
+    return status_result(row, info)
+
+
+def _timeout(job) -> int:
+    value = job.params.get("timeout")
+    if value in (None, ""):
+        return 10
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise _job_error(f"timeout must be a whole number of seconds, not {value!r}") from None
+    if seconds < 0:
+        raise _job_error("timeout must not be negative")
+    return seconds
+
+
+@handler("container.start")
+def start(job, report) -> dict[str, Any]:
+    return _action(job, report, "starting", lambda m, ref: m.start(ref), ("running",))
+
+
+@handler("container.stop")
+def stop(job, report) -> dict[str, Any]:
+    timeout = _timeout(job)
+    return _action(job, report, "stopping", lambda m, ref: m.stop(ref, timeout=timeout),
+                   ("created", "exited", "dead"))
+
+
+@handler("container.kill")
+def kill(job, report) -> dict[str, Any]:
+    sig = job.params.get("signal") or "SIGKILL"
+    if isinstance(sig, str) and sig.isdigit():
+        sig = int(sig)
+    return _action(job, report, f"sending {sig} to", lambda m, ref: m.kill(ref, signal=sig), ())
+
+
+@handler("container.restart")
+def restart(job, report) -> dict[str, Any]:
+    timeout = _timeout(job)
+    return _action(job, report, "restarting", lambda m, ref: m.restart(ref, timeout=timeout), ())
+
+
+@handler("container.pause")
+def pause(job, report) -> dict[str, Any]:
+    return _action(job, report, "pausing", lambda m, ref: m.pause(ref), ("paused",))
+
+
+@handler("container.unpause")
+def unpause(job, report) -> dict[str, Any]:
+    return _action(job, report, "resuming", lambda m, ref: m.unpause(ref), ("running",))
+
+
+@handler("container.remove")
+def remove(job, report) -> dict[str, Any]:
+    row = common.target_container(job)
+    mgr = common.container_manager()
+    errors = _errors()
+    report(20, f"removing {row.name}")
+    try:
+        mgr.remove(row.engine_id, force=bool(job.params.get("force")))
+    except errors.NoSuchContainer:
+        pass  # already gone from the host (or a re-run): the row goes too
+    except errors.ContainerError as exc:
+        raise _job_error(str(exc)) from None
+    pk = row.pk
+    _discard_row(row)
+    return {"container_id": pk, "engine_id": row.engine_id, "removed": True}
+
+
+@handler("container.export")
+def export(job, report) -> dict[str, Any]:
+    """`docker export`: the container's filesystem as `<state root>/exports/<job id>.tar`."""
+    row = common.target_container(job)
+    mgr = common.container_manager()
+    errors = _errors()
+    dest = common.export_path(job, ".tar")
+    estimate = row.image.size if row.image_id and row.image and row.image.size else None
+    report(2, f"exporting {row.name}")
+    try:
+        mgr.export(row.engine_id, str(dest),
+                   progress=common.byte_progress(report, 2, 95, "written", total=estimate))
+    except errors.NoSuchContainer:
+        common.remove_quietly(dest)
+        raise _gone(row) from None
+    except (errors.ContainerError, ImageError) as exc:
+        common.remove_quietly(dest)
+        raise _job_error(str(exc)) from None
+    return common.file_result(dest, f"{common.safe_filename(row.name)}.tar", common.TAR_TYPE)
+
+
+@handler("container.commit")
+def commit(job, report) -> dict[str, Any]:
+    """`docker commit`: the container's changes become image `ref` on this host, owned by who asked."""
+    row = common.target_container(job)
+    params = job.params
+    mgr = common.container_manager()
+    errors = _errors()
+    try:
+        ref = ":".join(common.split_ref(params.get("ref") or ""))
+    except ImageError as exc:
+        raise _job_error(str(exc)) from None
+    team = None
+    if params.get("team_id") not in (None, ""):
+        team = Team.objects.filter(pk=params["team_id"]).first()
+        if team is None:
+            raise _job_error(f"team #{params['team_id']} does not exist")
+    report(10, f"committing {row.name} to {ref}")
+    try:
+        mgr.commit(row.engine_id, ref, author=str(params.get("author") or ""),
+                   message=str(params.get("message") or ""), changes=list(params.get("changes") or []))
+        image = common.image_store().resolve(ref)
+    except errors.NoSuchContainer:
+        raise _gone(row) from None
+    except (errors.ContainerError, ImageError) as exc:
+        raise _job_error(str(exc)) from None
+    image_row = common.sync_image_row(job.host, ref, image, owner=job.requested_by if job.requested_by_id else None,
+                                      team=team, shared=bool(params.get("shared")))
+    return {"image_id": image_row.pk, "ref": image_row.ref, "digest": image_row.digest}
+
+
+def _number(params: dict[str, Any], key: str, kind):
+    value = params.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise _job_error(f"{key} must be a number, not {value!r}") from None
+    if number < 0:
+        raise _job_error(f"{key} must not be negative")
+    return number
+
+
+@handler("container.logs")
+def logs(job, report) -> dict[str, Any]:
+    """The container's whole log (or its tail/since) as `<state root>/exports/<job id>.log`, plain text."""
+    row = common.target_container(job)
+    params = job.params
+    mgr = common.container_manager()
+    errors = _errors()
+    tail = _number(params, "tail", int)
+    since = _number(params, "since", float)
+    stamps = bool(params.get("timestamps"))
+    dest = common.export_path(job, ".log")
+    partial = dest.with_name(dest.name + ".partial")
+    report(5, f"reading the log of {row.name}")
+    lines = 0
+    try:
+        with open(partial, "w", encoding="utf-8", errors="replace") as out:
+            at_line_start = True
+            for rec in mgr.logs(row.engine_id, tail=tail, since=since, timestamps=False, follow=False,
+                                stdout=params.get("stdout", True) is not False,
+                                stderr=params.get("stderr", True) is not False):
+                text = rec.get("log", "")
+                if stamps and at_line_start:
+                    out.write(f"{rec.get('time', '')} ")
+                out.write(text)
+                at_line_start = text.endswith("\n")  # a partial record continues the same line
+                lines += at_line_start
+        partial.rename(dest)
+    except errors.NoSuchContainer:
+        common.remove_quietly(partial)
+        raise _gone(row) from None
+    except errors.ContainerError as exc:
+        common.remove_quietly(partial)
+        raise _job_error(str(exc)) from None
+    except BaseException:
+        common.remove_quietly(partial)
+        raise
+    result = common.file_result(dest, f"{common.safe_filename(row.name)}.log", common.TEXT_TYPE)
+    result["lines"] = lines
+    return result
