@@ -47,10 +47,15 @@ def sync_client(url: str | None = None) -> redis.Redis:
     return client
 
 
-def async_client(url: str | None = None) -> aioredis.Redis:
+def async_client(url: str | None = None, name: str | None = None) -> aioredis.Redis:
     """A new asyncio client; the caller closes it (`await client.aclose()`). One per follower,
-    because a blocking XREAD holds its connection."""
-    return aioredis.Redis.from_url(_url(url), decode_responses=True)
+    because a blocking XREAD holds its connection. `name` shows in Redis' CLIENT LIST."""
+    return aioredis.Redis.from_url(_url(url), decode_responses=True, client_name=name)
+
+
+def reader_client_name(engine_id: str) -> str:
+    """CLIENT SETNAME of the connections following a container's lines (spaces are not allowed)."""
+    return f"berth-logs:{engine_id[:64]}"
 
 
 def entry(entry_id: str, fields: dict[str, str]) -> dict[str, str]:
@@ -89,7 +94,7 @@ async def follow(engine_id: str, last_id: str = "$", block_ms: int = 1000, batch
     notice that their client left. Stops when the caller stops iterating (or cancels)."""
     last_id = _check_id(last_id)
     key = stream_key(engine_id)
-    client = async_client(url)
+    client = async_client(url, reader_client_name(engine_id))
     try:
         if last_id == "$":
             # Resolve "$" once: XREAD with "$" in a loop would miss lines written between calls.
@@ -129,7 +134,7 @@ class StreamReader:
 
     def __init__(self, engine_id: str, *, url: str | None = None):
         self.key = stream_key(engine_id)
-        self.client = async_client(url)
+        self.client = async_client(url, reader_client_name(engine_id))
         self.last_id = "0-0"
         self.added_seen = 0
 
