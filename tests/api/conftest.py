@@ -1,0 +1,61 @@
+"""Fixtures for the API and permission tests: two teams with one user per role, their objects, clients.
+
+``world`` builds (without any worker; jobs submitted to its host stay queued):
+  host "api-node" (online, 4 CPUs); teams A and B;
+  users: owner (owns A's objects, member of no team), viewer/operator/admin of team A,
+  outsider (admin of team B), root (superuser);
+  images: base busybox:latest (shared, no owner/team), A's "app-a:1" (team A, owner), B's "app-b:1";
+  containers: "web-a" (team A, owner, running), "web-b" (team B, outsider, running).
+``api_client(user)`` gives a DRF APIClient authenticated with a real token of that user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+ROLES = ("viewer", "operator", "admin", "outsider", "root", "owner")
+
+
+@dataclass
+class World:
+    host: Any
+    team_a: Any
+    team_b: Any
+    users: dict[str, Any]
+    base: Any
+    image_a: Any
+    image_b: Any
+    web_a: Any
+    web_b: Any
+
+
+@pytest.fixture
+def world(db) -> World:
+    from containers.models import Container, Host, Image, Team, TeamMembership
+
+    User = get_user_model()
+    host = Host.objects.create(name="api-node", cpus=4, memory_bytes=8 << 30, kernel="6.1.0-test",
+                               cgroup_version="v2", runtimes=["berth"], last_heartbeat=timezone.now(),
+                               facts={"state_root": "/nonexistent/berth-api-node"})
+    team_a, team_b = Team.objects.create(name="team-a"), Team.objects.create(name="team-b")
+    users = {name: User.objects.create_user(name, password=f"pw-{name}-123") for name in
+             ("owner", "viewer", "operator", "admin", "outsider")}
+    users["root"] = User.objects.create_superuser("root", password="pw-root-123")
+    for name in ("viewer", "operator", "admin"):
+        TeamMembership.objects.create(team=team_a, user=users[name], role=name)
+    TeamMembership.objects.create(team=team_b, user=users["outsider"], role="admin")
+    base = Image.objects.create(name="busybox", tag="latest", host=host, shared=True, digest="sha256:" + "0" * 64)
+    image_a = Image.objects.create(name="app-a", tag="1", host=host, owner=users["owner"], team=team_a,
+                                   digest="sha256:" + "a" * 64)
+    image_b = Image.objects.create(name="app-b", tag="1", host=host, owner=users["outsider"], team=team_b,
+                                   digest="sha256:" + "b" * 64)
+    web_a = Container.objects.create(name="web-a", host=host, image=image_a, image_ref="app-a:1",
+                                     owner=users["owner"], team=team_a, state="running", labels={"tier": "web"})
+    web_b = Container.objects.create(name="web-b", host=host, image=image_b, image_ref="app-b:1",
+                                     owner=users["outsider"], team=team_b, state="running", labels={"tier": "web"})
+    return World(host, team_a, team_b, users, base, image_a, image_b, web_a, web_b)
