@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events
@@ -34,5 +35,6 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def berth_event(self, message: dict) -> None:
         event = message["event"]
-        if events.visible_to(self.user, event):
+        # visible_to may read team memberships and job targets: database work, so off the event loop.
+        if await database_sync_to_async(events.visible_to)(self.user, event):
             await self.send_json(event)

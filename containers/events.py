@@ -29,14 +29,10 @@ def publish(event: dict[str, Any]) -> None:
 
 
 def visible_to(user, event: dict[str, Any]) -> bool:
-    """Whether `user` may receive `event`. The one place deciding delivery (extend for teams here)."""
-    if user is None or not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    if event.get("type") == "host":
-        return True  # hosts are infrastructure every signed-in user sees on the hosts page
-    return event.get("owner_id") is not None and event.get("owner_id") == user.id
+    """Whether `user` may receive `event`: the rules live in containers/permissions.py (teams, roles)."""
+    from .permissions import event_visible
+
+    return event_visible(user, event)
 
 
 def _iso(value) -> str | None:

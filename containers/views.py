@@ -13,17 +13,16 @@ from django.views.decorators.http import require_POST
 
 from . import events
 from . import jobs as job_dispatch
-from .models import Host, Job
+from .models import Host
 
 JOBS_PAGE_SIZE = 100
 
 
 def jobs_visible_to(user):
-    """Jobs a user may see: all for superusers, otherwise their own (teams extend this later)."""
-    qs = Job.objects.select_related("host", "requested_by")
-    if user.is_superuser:
-        return qs
-    return qs.filter(requested_by=user)
+    """Jobs a user may see (containers/permissions.py decides)."""
+    from .permissions import visible_jobs
+
+    return visible_jobs(user)
 
 
 @login_required
