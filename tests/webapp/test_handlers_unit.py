@@ -109,7 +109,10 @@ def test_row_changes_for_start_exit_oom_and_restart():
     row.state = "exited"
     changes = reporter.row_changes(row, restarted)
     assert changes["restart_count"] == 2 and changes["state"] == "running"
-    assert changes["status_message"] == "restarted by policy on-failure:3 (2)"
+    assert changes["status_message"] == "restarted by policy on-failure (2)"
+    # Down for good after its restarts: the row says why, not that it was restarted.
+    done = status("x", "exited", exit_code=1, restart_count=2, status_message="restarted by policy on-failure (2)")
+    assert reporter.row_changes(row, done)["status_message"] == "exited with code 1"
 
     # The engine's own words win; unknown states change nothing; the same status twice changes nothing.
     assert reporter.row_changes(row, status("x", "dead", status_message="runtime lost it"))["status_message"] == \

@@ -47,12 +47,15 @@ def parse_time(value: Any) -> datetime | None:
 
 def derive_message(row: Container, status: dict[str, Any]) -> str:
     """What a user should read about this change (the engine's own words first)."""
-    if status.get("status_message"):
-        return str(status["status_message"])
     state = status.get("state")
+    said = str(status.get("status_message") or "")
+    # A restart note is about the last start: once the container is down for good it says why instead.
+    if said and not (state in ("exited", "dead") and said.startswith("restarted by policy")):
+        return said
     count = int(status.get("restart_count") or 0)
     if count > row.restart_count and state == "running":
-        return f"restarted by policy {status.get('restart_policy') or row.restart_policy} ({count})"
+        policy = (status.get("restart_policy") or row.restart_policy).split(":")[0]
+        return f"restarted by policy {policy} ({count})"
     if state in ("exited", "dead") and status.get("oom_killed"):
         return "OOM killed"
     if state == "exited" and status.get("exit_code") is not None:
