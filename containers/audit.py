@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .models import AuditEvent, Team
+from .models import AuditEvent, Container, Image, Job, Team
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ def channel_of(request) -> str:
     return "api" if path.startswith("/api/") else "dashboard"
 
 
+def _job_team(job: Job) -> int | None:
+    """A job's events belong to the team of the container or image it acts on."""
+    model = {"container": Container, "image": Image}.get(job.target_type)
+    if model is None or not job.target_id.isdigit():
+        return None
+    return model.objects.filter(pk=job.target_id).values_list("team_id", flat=True).first()
+
+
 def _target_fields(target: Any) -> tuple[str, str, str, int | None]:
     """(type, id, readable, team id) of a model instance or a ("type", id[, repr]) tuple."""
     if target is None:
@@ -54,6 +62,8 @@ def _target_fields(target: Any) -> tuple[str, str, str, int | None]:
     kind = target._meta.model_name
     if isinstance(target, Team):
         team_id = target.pk
+    elif isinstance(target, Job):
+        team_id = _job_team(target)
     else:
         team_id = getattr(target, "team_id", None)
     return kind, str(target.pk or ""), str(target), team_id

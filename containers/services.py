@@ -1,0 +1,670 @@
+"""The one path from "a user asks" to "a job is queued", shared by the API and the dashboard (iface §5).
+
+Each service checks permissions (containers/permissions.py), validates, records an audit event
+(containers/audit.py) — refusals too — and submits the job (containers/jobs.py). Refusals raise
+ServiceError with a stable code, a readable message, the offending field and an HTTP status; nothing
+is changed and no job is made when one is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal as signal_module
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import FileResponse
+
+from . import audit, permissions
+from . import jobs as job_dispatch
+from .models import Container, Host, Image, Job, Team
+
+MIN_MEMORY = 6 * 1024 * 1024
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+CHUNK = 1 << 20
+CONTAINER_ACTIONS = ("start", "stop", "kill", "restart", "pause", "unpause", "remove", "export", "commit", "logs")
+IMAGE_ACTIONS = ("save", "remove", "tag")
+SAVE_FORMATS = ("docker-archive", "oci-archive")
+# States from which an action makes sense; anything else is a readable "conflict".
+ACTION_STATES: dict[str, tuple[str, ...]] = {
+    "start": ("created", "exited"),
+    "stop": ("running", "paused"),
+    "kill": ("running", "paused"),
+    "restart": ("created", "running", "paused", "exited"),
+    "pause": ("running",),
+    "unpause": ("paused",),
+    "export": ("created", "running", "paused", "exited"),
+    "commit": ("created", "running", "paused", "exited"),
+    "logs": ("created", "running", "paused", "exited", "dead"),
+    "remove": ("created", "running", "paused", "exited", "dead"),
+}
+DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
+                    "container.logs": "container.logs"}
+STATUS = {"invalid": 400, "not_a_tarball": 400, "no_such_image": 400, "name_taken": 409, "conflict": 409,
+          "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409}
+
+
+class ServiceError(Exception):
+    """A refused request: `.code` (stable), `.message` (readable), `.field` (or None), `.status` (HTTP)."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status or STATUS.get(code, 400)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            out["fields"] = {self.field: [self.message]}
+        return out
+
+
+# --- shared steps -------------------------------------------------------------------------------------
+
+def _refuse(request, user, action: str, target: Any, error: ServiceError) -> ServiceError:
+    result = "denied" if error.status in (401, 403, 404) else "invalid"
+    audit.record(request, user, action, target, result, {"code": error.code, "message": error.message,
+                                                         **({"field": error.field} if error.field else {})},
+                 status_code=error.status)
+    return error
+
+
+def _authorize(request, user, action: str, obj: Any, audit_action: str | None = None) -> None:
+    """permissions.check as ServiceErrors, with the refusal in the audit log."""
+    if user is None or not user.is_authenticated:
+        raise _refuse(request, user, audit_action or action, obj,
+                      ServiceError("not_authenticated", "sign in first", status=401))
+    try:
+        permissions.check(user, action, obj)
+    except permissions.NotVisible:
+        what = type(obj).__name__.lower() if obj is not None else "object"
+        raise _refuse(request, user, audit_action or action, obj,
+                      ServiceError("not_found", f"no such {what}")) from None
+    except permissions.Forbidden as exc:
+        raise _refuse(request, user, audit_action or action, obj, ServiceError("forbidden", str(exc))) from None
+
+
+def scoped_key(user, key: str | None) -> str | None:
+    """Idempotency keys are per user: two users using the same key never share a job."""
+    if not key:
+        return None
+    key = str(key).strip()
+    if not key:
+        return None
+    if len(key) > 150 or any(ord(c) < 32 for c in key):
+        raise ServiceError("invalid", "Idempotency-Key must be at most 150 printable characters",
+                           field="idempotency_key")
+    return f"u{user.pk}:{key}"
+
+
+def _existing(user, key: str | None, kind: str, target_type: str = "", target_id: str = "") -> Job | None:
+    """The job an earlier request with the same key made; refuse reusing a key for something else."""
+    if not key:
+        return None
+    job = Job.objects.filter(idempotency_key=key).first()
+    if job is None:
+        return None
+    if job.kind != kind or (target_id and (job.target_type, job.target_id) != (target_type, target_id)):
+        raise ServiceError("idempotency_key_reused",
+                           f"this Idempotency-Key was already used for {job.kind} (job #{job.pk})",
+                           field="idempotency_key")
+    return job
+
+
+def _submit(request, user, kind: str, host: Host, target: Any, params: dict[str, Any], key: str | None,
+            audit_target: Any = None) -> Job:
+    job = job_dispatch.submit(kind, host, params=params, requested_by=user, target=target, idempotency_key=key)
+    audit.record(request, user, kind, audit_target if audit_target is not None else target, "ok",
+                 {"job": job.pk}, status_code=202)
+    return job
+
+
+def _as_host(host: Host | int | str) -> Host:
+    if isinstance(host, Host):
+        return host
+    found = None
+    if isinstance(host, int) or (isinstance(host, str) and host.isdigit()):
+        found = Host.objects.filter(pk=int(host)).first()
+    if found is None and isinstance(host, str):
+        found = Host.objects.filter(name=host).first()
+    if found is None:
+        raise ServiceError("invalid", f"no such host {host!r}", field="host")
+    return found
+
+
+def _as_team(user, team: Team | int | None, field: str = "team", least: str = permissions.OPERATOR) -> Team | None:
+    """The team a new object goes to; the user needs at least `least` there (superusers anything)."""
+    if team in (None, ""):
+        return None
+    if not isinstance(team, Team):
+        try:
+            team = Team.objects.filter(pk=int(team)).first()
+        except (TypeError, ValueError):
+            team = None
+    if team is None or not (user.is_superuser or permissions.role_in(user, team.pk)):
+        raise ServiceError("invalid", "no such team", field=field)
+    role = permissions.role_in(user, team.pk)
+    if not user.is_superuser and permissions.ROLE_RANK[role] < permissions.ROLE_RANK[least]:
+        raise ServiceError("forbidden", f"you need the {least} role in team {team.name} for this", field=field)
+    return team
+
+
+def _image_ref(ref: Any, field: str = "ref") -> tuple[str, str]:
+    """("name", "tag") of a `name[:tag]` reference (tag defaults to latest)."""
+    from workers.engine.images import refs
+
+    if not isinstance(ref, str) or not ref.strip():
+        raise ServiceError("invalid", "an image reference name[:tag] is required", field=field)
+    try:
+        name, _, tag = refs.tag_of(ref.strip()).rpartition(":")
+    except Exception as exc:  # InvalidReference: readable already
+        raise ServiceError("invalid", str(exc), field=field) from None
+    return name, tag
+
+
+def _bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (None, ""):
+        return False
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ServiceError("invalid", f"{field} must be true or false", field=field)
+
+
+def _int(value: Any, field: str, *, low: int | None = None, high: int | None = None,
+         default: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ServiceError("invalid", f"{field} must be a whole number", field=field)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ServiceError("invalid", f"{field} must be a whole number, not {str(value)[:30]!r}", field=field) from None
+    if (low is not None and n < low) or (high is not None and n > high):
+        bounds = f"from {low}" + (f" to {high}" if high is not None else " up")
+        raise ServiceError("invalid", f"{field} must be {bounds}, not {n}", field=field)
+    return n
+
+
+# --- containers ---------------------------------------------------------------------------------------
+
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "sharp",
+               "swift", "tidy", "vivid", "witty", "zesty", "bold", "crisp", "gentle", "proud", "sunny")
+_NOUNS = ("otter", "heron", "lynx", "puffin", "marten", "walrus", "falcon", "badger", "gecko", "ibis",
+          "koala", "lemur", "narwhal", "osprey", "quokka", "raven", "stoat", "tapir", "wombat", "yak")
+
+
+def generate_name(host: Host) -> str:
+    """A free Docker-style name on `host`: adjective_animal, with a number if needed."""
+    rng = random.SystemRandom()
+    for attempt in range(50):
+        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
+        if attempt >= 10:
+            name += f"{rng.randrange(1000)}"
+        if not Container.objects.filter(host=host, name=name).exists():
+            return name
+    return f"container_{uuid.uuid4().hex[:12]}"
+
+
+def _resolve_image(user, host: Host, image: Image | str) -> Image:
+    if isinstance(image, Image):
+        if image.host_id != host.pk:
+            raise ServiceError("no_such_image", f"image {image.ref} is not on host {host.name}", field="image")
+        found = image
+    else:
+        name, tag = _image_ref(image, "image")
+        found = permissions.visible_images(user).filter(host=host, name=name, tag=tag).first()
+        if found is None:
+            raise ServiceError("no_such_image", f"no image {name}:{tag} on host {host.name}", field="image")
+    if not permissions.can(user, "view", found):
+        raise ServiceError("no_such_image", f"no image {found.ref} on host {host.name}", field="image")
+    if not permissions.can(user, "image.use", found):
+        raise ServiceError("forbidden", f"you may not run containers from {found.ref}", field="image")
+    return found
+
+
+def _check_mounts(user, mounts: Any) -> list[str]:
+    if mounts in (None, ""):
+        return []
+    if not isinstance(mounts, (list, tuple)) or not all(isinstance(m, str) for m in mounts):
+        raise ServiceError("invalid", "mounts must be a list of 'source:/destination[:ro]' strings", field="mounts")
+    roots = [Path(r).resolve() for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]
+    for spec in mounts:
+        source = spec.split(":", 1)[0]
+        if source.startswith("/") and not user.is_superuser:
+            resolved = Path(os.path.normpath(source))
+            if not any(resolved == r or r in resolved.parents for r in roots):
+                allowed = ", ".join(str(r) for r in roots) or "none"
+                raise ServiceError("forbidden", f"bind mount of {source} refused: only superusers may bind-mount "
+                                                f"host paths (allowed roots: {allowed})", field="mounts")
+    return list(mounts)
+
+
+def _container_params(user, host: Host, *, name, command, entrypoint, env, workdir, user_spec, hostname,
+                      memory, cpus, pids_limit, restart_policy, labels, mounts, read_only, tty) -> dict[str, Any]:
+    """Every create argument checked with the engine's own rules; ServiceError names the field."""
+    from workers.engine.containers import config as engine_config
+    from workers.engine.containers.errors import InvalidConfig
+
+    if isinstance(memory, str) and memory.strip():
+        try:
+            memory = engine_config.parse_size(memory)
+        except InvalidConfig as exc:
+            raise ServiceError("invalid", str(exc), field="memory") from None
+    memory = _int(memory, "memory", low=0)
+    if memory is not None and memory < MIN_MEMORY:
+        raise ServiceError("invalid", f"memory limit {engine_config.human_size(memory)} is below the minimum "
+                                      "of 6 MiB", field="memory")
+    if cpus not in (None, ""):
+        try:
+            cpus = float(cpus)
+        except (TypeError, ValueError):
+            raise ServiceError("invalid", f"cpus must be a number, not {str(cpus)[:30]!r}", field="cpus") from None
+        limit = host.cpus or os.cpu_count() or 1
+        if not (cpus > 0 and cpus <= limit):
+            raise ServiceError("invalid", f"cpus must be more than 0 and at most {limit} (the CPUs of host "
+                                          f"{host.name})", field="cpus")
+    else:
+        cpus = None
+    pids_limit = _int(pids_limit, "pids_limit", low=1)
+    mounts = _check_mounts(user, mounts)
+    if env is not None and not isinstance(env, (dict, list)):
+        raise ServiceError("invalid", "env must be a mapping or a list of KEY=VALUE strings", field="env")
+    for field, value in (("command", command), ("entrypoint", entrypoint)):
+        if value is not None and not isinstance(value, (str, list)):
+            raise ServiceError("invalid", f"{field} must be a list of strings or one string", field=field)
+    for field, value in (("workdir", workdir), ("user", user_spec), ("hostname", hostname)):
+        if value is not None and not isinstance(value, str):
+            raise ServiceError("invalid", f"{field} must be a string", field=field)
+    try:
+        cfg = engine_config.normalize(
+            id=None, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir or None,
+            user=user_spec or None, hostname=hostname or None, memory=memory, memory_swap=None, cpus=None,
+            cpu_shares=None, pids_limit=pids_limit, restart_policy=restart_policy or "no", labels=labels,
+            mounts=mounts, read_only=read_only, tty=tty)
+    except InvalidConfig as exc:
+        raise ServiceError("invalid", str(exc), field="user" if exc.field == "user" else exc.field) from None
+    except (TypeError, ValueError) as exc:
+        raise ServiceError("invalid", f"invalid container configuration: {exc}") from None
+    env_map = dict(e.partition("=")[::2] for e in cfg["env"])
+    return {
+        "name": name, "command": cfg["command"], "entrypoint": cfg["entrypoint"], "env": env_map,
+        "workdir": cfg["workdir"], "user": cfg["user"], "hostname": cfg["hostname"], "memory": memory,
+        "memory_swap": None, "cpus": cpus, "pids_limit": pids_limit, "restart_policy": cfg["restart_policy"],
+        "labels": cfg["labels"], "mounts": cfg["mounts"], "read_only": bool(read_only), "tty": bool(tty),
+    }
+
+
+def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", command=None,
+                     entrypoint=None, env=None, workdir: str = "", user_spec: str = "", hostname: str = "",
+                     memory: int | str | None = None, cpus: float | None = None, pids_limit: int | None = None,
+                     restart_policy: str = "no", labels: dict[str, str] | None = None,
+                     mounts: list[str] | None = None, read_only: bool = False, tty: bool = False,
+                     start: bool = True, team: Team | int | None = None, request=None,
+                     idempotency_key: str | None = None) -> tuple[Container, Job]:
+    """Make the Container row (state "created") and queue container.create (and its start)."""
+    action = "container.create"
+    try:
+        if user is None or not user.is_authenticated:
+            raise ServiceError("not_authenticated", "sign in first", status=401)
+        key = scoped_key(user, idempotency_key)
+        earlier = _existing(user, key, action)
+        if earlier is not None:
+            container = Container.objects.filter(pk=earlier.target_id).first() if earlier.target_id else None
+            return container, earlier
+        host = _as_host(host)
+        name = (name or "").strip()
+        if name and not NAME_RE.match(name):
+            raise ServiceError("invalid", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
+                                          "(starting with a letter or digit, at most 128)", field="name")
+        image_row = _resolve_image(user, host, image)
+        team_row = _as_team(user, team)
+        params = _container_params(
+            user, host, name=name or "x", command=command, entrypoint=entrypoint, env=env, workdir=workdir,
+            user_spec=user_spec, hostname=hostname, memory=memory, cpus=cpus, pids_limit=pids_limit,
+            restart_policy=restart_policy, labels=labels, mounts=mounts, read_only=_bool(read_only, "read_only"),
+            tty=_bool(tty, "tty"))
+        start = _bool(start, "start")
+        if name and Container.objects.filter(host=host, name=name).exists():
+            raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}", field="name")
+        name = name or generate_name(host)
+        params.update(name=name, image=image_row.ref, start=start)
+        try:
+            with transaction.atomic():
+                container = Container.objects.create(
+                    name=name, host=host, image=image_row, image_ref=image_row.ref, owner=user, team=team_row,
+                    command=params["command"] or [], config=params, state=Container.State.CREATED,
+                    labels=params["labels"], restart_policy=params["restart_policy"])
+                job = _submit(request, user, action, host, container, params, key)
+        except IntegrityError:
+            raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}",
+                               field="name") from None
+        return container, job
+    except ServiceError as exc:
+        _refuse(request, user, action, ("container", "", name if isinstance(name, str) else ""), exc)
+        raise
+
+
+def _action_params(user, container: Container, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    if action in ("stop", "restart"):
+        return {"timeout": _int(params.get("timeout"), "timeout", low=0, high=3600, default=10)}
+    if action == "kill":
+        sig = params.get("signal", "SIGKILL")
+        if isinstance(sig, bool):
+            raise ServiceError("invalid", "signal must be a name like SIGTERM or a number", field="signal")
+        if isinstance(sig, str) and sig.strip().isdigit():
+            sig = int(sig.strip())
+        if isinstance(sig, int):
+            if not 1 <= sig <= 64:
+                raise ServiceError("invalid", f"signal {sig} is out of range 1..64", field="signal")
+            return {"signal": sig}
+        text = str(sig or "SIGKILL").strip().upper()
+        text = text if text.startswith("SIG") else "SIG" + text
+        if text not in signal_module.Signals.__members__:
+            raise ServiceError("invalid", f"unknown signal {str(sig)[:20]!r}", field="signal")
+        return {"signal": text}
+    if action == "remove":
+        return {"force": _bool(params.get("force"), "force")}
+    if action == "logs":
+        since = params.get("since")
+        if since not in (None, ""):
+            try:
+                since = float(since)
+            except (TypeError, ValueError):
+                raise ServiceError("invalid", "since must be a unix timestamp (seconds)", field="since") from None
+        else:
+            since = None
+        return {"tail": _int(params.get("tail"), "tail", low=0), "since": since,
+                "timestamps": _bool(params.get("timestamps"), "timestamps"), "stdout": True, "stderr": True}
+    if action == "commit":
+        name, tag = _image_ref(params.get("ref"), "ref")
+        changes = params.get("changes") or []
+        if not isinstance(changes, list) or not all(isinstance(c, str) for c in changes):
+            raise ServiceError("invalid", "changes must be a list of strings like 'CMD [\"sh\"]'", field="changes")
+        for field in ("author", "message"):
+            if not isinstance(params.get(field) or "", str):
+                raise ServiceError("invalid", f"{field} must be a string", field=field)
+        team = _as_team(user, params.get("team_id", container.team_id), field="team_id")
+        shared = _bool(params.get("shared"), "shared")
+        if shared and not permissions.can(user, "image.share", container):
+            raise ServiceError("forbidden", "sharing an image with everyone needs the admin role", field="shared")
+        return {"ref": f"{name}:{tag}", "author": params.get("author") or user.get_username(),
+                "message": params.get("message") or "", "changes": changes,
+                "team_id": team.pk if team else None, "shared": shared}
+    return {}
+
+
+def container_action(user, container: Container, action: str, *, params: dict[str, Any] | None = None,
+                     request=None, idempotency_key: str | None = None) -> Job:
+    """Queue one of start/stop/kill/restart/pause/unpause/remove/export/commit/logs on `container`."""
+    if action not in CONTAINER_ACTIONS:
+        raise ServiceError("invalid", f"unknown container action {action!r}", field="action")
+    kind = f"container.{action}"
+    _authorize(request, user, kind, container)
+    try:
+        key = scoped_key(user, idempotency_key)
+        earlier = _existing(user, key, kind, "container", str(container.pk))
+        if earlier is not None:
+            return earlier
+        params = _action_params(user, container, action, dict(params or {}))
+        if container.state not in ACTION_STATES[action]:
+            raise ServiceError("conflict", f"cannot {action} container {container.name}: it is {container.state}")
+        if action == "remove" and container.state in ("running", "paused") and not params["force"]:
+            raise ServiceError("conflict", f"container {container.name} is {container.state}: stop it first "
+                                           "or remove with force")
+    except ServiceError as exc:
+        raise _refuse(request, user, kind, container, exc) from None
+    with transaction.atomic():
+        return _submit(request, user, kind, container.host, container, params, key)
+
+
+# --- images -------------------------------------------------------------------------------------------
+
+def uploads_dir() -> Path:
+    path = Path(settings.BERTH_STATE_ROOT) / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_upload_path() -> Path:
+    return uploads_dir() / f"{uuid.uuid4().hex}.upload"
+
+
+def save_upload(source: IO[bytes] | Any, dest: Path | None = None, *, limit: int | None = None) -> Path:
+    """Copy an upload (Django UploadedFile or a binary file object) to the uploads dir in chunks."""
+    dest = dest or new_upload_path()
+    written = 0
+    try:
+        with open(dest, "xb") as out:
+            chunks = source.chunks(CHUNK) if hasattr(source, "chunks") else iter(lambda: source.read(CHUNK), b"")
+            for chunk in chunks:
+                written += len(chunk)
+                if limit is not None and written > limit:
+                    raise ServiceError("invalid", f"the upload is larger than {limit} bytes", field="file",
+                                       status=413)
+                out.write(chunk)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def looks_like_archive(head: bytes) -> bool:
+    """tar (ustar magic or a valid v7 header checksum), gzip or zstd, from the first 512 bytes."""
+    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
+        return True
+    if len(head) < 512:
+        return False
+    if head[257:262] == b"ustar":
+        return True
+    try:
+        stored = int(head[148:156].replace(b"\0", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(head[:148]) + 8 * 32 + sum(head[156:512])
+
+
+def _stage_upload(upload: Any) -> tuple[Path, bool]:
+    """(path of the upload in the uploads dir, whether this call made it)."""
+    if isinstance(upload, (str, os.PathLike)):
+        path = Path(upload)
+        if not path.is_absolute() or not path.is_file():
+            raise ServiceError("invalid", "the uploaded file is missing", field="file")
+        if path.resolve().parent == uploads_dir().resolve():
+            return path, True  # already staged by the caller (streamed request body): ours to clean
+        with open(path, "rb") as src:
+            return save_upload(src), True
+    if upload is None or not (hasattr(upload, "chunks") or hasattr(upload, "read")):
+        raise ServiceError("invalid", "a file is required", field="file")
+    return save_upload(upload), True
+
+
+def _check_upload(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        raise ServiceError("not_a_tarball", "the uploaded file is empty", field="file")
+    if not looks_like_archive(head):
+        raise ServiceError("not_a_tarball", "the uploaded file is not a tar archive (plain, gzip or zstd)",
+                           field="file")
+
+
+def _import_like(kind: str, user, *, host, upload, team, shared, request, idempotency_key,
+                 extra: dict[str, Any]) -> Job:
+    path: Path | None = None
+    try:
+        if user is None or not user.is_authenticated:
+            raise ServiceError("not_authenticated", "sign in first", status=401)
+        key = scoped_key(user, idempotency_key)
+        earlier = _existing(user, key, kind)
+        if earlier is not None:
+            if isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
+                Path(upload).unlink(missing_ok=True)
+            return earlier
+        host = _as_host(host)
+        team_row = _as_team(user, team)
+        shared = _bool(shared, "shared")
+        if shared and not (user.is_superuser or (team_row and permissions.role_in(user, team_row.pk) == "admin")):
+            raise ServiceError("forbidden", "sharing an image with everyone needs the admin role in its team",
+                               field="shared")
+        path, _ = _stage_upload(upload)
+        _check_upload(path)
+        params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared, **extra}
+        with transaction.atomic():
+            return _submit(request, user, kind, host, ("image", ""), params, key,
+                           audit_target=("image", "", extra.get("ref", "")))
+    except BaseException as exc:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        elif isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
+            Path(upload).unlink(missing_ok=True)
+        if isinstance(exc, ServiceError):
+            _refuse(request, user, kind, ("image", "", extra.get("ref", "")), exc)
+        raise
+
+
+def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: Team | int | None = None,
+                 shared: bool = False, message: str = "", request=None,
+                 idempotency_key: str | None = None) -> Job:
+    """`docker import`: a root filesystem tarball (upload or staged path) becomes image `ref` on `host`."""
+    try:
+        name, tag = _image_ref(ref, "ref")
+    except ServiceError as exc:
+        if isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
+            Path(upload).unlink(missing_ok=True)
+        raise _refuse(request, user, "image.import", ("image", "", str(ref)[:100]), exc) from None
+    if not isinstance(message, str):
+        message = ""
+    return _import_like("image.import", user, host=host, upload=upload, team=team, shared=shared,
+                        request=request, idempotency_key=idempotency_key,
+                        extra={"ref": f"{name}:{tag}", "message": message[:500]})
+
+
+def load_images(user, *, host: Host | int | str, upload: Any, team: Team | int | None = None,
+                shared: bool = False, request=None, idempotency_key: str | None = None) -> Job:
+    """`docker load`: a docker-archive or oci-archive with tagged images."""
+    return _import_like("image.load", user, host=host, upload=upload, team=team, shared=shared,
+                        request=request, idempotency_key=idempotency_key, extra={})
+
+
+def image_action(user, image: Image, action: str, *, params: dict[str, Any] | None = None, request=None,
+                 idempotency_key: str | None = None) -> Job:
+    """Queue save/remove/tag of `image`."""
+    if action not in IMAGE_ACTIONS:
+        raise ServiceError("invalid", f"unknown image action {action!r}", field="action")
+    kind = f"image.{action}"
+    _authorize(request, user, kind, image)
+    params = dict(params or {})
+    try:
+        key = scoped_key(user, idempotency_key)
+        earlier = _existing(user, key, kind, "image", str(image.pk))
+        if earlier is not None:
+            return earlier
+        if action == "save":
+            fmt = params.get("format") or "docker-archive"
+            if fmt not in SAVE_FORMATS:
+                raise ServiceError("invalid", f"format must be one of {', '.join(SAVE_FORMATS)}", field="format")
+            clean: dict[str, Any] = {"format": fmt}
+        elif action == "remove":
+            force = _bool(params.get("force"), "force")
+            in_use = Container.objects.filter(image=image).exclude(state="removing").count()
+            if in_use and not force:
+                raise ServiceError("conflict", f"image {image.ref} is used by {in_use} container(s): remove them "
+                                               "first or use force")
+            clean = {"force": force}
+        else:
+            name, tag = _image_ref(params.get("ref"), "ref")
+            if Image.objects.filter(host=image.host, name=name, tag=tag).exclude(pk=image.pk).exists():
+                raise ServiceError("name_taken", f"{name}:{tag} already exists on host {image.host.name}",
+                                   field="ref")
+            clean = {"ref": f"{name}:{tag}"}
+    except ServiceError as exc:
+        raise _refuse(request, user, kind, image, exc) from None
+    with transaction.atomic():
+        return _submit(request, user, kind, image.host, image, clean, key)
+
+
+def share_image(user, image: Image, team: Team | int | None, shared: bool, request=None) -> Image:
+    """Move `image` to `team` (or none) and set whether everyone may use it. DB only, no job."""
+    _authorize(request, user, "image.share", image)
+    try:
+        team_row = _as_team(user, team, least=permissions.ADMIN)
+        shared = _bool(shared, "shared")
+        if shared and not user.is_superuser and not (team_row and permissions.role_in(user, team_row.pk) == "admin"):
+            if not (image.owner_id == user.pk and team_row is None and image.team_id is None):
+                raise ServiceError("forbidden", "sharing with everyone needs the admin role in the image's team",
+                                   field="shared")
+    except ServiceError as exc:
+        raise _refuse(request, user, "image.share", image, exc) from None
+    before = {"team_id": image.team_id, "shared": image.shared}
+    image.team = team_row
+    image.shared = shared
+    image.save(update_fields=["team", "shared"])
+    audit.record(request, user, "image.share", image, "ok",
+                 {"before": before, "after": {"team_id": image.team_id, "shared": shared}}, status_code=200)
+    return image
+
+
+# --- downloads ----------------------------------------------------------------------------------------
+
+def _job_target(job: Job):
+    if not job.target_id.isdigit():
+        return None
+    model = {"container": Container, "image": Image}.get(job.target_type)
+    return model.objects.filter(pk=job.target_id).first() if model else None
+
+
+def download_path(job: Job) -> Path:
+    """The finished job's file, only if it lies inside its host's `<state root>/exports/`."""
+    result = job.result if isinstance(job.result, dict) else {}
+    raw = result.get("path")
+    root = (job.host.facts or {}).get("state_root")
+    if not raw or not root:
+        raise ServiceError("not_found", "this job has no file to download")
+    exports = Path(root).resolve() / "exports"
+    path = Path(raw).resolve()
+    if exports not in path.parents or not path.is_file():
+        raise ServiceError("not_found", "the file of this job is gone")
+    return path
+
+
+def download_response(user, job: Job, request=None) -> FileResponse:
+    """A streamed download of a finished export/save/logs job's file, with type and length."""
+    action = DOWNLOAD_ACTIONS.get(job.kind)
+    if user is None or not user.is_authenticated:
+        raise _refuse(request, user, "job.download", job, ServiceError("not_authenticated", "sign in first",
+                                                                       status=401))
+    if not permissions.can(user, "view", job):
+        raise _refuse(request, user, "job.download", job, ServiceError("not_found", "no such job"))
+    try:
+        if action is None:
+            raise ServiceError("invalid", f"{job.kind} jobs have no download")
+        target = _job_target(job)
+        if target is not None:
+            if not permissions.can(user, action, target):
+                raise ServiceError("forbidden", f"you may not download the result of {job.kind} here", status=403)
+        elif not (user.is_superuser or job.requested_by_id == user.pk):
+            raise ServiceError("forbidden", "only who asked for this job may download it now", status=403)
+        if job.state != Job.State.SUCCEEDED:
+            raise ServiceError("conflict", f"job #{job.pk} is {job.state}: download once it succeeded")
+        path = download_path(job)
+    except ServiceError as exc:
+        raise _refuse(request, user, "job.download", job, exc) from None
+    result = job.result
+    filename = str(result.get("filename") or path.name).replace("/", "_")
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=filename,
+                            content_type=str(result.get("content_type") or "application/octet-stream"))
+    response["Content-Length"] = str(path.stat().st_size)
+    audit.record(request, user, "job.download", job, "ok", {"size": path.stat().st_size}, status_code=200)
+    return response
