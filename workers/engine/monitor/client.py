@@ -69,13 +69,14 @@ class MonitorClient:
         except MonitorError:
             return False
 
-    def ensure_running(self) -> int:
-        """Start the monitor for this state root unless it runs; returns its pid."""
+    def ensure_running(self, env: dict[str, str] | None = None) -> int:
+        """Start the monitor for this state root unless it runs; returns its pid. `env` is added to
+        the daemon's environment (e.g. BERTH_LOG_REDIS_URL for its Redis log sink)."""
         try:
             return self.ping()["pid"]
         except MonitorError:
             pass
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(layout.project_dir()), env.get("PYTHONPATH")]))
         proc = subprocess.run(
             [sys.executable, "-m", "workers.engine.monitor", "--root", str(self.root)],

@@ -103,6 +103,8 @@ def intermediate(ctx: InitContext) -> None:
                 flags |= L.NAMESPACES[t][0]
         if flags:
             L.unshare(flags)
+        if "network" in new:
+            L.loopback_up()  # a fresh network namespace has lo down; containers expect it up
         pid = os.fork()
         if pid == 0:
             container_init(ctx, set(new))

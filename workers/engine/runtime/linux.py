@@ -140,3 +140,22 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 def set_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in the current network namespace (a new one starts with it down; runc
+    does the same). Needs CAP_NET_ADMIN over the namespace, which its creator has."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack("16sH14x", ifreq)[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))

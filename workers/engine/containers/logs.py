@@ -1,0 +1,137 @@
+"""Reading a container's json-file logs: the rotated files oldest first, then the live one;
+tail/since/stream filters, and follow (which survives a rotation by holding the old file open)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+
+def log_files(log_path: Path) -> list[Path]:
+    """container.log.N ... container.log.1, container.log (those that exist), oldest first."""
+    rotated = []
+    for p in log_path.parent.glob(log_path.name + ".*"):
+        suffix = p.name[len(log_path.name) + 1:]
+        if suffix.isdigit():
+            rotated.append((int(suffix), p))
+    out = [p for _, p in sorted(rotated, reverse=True)]
+    if log_path.exists():
+        out.append(log_path)
+    return out
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 with up to nine fraction digits -> unix seconds (float)."""
+    main, _, frac = text.rstrip("Z").partition(".")
+    base = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=None)
+    secs = (base - datetime(1970, 1, 1)).total_seconds()
+    return secs + (float("0." + frac) if frac else 0.0)
+
+
+def _records(f) -> Iterator[dict]:
+    for raw in f:
+        if not raw.endswith(b"\n"):
+            break  # a line being written: the follower reads it once complete
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "log" in rec:
+            yield rec
+
+
+def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = None, follow: bool = False,
+              stdout: bool = True, stderr: bool = True, running: Callable[[], bool] | None = None,
+              poll: float = 0.05) -> Iterator[dict]:
+    """Yield {"stream", "time", "log"} records; with `follow`, keep yielding new ones until
+    `running()` is false and everything written has been read."""
+    streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+
+    def wanted(rec: dict) -> bool:
+        if rec.get("stream") not in streams:
+            return False
+        return since is None or parse_time(rec.get("time", "1970-01-01T00:00:00Z")) >= since
+
+    files = log_files(log_path)
+    live = None
+    if follow and files and files[-1] == log_path:
+        live = open(log_path, "rb")  # noqa: SIM115 - kept open across the generator's life
+        files = files[:-1]
+    try:
+        selected: deque[dict] | list[dict] = deque(maxlen=tail) if tail is not None else []
+        if tail == 0:
+            selected = deque(maxlen=0)
+        for path in files:
+            try:
+                with open(path, "rb") as f:
+                    for rec in _records(f):
+                        if wanted(rec):
+                            selected.append(rec)
+            except FileNotFoundError:
+                continue  # rotated away meanwhile
+        if live is not None:
+            for rec in _iter_complete(live):
+                if wanted(rec):
+                    selected.append(rec)
+        yield from list(selected)
+        if not follow:
+            return
+        while True:
+            if live is None:
+                if log_path.exists():
+                    live = open(log_path, "rb")  # noqa: SIM115
+                elif running is not None and not running():
+                    return
+                else:
+                    time.sleep(poll)
+                    continue
+            got = False
+            for rec in _iter_complete(live):
+                got = True
+                if wanted(rec):
+                    yield rec
+            if got:
+                continue
+            try:
+                rotated = os.stat(log_path).st_ino != os.fstat(live.fileno()).st_ino
+            except FileNotFoundError:
+                rotated = True
+            if rotated:
+                for rec in _iter_complete(live):  # the rest of the old file first
+                    if wanted(rec):
+                        yield rec
+                live.close()
+                live = None
+                continue
+            if running is not None and not running():
+                for rec in _iter_complete(live):
+                    if wanted(rec):
+                        yield rec
+                return
+            time.sleep(poll)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _iter_complete(f) -> Iterator[dict]:
+    """Records of whole lines from the current position; a partial last line is left unread."""
+    while True:
+        pos = f.tell()
+        raw = f.readline()
+        if not raw:
+            return
+        if not raw.endswith(b"\n"):
+            f.seek(pos)
+            return
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "log" in rec:
+            yield rec

@@ -1,0 +1,549 @@
+"""ContainerManager: the containers of one host, from an image to a removed container.
+
+State per container under <state_root>/containers/<id>/: container.json (our record), image.json,
+upper/ and work/ (ImageStore.prepare_rootfs), bundle/config.json, logs/ and exit.json (written by
+the monitor). The runtime keeps its state in <state_root>/runtime, the monitor in
+<state_root>/monitor; a container runs as a child of the monitor, so it outlives the caller.
+
+Every operation that changes a container holds its fcntl lock (<state_root>/locks/<id>.lock), so
+a stop and a supervise pass never act on the same container at once; supervise skips a busy one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal as _signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from workers.engine.images.errors import ImageError, ImageNotFound, InvalidReference
+from workers.engine.images.store import ImageStore
+from workers.engine.monitor.client import MonitorClient, MonitorError
+from workers.engine.monitor.jsonlog import rfc3339_nano
+from workers.engine.monitor.layout import write_json_atomic
+from workers.engine.runtime import errors as rterr
+from workers.engine.runtime.api import Runtime, parse_signal
+
+from . import logs as _logs
+from . import restart as _restart
+from .bundle import build_spec
+from .config import normalize
+from .errors import (
+    ContainerError,
+    InvalidConfig,
+    InvalidState,
+    NameTaken,
+    NoSuchContainer,
+    NoSuchImage,
+    WaitTimeout,
+)
+from .names import generate_name
+
+STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT), int(_signal.SIGQUIT)}
+EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
+
+
+class ContainerManager:
+    def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None):
+        self.root = Path(state_root).resolve()
+        self.containers_dir = self.root / "containers"
+        self.locks_dir = self.root / "locks"
+        self.log_redis_url = log_redis_url
+        self.runtime = Runtime(str(self.root / "runtime"))
+        self.monitor = MonitorClient(self.root)
+        self._seen: dict[str, tuple] = {}
+        for d in (self.containers_dir, self.locks_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # ---- records and locks ----------------------------------------------------------
+
+    def _cdir(self, cid: str) -> Path:
+        return self.containers_dir / cid
+
+    def _ids(self) -> list[str]:
+        return sorted(p.parent.name for p in self.containers_dir.glob("*/container.json"))
+
+    def _load(self, cid: str) -> dict:
+        try:
+            return json.loads((self._cdir(cid) / "container.json").read_text())
+        except FileNotFoundError:
+            raise NoSuchContainer(f"no such container '{cid[:12]}'") from None
+
+    def _save(self, rec: dict) -> None:
+        write_json_atomic(self._cdir(rec["id"]) / "container.json", rec)
+
+    def _resolve(self, ref: str) -> str:
+        """id, then name, then unique id prefix (as docker)."""
+        if not isinstance(ref, str) or not ref or "/" in ref or ref in (".", ".."):
+            raise NoSuchContainer(f"no such container '{ref}'")
+        if (self._cdir(ref) / "container.json").exists():
+            return ref
+        ids = self._ids()
+        for cid in ids:
+            with contextlib.suppress(NoSuchContainer, ValueError):
+                if self._load(cid).get("name") == ref:
+                    return cid
+        matches = [cid for cid in ids if cid.startswith(ref.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NoSuchContainer(f"container id prefix '{ref}' is ambiguous: {len(matches)} containers match")
+        raise NoSuchContainer(f"no such container '{ref}'")
+
+    @contextlib.contextmanager
+    def _lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        fd = os.open(self.locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _monitor_env(self) -> dict[str, str]:
+        return {"BERTH_LOG_REDIS_URL": self.log_redis_url} if self.log_redis_url else {}
+
+    # ---- live state -------------------------------------------------------------------
+
+    def _runtime_status(self, cid: str) -> tuple[str | None, int]:
+        try:
+            st = self.runtime.state(cid)
+        except rterr.ContainerNotFound:
+            return None, 0
+        return st["status"], st.get("pid") or 0
+
+    def _exit_record(self, cid: str) -> dict | None:
+        try:
+            return json.loads((self._cdir(cid) / "exit.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _refresh(self, rec: dict) -> None:
+        """Bring rec's state up to date with the runtime and the monitor's exit record."""
+        if rec["state"] not in ("running", "paused"):
+            return
+        cid = rec["id"]
+        status, pid = self._runtime_status(cid)
+        if status in ("running", "paused"):
+            rec["state"], rec["pid"] = status, pid
+            return
+        ex = self._exit_record(cid)
+        if ex is None:
+            try:
+                mon = self.monitor.status(cid)
+            except MonitorError:
+                mon = None
+            if mon is not None and mon.get("status") in ("creating", "created", "running"):
+                return  # gone a moment ago: the monitor has not written its exit record yet
+            ex = self._exit_record(cid)  # written between our two looks
+        if ex is None:
+            rec.update(state="dead", pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
+                       status_message="the container's process is gone and no exit status was recorded "
+                                      "(the monitor is not running)")
+            return
+        rec.update(state="exited", pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
+                   finished_at=ex.get("finished_at"))
+        if ex.get("reason"):
+            rec["status_message"] = ex["reason"]
+        elif rec["oom_killed"]:
+            rec["status_message"] = "OOM killed"
+        else:
+            rec["status_message"] = f"exited with code {rec['exit_code']}"
+        self._release_runtime(cid)
+
+    def _release_runtime(self, cid: str) -> None:
+        """After an exit: the runtime's state and cgroup go, the monitor forgets it (exit.json stays)."""
+        with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
+            self.runtime.delete(cid, force=True)
+        with contextlib.suppress(MonitorError):
+            self.monitor.forget(cid)
+
+    def _view(self, rec: dict) -> dict:
+        cid = rec["id"]
+        cfg = rec["config"]
+        return {
+            "id": cid, "name": rec["name"], "image": rec["image"], "image_id": rec["image_id"],
+            "state": rec["state"], "pid": rec.get("pid") if rec["state"] in ("running", "paused") else None,
+            "exit_code": rec.get("exit_code"), "oom_killed": bool(rec.get("oom_killed")),
+            "created": rec.get("created"), "started_at": rec.get("started_at"), "finished_at": rec.get("finished_at"),
+            "restart_policy": cfg["restart_policy"], "restart_count": rec.get("restart_count", 0),
+            "status_message": rec.get("status_message", ""), "config": dict(cfg, image=rec["image"]),
+            "labels": dict(cfg["labels"]), "bundle": str(self._cdir(cid) / "bundle"),
+            "log_path": str(self._log_path(cid)),
+        }
+
+    def _log_path(self, cid: str) -> Path:
+        return self._cdir(cid) / "logs" / "container.log"
+
+    def _current(self, cid: str) -> dict:
+        """The record refreshed; saved if nobody else holds the container's lock."""
+        with self._lock(cid, blocking=False) as got:
+            rec = self._load(cid)
+            before = dict(rec)
+            self._refresh(rec)
+            if got and rec != before:
+                self._save(rec)
+        return rec
+
+    # ---- create ---------------------------------------------------------------------------
+
+    def create(self, image_ref: str, *, id: str | None = None, name: str = "", command=None, entrypoint=None,
+               env: dict | list | None = None, workdir: str | None = None, user: str | None = None,
+               hostname: str | None = None, memory: int | None = None, memory_swap: int | None = None,
+               cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
+               restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
+               read_only: bool = False, tty: bool = False) -> dict:
+        """Make a container from an image (not started). Returns its inspect dict."""
+        cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
+                        user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
+                        cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
+                        labels=labels, mounts=mounts, read_only=read_only, tty=tty)
+        cid = id or secrets.token_hex(32)
+        store = ImageStore(self.root)
+        with self._lock("names"):
+            names = {}
+            for other in self._ids():
+                with contextlib.suppress(NoSuchContainer, ValueError):
+                    names[self._load(other)["name"]] = other
+            if name and name in names:
+                raise NameTaken(f"name '{name}' is already in use by container {names[name][:12]}")
+            name = name or generate_name(set(names))
+            cdir = self._cdir(cid)
+            if cdir.exists():
+                raise InvalidConfig("id", f"a container with id {cid[:12]} already exists")
+            try:
+                image = store.resolve(image_ref)
+            except ImageNotFound:
+                raise NoSuchImage(f"no such image '{image_ref}' on this host") from None
+            except InvalidReference as e:
+                raise InvalidConfig("image", str(e)) from None
+            try:
+                rootfs = store.prepare_rootfs(image.digest, cdir)
+                spec = build_spec(cid=cid, cfg=cfg, image_ref=image_ref, image_cfg=image.config.get("config") or {},
+                                  rootfs=rootfs, state_root=self.root)
+                bundle = cdir / "bundle"
+                (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+                write_json_atomic(bundle / "config.json", spec)
+                (cdir / "logs").mkdir(exist_ok=True)
+                rec = {"id": cid, "name": name, "image": image_ref, "image_id": image.id, "created": rfc3339_nano(),
+                       "state": "created", "pid": None, "exit_code": None, "oom_killed": False,
+                       "started_at": None, "finished_at": None, "restart_count": 0, "status_message": "",
+                       "stopped_by_user": False, "restart_at": None, "config": cfg}
+                self._save(rec)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    store.release_rootfs(cdir)
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise
+        return self._view(rec)
+
+    # ---- start / stop ---------------------------------------------------------------------
+
+    def _start(self, rec: dict, *, by_policy: bool = False) -> None:
+        cid = rec["id"]
+        if rec["state"] in ("running", "paused"):
+            raise InvalidState(f"container {rec['name']} is already {rec['state']}")
+        self._release_runtime(cid)  # a previous run's runtime state, if any is left
+        try:
+            self.monitor.ensure_running(env=self._monitor_env())
+            info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
+                                                tty=rec["config"]["tty"])
+        except MonitorError as e:
+            self._release_runtime(cid)
+            rec["status_message"] = f"start failed: {e}"
+            self._save(rec)
+            raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
+        rec.update(state="running", pid=info.get("pid"), exit_code=None, oom_killed=False,
+                   started_at=info.get("started_at") or rfc3339_nano(), finished_at=None,
+                   stopped_by_user=False, restart_at=None)
+        if by_policy:
+            rec["restart_count"] = rec.get("restart_count", 0) + 1
+            rec["status_message"] = _restart.describe(rec["config"]["restart_policy"], rec["restart_count"])
+        else:
+            rec["restart_count"] = 0
+            rec["status_message"] = ""
+        self._save(rec)
+        self._refresh(rec)  # a container that exited at once
+        self._save(rec)
+
+    def start(self, ref: str) -> dict:
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            self._start(rec)
+            return self._view(rec)
+
+    def _wait_exit(self, rec: dict, timeout: float) -> bool:
+        """Poll until rec has left running/paused (True) or `timeout` passed (False)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            self._refresh(rec)
+            if rec["state"] not in ("running", "paused"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _stop(self, rec: dict, timeout: float) -> None:
+        cid = rec["id"]
+        rec["stopped_by_user"] = True
+        rec["restart_at"] = None
+        self._save(rec)
+        if rec["state"] not in ("running", "paused"):
+            return
+        with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
+            self.runtime.kill(cid, _signal.SIGTERM)
+            if rec["state"] == "paused":
+                self.runtime.resume(cid)  # a frozen process cannot act on SIGTERM
+        if not self._wait_exit(rec, max(0.0, float(timeout))):
+            with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
+                self.runtime.kill(cid, _signal.SIGKILL, all=True)
+            self._wait_exit(rec, EXIT_WAIT)
+        self._save(rec)
+
+    def stop(self, ref: str, timeout: float = 10) -> dict:
+        """SIGTERM, then SIGKILL after `timeout` seconds. Stopping a stopped container is a no-op."""
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            self._stop(rec, timeout)
+            return self._view(rec)
+
+    def kill(self, ref: str, signal: str | int = "SIGKILL") -> dict:
+        cid = self._resolve(ref)
+        try:
+            signum = parse_signal(signal)
+        except (rterr.InvalidState, ValueError):
+            raise InvalidConfig("signal", f"unknown signal {signal!r}") from None
+        if not 0 < signum < 65:
+            raise InvalidConfig("signal", f"unknown signal {signal!r}")
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            if rec["state"] not in ("running", "paused"):
+                raise InvalidState(f"container {rec['name']} is not running")
+            if signum in STOP_SIGNALS:
+                rec["stopped_by_user"] = True
+                self._save(rec)
+            try:
+                self.runtime.kill(cid, signum, all=signum == _signal.SIGKILL)
+            except (rterr.InvalidState, rterr.ContainerNotFound):
+                pass  # ended meanwhile
+            if signum == _signal.SIGKILL:
+                self._wait_exit(rec, EXIT_WAIT)
+            else:
+                self._refresh(rec)
+            self._save(rec)
+            return self._view(rec)
+
+    def restart(self, ref: str, timeout: float = 10) -> dict:
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            self._stop(rec, timeout)
+            self._start(rec)
+            return self._view(rec)
+
+    def pause(self, ref: str) -> dict:
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            if rec["state"] != "running":
+                raise InvalidState(f"container {rec['name']} is {rec['state']}, not running")
+            try:
+                self.runtime.pause(cid)
+            except rterr.RuntimeError_ as e:
+                raise ContainerError(f"cannot pause container {rec['name']}: {e}") from None
+            self._refresh(rec)
+            self._save(rec)
+            return self._view(rec)
+
+    def unpause(self, ref: str) -> dict:
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            if rec["state"] != "paused":
+                raise InvalidState(f"container {rec['name']} is {rec['state']}, not paused")
+            try:
+                self.runtime.resume(cid)
+            except rterr.RuntimeError_ as e:
+                raise ContainerError(f"cannot unpause container {rec['name']}: {e}") from None
+            self._refresh(rec)
+            self._save(rec)
+            return self._view(rec)
+
+    # ---- remove -----------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        """Remove a container; a running one only with force (killed first). Leaves no process,
+        cgroup, mount or directory behind; named volumes stay."""
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            if rec["state"] in ("running", "paused"):
+                if not force:
+                    raise InvalidState(f"container {rec['name']} is {rec['state']}: stop it first or remove it "
+                                       "with force")
+                rec["stopped_by_user"] = True
+                self._save(rec)
+                with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
+                    self.runtime.delete(cid, force=True)
+                # the monitor writes exit.json into the container dir: wait for it before removing the dir
+                self._wait_exit(rec, EXIT_WAIT)
+            self._release_runtime(cid)
+            with contextlib.suppress(ImageError, OSError):
+                ImageStore(self.root).release_rootfs(self._cdir(cid))
+            shutil.rmtree(self._cdir(cid), ignore_errors=True)
+            self._seen.pop(cid, None)
+        with contextlib.suppress(FileNotFoundError):
+            (self.locks_dir / f"{cid}.lock").unlink()
+
+    # ---- queries ------------------------------------------------------------------------------
+
+    def inspect(self, ref: str) -> dict:
+        return self._view(self._current(self._resolve(ref)))
+
+    def list(self, all: bool = True) -> list[dict]:
+        out = []
+        for cid in self._ids():
+            try:
+                view = self._view(self._current(cid))
+            except NoSuchContainer:
+                continue  # removed meanwhile
+            if all or view["state"] in ("running", "paused"):
+                out.append(view)
+        return sorted(out, key=lambda v: v.get("created") or "", reverse=True)
+
+    def log_files(self, ref: str) -> list[Path]:
+        return _logs.log_files(self._log_path(self._resolve(ref)))
+
+    def logs(self, ref: str, *, tail: int | None = None, since: float | None = None, timestamps: bool = False,
+             follow: bool = False, stdout: bool = True, stderr: bool = True) -> Iterator[dict]:
+        """json-file records {"stream", "time", "log"}, oldest first. `timestamps` is for callers that
+        print lines; every record carries its time. With `follow`, ends when the container stops."""
+        cid = self._resolve(ref)
+        if tail is not None and int(tail) < 0:
+            tail = None
+
+        def running() -> bool:
+            try:
+                return self._current(cid)["state"] in ("running", "paused")
+            except NoSuchContainer:
+                return False
+
+        return _logs.read_logs(self._log_path(cid), tail=None if tail is None else int(tail), since=since,
+                               follow=follow, stdout=stdout, stderr=stderr, running=running)
+
+    def wait(self, ref: str, timeout: float | None = None) -> dict:
+        """Block until the container is not running (a created one: until it has run and exited)."""
+        cid = self._resolve(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            rec = self._current(cid)
+            if rec["state"] in ("exited", "dead"):
+                return self._view(rec)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"container {rec['name']} is still {rec['state']} after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    # ---- filesystem -----------------------------------------------------------------------------
+
+    def export(self, ref: str, dest: str | os.PathLike[str] | BinaryIO, progress=None) -> int:
+        cid = self._resolve(ref)
+        return ImageStore(self.root).export_container(self._cdir(cid), dest, progress=progress)
+
+    def commit(self, ref: str, new_ref: str, *, author: str = "", message: str = "",
+               changes: list[str] | None = None) -> str:
+        cid = self._resolve(ref)
+        try:
+            return ImageStore(self.root).commit(self._cdir(cid), new_ref, author=author, message=message,
+                                                changes=list(changes or []))
+        except InvalidReference as e:
+            raise InvalidConfig("ref", str(e)) from None
+
+    # ---- supervision ----------------------------------------------------------------------------
+
+    def _supervise_one(self, cid: str) -> dict | None:
+        with self._lock(cid, blocking=False) as got:
+            if not got:
+                return None  # a stop/remove is at work on it: next pass
+            try:
+                rec = self._load(cid)
+            except NoSuchContainer:
+                return None
+            before = dict(rec)
+            self._refresh(rec)
+            if rec["state"] in ("exited", "dead") and _restart.should_restart(
+                    rec["config"]["restart_policy"], rec.get("exit_code"), rec.get("restart_count", 0),
+                    rec.get("stopped_by_user", False)):
+                now = time.time()
+                if not rec.get("restart_at"):
+                    delay = _restart.backoff(rec.get("restart_count", 0))
+                    rec["restart_at"] = now + delay
+                    rec["status_message"] = (f"{rec.get('status_message') or 'exited'}; restarting in {delay:g} s "
+                                             f"(policy {rec['config']['restart_policy']})")
+                elif now >= rec["restart_at"]:
+                    try:
+                        self._start(rec, by_policy=True)
+                    except ContainerError as e:
+                        rec["restart_at"] = None
+                        rec["status_message"] = str(e)
+            if rec != before:
+                self._save(rec)
+            return rec
+
+    def supervise(self) -> list[dict]:
+        """One pass: notice exits, apply restart policies, and return the inspect dicts of the
+        containers whose state, exit code or restart count changed since this instance's last pass."""
+        changed = []
+        for cid in self._ids():
+            rec = self._supervise_one(cid)
+            if rec is None:
+                continue
+            key = (rec["state"], rec.get("exit_code"), rec.get("restart_count", 0), bool(rec.get("oom_killed")),
+                   rec.get("started_at"), rec.get("finished_at"))
+            if self._seen.get(cid) != key:
+                self._seen[cid] = key
+                changed.append(self._view(rec))
+        for gone in set(self._seen) - set(self._ids()):
+            self._seen.pop(gone, None)
+        return changed
+
+    def reconcile(self) -> list[dict]:
+        """The pass at worker start: running containers are left running (the monitor is started
+        again if it died, and adopts them); exits that happened meanwhile are reported."""
+        states = []
+        for cid in self._ids():
+            with contextlib.suppress(NoSuchContainer, ValueError):
+                states.append(self._load(cid)["state"])
+        if "running" in states or "paused" in states:
+            with contextlib.suppress(MonitorError):
+                self.monitor.ensure_running(env=self._monitor_env())
+        self._seen.clear()
+        return self.supervise()
+
+
+def _short(text: str) -> str:
+    """A runtime message on one line."""
+    return " ".join(text.split())[:500]
+
