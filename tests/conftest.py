@@ -146,7 +146,9 @@ def _point_celery_at(url: str) -> None:
 @pytest.fixture
 def live_redis(redis_url: str, settings) -> Iterator[str]:
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+        # socket_timeout: see CHANNEL_LAYERS in webapp/settings.py (BZPOPMIN blocks 5 s, redis-py's default).
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 30}]}}
     }
     settings.REDIS_URL = redis_url
     _point_celery_at(redis_url)

@@ -10,6 +10,12 @@ Environment variables:
   BERTH_ALLOWED_HOSTS       comma-separated (default 127.0.0.1,localhost,[::1])
   BERTH_HEARTBEAT_SECONDS   worker heartbeat period (default 5)
   BERTH_HOST_OFFLINE_AFTER  seconds without heartbeat before a host shows offline (default 15)
+  BERTH_API_THROTTLE_ANON   API rate for signed-out clients (default 30/min)
+  BERTH_API_THROTTLE_WRITE  API rate per user for POST/PUT/PATCH/DELETE (default 120/min)
+  BERTH_API_THROTTLE_READ   API rate per user for GET (default 1200/min)
+  BERTH_API_LOGS_WAIT       seconds GET /api/v1/containers/{id}/logs waits for a logs job (default 30)
+  BERTH_MAX_UPLOAD_BYTES    largest image upload (default 20 GiB)
+  BERTH_BIND_MOUNT_ROOTS    comma-separated host dirs non-superusers may bind-mount (default: none)
 """
 
 from __future__ import annotations
@@ -97,6 +103,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "containers",
 ]
 
@@ -179,6 +188,49 @@ STATICFILES_DIRS = [
 ]
 STATIC_ROOT = BERTH_STATE_ROOT / "static"
 
+# The REST API (containers/api/). Token or session auth; JSON errors {"error": {"code", "message", "fields"}}.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "containers.api.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
+                                 "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "containers.api.throttles.AnonThrottle",
+        "containers.api.throttles.UserReadThrottle",
+        "containers.api.throttles.UserWriteThrottle",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "containers.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "containers.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+BERTH_API_THROTTLE_RATES = {
+    "anon": os.environ.get("BERTH_API_THROTTLE_ANON", "30/min"),
+    "write": os.environ.get("BERTH_API_THROTTLE_WRITE", "120/min"),
+    "read": os.environ.get("BERTH_API_THROTTLE_READ", "1200/min"),
+}
+BERTH_API_LOGS_WAIT = _env_float("BERTH_API_LOGS_WAIT", 30.0)
+BERTH_MAX_UPLOAD_BYTES = _env_int("BERTH_MAX_UPLOAD_BYTES", 20 << 30)
+BERTH_BIND_MOUNT_ROOTS = [r.strip() for r in os.environ.get("BERTH_BIND_MOUNT_ROOTS", "").split(",") if r.strip()]
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Berth API",
+    "DESCRIPTION": "Containers, images, hosts, jobs, teams, tokens and the audit log of a Berth control plane. "
+                   "Authenticate with `Authorization: Bearer <token>` (or `Token <token>`). Changes answer "
+                   "202 with the Job that carries them out; follow it at /api/v1/jobs/{id}/.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+
 # Redis: Celery broker + result backend, and the Channels layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -186,8 +238,11 @@ if TESTING and not os.environ.get("REDIS_URL"):
     # Unit tests without a redis-server; end-to-end tests switch to the Redis layer of their fixture.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 else:
+    # redis-py 8 reads with a 5 s socket timeout by default, as long as channels_redis blocks in
+    # BZPOPMIN: on a busy machine an idle consumer's read then times out and its WebSocket dies.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]}}
     }
 
 CELERY_BROKER_URL = REDIS_URL
