@@ -142,8 +142,9 @@ class ContainerLogsConsumer(AsyncJsonWebsocketConsumer):
             await self._pump(tail_n)
         except asyncio.CancelledError:
             raise
-        except redis.RedisError as exc:
-            log.warning("logs stream for %s failed: %s", self.reader and self.reader.key, exc)
+        except Exception as exc:  # noqa: BLE001 - the socket must learn that following stopped
+            log.warning("logs stream for %s failed: %r", self.reader and self.reader.key, exc,
+                        exc_info=not isinstance(exc, redis.RedisError))
             await self.send_json({"type": "error", "message": "the live log stream is unavailable; "
                                   "download the full log instead"})
             await self.close(code=1011)

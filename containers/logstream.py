@@ -50,7 +50,8 @@ def sync_client(url: str | None = None) -> redis.Redis:
 def async_client(url: str | None = None, name: str | None = None) -> aioredis.Redis:
     """A new asyncio client; the caller closes it (`await client.aclose()`). One per follower,
     because a blocking XREAD holds its connection. `name` shows in Redis' CLIENT LIST."""
-    return aioredis.Redis.from_url(_url(url), decode_responses=True, client_name=name)
+    # A socket timeout well over any XREAD BLOCK used here (redis-py's default is 5 s).
+    return aioredis.Redis.from_url(_url(url), decode_responses=True, client_name=name, socket_timeout=30)
 
 
 def reader_client_name(engine_id: str) -> str:
