@@ -14,3 +14,26 @@ def run(m: ContainerManager, script: str, **kw) -> dict:
     c = m.create("busybox", command=["sh", "-c", script], **kw)
     m.start(c["id"])
     return m.wait(c["id"], timeout=60)
+
+
+def wait_for_line(m: ContainerManager, ref: str, text: str) -> None:
+    """Follow the logs until a line holding `text` (the container got that far)."""
+    for rec in m.logs(ref, follow=True):
+        if text in rec["log"]:
+            return
+    raise AssertionError(f"container ended before printing {text!r}: {output(m, ref)!r}")
+
+
+def supervise_until(m: ContainerManager, predicate, what: str, limit: float = 60.0) -> list[dict]:
+    """Run supervise passes until predicate(inspect) holds; every change seen, in order."""
+    import time
+
+    seen: list[dict] = []
+    deadline = time.monotonic() + limit
+    while True:
+        seen += m.supervise()
+        if predicate():
+            return seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"supervise never reached: {what}")
+        time.sleep(0.05)

@@ -51,8 +51,10 @@ EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKI
 
 
 class ContainerManager:
-    def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None):
+    def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,
+                 log_max_size: int = 10 * 1024 * 1024, log_max_files: int = 3):
         self.root = Path(state_root).resolve()
+        self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self.containers_dir = self.root / "containers"
         self.locks_dir = self.root / "locks"
         self.log_redis_url = log_redis_url
@@ -257,7 +259,8 @@ class ContainerManager:
         try:
             self.monitor.ensure_running(env=self._monitor_env())
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
-                                                tty=rec["config"]["tty"])
+                                                tty=rec["config"]["tty"], log_max_size=self.log_max_size,
+                                                log_max_files=self.log_max_files)
         except MonitorError as e:
             self._release_runtime(cid)
             rec["status_message"] = f"start failed: {e}"
