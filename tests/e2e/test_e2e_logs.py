@@ -1,19 +1,15 @@
-"""Live logs end to end: a real busybox container under the host's monitor (Berth's runtime), the
-monitor's Redis sink pointed at the real redis-server, and a WebSocket client of the logs consumer
-(webapp.asgi with the Redis channel layer). The json-file logs on disk are the truth."""
+"""Live logs end to end: a real busybox container made by the host's ContainerManager (Berth's runtime
+under the monitor, whose Redis sink points at the real redis-server), and a WebSocket client of the
+logs consumer (webapp.asgi with the Redis channel layer). The json-file logs on disk are the truth."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
@@ -24,89 +20,54 @@ from webapp.asgi import application
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def stop_pid(pid: int | None) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not pid:
-            return
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        for _ in range(300):
-            if not os.path.exists(f"/proc/{pid}"):
-                return
-            time.sleep(0.01)
-
-
-@pytest.fixture(scope="module")
-def busybox_rootfs(tmp_path_factory) -> Path:
-    from workers.engine.images.busybox import make_busybox_rootfs
-
-    return make_busybox_rootfs(tmp_path_factory.mktemp("logs-busybox") / "rootfs")
-
-
 class LogHost:
-    """A monitor for one state root whose Redis sink writes to the test's redis-server."""
+    """A host's ContainerManager whose monitor sends lines to the test's redis-server."""
 
-    def __init__(self, root: Path, rootfs: Path):
-        from workers.engine.monitor import MonitorClient
+    def __init__(self, root: Path, redis_url: str):
+        from workers.engine.containers import ContainerManager
 
         self.root = root
-        self.rootfs = rootfs
-        self.client = MonitorClient(root)
-        self.runtime_cmd = [sys.executable, "-m", "workers.engine.runtime", "--root", str(root / "runtime")]
+        self.sync = root / "sync"  # bind-mounted at /sync: the test says "go" by creating a file
+        self.sync.mkdir()
+        self.m = ContainerManager(root, log_redis_url=redis_url, log_max_size=1024 * 1024, log_max_files=50)
         self.ids: list[str] = []
 
-    def run(self, args: list[str], **kw) -> str:
-        """Start a container running `args`; returns its 64-hex id (as the Container row's engine_id)."""
-        import shutil
+    def run(self, script: str) -> str:
+        """Create and start busybox `sh -c script` (waiting for /sync/go); returns its 64-hex engine id."""
+        c = self.m.create("busybox", name=f"logs-{len(self.ids)}", command=["sh", "-c", script],
+                          mounts=[f"{self.sync}:/sync"])
+        self.ids.append(c["id"])
+        self.m.start(c["id"])
+        return c["id"]
 
-        from workers.engine.runtime.spec import default_spec
-
-        cid = uuid.uuid4().hex + uuid.uuid4().hex
-        bundle = self.root / "bundles" / cid[:12]
-        shutil.copytree(self.rootfs, bundle / "rootfs", symlinks=True)
-        (bundle / "config.json").write_text(json.dumps(default_spec(args)))
-        self.ids.append(cid)
-        self.client.start_container(cid, bundle, runtime_cmd=self.runtime_cmd,
-                                    log_path=self.log_path(cid), **kw)
-        return cid
-
-    def log_path(self, cid: str) -> Path:
-        return self.root / "containers" / cid / "logs" / "container.log"
+    def go(self) -> None:
+        (self.sync / "go").write_text("")
 
     def disk_lines(self, cid: str) -> list[dict]:
-        """Every json-file record, rotated files (container.log.N, oldest first) included."""
-        path = self.log_path(cid)
-        rotated = sorted(path.parent.glob("container.log.*"), key=lambda p: -int(p.suffix[1:]))
+        """Every json-file record, rotated files (oldest first) included."""
         out = []
-        for f in [*rotated, path]:
+        for f in self.m.log_files(cid):
             out += [json.loads(line) for line in f.read_text().splitlines()]
         return out
 
-    def cleanup(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for cid in self.ids:
-            subprocess.run([*self.runtime_cmd, "delete", "--force", cid], capture_output=True, env=env, timeout=60)
-        stop_pid(self.client.pid())
-
 
 @pytest.fixture
-def log_host(busybox_rootfs, redis_url, live_redis, monkeypatch, tmp_path_factory):
-    monkeypatch.setenv("BERTH_LOG_REDIS_URL", redis_url)  # the monitor inherits it at start
-    host = LogHost(tmp_path_factory.mktemp("lg"), busybox_rootfs)  # short: the socket path has a limit
-    host.client.ensure_running()
+def log_host(redis_url, live_redis, tmp_path_factory):
+    from tests.engine.containers.conftest import teardown_root
+    from workers.engine.images.base import ensure_base_images
+    from workers.engine.images.store import ImageStore
+
+    root = tmp_path_factory.mktemp("lg")  # short: the monitor's socket path has a length limit
+    made: list[str] = []
     try:
+        ensure_base_images(ImageStore(root))
+        host = LogHost(root, redis_url)
+        host.ids = made
         yield host
     finally:
-        host.cleanup()
-        import redis
-
+        teardown_root(root)
         r = redis.Redis.from_url(redis_url)
-        for cid in host.ids:
+        for cid in made:
             r.delete(f"berth:logs:{cid}")
         r.close()
 
@@ -142,22 +103,21 @@ async def collect(comm: WebsocketCommunicator, until, timeout: float = 90) -> li
 @pytest.mark.django_db(transaction=True)
 async def test_container_lines_arrive_live_over_the_websocket(log_host):
     # The container waits for a file the test creates, so the client is surely following first.
-    script = ("while [ ! -e /tmp/go ]; do usleep 20000; done; "
+    script = ("while [ ! -e /sync/go ]; do usleep 20000; done; "
               "for i in $(seq 1 30); do echo \"out $i\"; echo \"err $i\" >&2; usleep 10000; done")
-    cid = await sync_to_async(log_host.run)(["sh", "-c", script])
+    cid = await sync_to_async(log_host.run)(script)
     headers, pk = await owner_and_row(cid)
     comm = await ws(pk, headers, tail=100)
     first = json.loads(await comm.receive_from(timeout=10))
     assert first["tail"] is True and first["lines"] == []
-    rootfs = log_host.root / "bundles" / cid[:12] / "rootfs"
-    (rootfs / "tmp" / "go").write_text("")
+    log_host.go()
     msgs = await collect(comm, lambda ms: sum(len(m["lines"]) for m in ms) >= 60)
     lines = [line for m in msgs for line in m["lines"]]
     assert all(m["dropped"] == 0 for m in msgs)
     assert [line["log"] for line in lines if line["stream"] == "stdout"] == [f"out {i}\n" for i in range(1, 31)]
     assert [line["log"] for line in lines if line["stream"] == "stderr"] == [f"err {i}\n" for i in range(1, 31)]
     await comm.disconnect()
-    st = await sync_to_async(log_host.client.wait)(cid, timeout=60)
+    st = await sync_to_async(log_host.m.wait)(cid, timeout=60)
     assert st["exit_code"] == 0
     # What the browser saw is what is on disk, in the same order and with the same times.
     disk = await sync_to_async(log_host.disk_lines)(cid)
@@ -172,16 +132,16 @@ async def test_container_lines_arrive_live_over_the_websocket(log_host):
 @pytest.mark.django_db(transaction=True)
 async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     total = 300_000  # busybox seq as fast as the pipe takes it (~several 10k lines/s here)
-    script = f"while [ ! -e /tmp/go ]; do usleep 20000; done; seq 1 {total}; echo done >&2"
-    cid = await sync_to_async(log_host.run)(["sh", "-c", script], log_max_size=1024 * 1024, log_max_files=50)
+    script = f"while [ ! -e /sync/go ]; do usleep 20000; done; seq 1 {total}; echo done >&2"
+    cid = await sync_to_async(log_host.run)(script)
     headers, pk = await owner_and_row(cid)
     comm = await ws(pk, headers, tail=0)
     assert json.loads(await comm.receive_from(timeout=10))["tail"] is True
-    (log_host.root / "bundles" / cid[:12] / "rootfs" / "tmp" / "go").write_text("")
+    log_host.go()
 
     msgs = await collect(comm, lambda ms: sum(len(m["lines"]) + m["dropped"] for m in ms) >= total + 1,
                          timeout=120)
-    st = await sync_to_async(log_host.client.wait)(cid, timeout=120)
+    st = await sync_to_async(log_host.m.wait)(cid, timeout=120)
     assert st["exit_code"] == 0
     await comm.disconnect()
 
@@ -190,7 +150,7 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     out = [d["log"] for d in disk if d["stream"] == "stdout"]
     assert len(out) == total and out[0] == "1\n" and out[-1] == f"{total}\n"
     assert out == [f"{i}\n" for i in range(1, total + 1)]
-    assert len(list(log_host.log_path(cid).parent.glob("container.log.*"))) >= 2  # it did rotate
+    assert len(await sync_to_async(log_host.m.log_files)(cid)) >= 3  # it did rotate
     # WebSocket: sampled, said so, and every line is either shown or counted as left out.
     sent = [line for m in msgs for line in m["lines"]]
     dropped = sum(m["dropped"] for m in msgs)
