@@ -49,7 +49,7 @@ def container_manager():
     key = f"{os.getpid()}:{state_root()}"
     with _lock:
         if key not in _managers:
-            _managers[key] = ContainerManager(key, log_redis_url=settings.REDIS_URL)
+            _managers[key] = ContainerManager(state_root(), log_redis_url=settings.REDIS_URL)
         return _managers[key]
 
 
