@@ -1,0 +1,290 @@
+"""Container jobs end to end: real redis-server, real Celery workers (one state root per host), the real
+engine, runtime and monitor. The Container rows must follow the host without anyone asking (the state
+reporter), survive a worker killed with SIGKILL, and bad input must leave nothing behind.
+
+Every container and monitor a test made is removed by id/PID at the end, even when the test fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from containers import jobs
+from containers.models import Container, Image, Job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+LONG = ["sh", "-c", "sleep 600"]
+
+
+def _proc_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def clean_state_root(root: Path) -> None:
+    """Remove every container of `root` through the engine, then stop its monitor by the PID it wrote."""
+    from workers.engine.containers import ContainerManager
+
+    if (root / "containers").is_dir():
+        mgr = ContainerManager(root)
+        for info in mgr.list(all=True):
+            try:
+                mgr.remove(info["id"], force=True)
+            except Exception as exc:  # keep cleaning the rest
+                print(f"cleanup: could not remove {info['id'][:12]} under {root}: {exc}")
+    pid_file = root / "monitor" / "monitor.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if "workers.engine.monitor" in _proc_cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def host_worker(berth_worker):
+    """berth_worker, plus cleanup: workers stopped first (no restart policy acts meanwhile), then every
+    container and the monitor of each state root used."""
+    handles = []
+
+    def start(name: str, state_root=None):
+        handle = berth_worker(name, state_root=state_root)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop(timeout=10)
+    for root in {h.state_root for h in handles}:
+        clean_state_root(Path(root))
+
+
+def seed(worker, wait_job) -> Image:
+    job = wait_job(jobs.submit("image.seed", worker.host, params={}))
+    assert job.state == Job.State.SUCCEEDED, job.error
+    return Image.objects.get(host=worker.host, name="busybox", tag="latest")
+
+
+def create(worker, name: str, *, image: str = "busybox:latest", start: bool = True, user=None,
+           **params) -> tuple[Container, Job]:
+    """What the web side does: the row first, then the job."""
+    image_row = Image.objects.filter(host=worker.host, name=image.split(":")[0],
+                                     tag=image.split(":")[1]).first()
+    row = Container.objects.create(name=name, host=worker.host, image=image_row, image_ref=image, owner=user,
+                                   command=params.get("command") or [],
+                                   restart_policy=params.get("restart_policy", "no"), config=params)
+    job = jobs.submit("container.create", worker.host, target=row, requested_by=user,
+                      params={"image": image, "name": name, "start": start, **params})
+    return row, job
+
+
+def action(worker, row: Container, kind: str, wait_job, **params) -> Job:
+    job = wait_job(jobs.submit(f"container.{kind}", worker.host, target=row, params=params))
+    assert job.state == Job.State.SUCCEEDED, f"{kind}: {job.error}"
+    return job
+
+
+def row_where(wait_for, row: Container, what: str, timeout: float = 60, **want) -> Container:
+    def reached():
+        row.refresh_from_db()
+        return all(getattr(row, k) == v for k, v in want.items())
+
+    wait_for(reached, timeout=timeout, what=f"{row.name}: {what} (want {want})", interval=0.2)
+    return row
+
+
+def log_text(job: Job) -> str:
+    assert job.state == Job.State.SUCCEEDED, job.error
+    return Path(job.result["path"]).read_text()
+
+
+def test_lifecycle_logs_and_states_reported_without_asking(host_worker, wait_job, wait_for, live_redis):
+    w = host_worker("ctr-life")
+    seed(w, wait_job)
+
+    # 1. Lines printed by a running container reach its Redis stream and the logs job.
+    script = "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2; exec sleep 600"
+    printer, job = create(w, "printer", command=["sh", "-c", script])
+    # 2. Containers that end by themselves: an exit code, an OOM kill, and a restart policy.
+    quitter, qjob = create(w, "quitter", command=["sh", "-c", "sleep 1; exit 3"])
+    hog, hjob = create(w, "hog", memory=16 << 20, memory_swap=16 << 20,
+                       command=["sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=96M count=1"])
+    flaky, fjob = create(w, "flaky", restart_policy="on-failure:2", command=["sh", "-c", "echo try; exit 1"])
+    for j in (job, qjob, hjob, fjob):
+        j = wait_job(j)
+        assert j.state == Job.State.SUCCEEDED, j.error
+    assert job.result["engine_id"] == printer.engine_id
+    row_where(wait_for, printer, "running after create with start", state="running")
+    assert printer.started is not None
+
+    stream = f"berth:logs:{printer.engine_id}"
+    r = redis.Redis.from_url(live_redis, decode_responses=True)
+    entries = wait_for(lambda: (lambda e: e if len(e) >= 6 else None)(r.xrange(stream)),
+                       what=f"six entries in {stream}")
+    assert [e["log"] for _, e in entries[:6]] == [f"line-{i}\n" for i in range(1, 6)] + ["oops\n"]
+    assert [e["stream"] for _, e in entries[:6]] == ["stdout"] * 5 + ["stderr"]
+    assert all(e["time"].endswith("Z") for _, e in entries)
+
+    logs = wait_job(jobs.submit("container.logs", w.host, target=printer, params={"timestamps": False}))
+    assert log_text(logs) == "".join(f"line-{i}\n" for i in range(1, 6)) + "oops\n"
+    assert logs.result["filename"] == "printer.log" and logs.result["content_type"].startswith("text/plain")
+    assert Path(logs.result["path"]).parent == (w.state_root / "exports").resolve()
+    tail = wait_job(jobs.submit("container.logs", w.host, target=printer,
+                                params={"tail": 2, "timestamps": True, "stderr": False}))
+    lines = log_text(tail).splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["line-4", "line-5"]
+    assert all(line.split(" ", 1)[0].endswith("Z") for line in lines)
+
+    # 3. stop: SIGTERM is ignored by sh as PID 1, SIGKILL follows after the timeout.
+    stopped = action(w, printer, "stop", wait_job, timeout=1)
+    assert stopped.result["state"] == "exited" and stopped.result["exit_code"] == 137
+    row_where(wait_for, printer, "exited after stop", state="exited", exit_code=137)
+    assert printer.finished is not None and printer.finished >= printer.started
+
+    # Nobody asked about these: the reporter wrote them.
+    row_where(wait_for, quitter, "exited by itself", state="exited", exit_code=3)
+    assert quitter.status_message == "exited with code 3" and not quitter.oom_killed
+    row_where(wait_for, hog, "OOM killed", state="exited", oom_killed=True)
+    assert hog.exit_code == 137 and "OOM" in hog.status_message
+    row_where(wait_for, flaky, "two restarts by policy, then exited", state="exited", restart_count=2)
+    assert flaky.exit_code == 1
+    flaky_log = wait_job(jobs.submit("container.logs", w.host, target=flaky, params={}))
+    assert log_text(flaky_log) == "try\n" * 3
+
+    # Start again and remove with force: the row goes, the host forgets it.
+    action(w, printer, "start", wait_job)
+    row_where(wait_for, printer, "running again", state="running")
+    action(w, printer, "remove", wait_job, force=True)
+    assert not Container.objects.filter(pk=printer.pk).exists()
+    assert not (w.state_root / "containers" / printer.engine_id).exists()
+
+
+def test_export_import_on_a_second_host_and_commit(host_worker, wait_job, wait_for, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("maker", password="pw-maker-123")
+    a = host_worker("ctr-a")
+    b = host_worker("ctr-b")
+    seed(a, wait_job)
+
+    writer, job = create(a, "writer", user=user,
+                         command=["sh", "-c", "mkdir -p /srv && echo written-on-A > /srv/note.txt"])
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    row_where(wait_for, writer, "exited after writing", state="exited", exit_code=0)
+
+    # export on A → upload → image.import on B → a container on B sees the file.
+    export = wait_job(jobs.submit("container.export", a.host, target=writer, params={}))
+    assert export.state == Job.State.SUCCEEDED, export.error
+    tar = Path(export.result["path"])
+    assert tar.parent == (a.state_root / "exports").resolve() and tar.stat().st_size == export.result["size"]
+    assert export.result["filename"] == "writer.tar" and export.result["content_type"] == "application/x-tar"
+    upload = tmp_path / "uploads" / f"{uuid.uuid4().hex}.upload"
+    upload.parent.mkdir()
+    shutil.copyfile(tar, upload)
+    imp = wait_job(jobs.submit("image.import", b.host, requested_by=user, target=("image", ""),
+                               params={"path": str(upload), "ref": "from-a:v1"}))
+    assert imp.state == Job.State.SUCCEEDED, imp.error
+    assert Image.objects.get(pk=imp.result["image_id"]).host_id == b.host.pk
+    reader, job = create(b, "reader", image="from-a:v1", user=user, command=["cat", "/srv/note.txt"])
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    row_where(wait_for, reader, "exited after cat", state="exited", exit_code=0)
+    out = wait_job(jobs.submit("container.logs", b.host, target=reader, params={}))
+    assert log_text(out) == "written-on-A\n"
+
+    # commit on A → a new image owned by who asked → a container from it shows the change.
+    commit = wait_job(jobs.submit("container.commit", a.host, target=writer, requested_by=user,
+                                  params={"ref": "noted:v1", "author": "maker", "message": "with a note",
+                                          "changes": ['CMD ["cat", "/srv/note.txt"]'], "team_id": None,
+                                          "shared": False}))
+    assert commit.state == Job.State.SUCCEEDED, commit.error
+    img = Image.objects.get(pk=commit.result["image_id"])
+    assert (img.name, img.tag, img.owner_id, img.host_id) == ("noted", "v1", user.pk, a.host.pk)
+    assert img.digest == commit.result["digest"] and len(img.layers) == 2
+    assert img.config["history"][-1]["comment"] == "with a note"
+    assert img.config["config"]["Cmd"] == ["cat", "/srv/note.txt"]
+    rerun, job = create(a, "rerun", image="noted:v1", user=user)  # the committed CMD runs
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    row_where(wait_for, rerun, "exited after the committed CMD", state="exited", exit_code=0)
+    assert log_text(wait_job(jobs.submit("container.logs", a.host, target=rerun, params={}))) == "written-on-A\n"
+
+
+def test_worker_killed_running_containers_survive_and_exits_meanwhile_are_recorded(
+        host_worker, wait_job, wait_for, tmp_path):
+    from workers.engine.containers import ContainerManager
+
+    w = host_worker("ctr-crash")
+    seed(w, wait_job)
+    signal_dir = tmp_path / "signal"
+    signal_dir.mkdir()
+    keeper, kjob = create(w, "keeper", command=LONG)
+    waiter, wjob = create(w, "waiter", mounts=[f"{signal_dir}:/signal"],
+                          command=["sh", "-c", "while [ ! -e /signal/go ]; do sleep 0.1; done; exit 7"])
+    for j in (kjob, wjob):
+        assert wait_job(j).state == Job.State.SUCCEEDED, j.error
+    row_where(wait_for, keeper, "running", state="running")
+    row_where(wait_for, waiter, "running", state="running")
+    pid = ContainerManager(w.state_root).inspect(keeper.engine_id)["pid"]
+    ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+    w.kill9()
+    (signal_dir / "go").touch()
+    exit_file = w.state_root / "containers" / waiter.engine_id / "exit.json"
+    wait_for(exit_file.exists, what="the waiter to exit while no worker runs")
+    waiter.refresh_from_db()
+    assert waiter.state == "running", "nobody could have recorded it: the worker is dead"
+
+    host_worker("ctr-crash", state_root=w.state_root)
+    row_where(wait_for, waiter, "exit recorded by reconcile", state="exited", exit_code=7)
+    keeper.refresh_from_db()
+    assert keeper.state == "running"
+    assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == ticks, "same process"
+    assert ContainerManager(w.state_root).inspect(keeper.engine_id)["pid"] == pid
+    # The new worker serves jobs for the survivor.
+    stopped = action(w, keeper, "stop", wait_job, timeout=1)
+    assert stopped.result["state"] == "exited"
+
+
+def test_bad_input_fails_readably_and_leaves_nothing(host_worker, wait_job, wait_for):
+    from workers.engine.containers import ContainerManager
+
+    w = host_worker("ctr-bad")
+    seed(w, wait_job)
+    mgr = ContainerManager(w.state_root)
+    taken = mgr.create("busybox:latest", name="taken", command=["true"])  # made on the host, not via Berth
+    before = sorted(p.name for p in (w.state_root / "containers").iterdir())
+
+    cases = [
+        ("no-image", {"image": "nosuch:latest"}, "nosuch"),
+        ("tiny", {"memory": 1}, "memory"),
+        ("taken", {}, "taken"),
+    ]
+    for name, params, words in cases:
+        image = params.pop("image", "busybox:latest")
+        row, job = create(w, name, image=image, command=["true"], **params)
+        job = wait_job(job)
+        assert job.state == Job.State.FAILED, name
+        assert words in job.error and "Traceback" not in job.error, job.error
+        assert not re.match(r"^[A-Z][A-Za-z]+: ", job.error), f"no exception class name: {job.error}"
+        assert not Container.objects.filter(pk=row.pk).exists(), f"{name}: the row is gone"
+        assert sorted(p.name for p in (w.state_root / "containers").iterdir()) == before, name
+    assert mgr.inspect("taken")["id"] == taken["id"], "the host's own container is untouched"
+    assert not Container.objects.exists()
+
+    # A container the host lost (removed behind Berth's back) shows dead, with the reason.
+    ghost, job = create(w, "ghost", command=LONG)
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    mgr.remove(ghost.engine_id, force=True)
+    failed = wait_job(jobs.submit("container.stop", w.host, target=ghost, params={"timeout": 1}))
+    assert failed.state == Job.State.FAILED and "no longer has this container" in failed.error
+    row_where(wait_for, ghost, "dead", state="dead")
+    assert "no longer has this container" in ghost.status_message
