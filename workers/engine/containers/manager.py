@@ -100,8 +100,14 @@ class ContainerManager:
         raise NoSuchContainer(f"no such container '{ref}'")
 
     @contextlib.contextmanager
-    def _lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
-        fd = os.open(self.locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _lock(self, cid: str | None, blocking: bool = True) -> Iterator[bool]:
+        """flock on <container dir>/.lock (cid None: the host-wide names lock). A container removed
+        meanwhile raises NoSuchContainer: remove() renames the dir away before deleting it."""
+        path = self.locks_dir / "names.lock" if cid is None else self._cdir(cid) / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise NoSuchContainer(f"no such container '{cid[:12] if cid else ''}'") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -212,7 +218,7 @@ class ContainerManager:
                         labels=labels, mounts=mounts, read_only=read_only, tty=tty)
         cid = id or secrets.token_hex(32)
         store = ImageStore(self.root)
-        with self._lock("names"):
+        with self._lock(None):
             names = {}
             for other in self._ids():
                 with contextlib.suppress(NoSuchContainer, ValueError):
@@ -414,10 +420,12 @@ class ContainerManager:
             self._release_runtime(cid)
             with contextlib.suppress(ImageError, OSError):
                 ImageStore(self.root).release_rootfs(self._cdir(cid))
-            shutil.rmtree(self._cdir(cid), ignore_errors=True)
+            # renamed first: from here on nobody can open the lock or find the record
+            tomb = self.containers_dir / f".removing-{cid}"
+            shutil.rmtree(tomb, ignore_errors=True)  # left by an interrupted remove
+            os.rename(self._cdir(cid), tomb)
+            shutil.rmtree(tomb, ignore_errors=True)
             self._seen.pop(cid, None)
-        with contextlib.suppress(FileNotFoundError):
-            (self.locks_dir / f"{cid}.lock").unlink()
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -520,7 +528,10 @@ class ContainerManager:
         containers whose state, exit code or restart count changed since this instance's last pass."""
         changed = []
         for cid in self._ids():
-            rec = self._supervise_one(cid)
+            try:
+                rec = self._supervise_one(cid)
+            except NoSuchContainer:
+                continue  # removed meanwhile
             if rec is None:
                 continue
             key = (rec["state"], rec.get("exit_code"), rec.get("restart_count", 0), bool(rec.get("oom_killed")),
