@@ -111,6 +111,7 @@ class MonitorClient:
         log_max_size: int = 10 * 1024 * 1024,
         log_max_files: int = 3,
         tty: bool = False,
+        log_redis_url: str | None = None,
     ) -> dict:
         """Create and start a container through the runtime; the monitor owns its stdio.
         Returns the container's status dict (status "running", or "exited" if it was quick)."""
@@ -119,6 +120,8 @@ class MonitorClient:
             "log_path": str(log_path) if log_path else None, "log_max_size": log_max_size,
             "log_max_files": log_max_files, "tty": tty,
         }
+        if log_redis_url:
+            req["log_redis_url"] = log_redis_url
         return self.request(req)["container"]
 
     def status(self, id: str) -> dict:

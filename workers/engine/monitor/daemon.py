@@ -148,6 +148,7 @@ class Container:
         self.waiters: list[tuple[Client, float]] = []
         self.attached: list[Client] = []
         self.pidfd: int | None = None  # only for containers adopted after a monitor restart
+        self.log_redis_url: str | None = None  # a sink named in the start request (else the env's)
         self.pid_file = ""
 
     def info(self) -> dict:
@@ -192,6 +193,7 @@ class Monitor:
         self.fd_owner: dict[int, Container] = {}
         self.stopping = False
         self.sink = RedisStreamSink.from_env()
+        self.sinks: dict[str, RedisStreamSink] = {}  # by URL, for start requests that name one
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
 
@@ -254,6 +256,8 @@ class Monitor:
             self._check_deadlines()
             if self.sink:
                 self.sink.flush()
+            for sink in self.sinks.values():
+                sink.flush()
         self.close()
 
     def _next_timeout(self) -> float | None:
@@ -411,6 +415,12 @@ class Monitor:
         tty = bool(req.get("tty"))
         c = Container(cid, str(req["bundle"]), list(runtime_cmd), str(log_path), tty)
         c.pid_file = str(layout.records_dir(self.root) / f"{cid}.pid")
+        url = req.get("log_redis_url")
+        if url:
+            # a monitor started earlier without BERTH_LOG_REDIS_URL still feeds the caller's Redis
+            c.log_redis_url = str(url)
+            if c.log_redis_url not in self.sinks:
+                self.sinks[c.log_redis_url] = RedisStreamSink(c.log_redis_url)
         try:
             os.unlink(c.pid_file)
         except FileNotFoundError:
@@ -510,8 +520,9 @@ class Monitor:
         text, line = encode_entry(stream, message, when)
         if c.log is not None:
             c.log.write_line(line)
-        if self.sink is not None:
-            self.sink.add(c.id, stream, when, text)
+        sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
+        if sink is not None:
+            sink.add(c.id, stream, when, text)
         if c.attached:
             push = (json.dumps({"stream": stream, "data": text, "time": when}) + "\n").encode()
             for cl in list(c.attached):
