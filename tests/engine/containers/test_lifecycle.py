@@ -155,6 +155,8 @@ def test_logs_follow_and_rotated_files(state_root: Path):
 def test_logs_reach_redis_when_given_a_url(state_root: Path, redis_url: str):
     import redis
 
+    # the monitor is started first by a manager without a URL (as the host CLI would)
+    run(ContainerManager(state_root), "true")
     m = ContainerManager(state_root, log_redis_url=redis_url)
     c = run(m, "echo to-redis")
     r = redis.Redis.from_url(redis_url)

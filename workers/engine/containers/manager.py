@@ -266,7 +266,8 @@ class ContainerManager:
             self.monitor.ensure_running(env=self._monitor_env())
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
                                                 tty=rec["config"]["tty"], log_max_size=self.log_max_size,
-                                                log_max_files=self.log_max_files)
+                                                log_max_files=self.log_max_files,
+                                                log_redis_url=self.log_redis_url)
         except MonitorError as e:
             self._release_runtime(cid)
             rec["status_message"] = f"start failed: {e}"
