@@ -5,6 +5,11 @@ logs consumer (webapp.asgi with the Redis channel layer). The json-file logs on 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +23,9 @@ from django.test import Client
 from containers.models import Container, Host
 from webapp.asgi import application
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root]
+pytestmark = [pytest.mark.e2e]
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
 
 class LogHost:
     """A host's ContainerManager whose monitor sends lines to the test's redis-server."""
@@ -100,6 +107,7 @@ async def collect(comm: WebsocketCommunicator, until, timeout: float = 90) -> li
     return msgs
 
 
+@pytest.mark.root
 @pytest.mark.django_db(transaction=True)
 async def test_container_lines_arrive_live_over_the_websocket(log_host):
     # The container waits for a file the test creates, so the client is surely following first.
@@ -129,6 +137,7 @@ async def test_container_lines_arrive_live_over_the_websocket(log_host):
     await comm.disconnect()
 
 
+@pytest.mark.root
 @pytest.mark.django_db(transaction=True)
 async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     total = 300_000  # busybox seq as fast as the pipe takes it (~several 10k lines/s here)
@@ -160,3 +169,145 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     shown = [int(x["log"]) for x in sent if x["stream"] == "stdout"]
     assert shown == sorted(shown) and len(set(shown)) == len(shown)
     assert sent[-1]["log"] == "done\n" or shown[-1] == total
+
+
+# --- the viewer in a real browser ---------------------------------------------------------------------
+
+@pytest.fixture
+def web_server(transactional_db, live_redis, tmp_path):
+    """daphne serving webapp.asgi on a free port, sharing the test's database file and redis-server."""
+    from django.conf import settings
+    from django.db import connection
+
+    from containers.management.commands.berth_run import free_port
+    from tests.conftest import stop_process
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+           "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "root"),
+           "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "daphne.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                 "webapp.asgi:application"], cwd=REPO, env=env, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"daphne did not come up:\n{out.read_text()}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+def write(url: str, engine_id: str, lines: list[tuple[str, str]]) -> None:
+    r = redis.Redis.from_url(url)
+    pipe = r.pipeline(transaction=False)
+    for stream, text in lines:
+        pipe.xadd(f"berth:logs:{engine_id}", {"stream": stream, "time": "2026-11-29T01:02:03.123456789Z",
+                                              "log": text}, maxlen=10000, approximate=True)
+    pipe.execute()
+    r.close()
+
+
+@pytest.mark.browser
+def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, live_redis):
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+    from playwright.sync_api import sync_playwright
+
+    engine_id = uuid.uuid4().hex * 2
+    user = get_user_model().objects.create_user("viewer-e2e", password="pw-viewer-e2e-123")
+    row = Container.objects.create(name="c", host=Host.objects.create(name="h-view"), owner=user,
+                                   engine_id=engine_id, state="running")
+    client = Client()
+    client.force_login(user)
+    panel = render_to_string("containers/_logs.html", {"container": row}, request=RequestFactory().get("/"))
+    page_html = ('<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" '
+                 f'href="/static/css/berth.css"></head><body><main class="content">{panel}</main></body></html>')
+    hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    write(live_redis, engine_id, [("stdout", "plain start\n"), ("stdout", "\x1b[31mred text\x1b[0m and plain\n"),
+                                  ("stderr", "an error: needle\n"), ("stdout", hostile + "\n")])
+    problems: list[str] = []
+    try:
+        with sync_playwright() as p:
+            # The panel page is fulfilled by Playwright (no address of its own): Chromium's local network
+            # checks would treat its WebSocket to 127.0.0.1 as a public page reaching into the LAN.
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--no-sandbox", "--disable-features=LocalNetworkAccessChecks"])
+            ctx = browser.new_context(viewport={"width": 1000, "height": 800})
+            ctx.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": web_server}])
+            ctx.route(f"{web_server}/logs-panel/", lambda route: route.fulfill(
+                status=200, content_type="text/html; charset=utf-8", body=page_html))
+            page = ctx.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(f"{web_server}/logs-panel/")
+            view = page.locator("[data-role=view]")
+            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 4")
+            assert page.locator("[data-role=status]").inner_text() == "live"
+            # Log text is text: no element from the hostile line, its characters shown as written.
+            assert view.locator("img, script").count() == 0 and page.evaluate("window.__xss") is None
+            assert view.locator(".ln").nth(3).locator(".tx").inner_text() == hostile
+            # ANSI colours rendered (ansi_up's red), escape codes gone; stderr styled apart.
+            red = view.locator(".ln").nth(1).locator("span[style*='color']")
+            assert red.inner_text() == "red text" and "187,0,0" in red.get_attribute("style").replace(" ", "")
+            assert view.locator(".ln.err").count() == 1 and "needle" in view.locator(".ln.err").inner_text()
+            # Live lines arrive after the tail.
+            write(live_redis, engine_id, [("stdout", "live needle one\n"), ("stderr", "live two\n")])
+            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 6")
+            # Search highlights matches in the loaded lines.
+            page.fill("[data-role=search]", "NEEDLE")
+            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '2 matches'")
+            assert view.locator("mark").all_inner_texts() == ["needle", "needle"]
+            page.press("[data-role=search]", "Enter")
+            assert page.locator("[data-role=matches]").inner_text() == "1 of 2"
+            # Timestamps on demand; stream filter.
+            assert not view.locator(".ts").first.is_visible()
+            page.check("[data-role=timestamps]")
+            assert view.locator(".ts").first.inner_text() == "2026-11-29 01:02:03.123"
+            assert page.locator("[data-role=download-timestamps]").input_value() == "1"
+            page.select_option("[data-role=streams]", "stderr")
+            assert view.locator(".ln.out").first.is_hidden() and view.locator(".ln.err").first.is_visible()
+            page.select_option("[data-role=streams]", "all")
+            # Pause holds new lines back (and says so); resume shows them.
+            page.click("[data-role=follow]")
+            write(live_redis, engine_id, [("stdout", "while paused\n")])
+            page.wait_for_function("document.querySelector('[data-role=notice]').textContent.includes('1 new line')")
+            assert view.locator(".ln", has_text="while paused").count() == 0
+            page.click("[data-role=follow]")
+            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 7")
+            # A flood of 50,000 lines/s for 4 s: the view says it is sampled, the DOM stays capped.
+            page.evaluate("""() => { window.__gaps = []; let last = performance.now();
+                const tick = (t) => { window.__gaps.push(t - last); last = t; requestAnimationFrame(tick); };
+                requestAnimationFrame(tick); }""")
+            total, chunk = 200_000, 5_000
+            start = time.monotonic()
+            for i in range(0, total, chunk):
+                write(live_redis, engine_id, [("stdout", f"\x1b[32mflood\x1b[0m {j}\n") for j in range(i, i + chunk)])
+                pause = start + (i + chunk) / 50_000 - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            page.wait_for_function("document.querySelector('[data-role=notice]').textContent.includes('Sampled view')",
+                                   timeout=30_000)
+            page.wait_for_function(f"Array.from(document.querySelectorAll('[data-role=view] .ln .tx'))"
+                                   f".some(e => e.textContent === 'flood {total - 1}')", timeout=60_000)
+            n_lines = view.locator(".ln").count()
+            assert n_lines <= 5000
+            assert view.locator(".ln.gap").count() > 0  # where lines were left out, the view says so
+            page.wait_for_function("document.querySelector('[data-role=notice]').textContent"
+                                   ".includes('left out of this view while it was sampled')", timeout=30_000)
+            gaps = page.evaluate("window.__gaps")
+            print(f"flood: {n_lines} lines in the DOM, longest frame {max(gaps):.0f} ms over {len(gaps)} frames")
+            browser.close()
+    finally:
+        r = redis.Redis.from_url(live_redis)
+        r.delete(f"berth:logs:{engine_id}")
+        r.close()
+    assert problems == []
