@@ -1,12 +1,27 @@
 from django.urls import path
 
-from . import views
+from . import views, views_containers, views_images
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("hosts/", views.hosts, name="hosts"),
+    path("hosts/<int:pk>/probe/", views.probe_host, name="host-probe"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/download/", views.job_download, name="job-download"),
     path("jobs/state/", views.jobs_state, name="jobs-state"),
-    path("hosts/<int:pk>/probe/", views.probe_host, name="host-probe"),
+    path("containers/", views_containers.container_list, name="containers"),
+    path("containers/new/", views_containers.container_create, name="container-create"),
+    path("containers/state/", views_containers.container_states, name="containers-state"),
+    path("containers/bulk/", views_containers.container_bulk, name="containers-bulk"),
+    path("containers/<int:pk>/", views_containers.container_detail, name="container-detail"),
+    path("containers/<int:pk>/logs/download/", views_containers.container_logs_download,
+         name="container-logs-download"),
+    path("containers/<int:pk>/<str:action>/", views_containers.container_action, name="container-action"),
+    path("images/", views_images.image_list, name="images"),
+    path("images/rows/", views_images.image_rows, name="image-rows"),
+    path("images/import/", views_images.image_import, name="image-import"),
+    path("images/<int:pk>/", views_images.image_detail, name="image-detail"),
+    path("images/<int:pk>/share/", views_images.image_share, name="image-share"),
+    path("images/<int:pk>/<str:action>/", views_images.image_action, name="image-action"),
 ]

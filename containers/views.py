@@ -1,44 +1,97 @@
-"""Dashboard pages (server-rendered; live parts update over /ws/events/, see static/js/)."""
+"""Dashboard pages (server-rendered; live parts update over /ws/events/, see static/js/).
+
+Containers and images live in views_containers.py and views_images.py. Every visibility decision
+goes through containers/permissions.py, every action through containers/services.py.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from . import events
+from . import events, permissions
 from . import jobs as job_dispatch
-from .models import Host
+from .models import Container, Image, Job
 
 JOBS_PAGE_SIZE = 100
 
 
 def jobs_visible_to(user):
     """Jobs a user may see (containers/permissions.py decides)."""
-    from .permissions import visible_jobs
+    return permissions.visible_jobs(user)
 
-    return visible_jobs(user)
+
+def wants_json(request: HttpRequest) -> bool:
+    """Scripts ask for JSON (Accept: application/json); plain form posts get a redirect."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def error_json(error) -> JsonResponse:
+    """A services.ServiceError for a script: the message and the form field it is about."""
+    from .forms import FIELD_OF
+
+    field = FIELD_OF.get(error.field, error.field) if error.field else None
+    body = {"code": error.code, "message": error.message, "errors": {field or "__all__": [error.message]}}
+    return JsonResponse(body, status=error.status)
+
+
+def form_errors_json(form) -> JsonResponse:
+    errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
+    first = next(iter(errors.values()), ["invalid input"])[0]
+    return JsonResponse({"code": "invalid", "message": first, "errors": errors}, status=400)
+
+
+def target_url(job: Job) -> str | None:
+    """The page of a job's target (it may be gone; the page then says so)."""
+    if job.target_id.isdigit() and job.target_type in ("container", "image"):
+        return f"/{job.target_type}s/{job.target_id}/"
+    if job.target_type == "host":
+        return "/hosts/"
+    return None
+
+
+def job_rows(jobs: list[Job]) -> list[Job]:
+    """Jobs with `.target_url` and `.download_url` set for the row template."""
+    for job in jobs:
+        job.target_url = target_url(job)
+        job.download_url = download_url(job)
+    return jobs
+
+
+def download_url(job: Job) -> str | None:
+    if job.kind in ("container.export", "container.logs", "image.save") and job.state == Job.State.SUCCEEDED:
+        return f"/jobs/{job.pk}/download/"
+    return None
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("hosts")
+    return redirect("containers")
 
 
 @login_required
 def hosts(request: HttpRequest) -> HttpResponse:
-    context = {"hosts": Host.objects.all(), "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
+    hosts = list(permissions.visible_hosts(request.user))
+    by_host: dict[int, list[Container]] = defaultdict(list)
+    for c in permissions.visible_containers(request.user).filter(host__in=hosts).order_by("name"):
+        by_host[c.host_id].append(c)
+    for host in hosts:
+        host.visible_containers = by_host.get(host.pk, [])
+    context = {"hosts": hosts, "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
     return render(request, "containers/hosts.html", context)
 
 
 @login_required
 def jobs(request: HttpRequest) -> HttpResponse:
-    items = list(jobs_visible_to(request.user)[:JOBS_PAGE_SIZE])
+    items = job_rows(list(jobs_visible_to(request.user)[:JOBS_PAGE_SIZE]))
     return render(request, "containers/jobs.html", {"jobs": items})
 
 
@@ -54,6 +107,7 @@ def jobs_state(request: HttpRequest) -> JsonResponse:
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_visible_to(request.user), pk=pk)
+    job_rows([job])
     context = {
         "job": job,
         "params_json": json.dumps(job.params, indent=2, sort_keys=True),
@@ -63,9 +117,37 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def job_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """The file of a finished export/save/logs job (services.download_response authorizes and streams)."""
+    from . import services
+
+    job = get_object_or_404(jobs_visible_to(request.user), pk=pk)
+    try:
+        return services.download_response(request.user, job, request=request)
+    except services.ServiceError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from None
+        return render(request, "containers/refused.html", {"message": exc.message, "job": job},
+                      status=exc.status)
+
+
+@login_required
 @require_POST
 def probe_host(request: HttpRequest, pk: int) -> HttpResponse:
-    host = get_object_or_404(Host, pk=pk)
+    host = get_object_or_404(permissions.visible_hosts(request.user), pk=pk)
     job = job_dispatch.submit("host.probe", host, params={}, requested_by=request.user, target=host)
     messages.info(request, f"Probe of {host.name} queued as job #{job.pk}.")
     return redirect("jobs")
+
+
+def visible_image_or_404(user, pk: int) -> Image:
+    return get_object_or_404(permissions.visible_images(user), pk=pk)
+
+
+def visible_container_or_404(user, pk: int) -> Container:
+    return get_object_or_404(permissions.visible_containers(user), pk=pk)
+
+
+def team_names(user) -> dict[int, Any]:
+    return dict(permissions.visible_teams(user).values_list("pk", "name"))

@@ -1,0 +1,202 @@
+"""Dashboard forms: they only read what the browser sent; services.py decides what is valid.
+
+Field names match the `field` of services.ServiceError (see FIELD_OF), so a refusal from the
+service lands next to the input it is about.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from . import permissions
+from .models import Host, Image, Team
+
+RESTART_CHOICES = [("no", "no"), ("always", "always"), ("unless-stopped", "unless stopped"),
+                   ("on-failure", "on failure")]
+SIGNAL_CHOICES = [(s, s) for s in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")]
+SAVE_FORMATS = [("docker-archive", "docker-archive (docker load)"), ("oci-archive", "OCI archive")]
+# ServiceError.field -> form field, where they differ.
+FIELD_OF = {"mounts": "volumes", "team_id": "team", "user_spec": "user", "ref": "ref", "file": "file"}
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def key_values(form: forms.Form, field: str) -> dict[str, str]:
+    """'KEY=VALUE' per line -> dict; a line without '=' is an error on `field`."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(lines(form.cleaned_data.get(field, "")), 1):
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip():
+            raise forms.ValidationError(f"line {n}: expected KEY=VALUE, got {line[:40]!r}")
+        out[key.strip()] = value
+    return out
+
+
+def add_service_error(form: forms.Form, error) -> None:
+    """Put a services.ServiceError next to its field (or on top of the form when it names none)."""
+    field = FIELD_OF.get(error.field, error.field) if error.field else None
+    form.add_error(field if field in form.fields else None, error.message)
+
+
+class ImageSelect(forms.Select):
+    """Options carry data-host so the page can offer only the images of the chosen host."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.host_of: dict[str, int] = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        host = self.host_of.get(str(value))
+        if host is not None:
+            option["attrs"]["data-host"] = str(host)
+        return option
+
+
+def _team_choices(user, least: str) -> list[tuple[str, str]]:
+    teams = Team.objects.all() if user.is_superuser else Team.objects.filter(
+        pk__in=permissions.teams_with_role(user, least))
+    return [("", "— none (only me) —")] + [(str(t.pk), t.name) for t in teams]
+
+
+class ContainerCreateForm(forms.Form):
+    host = forms.ChoiceField(help_text="Online hosts only.")
+    image = forms.ChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.")
+    name = forms.CharField(required=False, max_length=128,
+                           help_text="Letters, digits, _ . - ; left empty, one is made up.")
+    command = forms.CharField(required=False, help_text="As in a shell, e.g. sh -c 'echo hi'. Empty: the image's.")
+    entrypoint = forms.CharField(required=False, help_text="Empty: the image's entrypoint.")
+    env = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Environment",
+                          help_text="One KEY=VALUE per line.")
+    workdir = forms.CharField(required=False, label="Working directory")
+    user = forms.CharField(required=False, help_text="uid[:gid] or a name known in the image.")
+    hostname = forms.CharField(required=False)
+    memory = forms.CharField(required=False, label="Memory limit", help_text="e.g. 64m or 1g; at least 6m.")
+    cpus = forms.CharField(required=False, label="CPUs", help_text="e.g. 0.5")
+    pids_limit = forms.CharField(required=False, label="Process limit", help_text="Most processes at once.")
+    restart_policy = forms.ChoiceField(choices=RESTART_CHOICES, initial="no", label="Restart policy")
+    max_retries = forms.CharField(required=False, label="Retries (on failure)", help_text="Empty: no limit.")
+    labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="One KEY=VALUE per line.")
+    volumes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                              help_text="One per line: volname:/data or /host/dir:/dst[:ro] (bind mounts: admins).")
+    team = forms.ChoiceField(required=False, help_text="Members of the team see and operate it by role.")
+    read_only = forms.BooleanField(required=False, label="Read-only root filesystem")
+    tty = forms.BooleanField(required=False, label="Allocate a terminal (tty)")
+    start = forms.BooleanField(required=False, initial=True, label="Start it now")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        hosts = list(Host.objects.online())
+        self.fields["host"].choices = [(str(h.pk), h.name) for h in hosts]
+        images = [i for i in permissions.visible_images(user).filter(host__in=hosts).order_by("name", "tag", "host")
+                  if permissions.can(user, "image.use", i)]
+        multi = len(hosts) > 1
+        self.fields["image"].choices = [
+            (str(i.pk), f"{i.ref} ({i.host.name})" if multi else i.ref) for i in images]
+        self.fields["image"].widget.host_of = {str(i.pk): i.host_id for i in images}
+        self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
+        for name in ("name", "command", "entrypoint", "workdir", "user", "hostname"):
+            self.fields[name].widget.attrs.setdefault("autocomplete", "off")
+        self.fields["command"].widget.attrs["spellcheck"] = "false"
+
+    def clean_env(self) -> list[str]:
+        return lines(self.cleaned_data.get("env", ""))
+
+    def clean_labels(self) -> dict[str, str]:
+        return key_values(self, "labels")
+
+    def clean_volumes(self) -> list[str]:
+        return lines(self.cleaned_data.get("volumes", ""))
+
+    def restart(self) -> str:
+        policy = self.cleaned_data.get("restart_policy") or "no"
+        retries = (self.cleaned_data.get("max_retries") or "").strip()
+        if policy == "on-failure" and retries:
+            return f"{policy}:{retries}"
+        return policy
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """Arguments of services.create_container (host/image by pk; the service checks them)."""
+        d = self.cleaned_data
+        image = Image.objects.filter(pk=d["image"]).first()
+        return {
+            "host": int(d["host"]), "image": image if image is not None else "", "name": d["name"].strip(),
+            "command": d["command"].strip() or None, "entrypoint": d["entrypoint"].strip() or None,
+            "env": d["env"], "workdir": d["workdir"].strip(), "user_spec": d["user"].strip(),
+            "hostname": d["hostname"].strip(), "memory": d["memory"].strip() or None,
+            "cpus": d["cpus"].strip() or None, "pids_limit": d["pids_limit"].strip() or None,
+            "restart_policy": self.restart(), "labels": d["labels"], "mounts": d["volumes"],
+            "read_only": d["read_only"], "tty": d["tty"], "start": d["start"], "team": d["team"] or None,
+        }
+
+
+def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, Any]:
+    """Form input rebuilt from a container.create job's params (to try again after a host error)."""
+    import shlex
+
+    def joined(v):
+        return shlex.join(v) if isinstance(v, list) else (v or "")
+
+    policy, _, retries = str(params.get("restart_policy") or "no").partition(":")
+    host_id = getattr(container_or_job, "host_id", None)
+    image = Image.objects.filter(host_id=host_id, name=str(params.get("image", "")).rpartition(":")[0],
+                                 tag=str(params.get("image", "")).rpartition(":")[2]).first()
+    memory = params.get("memory")
+    return {
+        "host": str(host_id or ""), "image": str(image.pk) if image else "", "name": params.get("name", ""),
+        "command": joined(params.get("command")), "entrypoint": joined(params.get("entrypoint")),
+        "env": "\n".join(f"{k}={v}" for k, v in (params.get("env") or {}).items()),
+        "workdir": params.get("workdir") or "", "user": params.get("user") or "",
+        "hostname": params.get("hostname") or "", "memory": str(memory) if memory else "",
+        "cpus": str(params.get("cpus") or ""), "pids_limit": str(params.get("pids_limit") or ""),
+        "restart_policy": policy, "max_retries": retries,
+        "labels": "\n".join(f"{k}={v}" for k, v in (params.get("labels") or {}).items()),
+        "volumes": "\n".join(params.get("mounts") or []), "read_only": bool(params.get("read_only")),
+        "tty": bool(params.get("tty")), "start": bool(params.get("start", True)),
+    }
+
+
+class CommitForm(forms.Form):
+    ref = forms.CharField(label="Image name:tag", max_length=300)
+    message = forms.CharField(required=False, max_length=500)
+    team = forms.ChoiceField(required=False)
+    shared = forms.BooleanField(required=False, label="Shared with everyone")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
+
+
+class ImportForm(forms.Form):
+    host = forms.ChoiceField()
+    file = forms.FileField(label="Root filesystem tarball", help_text=".tar, .tar.gz or .tar.zst")
+    ref = forms.CharField(label="Image name:tag", max_length=300)
+    team = forms.ChoiceField(required=False)
+    shared = forms.BooleanField(required=False, label="Shared with everyone")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["host"].choices = [(str(h.pk), h.name) for h in Host.objects.online()]
+        self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
+
+
+class TagForm(forms.Form):
+    ref = forms.CharField(label="New name:tag", max_length=300)
+
+
+class ShareForm(forms.Form):
+    team = forms.ChoiceField(required=False, help_text="Teams where you are an admin.")
+    shared = forms.BooleanField(required=False, label="Shared with everyone")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = _team_choices(user, permissions.ADMIN)
+
+
+class SaveForm(forms.Form):
+    format = forms.ChoiceField(choices=SAVE_FORMATS, initial="docker-archive")

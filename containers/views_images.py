@@ -1,0 +1,153 @@
+"""Image pages: list with import by upload, detail with history, containers using it and actions.
+
+Uploads go through services.import_image (it checks the file looks like a tarball before any job is
+made); static/js/images.js sends the form by XHR for an upload progress bar, then follows the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import events, permissions, services
+from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
+from .models import Image
+from .views import error_json, form_errors_json, job_rows, jobs_visible_to, visible_image_or_404, wants_json
+
+PAGE_SIZE = 500
+ACTIONS = ("save", "remove", "tag")
+
+
+def _images(user) -> list[Image]:
+    return list(permissions.visible_images(user).order_by("name", "tag", "host__name")[:PAGE_SIZE])
+
+
+def _list_context(request: HttpRequest, form: ImportForm | None = None) -> dict[str, Any]:
+    user = request.user
+    pending = [j for j in jobs_visible_to(user).filter(kind__in=("image.import", "image.load"),
+                                                        requested_by=user)[:5]
+               if not j.finished_state]
+    return {"images": _images(user), "form": form or ImportForm(user=user), "pending": pending}
+
+
+@login_required
+def image_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "images/list.html", _list_context(request))
+
+
+@login_required
+@require_GET
+def image_rows(request: HttpRequest) -> HttpResponse:
+    """The table body alone: the page swaps it in when an import finishes."""
+    return render(request, "images/_rows.html", {"images": _images(request.user)})
+
+
+@login_required
+@require_POST
+def image_import(request: HttpRequest) -> HttpResponse:
+    form = ImportForm(request.POST, request.FILES, user=request.user)
+    if not form.is_valid():
+        if wants_json(request):
+            return form_errors_json(form)
+        return render(request, "images/list.html", _list_context(request, form), status=400)
+    d = form.cleaned_data
+    try:
+        job = services.import_image(request.user, host=int(d["host"]), upload=d["file"], ref=d["ref"],
+                                    team=d["team"] or None, shared=d["shared"], request=request)
+    except services.ServiceError as exc:
+        if wants_json(request):
+            return error_json(exc)
+        add_service_error(form, exc)
+        return render(request, "images/list.html", _list_context(request, form), status=exc.status)
+    if wants_json(request):
+        return JsonResponse({"job": events.job_event(job)}, status=202)
+    messages.info(request, f"Importing {d['ref']} (job #{job.pk}); it appears below when done.")
+    return redirect("images")
+
+
+def _history(image: Image) -> list[dict[str, Any]]:
+    history = (image.config or {}).get("history") or []
+    return [h for h in history if isinstance(h, dict)]
+
+
+@login_required
+def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user = request.user
+    image = visible_image_or_404(user, pk)
+    jobs = job_rows(list(jobs_visible_to(user).filter(target_type="image", target_id=str(pk))[:50]))
+    allowed = {a.replace(".", "_"): permissions.can(user, a, image) for a in
+               ("image.use", "image.save", "image.tag", "image.remove", "image.share")}
+    context = {
+        "image": image, "history": _history(image), "jobs": jobs,
+        "files": [j for j in jobs if j.kind == "image.save"][:10],
+        "containers": list(permissions.visible_containers(user).filter(image=image)),
+        "allowed": allowed, "tag_form": TagForm(), "save_form": SaveForm(),
+        "share_form": ShareForm(user=user, initial={"team": image.team_id or "", "shared": image.shared}),
+        "env": (image.config or {}).get("config", {}).get("Env") or [],
+        "cmd": (image.config or {}).get("config", {}).get("Cmd"),
+        "entrypoint": (image.config or {}).get("config", {}).get("Entrypoint"),
+    }
+    return render(request, "images/detail.html", context)
+
+
+@login_required
+@require_POST
+def image_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    user = request.user
+    image = visible_image_or_404(user, pk)
+    if action not in ACTIONS:
+        raise Http404("no such action")
+    params: dict[str, Any] = {}
+    if action == "save":
+        params = {"format": request.POST.get("format") or "docker-archive"}
+    elif action == "remove":
+        params = {"force": request.POST.get("force") in ("1", "on", "true")}
+    elif action == "tag":
+        params = {"ref": request.POST.get("ref", "")}
+    try:
+        job = services.image_action(user, image, action, params=params, request=request)
+    except services.ServiceError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from None
+        if wants_json(request):
+            return error_json(exc)
+        messages.error(request, exc.message)
+        return redirect("image-detail", pk=image.pk)
+    text = f"{action.capitalize()} of {image.ref} queued as job #{job.pk}."
+    if wants_json(request):
+        return JsonResponse({"job": events.job_event(job), "message": text}, status=202)
+    messages.info(request, text)
+    if action == "remove":
+        return redirect("images")
+    return redirect(reverse("image-detail", args=[image.pk]) + f"?job={job.pk}")
+
+
+@login_required
+@require_POST
+def image_share(request: HttpRequest, pk: int) -> HttpResponse:
+    image = visible_image_or_404(request.user, pk)
+    try:
+        services.share_image(request.user, image, request.POST.get("team") or None,
+                             request.POST.get("shared") in ("1", "on", "true"), request=request)
+    except services.ServiceError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from None
+        if wants_json(request):
+            return error_json(exc)
+        messages.error(request, exc.message)
+        return redirect("image-detail", pk=image.pk)
+    image.refresh_from_db()
+    who = f"team {image.team.name}" if image.team else "no team"
+    text = f"{image.ref} now belongs to {who}" + (" and is shared with everyone." if image.shared else ".")
+    if wants_json(request):
+        return JsonResponse({"message": text})
+    messages.info(request, text)
+    return redirect("image-detail", pk=image.pk)
+
+

@@ -1,0 +1,224 @@
+// Containers list and detail: state, exit code and uptime follow container events live; actions
+// and bulk actions are sent without leaving the page; a container removed elsewhere disappears.
+import { clearErrors, confirmed, send, showErrors } from "./forms.js";
+
+const FILE_KINDS = { "container.export": "Filesystem export", "container.logs": "Full log" };
+const page = document.querySelector(".container-page");
+const tbody = document.getElementById("containers");
+
+function uptime(iso) {
+  if (!iso) return "—";
+  let s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+function tick() {
+  document.querySelectorAll("[data-container-id]").forEach((el) => {
+    const cell = el.querySelector('[data-field="uptime"]');
+    if (!cell) return;
+    const badge = el.querySelector('[data-field="state"]');
+    const running = badge && badge.textContent.trim() === "running";
+    cell.textContent = running ? uptime(el.getAttribute("data-started")) : "—";
+  });
+}
+
+// Buttons only for what makes sense in the current state (the server refuses the rest anyway).
+function enableActions(state) {
+  if (!page) return;
+  let table = {};
+  try { table = JSON.parse(page.getAttribute("data-action-states") || "{}"); } catch (e) { table = {}; }
+  page.querySelectorAll("form[data-action]").forEach((form) => {
+    const allowed = table[form.getAttribute("data-action")];
+    const ok = state !== "removed" && (!allowed || allowed.includes(state));
+    form.querySelectorAll("button").forEach((b) => { b.disabled = !ok; });
+  });
+}
+
+function gone(el) {
+  if (el.tagName === "TR") {
+    el.remove();
+    if (tbody && !tbody.querySelector("tr")) {
+      const empty = document.getElementById("containers-empty");
+      if (empty) empty.hidden = false;
+    }
+    return;
+  }
+  if (el === page) {
+    const note = page.querySelector('[data-role="gone"]');
+    if (note) note.hidden = false;
+    const badge = page.querySelector('[data-field="state"]');
+    if (badge) { badge.textContent = "removed"; badge.className = "badge removed"; }
+    enableActions("removed");
+    return;
+  }
+  if (el.tagName === "LI") el.remove();
+}
+
+// A container this page has not rendered: take the server's rendering of the list.
+let refreshing = null;
+function refreshList() {
+  if (!tbody || refreshing) return;
+  refreshing = fetch(window.location.pathname, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.text() : null))
+    .then((html) => {
+      if (!html) return;
+      const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("containers");
+      if (!fresh) return;
+      const checked = new Set([...tbody.querySelectorAll("input[name=ids]:checked")].map((i) => i.value));
+      tbody.innerHTML = fresh.innerHTML;
+      tbody.querySelectorAll("input[name=ids]").forEach((i) => { i.checked = checked.has(i.value); });
+      document.getElementById("containers-empty").hidden = !!tbody.querySelector("tr");
+      tick();
+    })
+    .catch(() => {})
+    .finally(() => { refreshing = null; });
+}
+
+function apply(c) {
+  const nodes = document.querySelectorAll(`[data-container-id="${c.id}"]`);
+  if (!nodes.length) {
+    if (c.state !== "removed") refreshList();
+    return;
+  }
+  nodes.forEach((el) => {
+    if (c.state === "removed") { gone(el); return; }
+    if ("started" in c) el.setAttribute("data-started", c.started || "");
+    const values = { state: c.state };
+    ["exit_code", "status_message", "restart_count", "started", "finished"].forEach((k) => {
+      if (k in c) values[k] = c[k];
+    });
+    window.Berth.fill(el, values);
+    el.querySelectorAll(".exit").forEach((x) => { x.hidden = c.state !== "exited"; });
+    const exit = el.querySelector('[data-role="exit"]');
+    if (exit) exit.hidden = c.exit_code === null || c.exit_code === undefined;
+    const oom = el.querySelector('[data-role="oom"]');
+    if (oom) oom.hidden = !c.oom_killed;
+    if (el.tagName === "TR") el.className = `state-${c.state}`;
+    if (el === page) enableActions(c.state);
+  });
+  tick();
+}
+
+document.addEventListener("berth:container", (e) => apply(e.detail));
+
+function resync() {
+  const ids = [...new Set([...document.querySelectorAll("[data-container-id]")].map((el) => el.getAttribute("data-container-id")))];
+  if (!ids.length) return;
+  fetch(`/containers/state/?ids=${ids.join(",")}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : { containers: [] }))
+    .then((data) => data.containers.forEach(apply))
+    .catch(() => {});
+}
+document.addEventListener("berth:open", resync);
+
+// --- detail page ------------------------------------------------------------------------------------
+
+function status(text, bad) {
+  const el = document.querySelector('[data-role="action-status"]');
+  if (!el) return;
+  el.textContent = text;
+  el.classList.toggle("error-text", !!bad);
+}
+
+function addFile(job) {
+  const list = document.querySelector('[data-role="files"]');
+  if (!list || list.querySelector(`[data-job-id="${job.id}"]`) || !FILE_KINDS[job.kind]) return;
+  const li = document.createElement("li");
+  li.setAttribute("data-job-id", job.id);
+  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
+    + '<a data-role="download" download hidden>Download</a> '
+    + '<progress max="100" value="0" data-field="progress"></progress> <span class="detail" data-field="detail"></span>';
+  li.querySelector(".file-kind").textContent = FILE_KINDS[job.kind];
+  li.querySelector("a").href = `/jobs/${job.id}/download/`;
+  list.insertBefore(li, list.firstChild);
+  const empty = document.querySelector('[data-role="files-empty"]');
+  if (empty) empty.hidden = true;
+}
+
+function announce(job) {
+  addFile(job);
+  document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
+}
+
+document.addEventListener("berth:job", (e) => {
+  const job = e.detail;
+  if (page && job.target_type === "container" && String(job.target_id) === page.getAttribute("data-container-id")) {
+    addFile(job);
+  }
+  const banner = document.querySelector(`[data-role="job-banner"][data-job-id="${job.id}"]`);
+  if (!banner) return;
+  const text = banner.querySelector('[data-role="job-text"]');
+  banner.querySelector('[data-role="job-progress"]').value = job.progress || 0;
+  banner.className = `job-banner state-${job.state}`;
+  if (job.state === "failed") {
+    text.textContent = `${job.kind} failed: ${job.error || "no reason given"}`;
+    if (job.kind === "container.create") {
+      const retry = document.createElement("a");
+      retry.href = `/containers/new/?from_job=${job.id}`;
+      retry.textContent = " Correct the input and try again";
+      text.appendChild(retry);
+    }
+  } else if (job.state === "succeeded") {
+    text.textContent = `${job.kind} done.`;
+  } else {
+    text.textContent = `${job.kind}: ${job.state}${job.message ? ` — ${job.message}` : ""}`;
+  }
+});
+
+if (page) {
+  const badge = page.querySelector('[data-field="state"]');
+  enableActions(badge ? badge.textContent.trim() : "");
+  const forms = [...page.querySelectorAll("form[data-action]"), ...page.querySelectorAll("form.logs-download")];
+  forms.forEach((form) => form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!confirmed(form)) return;
+    clearErrors(form);
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    status("Sending…");
+    const { ok, body } = await send(form, e.submitter);
+    buttons.forEach((b) => { b.disabled = false; });
+    if (!ok) {
+      status(body.message || "Refused.", true);
+      showErrors(form, body.errors);
+      return;
+    }
+    status(body.message || "Queued.");
+    if (body.job) announce(body.job);
+    const details = form.closest("details.commit");
+    if (details && body.job) details.open = false;
+  }));
+}
+
+// --- list page: bulk actions -------------------------------------------------------------------------
+
+const bulk = document.getElementById("bulk-form");
+if (bulk) {
+  const all = bulk.querySelector('[data-role="select-all"]');
+  const out = bulk.querySelector('[data-role="bulk-status"]');
+  all.addEventListener("change", () => {
+    bulk.querySelectorAll("input[name=ids]").forEach((i) => { i.checked = all.checked; });
+  });
+  bulk.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const picked = bulk.querySelectorAll("input[name=ids]:checked").length;
+    if (!picked) { out.textContent = "Select at least one container."; out.classList.add("error-text"); return; }
+    const action = e.submitter ? e.submitter.value : "";
+    if (action === "remove" && !window.confirm(`Remove ${picked} container(s)? Running ones are refused.`)) return;
+    out.classList.remove("error-text");
+    out.textContent = "Sending…";
+    const { ok, body } = await send(bulk, e.submitter);
+    if (!ok) { out.textContent = body.message || "Refused."; out.classList.add("error-text"); return; }
+    const problems = (body.errors || []).map((x) => `${x.name}: ${x.message}`);
+    out.textContent = `${action} queued for ${body.jobs.length} container(s).` + (problems.length ? ` Not done — ${problems.join("; ")}` : "");
+    out.classList.toggle("error-text", problems.length > 0);
+    body.jobs.forEach((job) => document.dispatchEvent(new CustomEvent("berth:job", { detail: job })));
+  });
+}
+
+tick();
+window.setInterval(tick, 1000);
+if (document.querySelector("#live-status.on")) resync();

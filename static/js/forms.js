@@ -1,0 +1,66 @@
+// Form helpers shared by the page modules: send a form as the browser would (same fields, CSRF token
+// included) but ask for JSON, and put refusals next to the field they are about.
+
+/** POST `form` (plus the clicked button's name/value) asking for JSON; resolves to {ok, status, body}. */
+export async function send(form, submitter, extra) {
+  const data = new FormData(form);
+  if (submitter && submitter.name) data.append(submitter.name, submitter.value);
+  if (extra) Object.entries(extra).forEach(([k, v]) => data.append(k, v));
+  let response;
+  try {
+    response = await fetch(form.action, {
+      method: "POST", body: data, credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": csrf(form) },
+    });
+  } catch (e) {
+    return { ok: false, status: 0, body: { message: "The server could not be reached; try again." } };
+  }
+  let body = {};
+  try { body = await response.json(); } catch (e) { body = { message: `The server answered ${response.status}.` }; }
+  return { ok: response.ok, status: response.status, body };
+}
+
+export function csrf(form) {
+  const input = form.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+/** Hide every field error and the form-level error box. */
+export function clearErrors(form) {
+  form.querySelectorAll("[data-error-for]").forEach((p) => { p.hidden = true; p.textContent = ""; });
+  form.querySelectorAll(".field.has-error").forEach((f) => f.classList.remove("has-error"));
+  const top = form.querySelector('[data-role="form-errors"]');
+  if (top) { top.hidden = true; top.textContent = ""; }
+}
+
+/** errors = {field: [messages]}; "__all__" or unknown fields go to the form's top box. Returns the first field shown. */
+export function showErrors(form, errors, fallback) {
+  let first = null;
+  const general = [];
+  Object.entries(errors || {}).forEach(([field, list]) => {
+    const text = (Array.isArray(list) ? list : [list]).join(" ");
+    const slot = form.querySelector(`[data-error-for="${field}"]`);
+    if (!slot) { general.push(text); return; }
+    slot.textContent = text;
+    slot.hidden = false;
+    slot.closest(".field").classList.add("has-error");
+    const details = slot.closest("details");
+    if (details) details.open = true;
+    if (!first) first = slot.closest(".field");
+  });
+  if (!first && !general.length && fallback) general.push(fallback);
+  const top = form.querySelector('[data-role="form-errors"]');
+  if (top && general.length) {
+    top.textContent = general.join(" ");
+    top.hidden = false;
+  }
+  const focus = first && first.querySelector("input, select, textarea");
+  if (focus) focus.focus();
+  return first;
+}
+
+/** Ask before destructive actions (forms with data-confirm). */
+export function confirmed(form) {
+  const question = form.getAttribute("data-confirm");
+  return !question || window.confirm(question);
+}

@@ -1,0 +1,137 @@
+// Images: the import form uploads by XHR so the bar shows the bytes sent, then the import job's
+// progress from job events; when the job succeeds the table is refreshed from the server.
+// Image detail: actions are sent without leaving the page; save jobs get a download link when done.
+import { clearErrors, confirmed, send, showErrors } from "./forms.js";
+
+const form = document.getElementById("import-form");
+const seen = {};
+let waiting = null;
+
+function phase(text, percent, bad) {
+  const box = form.querySelector('[data-role="upload"]');
+  const bar = form.querySelector('[data-role="bar"]');
+  box.hidden = false;
+  const p = Math.max(0, Math.min(100, Math.round(percent)));
+  bar.value = p;
+  bar.textContent = `${p}%`;
+  form.querySelector('[data-role="percent"]').textContent = `${p} %`;
+  const label = form.querySelector('[data-role="phase"]');
+  label.textContent = text;
+  label.classList.toggle("error-text", !!bad);
+}
+
+function refreshRows() {
+  const table = document.getElementById("images-table");
+  return fetch(table.getAttribute("data-rows-url"), { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.text() : null))
+    .then((html) => {
+      if (html === null) return;
+      document.getElementById("images").innerHTML = html;
+      document.getElementById("images-empty").hidden = !!document.querySelector("#images tr");
+    })
+    .catch(() => {});
+}
+
+// Upload is the first half of the bar, the host's import the second.
+function follow(job) {
+  if (!waiting || job.id !== waiting) return;
+  if (job.state === "succeeded") {
+    waiting = null;
+    phase("Imported.", 100);
+    form.querySelector('[data-role="submit"]').disabled = false;
+    refreshRows().then(() => {
+      const id = job.result && job.result.image_id;
+      const row = id && document.getElementById(`image-${id}`);
+      if (row) row.classList.add("fresh");
+    });
+  } else if (job.state === "failed" || job.state === "cancelled") {
+    waiting = null;
+    phase(`Import failed: ${job.error || job.state}`, 50 + (job.progress || 0) / 2, true);
+    showErrors(form, { file: [job.error || `the import job ${job.state}`] });
+    form.querySelector('[data-role="submit"]').disabled = false;
+  } else {
+    phase(`Importing on the host (${job.progress || 0} %)…`, 50 + (job.progress || 0) / 2);
+  }
+}
+
+document.addEventListener("berth:job", (e) => { seen[e.detail.id] = e.detail; follow(e.detail); });
+document.addEventListener("berth:open", () => {
+  if (!waiting) return;
+  fetch(`/jobs/state/?ids=${waiting}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : { jobs: [] }))
+    .then((d) => d.jobs.forEach(follow))
+    .catch(() => {});
+});
+
+if (form) {
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const submit = form.querySelector('[data-role="submit"]');
+    submit.disabled = true;
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (p) => {
+      if (p.lengthComputable) phase(`Uploading ${Math.round((100 * p.loaded) / p.total)} %`, (50 * p.loaded) / p.total);
+    });
+    xhr.addEventListener("load", () => {
+      const body = xhr.response || {};
+      if (xhr.status >= 400 || !body.job) {
+        submit.disabled = false;
+        phase(body.message || `Refused (${xhr.status}).`, 0, true);
+        showErrors(form, body.errors, body.message);
+        return;
+      }
+      waiting = body.job.id;
+      phase("Uploaded; waiting for the host…", 50);
+      follow(seen[waiting] || body.job);
+    });
+    xhr.addEventListener("error", () => {
+      submit.disabled = false;
+      phase("The upload failed: the server could not be reached.", 0, true);
+    });
+    xhr.send(new FormData(form));
+  });
+}
+
+// --- image detail ------------------------------------------------------------------------------------
+
+const FILE_KINDS = { "image.save": "Saved image" };
+function addFile(job) {
+  const list = document.querySelector('[data-role="files"]');
+  if (!list || !FILE_KINDS[job.kind] || list.querySelector(`[data-job-id="${job.id}"]`)) return;
+  const li = document.createElement("li");
+  li.setAttribute("data-job-id", job.id);
+  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
+    + '<a data-role="download" download hidden>Download</a> <progress max="100" value="0" data-field="progress"></progress> '
+    + '<span class="detail" data-field="detail"></span>';
+  li.querySelector(".file-kind").textContent = FILE_KINDS[job.kind];
+  li.querySelector("a").href = `/jobs/${job.id}/download/`;
+  list.insertBefore(li, list.firstChild);
+  const empty = document.querySelector('[data-role="files-empty"]');
+  if (empty) empty.hidden = true;
+}
+
+document.querySelectorAll(".actions form[data-action]").forEach((f) => f.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!confirmed(f)) return;
+  clearErrors(f);
+  const out = document.querySelector('[data-role="action-status"]');
+  out.textContent = "Sending…";
+  out.classList.remove("error-text");
+  const { ok, body } = await send(f, e.submitter);
+  out.textContent = body.message || (ok ? "Done." : "Refused.");
+  out.classList.toggle("error-text", !ok);
+  if (!ok) { showErrors(f, body.errors); return; }
+  if (body.job) {
+    addFile(body.job);
+    document.dispatchEvent(new CustomEvent("berth:job", { detail: body.job }));
+    if (body.job.kind === "image.remove") {
+      document.addEventListener("berth:job", (ev) => {
+        if (ev.detail.id === body.job.id && ev.detail.state === "succeeded") window.location.assign("/images/");
+      });
+    }
+  }
+}));
