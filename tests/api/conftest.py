@@ -59,3 +59,35 @@ def world(db) -> World:
     web_b = Container.objects.create(name="web-b", host=host, image=image_b, image_ref="app-b:1",
                                      owner=users["outsider"], team=team_b, state="running", labels={"tier": "web"})
     return World(host, team_a, team_b, users, base, image_a, image_b, web_a, web_b)
+
+
+@pytest.fixture
+def api_client(world, settings):
+    """api_client(name or user, token=True) -> APIClient signed in by a fresh token (or session)."""
+    from rest_framework.test import APIClient
+
+    from containers.api.auth import create_token
+
+    settings.BERTH_API_LOGS_WAIT = 0  # no worker here: a logs job would never finish
+
+    def make(who, token: bool = True) -> APIClient:
+        user = world.users[who] if isinstance(who, str) else who
+        client = APIClient()
+        if token:
+            _, text = create_token(user, "test")
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
+        else:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

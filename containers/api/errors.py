@@ -1,0 +1,90 @@
+"""Every API error is JSON: {"error": {"code": "stable_code", "message": "readable", "fields": {...}}}.
+
+`fields` appears on validation errors and names each offending field with its messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from .. import permissions
+from ..services import ServiceError
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "parse_error",
+}
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field" or "field.sub": ["message", ...]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(d, (dict, list)) for d in detail):
+            out[prefix or "non_field_errors"] = [str(d) for d in detail]
+        else:
+            for i, item in enumerate(detail):
+                for k, v in _flatten(item, f"{prefix}.{i}" if prefix else str(i)).items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.code, exc.message, {exc.field: [exc.message]} if exc.field else None),
+                        status=exc.status)
+    if isinstance(exc, permissions.NotVisible) or isinstance(exc, Http404):
+        return Response(error_body("not_found", "not found"), status=404)
+    if isinstance(exc, (permissions.Forbidden, DjangoPermissionDenied)):
+        return Response(error_body("forbidden", str(exc) or "forbidden"), status=403)
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        first = next(iter(fields.items()))
+        message = first[1][0] if first[0] == "non_field_errors" else f"{first[0]}: {first[1][0]}"
+        return Response(error_body("invalid", message, fields), status=400)
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), exc.default_code)
+        message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else str(exc.default_detail)
+        if isinstance(exc, exceptions.Throttled):
+            message = f"too many requests: try again in {exc.wait:.0f} seconds" if exc.wait else "too many requests"
+            if exc.wait:
+                headers["Retry-After"] = str(int(exc.wait + 0.999))
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            authenticator = context["request"].authenticators[0] if context.get("request") else None
+            if authenticator is not None:
+                headers["WWW-Authenticate"] = authenticator.authenticate_header(context["request"])
+            exc.status_code = status.HTTP_401_UNAUTHORIZED
+        return Response(error_body(code, message), status=exc.status_code, headers=headers)
+    log.exception("unexpected error in the API", exc_info=exc)
+    return Response(error_body("internal_error", "internal error: the administrators can find it in the log"),
+                    status=500)

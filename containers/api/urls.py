@@ -1,0 +1,29 @@
+"""/api/v1/ routes. Paths have no trailing slash (as documented); the same routes with one also answer."""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+
+def _router(trailing_slash: bool) -> SimpleRouter:
+    router = SimpleRouter(trailing_slash=trailing_slash)
+    router.register("hosts", views.HostViewSet, basename="api-host")
+    router.register("images", views.ImageViewSet, basename="api-image")
+    router.register("containers", views.ContainerViewSet, basename="api-container")
+    router.register("jobs", views.JobViewSet, basename="api-job")
+    router.register("teams", views.TeamViewSet, basename="api-team")
+    router.register("tokens", views.TokenViewSet, basename="api-token")
+    router.register("audit", views.AuditViewSet, basename="api-audit")
+    return router
+
+
+urlpatterns = [
+    path("", include(_router(False).urls)),
+    path("", include((_router(True).urls, "slash"), namespace="slash")),
+]
+
+
+def schema_without_slash_twins(endpoints, **kwargs):
+    """drf-spectacular preprocessing hook: document each route once (the form without a trailing slash)."""
+    return [e for e in endpoints if not (e[0].startswith("/api/v1/") and e[0].endswith("/"))]
