@@ -176,3 +176,10 @@ def test_pids_and_cpu_limits_reach_the_cgroup(manager: ContainerManager):
             64 * 1024 * 1024)
     finally:
         manager.remove(c["id"], force=True)
+
+
+def test_tty_and_default_hostname(manager: ContainerManager):
+    c = run(manager, "tty; hostname", tty=True)
+    lines = output(manager, c["id"]).split()
+    assert lines == ["/dev/console", c["id"][:12]] or lines == ["/dev/pts/0", c["id"][:12]]
+    assert {r["stream"] for r in manager.logs(c["id"])} == {"stdout"}  # a terminal has one stream

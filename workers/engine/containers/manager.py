@@ -158,6 +158,7 @@ class ContainerManager:
             rec.update(state="dead", pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
                        status_message="the container's process is gone and no exit status was recorded "
                                       "(the monitor is not running)")
+            self._release_runtime(cid)
             return
         rec.update(state="exited", pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
                    finished_at=ex.get("finished_at"))
