@@ -183,3 +183,19 @@ def test_tty_and_default_hostname(manager: ContainerManager):
     lines = output(manager, c["id"]).split()
     assert lines == ["/dev/console", c["id"][:12]] or lines == ["/dev/pts/0", c["id"][:12]]
     assert {r["stream"] for r in manager.logs(c["id"])} == {"stdout"}  # a terminal has one stream
+
+
+def test_start_failure_is_one_readable_line_and_leaves_no_runtime_state(manager: ContainerManager,
+                                                                         state_root: Path):
+    from workers.engine.containers import ContainerError
+
+    c = manager.create("busybox", name="noexec", command=["/nonexistent"])
+    with pytest.raises(ContainerError) as e:
+        manager.start("noexec")
+    assert str(e.value) == 'cannot start container noexec: exec: "/nonexistent": stat /nonexistent: ' \
+                           "no such file or directory"
+    info = manager.inspect("noexec")
+    assert info["state"] == "created" and info["status_message"].startswith("start failed: exec:")
+    assert not (state_root / "runtime" / c["id"]).exists() and cgroup_dirs(f"/berth/{c['id']}") == []
+    manager.remove("noexec")
+    assert manager.list() == []

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal as _signal
@@ -271,7 +272,7 @@ class ContainerManager:
                                                 log_redis_url=self.log_redis_url)
         except MonitorError as e:
             self._release_runtime(cid)
-            rec["status_message"] = f"start failed: {e}"
+            rec["status_message"] = f"start failed: {_short(str(e))}"
             self._save(rec)
             raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
         rec.update(state="running", pid=info.get("pid"), exit_code=None, oom_killed=False,
@@ -559,7 +560,17 @@ class ContainerManager:
         return self.supervise()
 
 
+_RUNTIME_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
 def _short(text: str) -> str:
-    """A runtime message on one line."""
+    """A runtime failure as one readable line: the runtime's own msg="..." when it gave one."""
+    m = _RUNTIME_MSG.search(text)
+    if m:
+        try:
+            text = json.loads(f'"{m.group(1)}"')
+        except ValueError:
+            text = m.group(1)
+    text = re.sub(r"^(create|start) failed \(exit \d+\): ", "", text)
     return " ".join(text.split())[:500]
 
