@@ -229,10 +229,11 @@ def test_worker_killed_running_containers_survive_and_exits_meanwhile_are_record
     keeper, kjob = create(w, "keeper", command=LONG)
     waiter, wjob = create(w, "waiter", mounts=[f"{signal_dir}:/signal"],
                           command=["sh", "-c", "while [ ! -e /signal/go ]; do sleep 0.1; done; exit 7"])
-    for j in (kjob, wjob):
+    lost, ljob = create(w, "lost", command=LONG)
+    for j in (kjob, wjob, ljob):
         assert wait_job(j).state == Job.State.SUCCEEDED, j.error
-    row_where(wait_for, keeper, "running", state="running")
-    row_where(wait_for, waiter, "running", state="running")
+    for row in (keeper, waiter, lost):
+        row_where(wait_for, row, "running", state="running")
     pid = ContainerManager(w.state_root).inspect(keeper.engine_id)["pid"]
     ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
@@ -242,9 +243,12 @@ def test_worker_killed_running_containers_survive_and_exits_meanwhile_are_record
     wait_for(exit_file.exists, what="the waiter to exit while no worker runs")
     waiter.refresh_from_db()
     assert waiter.state == "running", "nobody could have recorded it: the worker is dead"
+    ContainerManager(w.state_root).remove(lost.engine_id, force=True)  # behind Berth's back
 
     host_worker("ctr-crash", state_root=w.state_root)
     row_where(wait_for, waiter, "exit recorded by reconcile", state="exited", exit_code=7)
+    row_where(wait_for, lost, "a row the host no longer knows marked dead", state="dead")
+    assert "no longer has this container" in lost.status_message
     keeper.refresh_from_db()
     assert keeper.state == "running"
     assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == ticks, "same process"

@@ -72,6 +72,14 @@ def test_seed_import_with_progress_save_load_tag_remove(berth_worker, wait_job, 
     # Seeding again changes nothing and makes no second row.
     assert wait_job(jobs.submit("image.seed", a.host, params={})).state == Job.State.SUCCEEDED
     assert Image.objects.filter(host=a.host, name="busybox", tag="latest").count() == 1
+    # Nobody but its owner moves a tag: importing over the shared base image is refused.
+    hijack = make_upload(tmp_path, {"etc/motd": b"mine now\n"})
+    job = wait_job(jobs.submit("image.import", a.host, requested_by=user, params={"path": str(hijack),
+                                                                                  "ref": "busybox:latest"}))
+    assert job.state == Job.State.FAILED and "busybox:latest already exists" in job.error, job.error
+    assert not hijack.exists()
+    assert ImageStore(a.state_root).resolve("busybox:latest").digest == base.digest
+    assert Image.objects.get(pk=base.pk).digest == base.digest
 
     # A 24 MiB upload: the job reports byte progress while it imports.
     payload = os.urandom(24 << 20)

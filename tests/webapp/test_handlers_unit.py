@@ -1,32 +1,17 @@
 """Unit tests of the handlers' row mapping (engine status dict -> Container row) and of the container
-handlers' rules, with a fake ContainerManager. The real engine runs in tests/e2e/test_container_jobs.py."""
+handlers' rules, with a fake ContainerManager raising the engine's real errors. The real engine runs in tests/e2e/test_container_jobs.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
 
 from containers.models import Container, Host, Job
+from workers.engine.containers.errors import NameTaken, NoSuchContainer
 from workers.handlers import common, containers, reporter
 from workers.tasks import JobError
-
-
-class ContainerError(Exception):
-    pass
-
-
-class NoSuchContainer(ContainerError):
-    pass
-
-
-class NameTaken(ContainerError):
-    pass
-
-
-FAKE_ERRORS = SimpleNamespace(ContainerError=ContainerError, NoSuchContainer=NoSuchContainer, NameTaken=NameTaken)
 
 
 class FakeManager:
@@ -170,7 +155,6 @@ def published(monkeypatch):
 def fake(monkeypatch):
     mgr = FakeManager()
     monkeypatch.setattr(common, "container_manager", lambda: mgr)
-    monkeypatch.setattr(containers, "_errors", lambda: FAKE_ERRORS)
     return mgr
 
 
@@ -220,11 +204,11 @@ def test_rows_unknown_to_the_engine_become_dead_unless_a_job_is_making_them(host
 
 def test_create_failure_deletes_the_row_publishes_removed_and_raises_readably(host, published, fake):
     row = Container.objects.create(name="web", host=host, image_ref="busybox:latest")
-    fake.fail_create = NameTaken('the name "web" is already used by container 0123456789ab on this host')
+    fake.fail_create = NameTaken("name 'web' is already in use by container 0123456789ab")
     with pytest.raises(JobError) as err:
         containers.create(job_for(row, "container.create", {"image": "busybox:latest", "name": "web"}),
                           lambda *a: None)
-    assert str(err.value) == 'the name "web" is already used by container 0123456789ab on this host'
+    assert str(err.value) == "name 'web' is already in use by container 0123456789ab"
     assert not Container.objects.filter(pk=row.pk).exists()
     assert published[-1]["type"] == "container" and published[-1]["id"] == row.pk
     assert published[-1]["state"] == "removed"
@@ -260,3 +244,23 @@ def test_stop_of_a_stopped_container_is_done_and_remove_of_a_lost_one_deletes_th
     assert Container.objects.get(pk=row.pk).state == "dead"
     assert containers.remove(job_for(row, "container.remove", {"force": True}), lambda *a: None)["removed"]
     assert not Container.objects.filter(pk=row.pk).exists()
+
+
+def test_a_tag_belonging_to_someone_else_is_not_moved(host, published):
+    from django.contrib.auth import get_user_model
+
+    from containers.models import Image
+
+    User = get_user_model()
+    alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
+    root = User.objects.create_superuser("root")
+    Image.objects.create(host=host, name="busybox", tag="latest", shared=True)
+    Image.objects.create(host=host, name="app", tag="v1", owner=alice)
+    with pytest.raises(JobError, match="busybox:latest already exists on host unit-host and is not yours"):
+        common.check_ref_free(host, "busybox", alice)
+    with pytest.raises(JobError, match="app:v1"):
+        common.check_ref_free(host, "app:v1", bob)
+    common.check_ref_free(host, "app:v1", alice)
+    common.check_ref_free(host, "app:v2", bob)
+    common.check_ref_free(host, "busybox:latest", root)
+    common.check_ref_free(host, "busybox:latest", None)  # the host itself (seeding)

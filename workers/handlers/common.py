@@ -145,6 +145,20 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, tag
 
 
+def check_ref_free(host: Host, ref: str, user) -> None:
+    """Refuse to point `ref` at another image when its row belongs to someone else (a base image, another
+    user's image): moving a tag changes what everyone running that name gets."""
+    from workers.tasks import JobError
+
+    if user is None or getattr(user, "is_superuser", False):
+        return
+    name, tag = split_ref(ref)
+    row = Image.objects.filter(host=host, name=name, tag=tag).first()
+    if row is not None and row.owner_id != user.pk:
+        raise JobError(f"image {name}:{tag} already exists on host {host.name} and is not yours: "
+                       f"choose another name or tag")
+
+
 def image_fields(image: EngineImage) -> dict[str, Any]:
     return {"digest": image.digest, "size": image.size, "layers": image.diff_ids, "config": image.config}
 

@@ -267,6 +267,7 @@ def commit(job, report) -> dict[str, Any]:
         team = Team.objects.filter(pk=params["team_id"]).first()
         if team is None:
             raise _job_error(f"team #{params['team_id']} does not exist")
+    common.check_ref_free(job.host, ref, job.requested_by if job.requested_by_id else None)
     report(10, f"committing {row.name} to {ref}")
     try:
         mgr.commit(row.engine_id, ref, author=str(params.get("author") or ""),

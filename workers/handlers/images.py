@@ -69,6 +69,11 @@ def import_image(job, report) -> dict[str, Any]:
         _discard_upload(path)
         raise _job_error(str(exc)) from None
     team = _team(job)
+    try:
+        common.check_ref_free(job.host, f"{name}:{tag}", _owner(job))
+    except Exception:
+        _discard_upload(path)
+        raise
     if not path.exists():
         # A re-run after the worker died between import and finish: the upload is gone, the image is there.
         row = Image.objects.filter(host=job.host, name=name, tag=tag).first()
@@ -164,6 +169,7 @@ def tag_image(job, report) -> dict[str, Any]:
     target = job.params.get("ref") or ""
     try:
         ref = ":".join(common.split_ref(target))
+        common.check_ref_free(job.host, ref, _owner(job))
         image = common.image_store().tag(row.ref, ref)
     except ImageError as exc:
         raise _job_error(str(exc)) from None
