@@ -45,7 +45,7 @@ ACTION_STATES: dict[str, tuple[str, ...]] = {
 }
 DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
                     "container.logs": "container.logs"}
-STATUS = {"invalid": 400, "not_a_tarball": 400, "no_such_image": 400, "name_taken": 409, "conflict": 409,
+STATUS = {"invalid": 400, "not_a_tarball": 400, "no_such_image": 404, "name_taken": 409, "conflict": 409,
           "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409}
 
 
@@ -395,7 +395,11 @@ def _action_params(user, container: Container, action: str, params: dict[str, An
         for field in ("author", "message"):
             if not isinstance(params.get(field) or "", str):
                 raise ServiceError("invalid", f"{field} must be a string", field=field)
-        team = _as_team(user, params.get("team_id", container.team_id), field="team_id")
+        team_id = params.get("team_id", container.team_id)
+        if team_id is not None and team_id == container.team_id:
+            team = container.team  # the image stays with the container's team
+        else:
+            team = _as_team(user, team_id, field="team_id")
         shared = _bool(params.get("shared"), "shared")
         if shared and not permissions.can(user, "image.share", container):
             raise ServiceError("forbidden", "sharing an image with everyone needs the admin role", field="shared")

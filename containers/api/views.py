@@ -379,7 +379,7 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     @extend_schema(summary="Create a container (job container.create; starts it unless start=false)",
                    request=s.ContainerCreateSerializer, parameters=[IDEMPOTENCY],
-                   responses={202: s.ContainerCreatedSerializer, **errors(400, 403, 409)})
+                   responses={202: s.ContainerCreatedSerializer, **errors(400, 403, 404, 409)})
     def create(self, request: Request) -> Response:
         body = _valid(s.ContainerCreateSerializer, request)
         host = pick_host(request.user, body.get("host"), body.get("image"))
@@ -649,7 +649,11 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(summary="Revoke a token", request=None, responses={200: s.TokenSerializer, **errors(404)})
     def destroy(self, request: Request, pk=None) -> Response:
-        row = self.get_object()
+        row = ApiToken.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        if row is None or row.user_id != request.user.pk:
+            audit.record(request, request.user, "token.revoke", ("apitoken", str(pk)[:100]), "denied",
+                         {"code": "not_found"}, status_code=404)
+            raise services.ServiceError("not_found", "no such token")
         if row.revoked is None:
             ApiToken.objects.filter(pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())
             row.refresh_from_db()
