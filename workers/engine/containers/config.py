@@ -139,6 +139,16 @@ def parse_mount(spec: str) -> dict:
     return {"type": "volume", "name": src, "destination": dst, "read_only": mode == "ro"}
 
 
+def _number(value, kind, field: str, what: str):
+    """int/float of a create argument; bools and junk refused readably."""
+    if isinstance(value, bool):
+        raise InvalidConfig(field, f"{what} must be a number, not {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidConfig(field, f"{what} must be a number, not {value!r}") from None
+
+
 def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, user, hostname, memory,
               memory_swap, cpus, cpu_shares, pids_limit, restart_policy, labels, mounts, read_only,
               tty) -> dict:
@@ -167,12 +177,14 @@ def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, u
             raise InvalidConfig("hostname", f"invalid hostname {hostname!r}")
     cfg["hostname"] = hostname or None
     if memory is not None:
-        memory = int(memory)
+        memory = parse_size(memory, "memory") if isinstance(memory, str) else _number(memory, int, "memory",
+                                                                                         "memory limit")
         if memory < MIN_MEMORY:
             raise InvalidConfig("memory", f"memory limit {human_size(max(memory, 0))} is below the minimum of "
                                           f"{human_size(MIN_MEMORY)}")
     if memory_swap is not None:
-        memory_swap = int(memory_swap)
+        memory_swap = (parse_size(memory_swap, "memory_swap") if isinstance(memory_swap, str) and memory_swap != "-1"
+                       else _number(memory_swap, int, "memory_swap", "memory+swap limit"))
         if memory is None:
             raise InvalidConfig("memory_swap", "memory_swap needs a memory limit as well")
         if memory_swap != -1 and memory_swap < memory:
@@ -180,19 +192,21 @@ def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, u
                                                f"the memory limit {human_size(memory)}")
     cfg["memory"], cfg["memory_swap"] = memory, memory_swap
     if cpus is not None:
-        cpus = float(cpus)
+        cpus = _number(cpus, float, "cpus", "cpus")
+        if cpus != cpus:  # NaN
+            raise InvalidConfig("cpus", "cpus must be a number")
         ncpu = os.cpu_count() or 1
         if not 0.01 <= cpus <= ncpu:
             raise InvalidConfig("cpus", f"cpus {cpus:g} is out of range: use a value from 0.01 to {ncpu} "
                                         "(the CPUs of this host)")
     cfg["cpus"] = cpus
     if cpu_shares is not None:
-        cpu_shares = int(cpu_shares)
+        cpu_shares = _number(cpu_shares, int, "cpu_shares", "cpu shares")
         if not 2 <= cpu_shares <= 262144:
             raise InvalidConfig("cpu_shares", f"cpu shares {cpu_shares} is out of range 2..262144")
     cfg["cpu_shares"] = cpu_shares
     if pids_limit is not None:
-        pids_limit = int(pids_limit)
+        pids_limit = _number(pids_limit, int, "pids_limit", "pids limit")
         if pids_limit < 1:
             raise InvalidConfig("pids_limit", f"pids limit {pids_limit} must be at least 1")
     cfg["pids_limit"] = pids_limit
