@@ -141,10 +141,11 @@ class Runtime:
             except OSError as e:
                 raise RuntimeError_(e.strerror or str(e)) from None
             if linux.get("seccomp"):
-                from .seccomp_filter import compile_bpf
+                from .seccomp_filter import compile_bpf_cached
 
                 try:
-                    seccomp_filter = compile_bpf(linux["seccomp"], bool(proc.get("noNewPrivileges")))
+                    seccomp_filter = compile_bpf_cached(linux["seccomp"], bool(proc.get("noNewPrivileges")),
+                                                        os.path.join(self.root, ".seccomp-cache"))
                 except (ValueError, OSError, KeyError, TypeError) as e:
                     raise InvalidBundle(f"config.json: linux.seccomp: {e}") from None
             if proc.get("terminal"):
@@ -363,6 +364,8 @@ class Runtime:
         except FileNotFoundError:
             return out
         for name in names:
+            if name.startswith("."):
+                continue  # .seccomp-cache; container ids never start with a dot
             try:
                 out.append(self.state(name))
             except ContainerNotFound:

@@ -76,6 +76,35 @@ def compile_bpf(spec: dict, no_new_privs: bool) -> BpfProgram:
         os.close(fd)
 
 
+def compile_bpf_cached(spec: dict, no_new_privs: bool, cache_dir: str) -> BpfProgram:
+    """compile_bpf, with the program kept in `cache_dir` (a root-only dir of the runtime's state)
+    under a hash of the profile: building a large profile with libseccomp costs a few hundred ms
+    per container start, and every container of an engine shares the same default profile."""
+    import hashlib
+    import json
+    import os
+
+    key_src = json.dumps([spec, bool(no_new_privs), os.uname().release, os.uname().machine], sort_keys=True)
+    path = os.path.join(cache_dir, hashlib.sha256(key_src.encode()).hexdigest() + ".bpf")
+    try:
+        with open(path, "rb") as f:
+            code = f.read()
+        if code and len(code) % 8 == 0:
+            return BpfProgram(code)
+    except OSError:
+        pass
+    prog = compile_bpf(spec, no_new_privs)
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(prog.code)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a cache only
+    return prog
+
+
 def build(spec: dict, no_new_privs: bool):
     """Return a pyseccomp.SyscallFilter for the OCI `linux.seccomp` object (not loaded)."""
     import pyseccomp as sc
