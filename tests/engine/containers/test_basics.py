@@ -199,3 +199,12 @@ def test_start_failure_is_one_readable_line_and_leaves_no_runtime_state(manager:
     assert not (state_root / "runtime" / c["id"]).exists() and cgroup_dirs(f"/berth/{c['id']}") == []
     manager.remove("noexec")
     assert manager.list() == []
+
+
+def test_seccomp_profile_applies_also_from_the_runtime_cache(manager: ContainerManager, state_root: Path):
+    script = "grep Seccomp: /proc/self/status; unshare -n true 2>/dev/null && echo unshare-allowed || echo refused"
+    first = run(manager, script)
+    assert list((state_root / "runtime" / ".seccomp-cache").glob("*.bpf"))  # the second start reads it
+    second = run(manager, script)
+    for c in (first, second):
+        assert output(manager, c["id"]).split() == ["Seccomp:", "2", "refused"]
