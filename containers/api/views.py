@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, UnsupportedMediaType
+from rest_framework.exceptions import AuthenticationFailed, NotFound, UnsupportedMediaType
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -130,6 +130,21 @@ def pick_host(user, host_value: Any, image_value: Any) -> Host:
     return host
 
 
+class ThrottleFirst:
+    """Signed-out clients and bad tokens hit the anonymous rate limit before being told 401, so
+    guessing tokens is throttled too (DRF checks permissions before throttles)."""
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        try:
+            user = request.user
+        except AuthenticationFailed:
+            self.check_throttles(request)  # the failed attempt leaves the request anonymous
+            raise
+        if not user.is_authenticated:
+            self.check_throttles(request)
+        super().initial(request, *args, **kwargs)
+
+
 # --- hosts ----------------------------------------------------------------------------------------------
 
 @extend_schema_view(
@@ -137,7 +152,7 @@ def pick_host(user, host_value: Any, image_value: Any) -> Host:
                        responses={200: s.HostSerializer(many=True), **errors(400)}),
     retrieve=extend_schema(summary="A host", responses={200: s.HostSerializer, **errors(404)}),
 )
-class HostViewSet(viewsets.ReadOnlyModelViewSet):
+class HostViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.HostSerializer
 
     def get_queryset(self):
@@ -164,7 +179,7 @@ IMAGE_FILTERS = [
                        responses={200: s.ImageSerializer(many=True), **errors(400)}),
     retrieve=extend_schema(summary="An image", responses={200: s.ImageSerializer, **errors(404)}),
 )
-class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ImageSerializer
 
     def get_queryset(self):
@@ -336,7 +351,7 @@ def _action_schema(summary: str, body=None, extra: tuple[int, ...] = ()) -> Any:
                        responses={200: s.ContainerSerializer(many=True), **errors(400)}),
     retrieve=extend_schema(summary="A container", responses={200: s.ContainerSerializer, **errors(404)}),
 )
-class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ContainerSerializer
     parser_classes = [JSONParser]
 
@@ -486,7 +501,7 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     retrieve=extend_schema(summary="A job (state, progress, result)", responses={200: s.JobSerializer,
                                                                                **errors(404)}),
 )
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.JobSerializer
 
     def get_queryset(self):
@@ -541,7 +556,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
                        responses={200: s.TeamSerializer(many=True), **errors()}),
     retrieve=extend_schema(summary="A team", responses={200: s.TeamSerializer, **errors(404)}),
 )
-class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.TeamSerializer
     parser_classes = [JSONParser]
 
@@ -631,7 +646,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                        responses={200: s.TokenSerializer(many=True), **errors()}),
     retrieve=extend_schema(summary="One of your API tokens", responses={200: s.TokenSerializer, **errors(404)}),
 )
-class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.TokenSerializer
     parser_classes = [JSONParser]
 
@@ -674,7 +689,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                        responses={200: s.AuditEventSerializer(many=True), **errors(400)}),
     retrieve=extend_schema(summary="An audit event", responses={200: s.AuditEventSerializer, **errors(404)}),
 )
-class AuditViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.AuditEventSerializer
 
     def get_queryset(self):
