@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import tarfile
 import uuid
 from pathlib import Path
@@ -21,6 +22,23 @@ from containers.models import Image, Job
 from workers.engine.images import ImageStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+
+@pytest.fixture
+def workers(berth_worker):
+    """berth_worker whose workers are told to stop all at once at the end (warm shutdowns take seconds)."""
+    handles = []
+
+    def start(name: str):
+        handles.append(berth_worker(name))
+        return handles[-1]
+
+    yield start
+    for handle in handles:
+        if handle.proc.poll() is None:
+            handle.proc.send_signal(signal.SIGTERM)
+    for handle in handles:
+        handle.stop(timeout=10)
 
 
 def make_upload(dir: Path, files: dict[str, bytes]) -> Path:
@@ -59,10 +77,10 @@ def collect_events(run, until) -> list[dict]:
     return asyncio.run(scenario())
 
 
-def test_seed_import_with_progress_save_load_tag_remove(berth_worker, wait_job, tmp_path):
+def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_path):
     user = get_user_model().objects.create_user("imp", password="pw-imp-12345")
-    a = berth_worker("img-a")
-    b = berth_worker("img-b")
+    a = workers("img-a")
+    b = workers("img-b")
 
     seed = wait_job(jobs.submit("image.seed", a.host, params={}))
     assert seed.state == Job.State.SUCCEEDED, seed.error
@@ -81,8 +99,8 @@ def test_seed_import_with_progress_save_load_tag_remove(berth_worker, wait_job, 
     assert ImageStore(a.state_root).resolve("busybox:latest").digest == base.digest
     assert Image.objects.get(pk=base.pk).digest == base.digest
 
-    # A 24 MiB upload: the job reports byte progress while it imports.
-    payload = os.urandom(24 << 20)
+    # An 8 MiB upload: the job reports byte progress while it imports.
+    payload = os.urandom(8 << 20)
     upload = make_upload(tmp_path, {"data/blob.bin": payload, "etc/greeting": b"hello from the upload\n"})
     box: dict = {}
 
@@ -142,8 +160,8 @@ def test_seed_import_with_progress_save_load_tag_remove(berth_worker, wait_job, 
     assert not store_a.layer_dir(row.layers[0]).exists(), "the last tag removed frees the layer"
 
 
-def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(berth_worker, wait_job, tmp_path):
-    a = berth_worker("img-bad")
+def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(workers, wait_job, tmp_path):
+    a = workers("img-bad")
     store = ImageStore(a.state_root)
     blobs_before = sorted(p.name for p in store.blobs.iterdir())
     uploads = tmp_path / "uploads"
