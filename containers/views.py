@@ -34,19 +34,25 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+# The page scripts get a refusal in-band (HTTP 200, "ok": false, the would-be "status"): a refused
+# form is an answer the page shows next to the field, not a failed request for the browser's console.
+# The REST API (/api/v1/) answers with real error statuses.
+def refusal_json(code: str, message: str, errors: dict[str, list[str]], status: int) -> JsonResponse:
+    return JsonResponse({"ok": False, "status": status, "code": code, "message": message, "errors": errors})
+
+
 def error_json(error) -> JsonResponse:
     """A services.ServiceError for a script: the message and the form field it is about."""
     from .forms import FIELD_OF
 
     field = FIELD_OF.get(error.field, error.field) if error.field else None
-    body = {"code": error.code, "message": error.message, "errors": {field or "__all__": [error.message]}}
-    return JsonResponse(body, status=error.status)
+    return refusal_json(error.code, error.message, {field or "__all__": [error.message]}, error.status)
 
 
 def form_errors_json(form) -> JsonResponse:
     errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
     first = next(iter(errors.values()), ["invalid input"])[0]
-    return JsonResponse({"code": "invalid", "message": first, "errors": errors}, status=400)
+    return refusal_json("invalid", first, errors, 400)
 
 
 def target_url(job: Job) -> str | None:

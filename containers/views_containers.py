@@ -25,6 +25,7 @@ from .views import (
     form_errors_json,
     job_rows,
     jobs_visible_to,
+    refusal_json,
     visible_container_or_404,
     wants_json,
 )
@@ -179,7 +180,7 @@ def container_bulk(request: HttpRequest) -> HttpResponse:
     if action not in BULK_ACTIONS or not ids:
         text = "Pick containers and an action." if action in BULK_ACTIONS else "Unknown action."
         if wants_json(request):
-            return JsonResponse({"code": "invalid", "message": text}, status=400)
+            return refusal_json("invalid", text, {}, 400)
         messages.error(request, text)
         return redirect("containers")
     done: list[Job] = []

@@ -17,7 +17,9 @@ export async function send(form, submitter, extra) {
   }
   let body = {};
   try { body = await response.json(); } catch (e) { body = { message: `The server answered ${response.status}.` }; }
-  return { ok: response.ok, status: response.status, body };
+  // Refusals come in-band: {"ok": false, "status": 4xx, "message", "errors"} with HTTP 200.
+  const refused = !response.ok || body.ok === false;
+  return { ok: !refused, status: body.status || response.status, body };
 }
 
 export function csrf(form) {

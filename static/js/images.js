@@ -78,7 +78,7 @@ if (form) {
     });
     xhr.addEventListener("load", () => {
       const body = xhr.response || {};
-      if (xhr.status >= 400 || !body.job) {
+      if (xhr.status >= 400 || body.ok === false || !body.job) {
         submit.disabled = false;
         phase(body.message || `Refused (${xhr.status}).`, 0, true);
         showErrors(form, body.errors, body.message);

@@ -1,0 +1,129 @@
+"""Browser tests: a live Berth (daphne serving webapp.asgi with the real Redis channel layer, a real
+Celery worker for one host with its own state root, the real runtime) and Debian's chromium driven by
+Playwright. Never downloads a browser.
+
+``live_berth`` (function) -> LiveBerth: .url, .worker (berth_worker handle, busybox:latest seeded),
+    .user/.password (a signed-up non-superuser), .login(page). Everything it made is removed at the
+    end: the web server and worker by PID, every container of the state root through the engine.
+``browser`` (function) -> a launched chromium; ``watch(page)`` collects console errors and page
+    errors into ``problems`` (a list the test asserts empty).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@dataclass
+class LiveBerth:
+    url: str
+    worker: Any
+    user: Any
+    password: str
+
+    def login(self, page) -> None:
+        page.goto(self.url + "/login/")
+        page.fill("#id_username", self.user.get_username())
+        page.fill("#id_password", self.password)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert "/login/" not in page.url, page.locator("main").inner_text()
+
+
+def _serve(env: dict[str, str], out: Path) -> tuple[subprocess.Popen, int]:
+    from containers.management.commands.berth_run import free_port
+
+    port = free_port()
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                 "webapp.asgi:application"], cwd=REPO, env=env, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"daphne did not come up:\n{out.read_text(errors='replace')}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBerth]:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from containers import jobs
+    from tests.conftest import stop_process
+    from tests.e2e.test_container_jobs import clean_state_root
+
+    worker = berth_worker("browser-node")
+    proc = None
+    try:
+        seeded = wait_job(jobs.submit("image.seed", worker.host, params={}), timeout=120)
+        assert seeded.state == "succeeded", seeded.error
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+               "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "web-root"),
+               "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        proc, port = _serve(env, tmp_path / "daphne.out")
+        password = "pw-dash-browser-123"
+        # The tests' settings hash with MD5 for speed; the server process knows only the real hashers.
+        from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+        hasher = PBKDF2PasswordHasher()
+        user = get_user_model().objects.create_user("dash")
+        user.password = hasher.encode(password, hasher.salt(), iterations=1000)
+        user.save(update_fields=["password"])
+        yield LiveBerth(f"http://127.0.0.1:{port}", worker, user, password)
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        worker.stop(timeout=10)
+        clean_state_root(Path(worker.state_root))
+
+
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def problems() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def watch(problems):
+    def attach(page):
+        page.on("console", lambda m: problems.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"{page.url}: {e}"))
+        return page
+
+    return attach
