@@ -30,6 +30,10 @@ def test_echo_logs_tell_stdout_from_stderr(manager: ContainerManager):
     assert [r["log"] for r in manager.logs("echo", stdout=False)] == ["to-err\n"]
     assert [r["log"] for r in manager.logs("echo", tail=1)] == ["to-err\n"]
     assert list(manager.logs("echo", since=4102444800.0)) == []  # year 2100
+    from workers.engine.containers.logs import parse_time
+
+    assert list(manager.logs("echo", since=parse_time(recs[1]["time"]))) == recs[1:]
+    assert list(manager.logs("echo", since=parse_time(recs[0]["time"]) - 1)) == recs
     assert manager.log_files("echo") == [Path(c["log_path"])]
     # lookups: name, id, id prefix
     assert manager.inspect(c["id"][:10])["name"] == "echo"

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from workers.engine.monitor.jsonlog import rfc3339_nano
+
 
 def log_files(log_path: Path) -> list[Path]:
     """container.log.N ... container.log.1, container.log (those that exist), oldest first."""
@@ -52,10 +54,14 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
     `running()` is false and everything written has been read."""
     streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
 
+    # the monitor writes times with nine fraction digits, so they compare as text; a float holds a
+    # unix time to ~0.2 us, so `since` is taken 1 us early (a record's own time selects it)
+    since_text = None if since is None else rfc3339_nano(max(0, int(since * 1_000_000_000) - 1000))
+
     def wanted(rec: dict) -> bool:
         if rec.get("stream") not in streams:
             return False
-        return since is None or parse_time(rec.get("time", "1970-01-01T00:00:00Z")) >= since
+        return since_text is None or str(rec.get("time", "")) >= since_text
 
     files = log_files(log_path)
     live = None
