@@ -57,6 +57,13 @@ class ImageSelect(forms.Select):
         return option
 
 
+class OpenChoiceField(forms.ChoiceField):
+    """A select whose value is checked by services.py (with a readable message), not by the choice list."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
 def _team_choices(user, least: str) -> list[tuple[str, str]]:
     teams = Team.objects.all() if user.is_superuser else Team.objects.filter(
         pk__in=permissions.teams_with_role(user, least))
@@ -64,8 +71,8 @@ def _team_choices(user, least: str) -> list[tuple[str, str]]:
 
 
 class ContainerCreateForm(forms.Form):
-    host = forms.ChoiceField(help_text="Online hosts only.")
-    image = forms.ChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.")
+    host = OpenChoiceField(help_text="Online hosts only.")
+    image = OpenChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.")
     name = forms.CharField(required=False, max_length=128,
                            help_text="Letters, digits, _ . - ; left empty, one is made up.")
     command = forms.CharField(required=False, help_text="As in a shell, e.g. sh -c 'echo hi'. Empty: the image's.")
@@ -91,6 +98,7 @@ class ContainerCreateForm(forms.Form):
 
     def __init__(self, *args: Any, user, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.user = user
         hosts = list(Host.objects.online())
         self.fields["host"].choices = [(str(h.pk), h.name) for h in hosts]
         images = [i for i in permissions.visible_images(user).filter(host__in=hosts).order_by("name", "tag", "host")
@@ -103,6 +111,19 @@ class ContainerCreateForm(forms.Form):
         for name in ("name", "command", "entrypoint", "workdir", "user", "hostname"):
             self.fields[name].widget.attrs.setdefault("autocomplete", "off")
         self.fields["command"].widget.attrs["spellcheck"] = "false"
+
+    def clean_host(self) -> str:
+        value = self.cleaned_data.get("host", "")
+        if not str(value).isdigit() or not permissions.visible_hosts(self.user).filter(pk=value).exists():
+            raise forms.ValidationError("no such host")
+        return value
+
+    def clean_image(self) -> Image:
+        value = self.cleaned_data.get("image", "")
+        image = permissions.visible_images(self.user).filter(pk=value).first() if str(value).isdigit() else None
+        if image is None:
+            raise forms.ValidationError("no such image: pick one from the list")
+        return image
 
     def clean_env(self) -> list[str]:
         return lines(self.cleaned_data.get("env", ""))
@@ -123,9 +144,8 @@ class ContainerCreateForm(forms.Form):
     def service_kwargs(self) -> dict[str, Any]:
         """Arguments of services.create_container (host/image by pk; the service checks them)."""
         d = self.cleaned_data
-        image = Image.objects.filter(pk=d["image"]).first()
         return {
-            "host": int(d["host"]), "image": image if image is not None else "", "name": d["name"].strip(),
+            "host": int(d["host"]), "image": d["image"], "name": d["name"].strip(),
             "command": d["command"].strip() or None, "entrypoint": d["entrypoint"].strip() or None,
             "env": d["env"], "workdir": d["workdir"].strip(), "user_spec": d["user"].strip(),
             "hostname": d["hostname"].strip(), "memory": d["memory"].strip() or None,
