@@ -135,7 +135,7 @@ def _as_host(host: Host | int | str) -> Host:
     if found is None and isinstance(host, str):
         found = Host.objects.filter(name=host).first()
     if found is None:
-        raise ServiceError("invalid", f"no such host {host!r}", field="host")
+        raise ServiceError("no_such_host", f"no such host {host!r}", field="host", status=404)
     return found
 
 
@@ -149,7 +149,7 @@ def _as_team(user, team: Team | int | None, field: str = "team", least: str = pe
         except (TypeError, ValueError):
             team = None
     if team is None or not (user.is_superuser or permissions.role_in(user, team.pk)):
-        raise ServiceError("invalid", "no such team", field=field)
+        raise ServiceError("no_such_team", "no such team", field=field, status=404)
     role = permissions.role_in(user, team.pk)
     if not user.is_superuser and permissions.ROLE_RANK[role] < permissions.ROLE_RANK[least]:
         raise ServiceError("forbidden", f"you need the {least} role in team {team.name} for this", field=field)
@@ -653,7 +653,7 @@ def download_response(user, job: Job, request=None) -> FileResponse:
         raise _refuse(request, user, "job.download", job, ServiceError("not_found", "no such job"))
     try:
         if action is None:
-            raise ServiceError("invalid", f"{job.kind} jobs have no download")
+            raise ServiceError("no_download", f"{job.kind} jobs make no file to download", status=404)
         target = _job_target(job)
         if target is not None:
             if not permissions.can(user, action, target):

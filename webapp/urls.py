@@ -14,3 +14,7 @@ urlpatterns = [
     path("", include("containers.urls_account")),
     path("", include("containers.urls")),
 ]
+
+# JSON errors under /api/ for requests no route matches; the usual pages elsewhere.
+handler404 = "containers.api.errors.not_found"
+handler500 = "containers.api.errors.server_error"

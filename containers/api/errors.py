@@ -88,3 +88,24 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     log.exception("unexpected error in the API", exc_info=exc)
     return Response(error_body("internal_error", "internal error: the administrators can find it in the log"),
                     status=500)
+
+
+def not_found(request, exception=None):
+    """handler404: JSON under /api/ (ids that match no route), Django's page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "not found"), status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/, Django's page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as page_server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("internal_error", "internal error: the administrators can find it in the "
+                                                         "log"), status=500)
+    return page_server_error(request)

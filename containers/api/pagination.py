@@ -1,5 +1,6 @@
-"""Page-number pagination: ?page=N&page_size=M (at most 500)."""
+"""Page-number pagination: ?page=N (from 1) & page_size=M (1..500, default 50); other values are refused."""
 
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
 
@@ -7,3 +8,13 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        for name, top in (("page", None), ("page_size", self.max_page_size)):
+            raw = request.query_params.get(name)
+            if raw is None:
+                continue
+            if not raw.isdigit() or int(raw) < 1 or (top is not None and int(raw) > top):
+                bounds = f"from 1 to {top}" if top else "from 1"
+                raise ValidationError({name: [f"{name} must be a whole number {bounds}"]})
+        return super().paginate_queryset(queryset, request, view)

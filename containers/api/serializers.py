@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
+from django.core.validators import RegexValidator
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -20,6 +21,53 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+# --- request bodies --------------------------------------------------------------------------------------
+# JSON bodies must carry the documented types (no "5" for 5, no 0 for "0"); form bodies are text by nature
+# and keep DRF's usual parsing. An empty form value of a nullable number means null.
+
+REF_PATTERN = (r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+               r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+               r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+ref_validator = RegexValidator(REF_PATTERN, "invalid image reference: use name[:tag] (lowercase letters, digits, "
+                                            "'.', '_', '-', '/'; a tag of letters, digits, '_', '.', '-')")
+
+
+def _form(field: serializers.Field) -> bool:
+    return isinstance(getattr(field.root, "initial_data", None), QueryDict)
+
+
+class Str(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+class Int(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if _form(self):
+            if data == "" and self.allow_null:
+                return None
+        elif isinstance(data, bool) or not isinstance(data, int):
+            raise serializers.ValidationError("must be a whole number")
+        return super().to_internal_value(data)
+
+
+class Float(serializers.FloatField):
+    def to_internal_value(self, data):
+        if not _form(self) and (isinstance(data, bool) or not isinstance(data, (int, float))):
+            raise serializers.ValidationError("must be a number")
+        return super().to_internal_value(data)
+
+
+class Bool(serializers.BooleanField):
+    def to_internal_value(self, data):
+        if not _form(self) and not isinstance(data, bool):
+            raise serializers.ValidationError("must be true or false")
+        return super().to_internal_value(data)
+
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -99,26 +147,12 @@ class TeamSerializer(serializers.ModelSerializer):
 
 
 class TeamCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=150)
-
-    def validate_name(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("a team needs a name")
-        if Team.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"a team named {value} exists already")
-        return value
+    name = Str(max_length=150, validators=[RegexValidator(r"\S", "a team needs a name")])
 
 
 class MemberAddSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = Str(max_length=150)
     role = serializers.ChoiceField(choices=TeamMembership.Role.choices, default="viewer")
-
-    def validate_username(self, value: str):
-        user = get_user_model().objects.filter(username=value).first()
-        if user is None:
-            raise serializers.ValidationError(f"no user named {value}")
-        return user
 
 
 class MemberRoleSerializer(serializers.Serializer):
@@ -141,7 +175,7 @@ class TokenCreatedSerializer(TokenSerializer):
 
 
 class TokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = Str(max_length=100)
 
     def validate_name(self, value: str) -> str:
         value = value.strip()
@@ -156,8 +190,6 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "created", "actor", "actor_name", "action", "target_type", "target_id", "target_repr",
                   "team", "address", "via", "result", "status_code", "detail"]
 
-
-# --- request bodies --------------------------------------------------------------------------------------
 
 @extend_schema_field({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
                       "description": "bytes, or a size with unit like 64m, 1g"})
@@ -186,30 +218,34 @@ class ContainerCreateSerializer(serializers.Serializer):
     image = IdOrNameField(help_text="image id, or name[:tag] on the chosen host")
     host = IdOrNameField(required=False, help_text="host id or name (default: the image's host, or the least "
                                                    "loaded online host)")
-    name = serializers.CharField(required=False, allow_blank=True, max_length=128, default="")
-    command = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False, allow_null=True)
-    entrypoint = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False,
+    name = Str(required=False, allow_blank=True, max_length=128, default="",
+               validators=[RegexValidator(r"^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$",
+                                          "use letters, digits, '_', '.', '-' (starting with a letter or digit)")])
+    command = serializers.ListField(child=Str(allow_blank=True), required=False, allow_null=True)
+    entrypoint = serializers.ListField(child=Str(allow_blank=True), required=False,
                                        allow_null=True)
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, allow_null=True)
-    workdir = serializers.CharField(required=False, allow_blank=True, default="")
-    user = serializers.CharField(required=False, allow_blank=True, default="")
-    hostname = serializers.CharField(required=False, allow_blank=True, default="")
+    env = serializers.DictField(child=Str(allow_blank=True), required=False, allow_null=True)
+    workdir = Str(required=False, allow_blank=True, default="")
+    user = Str(required=False, allow_blank=True, default="")
+    hostname = Str(required=False, allow_blank=True, default="")
     memory = SizeField(required=False, allow_null=True)
-    cpus = serializers.FloatField(required=False, allow_null=True)
-    pids_limit = serializers.IntegerField(required=False, allow_null=True)
-    restart_policy = serializers.CharField(required=False, default="no",
+    cpus = Float(required=False, allow_null=True)
+    pids_limit = Int(required=False, allow_null=True)
+    restart_policy = Str(required=False, default="no",
+                         validators=[RegexValidator(r"^(?:no|always|unless-stopped|on-failure(?::[0-9]+)?)$",
+                                                    "use no, always, unless-stopped or on-failure[:N]")],
                                            help_text="no, always, unless-stopped or on-failure[:N]")
-    labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, allow_null=True)
-    mounts = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True,
+    labels = serializers.DictField(child=Str(allow_blank=True), required=False, allow_null=True)
+    mounts = serializers.ListField(child=Str(), required=False, allow_null=True,
                                    help_text="'volume:/dst[:ro]' or (superusers) '/host/path:/dst[:ro]'")
-    read_only = serializers.BooleanField(required=False, default=False)
-    tty = serializers.BooleanField(required=False, default=False)
-    start = serializers.BooleanField(required=False, default=True, help_text="start it once created")
-    team = serializers.IntegerField(required=False, allow_null=True, help_text="team id the container belongs to")
+    read_only = Bool(required=False, default=False)
+    tty = Bool(required=False, default=False)
+    start = Bool(required=False, default=True, help_text="start it once created")
+    team = Int(required=False, allow_null=True, help_text="team id the container belongs to")
 
 
 class StopSerializer(serializers.Serializer):
-    timeout = serializers.IntegerField(required=False, min_value=0, max_value=3600, default=10,
+    timeout = Int(required=False, min_value=0, max_value=3600, default=10,
                                        help_text="seconds between SIGTERM and SIGKILL")
 
 
@@ -230,16 +266,16 @@ class KillSerializer(serializers.Serializer):
 
 
 class RemoveSerializer(serializers.Serializer):
-    force = serializers.BooleanField(required=False, default=False, help_text="remove even if running")
+    force = Bool(required=False, default=False, help_text="remove even if running")
 
 
 class CommitSerializer(serializers.Serializer):
-    ref = serializers.CharField(help_text="name[:tag] of the new image")
-    author = serializers.CharField(required=False, allow_blank=True, default="")
-    message = serializers.CharField(required=False, allow_blank=True, default="")
-    changes = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    team_id = serializers.IntegerField(required=False, allow_null=True)
-    shared = serializers.BooleanField(required=False, default=False)
+    ref = Str(help_text="name[:tag] of the new image", validators=[ref_validator], max_length=400)
+    author = Str(required=False, allow_blank=True, default="")
+    message = Str(required=False, allow_blank=True, default="")
+    changes = serializers.ListField(child=Str(), required=False, default=list)
+    team_id = Int(required=False, allow_null=True)
+    shared = Bool(required=False, default=False)
 
 
 class SaveSerializer(serializers.Serializer):
@@ -248,28 +284,28 @@ class SaveSerializer(serializers.Serializer):
 
 
 class TagSerializer(serializers.Serializer):
-    ref = serializers.CharField(help_text="new name[:tag]")
+    ref = Str(help_text="new name[:tag]", validators=[ref_validator], max_length=400)
 
 
 class ShareSerializer(serializers.Serializer):
-    team = serializers.IntegerField(required=False, allow_null=True, help_text="team id, or null for none")
-    shared = serializers.BooleanField(required=False, default=False, help_text="usable by every user")
+    team = Int(required=False, allow_null=True, help_text="team id, or null for none")
+    shared = Bool(required=False, default=False, help_text="usable by every user")
 
 
 class ImportFormSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="root filesystem tarball (tar, tar.gz or tar.zst)")
-    ref = serializers.CharField(help_text="name[:tag] of the new image")
+    ref = Str(help_text="name[:tag] of the new image", validators=[ref_validator], max_length=400)
     host = IdOrNameField(required=False)
-    team = serializers.IntegerField(required=False, allow_null=True)
-    shared = serializers.BooleanField(required=False, default=False)
-    message = serializers.CharField(required=False, allow_blank=True, default="")
+    team = Int(required=False, allow_null=True)
+    shared = Bool(required=False, default=False)
+    message = Str(required=False, allow_blank=True, default="")
 
 
 class LoadFormSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="docker-archive or oci-archive (docker save / podman save)")
     host = IdOrNameField(required=False)
-    team = serializers.IntegerField(required=False, allow_null=True)
-    shared = serializers.BooleanField(required=False, default=False)
+    team = Int(required=False, allow_null=True)
+    shared = Bool(required=False, default=False)
 
 
 BINARY = OpenApiTypes.BINARY

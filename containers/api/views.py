@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTransform
@@ -27,7 +28,8 @@ from . import auth, logs, uploads
 from . import serializers as s
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
-IDEMPOTENCY = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": 150, "pattern": "^[!-~]+$"},
+                               OpenApiParameter.HEADER, required=False,
                                description="repeat a POST with the same key (per user) to get the same Job")
 
 
@@ -40,13 +42,15 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {c: OpenApiResponse(s.ErrorSerializer, description=text[c]) for c in sorted({*codes, 401, 429})}
 
 
-def _param(name: str, description: str, kind=OpenApiTypes.STR, many: bool = False) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description, many=many)
+def _param(name: str, description: str, kind: Any = OpenApiTypes.STR, many: bool = False,
+           enum: list[str] | None = None) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description, many=many,
+                            enum=enum)
 
 
 SEARCH = _param("search", "name contains (case-insensitive)")
-PAGE = [_param("page", "page number", OpenApiTypes.INT), _param("page_size", "items per page (max 500)",
-                                                                OpenApiTypes.INT)]
+PAGE = [_param("page", "page number (from 1)", {"type": "integer", "minimum": 1}),
+        _param("page_size", "items per page", {"type": "integer", "minimum": 1, "maximum": 500})]
 
 
 def ordering_param(fields: list[str]) -> OpenApiParameter:
@@ -91,6 +95,8 @@ def _choice(request: Request, name: str, choices: list[str]) -> list[str] | None
 
 def _label_filter(qs, request: Request):
     for i, raw in enumerate(request.query_params.getlist("label")):
+        if not raw.strip():
+            continue
         key, eq, value = raw.partition("=")
         key = key.strip()
         if not key:
@@ -149,11 +155,12 @@ class ThrottleFirst:
 
 @extend_schema_view(
     list=extend_schema(summary="List hosts", parameters=[SEARCH, ordering_param(["name", "created"]), *PAGE],
-                       responses={200: s.HostSerializer(many=True), **errors(400)}),
+                       responses={200: s.HostSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="A host", responses={200: s.HostSerializer, **errors(404)}),
 )
 class HostViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.HostSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
         qs = permissions.visible_hosts(self.request.user)
@@ -176,11 +183,12 @@ IMAGE_FILTERS = [
 
 @extend_schema_view(
     list=extend_schema(summary="List images", parameters=IMAGE_FILTERS,
-                       responses={200: s.ImageSerializer(many=True), **errors(400)}),
+                       responses={200: s.ImageSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="An image", responses={200: s.ImageSerializer, **errors(404)}),
 )
 class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ImageSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
         qs = permissions.visible_images(self.request.user)
@@ -323,8 +331,6 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
 
 def _valid(serializer_class, request: Request) -> dict[str, Any]:
     data = request.data if request.data is not None else {}
-    if hasattr(data, "dict") and not isinstance(data, dict):
-        data = data.dict()
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
@@ -333,7 +339,7 @@ def _valid(serializer_class, request: Request) -> dict[str, Any]:
 # --- containers -----------------------------------------------------------------------------------------
 
 CONTAINER_FILTERS = [
-    _param("state", "created, running, paused, exited, dead, removing (comma-separated for several)"),
+    _param("state", "container state (several: comma-separated)", enum=list(Container.State.values)),
     _param("host", "host id or name"), _param("image", "image id or name:tag"),
     _param("owner", "owner id or username"), _param("team", "team id or name"),
     _param("label", "key or key=value (repeat for several; all must match)", many=True), SEARCH,
@@ -348,11 +354,12 @@ def _action_schema(summary: str, body=None, extra: tuple[int, ...] = ()) -> Any:
 
 @extend_schema_view(
     list=extend_schema(summary="List containers", parameters=CONTAINER_FILTERS,
-                       responses={200: s.ContainerSerializer(many=True), **errors(400)}),
+                       responses={200: s.ContainerSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="A container", responses={200: s.ContainerSerializer, **errors(404)}),
 )
 class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ContainerSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
     parser_classes = [JSONParser]
 
     def get_queryset(self):
@@ -476,8 +483,10 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         description="Without follow: served from the live Redis window when it holds enough lines, else read "
                     "from the host by a container.logs job (waited for up to BERTH_API_LOGS_WAIT seconds; "
                     "if it is not done by then: 202 with the Job, download its file when it succeeds).",
-        parameters=[_param("tail", "number of last lines (default: all)", OpenApiTypes.INT),
-                    _param("since", "only lines after this unix time (seconds)", OpenApiTypes.NUMBER),
+        parameters=[_param("tail", "number of last lines (default: all)",
+                           {"type": "integer", "minimum": 0, "maximum": 1000000}),
+                    _param("since", "only lines after this unix time (seconds)",
+                           {"type": "number", "minimum": 0, "maximum": 1e11}),
                     _param("timestamps", "prefix each line with its RFC 3339 time", OpenApiTypes.BOOL),
                     _param("follow", "keep streaming new lines", OpenApiTypes.BOOL)],
         responses={(200, "text/plain"): OpenApiTypes.STR, 202: s.JobSerializer, **errors(400, 403, 404, 502)})
@@ -493,16 +502,17 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
 
 @extend_schema_view(
     list=extend_schema(summary="List jobs", parameters=[
-        _param("state", "queued, running, succeeded, failed, cancelled (comma-separated)"),
+        _param("state", "job state (several: comma-separated)", enum=list(Job.State.values)),
         _param("kind", "e.g. container.start"), _param("host", "host id or name"),
         _param("target_type", "container, image, host"), _param("target_id", "id of the target"),
         ordering_param(["created", "started", "finished", "state", "kind"]), *PAGE],
-        responses={200: s.JobSerializer(many=True), **errors(400)}),
+        responses={200: s.JobSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="A job (state, progress, result)", responses={200: s.JobSerializer,
                                                                                **errors(404)}),
 )
 class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.JobSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
         qs = permissions.visible_jobs(self.request.user)
@@ -523,7 +533,7 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
         return _ordering(qs, self.request, ["created", "started", "finished", "state", "kind"], ["-created"])
 
     @extend_schema(summary="Download the file a finished export/save/logs job made (streamed)",
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(400, 403, 404, 409)})
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(403, 404, 409)})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk=None):
         job = _object_for_action(Job, pk, request, "job.download")
@@ -553,24 +563,27 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="Teams you belong to (all for superusers)", parameters=PAGE,
-                       responses={200: s.TeamSerializer(many=True), **errors()}),
+                       responses={200: s.TeamSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="A team", responses={200: s.TeamSerializer, **errors(404)}),
 )
 class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.TeamSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
     parser_classes = [JSONParser]
 
     def get_queryset(self):
         return permissions.visible_teams(self.request.user).order_by("name")
 
     @extend_schema(summary="Create a team (superusers)", request=s.TeamCreateSerializer,
-                   responses={201: s.TeamSerializer, **errors(400, 403)})
+                   responses={201: s.TeamSerializer, **errors(400, 403, 409)})
     def create(self, request: Request) -> Response:
         if not request.user.is_superuser:
             audit.record(request, request.user, "team.create", None, "denied", {"code": "forbidden"},
                          status_code=403)
             raise services.ServiceError("forbidden", "only superusers create teams")
         body = _valid(s.TeamCreateSerializer, request)
+        if Team.objects.filter(name=body["name"]).exists():
+            raise services.ServiceError("conflict", f"a team named {body['name']} exists already", field="name")
         team = Team.objects.create(name=body["name"])
         audit.record(request, request.user, "team.create", team, "ok", status_code=201)
         return Response(s.TeamSerializer(team, context={"request": request}).data, status=201)
@@ -593,7 +606,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
                                                                            **errors(404)})
     @extend_schema(methods=["POST"], summary="Add a member (team admins)", request=s.MemberAddSerializer,
                    responses={201: s.MemberSerializer, **errors(400, 403, 404, 409)})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def members(self, request: Request, pk=None) -> Response:
         if request.method == "GET":
             team = self._team(pk, "team.members", "view")
@@ -601,10 +614,13 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
             return Response(s.MemberSerializer(rows, many=True).data)
         team = self._team(pk, "team.member.add", "team.manage")
         body = _valid(s.MemberAddSerializer, request)
-        if TeamMembership.objects.filter(team=team, user=body["username"]).exists():
-            raise services.ServiceError("conflict", f"{body['username'].username} is a member already",
-                                        field="username")
-        row = TeamMembership.objects.create(team=team, user=body["username"], role=body["role"])
+        user = get_user_model().objects.filter(username=body["username"]).first()
+        if user is None:
+            raise services.ServiceError("no_such_user", f"no user named {body['username']}", field="username",
+                                        status=404)
+        if TeamMembership.objects.filter(team=team, user=user).exists():
+            raise services.ServiceError("conflict", f"{user.username} is a member already", field="username")
+        row = TeamMembership.objects.create(team=team, user=user, role=body["role"])
         audit.record(request, request.user, "team.member.add", team, "ok",
                      {"user": row.user.username, "role": row.role}, status_code=201)
         return Response(s.MemberSerializer(row).data, status=201)
@@ -615,7 +631,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
     @extend_schema(methods=["DELETE"], summary="Remove a member (team admins)", request=None,
                    responses={204: None, **errors(403, 404, 409)},
                    parameters=[OpenApiParameter("user_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
-    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>[^/.]+)")
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>[^/]+)")
     def member(self, request: Request, pk=None, user_id=None) -> Response:
         kind = "team.member.remove" if request.method == "DELETE" else "team.member.role"
         team = self._team(pk, kind, "team.manage")
@@ -643,11 +659,12 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
 @extend_schema_view(
     list=extend_schema(summary="Your API tokens", parameters=PAGE,
-                       responses={200: s.TokenSerializer(many=True), **errors()}),
+                       responses={200: s.TokenSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="One of your API tokens", responses={200: s.TokenSerializer, **errors(404)}),
 )
 class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.TokenSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
     parser_classes = [JSONParser]
 
     def get_queryset(self):
@@ -681,16 +698,18 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
 @extend_schema_view(
     list=extend_schema(summary="Audit events (team admins: their teams'; everyone: their own; superusers: all)",
                        parameters=[_param("action", "e.g. container.start"),
-                                   _param("result", "ok, denied, invalid, failed"),
+                                   _param("result", "how it ended", enum=["ok", "denied", "invalid", "failed"]),
                                    _param("actor", "username"), _param("team", "team id or name"),
                                    _param("target_type", "container, image, job, team, apitoken …"),
                                    _param("target_id", "id of the target"), _param("via", "api, dashboard, websocket"),
-                                   _param("since", "ISO 8601 time"), _param("until", "ISO 8601 time"), *PAGE],
-                       responses={200: s.AuditEventSerializer(many=True), **errors(400)}),
+                                   _param("since", "ISO 8601 time", OpenApiTypes.DATETIME),
+                                   _param("until", "ISO 8601 time", OpenApiTypes.DATETIME), *PAGE],
+                       responses={200: s.AuditEventSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(summary="An audit event", responses={200: s.AuditEventSerializer, **errors(404)}),
 )
 class AuditViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.AuditEventSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
         qs = permissions.visible_audit(self.request.user)

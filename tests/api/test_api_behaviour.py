@@ -146,7 +146,7 @@ def test_throttling_answers_429_json(world, api_client, settings):
     ({"image": "busybox", "env": {"A B": "1"}}, "env", "invalid", 400),
     ({"image": "busybox", "command": "not a list"}, "command", "invalid", 400),
     ({"image": "busybox", "restart_policy": "maybe"}, "restart_policy", "invalid", 400),
-    ({"image": "busybox", "host": "nowhere"}, "host", "invalid", 400),
+    ({"image": "busybox", "host": "nowhere"}, "host", "no_such_host", 404),
     ({"image": "ghost:1"}, "image", "no_such_image", 404),
     ({}, "image", "invalid", 400),
 ])

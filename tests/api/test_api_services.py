@@ -71,8 +71,8 @@ def test_create_container_queues_a_job(world):
     ({"mounts": ["/etc:/host-etc"]}, "forbidden", "mounts"),
     ({"mounts": ["vol:relative"]}, "invalid", "mounts"),
     ({"workdir": "relative"}, "invalid", "workdir"),
-    ({"team": 999999}, "invalid", "team"),
-    ({"host": "no-such-host"}, "invalid", "host"),
+    ({"team": 999999}, "no_such_team", "team"),
+    ({"host": "no-such-host"}, "no_such_host", "host"),
 ])
 def test_create_container_refusals_name_the_field(world, kwargs, code, field):
     args = {"host": world.host, "image": "app-a:1", "name": "fresh", **kwargs}
@@ -178,7 +178,7 @@ def test_image_actions(world):
 def test_share_image(world):
     u = world.users
     refused(services.share_image, "forbidden", user=u["operator"], image=world.image_a, team=None, shared=True)
-    refused(services.share_image, "invalid", "team", user=u["admin"], image=world.image_a, team=world.team_b,
+    refused(services.share_image, "no_such_team", "team", user=u["admin"], image=world.image_a, team=world.team_b,
             shared=False)
     img = services.share_image(u["admin"], world.image_a, world.team_a, True)
     assert Image.objects.get(pk=img.pk).shared
@@ -212,7 +212,7 @@ def test_download_only_from_exports_and_when_allowed(world, tmp_path):
     job.refresh_from_db()
     refused(services.download_response, "conflict", user=world.users["owner"], job=job)
     probe = Job.objects.create(kind="host.probe", host=host, requested_by=world.users["owner"], state="succeeded")
-    refused(services.download_response, "invalid", user=world.users["owner"], job=probe)
+    refused(services.download_response, "no_download", user=world.users["owner"], job=probe)
 
 
 def test_looks_like_archive():
