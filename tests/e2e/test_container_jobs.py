@@ -6,11 +6,13 @@ Every container and monitor a test made is removed by id/PID at the end, even wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,8 +42,11 @@ def clean_state_root(root: Path) -> None:
         for info in mgr.list(all=True):
             try:
                 mgr.remove(info["id"], force=True)
-            except Exception as exc:  # keep cleaning the rest
+            except Exception as exc:  # kill its process by pid, keep cleaning the rest
                 print(f"cleanup: could not remove {info['id'][:12]} under {root}: {exc}")
+                if info.get("pid"):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(info["pid"], signal.SIGKILL)
     pid_file = root / "monitor" / "monitor.pid"
     try:
         pid = int(pid_file.read_text().strip())
@@ -49,6 +54,24 @@ def clean_state_root(root: Path) -> None:
         return
     if "workers.engine.monitor" in _proc_cmdline(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+def _berth_cgroups() -> set[str]:
+    """The runtime's shared cgroup parent /berth in every hierarchy where it exists."""
+    from workers.engine.runtime.cgroups import Cgroup
+
+    return {d for d in Cgroup.for_path("/berth").dirs.values() if os.path.isdir(d)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_cgroup_parent_left() -> Iterator[None]:
+    """Containers' cgroups go with them; the shared parent goes too if these tests made it (and it is
+    empty; in use by anything else it stays)."""
+    had = _berth_cgroups()
+    yield
+    for d in _berth_cgroups() - had:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 @pytest.fixture
