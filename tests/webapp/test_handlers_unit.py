@@ -264,3 +264,42 @@ def test_a_tag_belonging_to_someone_else_is_not_moved(host, published):
     common.check_ref_free(host, "app:v2", bob)
     common.check_ref_free(host, "busybox:latest", root)
     common.check_ref_free(host, "busybox:latest", None)  # the host itself (seeding)
+
+
+def test_image_rows_one_per_host_name_tag_following_the_store(host, published, tmp_path, settings):
+    import io
+    import tarfile
+
+    from django.contrib.auth import get_user_model
+
+    from containers.models import Image
+    from workers.engine.images import ImageStore
+    from workers.handlers import images
+
+    settings.BERTH_STATE_ROOT = tmp_path / "root"
+    store = ImageStore(settings.BERTH_STATE_ROOT)
+    tar = tmp_path / "rootfs.tar"
+    with tarfile.open(tar, "w") as t:
+        info = tarfile.TarInfo("etc/hello")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"hi\n"))
+    img = store.import_tarball(tar, "app:v1")
+    alice = get_user_model().objects.create_user("alice")
+
+    row = common.sync_image_row(host, "app:v1", img, owner=alice)
+    assert (row.name, row.tag, row.owner_id, row.shared) == ("app", "v1", alice.pk, False)
+    assert row.digest == img.digest and row.layers == img.diff_ids and row.config == img.config
+    assert row.size == img.size and published[-1]["type"] == "image" and published[-1]["id"] == row.pk
+    Image.objects.create(host=host, name="app", tag="v1")  # a duplicate, as a race could make
+    again = common.sync_image_row(host, "docker.io/library/app:v1", img, owner=alice)
+    assert again.pk == row.pk and Image.objects.filter(host=host, name="app", tag="v1").count() == 1
+    n = len(published)
+    common.sync_image_row(host, "app:v1", img, owner=alice)
+    assert len(published) == n, "an unchanged row is not written nor announced"
+
+    # Worker start: an image made with the host CLI gets a row (nobody's); existing rows keep their owner.
+    store.tag("app:v1", "cli:made")
+    images.sync_host_images(host)
+    assert Image.objects.get(pk=row.pk).owner_id == alice.pk
+    cli = Image.objects.get(host=host, name="cli", tag="made")
+    assert cli.owner is None and not cli.shared and cli.digest == img.digest

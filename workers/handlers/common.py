@@ -174,25 +174,17 @@ def sync_image_row(host: Host, ref: str, image: EngineImage, *, owner=None, team
         row = rows[0] if rows else Image(host=host, name=name, tag=tag)
         for extra in rows[1:]:  # one row per (host, name, tag): a duplicate from a race goes
             extra.delete()
-        for key, value in image_fields(image).items():
-            setattr(row, key, value)
+        wanted = image_fields(image)
         if row.pk is None or not keep_ownership:
-            row.owner = owner
-            row.team = team
-            row.shared = bool(shared)
+            wanted.update(owner_id=owner.pk if owner is not None else None,
+                          team_id=team.pk if team is not None else None, shared=bool(shared))
+        if row.pk is not None and not rows[1:] and all(getattr(row, k) == v for k, v in wanted.items()):
+            return row  # nothing to say
+        for key, value in wanted.items():
+            setattr(row, key, value)
         row.save()
     publish_image(row, "present")
     return row
-
-
-def drop_stale_image_rows(host: Host, store: ImageStore) -> int:
-    """Delete this host's Image rows whose tag the store no longer has (e.g. a tag moved by a load)."""
-    known = {t for img in store.list() for t in img.tags}
-    gone = [row for row in Image.objects.filter(host=host) if f"{row.name}:{row.tag}" not in known]
-    for row in gone:
-        publish_image(row, "removed")
-        row.delete()
-    return len(gone)
 
 
 def image_event(row: Image, state: str) -> dict[str, Any]:

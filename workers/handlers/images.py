@@ -10,7 +10,7 @@ from typing import Any
 from containers.models import Image, Team
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
-from workers.handlers import common, handler
+from workers.handlers import common, handler, on_worker_start
 
 SAVE_FORMATS = ("docker-archive", "oci-archive")
 
@@ -196,8 +196,11 @@ def seed_images(job, report) -> dict[str, Any]:
     return {"made": made, "images": out}
 
 
+@on_worker_start
 def sync_host_images(host) -> list[int]:
-    """Give every tagged image in the host's store a row (rows already there keep their ownership)."""
+    """At worker start, give every tagged image in the host's store a row (made with the host's CLI, or
+    while no worker ran); rows already there follow their tag and keep their ownership. Rows are never
+    deleted here: a store that lost an image shows it when a job touches it."""
     store = common.image_store()
     pks = []
     for image in store.list():
