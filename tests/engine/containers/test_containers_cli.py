@@ -44,6 +44,10 @@ def test_run_ps_logs_rm_round_trip(state_root: Path):
     assert logs.stdout.endswith(" hello cli from clihost\n") and logs.stdout[:4].isdigit()
     assert logs.stderr.endswith(" oops\n")
     assert berth(state_root, "logs", "--tail", "0", "fg").stdout == ""
+    assert berth(state_root, "logs", "--since", "2100-01-01T00:00:00Z", "fg").stdout == ""
+    assert berth(state_root, "logs", "--since", "1h", "fg").stdout == "hello cli from clihost\n"
+    bad = berth(state_root, "logs", "--since", "yesterday", "fg")
+    assert bad.returncode == 125 and bad.stderr.startswith("Error: invalid --since 'yesterday'")
 
     refused = berth(state_root, "rm", "bg")
     assert refused.returncode == 125 and refused.stderr.startswith("Error: container bg is running")

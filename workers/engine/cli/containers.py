@@ -64,9 +64,25 @@ def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
         read_only=args.read_only, tty=args.tty)
 
 
+def _since(text: str | None) -> float | None:
+    """--since: unix seconds, an RFC 3339 time, or a duration back from now (30s, 5m, 2h)."""
+    if not text:
+        return None
+    if text[-1:] in ("s", "m", "h") and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ContainerError(f"invalid --since {text!r}: use unix seconds, an RFC 3339 time or 30s/5m/2h") from None
+
+
 def _stream(m: ContainerManager, ref: str, *, follow: bool, tail: int | None = None,
-            timestamps: bool = False) -> None:
-    for rec in m.logs(ref, follow=follow, tail=tail, timestamps=timestamps):
+            timestamps: bool = False, since: float | None = None) -> None:
+    for rec in m.logs(ref, follow=follow, tail=tail, timestamps=timestamps, since=since):
         out = sys.stderr if rec["stream"] == "stderr" else sys.stdout
         out.write(f"{rec['time']} {rec['log']}" if timestamps else rec["log"])
         out.flush()
@@ -175,7 +191,8 @@ def cmd_inspect(args) -> int:
 
 @_engine_errors
 def cmd_logs(args) -> int:
-    _stream(_manager(args), args.container, follow=args.follow, tail=args.tail, timestamps=args.timestamps)
+    _stream(_manager(args), args.container, follow=args.follow, tail=args.tail, timestamps=args.timestamps,
+            since=_since(args.since))
     return 0
 
 
@@ -296,5 +313,6 @@ def register(sub) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int)
     p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", help="unix seconds, RFC 3339 time, or 30s/5m/2h ago")
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
