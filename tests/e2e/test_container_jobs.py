@@ -279,6 +279,13 @@ def test_worker_killed_running_containers_survive_and_exits_meanwhile_are_record
     assert keeper.state == "running"
     assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == ticks, "same process"
     assert ContainerManager(w.state_root).inspect(keeper.engine_id)["pid"] == pid
+    # A create job delivered again (as after a crash mid-job) adopts the container instead of failing.
+    again = wait_job(jobs.submit("container.create", w.host, target=keeper,
+                                 params={"image": "busybox:latest", "name": "keeper", "command": LONG,
+                                         "start": True}))
+    assert again.state == Job.State.SUCCEEDED, again.error
+    assert again.result == {"container_id": keeper.pk, "engine_id": keeper.engine_id, "state": "running"}
+    assert ContainerManager(w.state_root).inspect(keeper.engine_id)["pid"] == pid
     # The new worker serves jobs for the survivor.
     stopped = action(w, keeper, "stop", wait_job, timeout=1)
     assert stopped.result["state"] == "exited"
