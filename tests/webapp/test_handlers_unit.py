@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from containers.models import Container, Host, Job
-from workers.engine.containers.errors import NameTaken, NoSuchContainer
+from workers.engine.containers.errors import InvalidState, NameTaken, NoSuchContainer
 from workers.handlers import common, containers, reporter
 from workers.tasks import JobError
 
@@ -50,6 +50,8 @@ class FakeManager:
         self.calls.append(("remove", ref, force))
         if ref not in self.containers:
             raise NoSuchContainer(f"no such container: {ref}")
+        if self.containers[ref]["state"] == "running" and not force:
+            raise InvalidState("container c is running: stop it first or force")
         del self.containers[ref]
 
 
@@ -303,3 +305,12 @@ def test_image_rows_one_per_host_name_tag_following_the_store(host, published, t
     assert Image.objects.get(pk=row.pk).owner_id == alice.pk
     cli = Image.objects.get(host=host, name="cli", tag="made")
     assert cli.owner is None and not cli.shared and cli.digest == img.digest
+
+
+def test_remove_refused_by_the_host_keeps_the_row_in_its_real_state(host, published, fake):
+    row = Container.objects.create(name="busy", host=host, state="removing")
+    fake.containers[row.engine_id] = status(row.engine_id, "running", pid=9)
+    with pytest.raises(JobError, match="stop it first or force"):
+        containers.remove(job_for(row, "container.remove", {"force": False}), lambda *a: None)
+    assert Container.objects.get(pk=row.pk).state == "running"
+    assert row.engine_id in fake.containers

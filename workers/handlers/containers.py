@@ -224,6 +224,10 @@ def remove(job, report) -> dict[str, Any]:
     except errors.NoSuchContainer:
         pass  # already gone from the host (or a re-run): the row goes too
     except errors.ContainerError as exc:
+        info = _inspect_quietly(mgr, row)
+        if info is not None and row.state == Container.State.REMOVING:  # marked by the web side: undo
+            Container.objects.filter(pk=row.pk).update(state=info.get("state") or row.state)
+            row.state = info.get("state") or row.state
         raise _job_error(str(exc)) from None
     pk = row.pk
     _discard_row(row)
