@@ -186,6 +186,11 @@ def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(workers, wait
     assert job.state == Job.State.FAILED and "invalid" in job.error, job.error
     assert not upload2.exists() and Image.objects.count() == 0
 
+    # Only staged uploads are read: any other file of the host is refused and left alone.
+    job = wait_job(jobs.submit("image.import", a.host, params={"path": "/etc/passwd", "ref": "leak:latest"}))
+    assert job.state == Job.State.FAILED and "uploads/" in job.error, job.error
+    assert Path("/etc/passwd").exists() and not store.exists("leak:latest")
+
     # Saving an image the host does not have says so.
     ghost = Image.objects.create(host=a.host, name="ghost", tag="latest")
     job = wait_job(jobs.submit("image.save", a.host, target=ghost, params={"format": "oci-archive"}))

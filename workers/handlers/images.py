@@ -39,7 +39,11 @@ def _upload_path(job) -> Path:
     raw = job.params.get("path")
     if not raw or not isinstance(raw, str) or not os.path.isabs(raw):
         raise _job_error("no uploaded file was given (params.path must be an absolute path)")
-    return Path(raw)
+    path = Path(raw)
+    # Only the web side's staged uploads are read: a job must not turn any file of the host into an image.
+    if path.parent.name != "uploads" or path.resolve().parent.name != "uploads":
+        raise _job_error("params.path must be an upload staged in an uploads/ directory")
+    return path
 
 
 def _discard_upload(path: Path) -> None:
