@@ -171,7 +171,17 @@ def test_lifecycle_logs_and_states_reported_without_asking(host_worker, wait_job
     assert [line.split(" ", 1)[1] for line in lines] == ["line-4", "line-5"]
     assert all(line.split(" ", 1)[0].endswith("Z") for line in lines)
 
-    # 3. stop: SIGTERM is ignored by sh as PID 1, SIGKILL follows after the timeout.
+    # pause / unpause / restart through jobs; the row follows each.
+    assert action(w, printer, "pause", wait_job).result["state"] == "paused"
+    row_where(wait_for, printer, "paused", state="paused")
+    assert action(w, printer, "unpause", wait_job).result["state"] == "running"
+    row_where(wait_for, printer, "running again", state="running")
+    first_start = printer.started
+    assert action(w, printer, "restart", wait_job, timeout=1).result["state"] == "running"
+    wait_for(lambda: (printer.refresh_from_db(), printer.started > first_start)[1], what="a new start time")
+    assert printer.state == "running"
+
+    # 3. stop: PID 1 (sleep) has no SIGTERM handler, so SIGKILL follows after the timeout.
     stopped = action(w, printer, "stop", wait_job, timeout=1)
     assert stopped.result["state"] == "exited" and stopped.result["exit_code"] == 137
     row_where(wait_for, printer, "exited after stop", state="exited", exit_code=137)
