@@ -77,6 +77,13 @@ function refreshList() {
     .finally(() => { refreshing = null; });
 }
 
+// Fill only this container's own fields: not the job rows, files or logs nested in its page.
+function fillOwn(el, values) {
+  const own = [...el.querySelectorAll("[data-field]")].filter((n) => n.closest("[data-container-id]") === el
+    && !n.closest("[data-job-id]") && !n.closest("[data-logs]"));
+  window.Berth.fill({ querySelectorAll: () => own }, values);
+}
+
 function apply(c) {
   const nodes = document.querySelectorAll(`[data-container-id="${c.id}"]`);
   if (!nodes.length) {
@@ -90,7 +97,9 @@ function apply(c) {
     ["exit_code", "status_message", "restart_count", "started", "finished"].forEach((k) => {
       if (k in c) values[k] = c[k];
     });
-    window.Berth.fill(el, values);
+    fillOwn(el, values);
+    // No message is no message (fill shows "—" for empty values).
+    el.querySelectorAll('[data-field="status_message"]').forEach((m) => { if (!c.status_message) m.textContent = ""; });
     el.querySelectorAll(".exit").forEach((x) => { x.hidden = c.state !== "exited"; });
     const exit = el.querySelector('[data-role="exit"]');
     if (exit) exit.hidden = c.exit_code === null || c.exit_code === undefined;

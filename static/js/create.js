@@ -87,7 +87,7 @@ if (form) {
     const { ok, body } = await send(form, e.submitter);
     if (!ok) {
       submit.disabled = false;
-      setStatus(body.message || "Refused.", true);
+      setStatus("Nothing was created: see the message above.", true);
       showErrors(form, body.errors, body.message);
       return;
     }

@@ -56,6 +56,8 @@ def test_create_watch_logs_stop_and_refusals(live_berth, browser, watch, problem
     # The stop job shows in the history of this container, finished.
     stop = Job.objects.get(kind="container.stop", target_id=str(row.pk))
     page.locator(f"#job-{stop.pk} [data-field=state]:text('succeeded')").wait_for(timeout=30_000)
+    create_job = Job.objects.get(kind="container.create", target_id=str(row.pk))
+    assert page.locator(f"#job-{create_job.pk} [data-field=state]").inner_text() == "succeeded"
 
     # Bad input: the name is taken on this host; memory of 1 byte. Messages next to the fields,
     # input kept, nothing made.
