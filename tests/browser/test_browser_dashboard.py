@@ -59,6 +59,22 @@ def test_create_watch_logs_stop_and_refusals(live_berth, browser, watch, problem
     create_job = Job.objects.get(kind="container.create", target_id=str(row.pk))
     assert page.locator(f"#job-{create_job.pk} [data-field=state]").inner_text() == "succeeded"
 
+    # Export and the full log: each is a job; its download link appears in place when the file is ready.
+    page.click("form[data-action=export] button")
+    page.click("form.logs-download button")
+    links = page.locator("[data-role=files] a[data-role=download]")
+    page.wait_for_function("[...document.querySelectorAll('[data-role=files] a[data-role=download]')]"
+                           ".filter(a => !a.hidden).length === 2", timeout=60_000)
+    assert page.evaluate("window.__same_page") is True
+    by_kind = {j.kind: j for j in Job.objects.filter(kind__in=("container.export", "container.logs"))}
+    export = page.request.get(f"{live_berth.url}/jobs/{by_kind['container.export'].pk}/download/")
+    assert export.ok and export.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(export.body())) as tar:
+        assert "bin/busybox" in [n.lstrip("./") for n in tar.getnames()]
+    log = page.request.get(f"{live_berth.url}/jobs/{by_kind['container.logs'].pk}/download/")
+    assert log.ok and log.text().startswith("line 0\nline 1\n")
+    assert links.count() == 2
+
     # Bad input: the name is taken on this host; memory of 1 byte. Messages next to the fields,
     # input kept, nothing made.
     jobs_before, containers_before = Job.objects.count(), Container.objects.count()
