@@ -54,7 +54,16 @@ function follow(job) {
   }
 }
 
-document.addEventListener("berth:job", (e) => { seen[e.detail.id] = e.detail; follow(e.detail); });
+// Any image job finishing (an import sent without this script, a tag, a removal elsewhere) may change
+// the list: take the server's rendering of it again.
+const LIST_KINDS = { "image.import": 1, "image.load": 1, "image.tag": 1, "image.remove": 1, "image.seed": 1,
+  "container.commit": 1 };
+document.addEventListener("berth:job", (e) => {
+  seen[e.detail.id] = e.detail;
+  const mine = e.detail.id === waiting;
+  follow(e.detail);
+  if (form && !mine && e.detail.state === "succeeded" && LIST_KINDS[e.detail.kind]) refreshRows();
+});
 document.addEventListener("berth:open", () => {
   if (!waiting) return;
   fetch(`/jobs/state/?ids=${waiting}`, { credentials: "same-origin" })
