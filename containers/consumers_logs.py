@@ -44,6 +44,7 @@ BATCHED_RATE = 50.0  # lines/s from which the view is announced as batched
 DEFAULT_TAIL = 200
 MAX_TAIL = 5000
 BLOCK_MS = 1000
+RECHECK = 30.0  # seconds between permission checks while following (roles can change)
 TAIL_CHUNK = 1000  # replayed lines per message
 
 
@@ -110,7 +111,8 @@ class ContainerLogsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": str(exc)})
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        container, code = await _authorize(user, int(self.scope["url_route"]["kwargs"]["pk"]))
+        self.pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        container, code = await _authorize(user, self.pk)
         if code is not None:
             await self.close(code=code)
             return
@@ -159,12 +161,20 @@ class ContainerLogsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_lines([], tail=True)  # the client knows the replay is over
         meter = RateMeter()
         last_send = 0.0
+        next_check = time.monotonic() + RECHECK
         sampled_until = 0.0
         mode = "live"
         while True:
             wait = last_send + TICK - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if time.monotonic() >= next_check:
+                # Someone may have lost the role (or the container) since the socket opened.
+                _, code = await _authorize(self.scope["user"], self.pk)
+                if code is not None:
+                    await self.close(code=code)
+                    return
+                next_check = time.monotonic() + RECHECK
             waiting = await reader.backlog()
             now = time.monotonic()
             rate = meter.add(now, reader.added_seen + waiting)

@@ -261,3 +261,16 @@ async def test_flood_switches_to_sampled_mode_and_accounts_for_every_line(live_r
     await comm.disconnect()
     # The reader's connection to Redis is gone with the socket: nothing keeps following.
     assert await sync_to_async(followers)(live_redis, stream) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_losing_the_role_while_following_closes_the_socket(live_redis, stream, monkeypatch):
+    monkeypatch.setattr(consumers_logs, "RECHECK", 0.2)
+    world = await setup_world(stream)
+    bob = await sync_to_async(get_user_model().objects.get)(username="bob")
+    await sync_to_async(TeamMembership.objects.filter(user=bob).update)(role="operator")
+    comm = await connect(world["mine"], world["bob"])  # operators may read the logs
+    assert json.loads(await comm.receive_from(timeout=10))["tail"] is True
+    await sync_to_async(TeamMembership.objects.filter(user=bob).update)(role="viewer")
+    await sync_to_async(write)(live_redis, stream, [("stdout", "keeps it looping\n")])
+    assert await close_code(comm) == 4403
