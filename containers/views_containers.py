@@ -7,6 +7,7 @@ sends the same forms with Accept: application/json and updates the page from the
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -73,16 +74,20 @@ def container_states(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"containers": out})
 
 
+FIELD_WORDS = (("name", "name"), ("image", "image"), ("memory", "memory"), ("cpu", "cpus"),
+               ("pids", "pids_limit"), ("process", "pids_limit"), ("mount", "volumes"), ("volume", "volumes"),
+               ("restart", "restart_policy"), ("user", "user"), ("group", "user"), ("workdir", "workdir"),
+               ("working dir", "workdir"), ("hostname", "hostname"), ("env", "env"), ("command", "command"),
+               ("entrypoint", "entrypoint"))
+
+
 def guess_field(error: str) -> str | None:
-    """Which create-form field a host's refusal is about (the engine's messages name it in words)."""
+    """Which create-form field a host's refusal is about: the engine names its subject first
+    ("user 'x' is not in /etc/passwd of image …"), so the earliest field word wins (static/js/create.js
+    does the same in the browser)."""
     text = (error or "").lower()
-    for words, field in ((("name",), "name"), (("image",), "image"), (("memory",), "memory"),
-                         (("cpu",), "cpus"), (("pids", "process"), "pids_limit"),
-                         (("mount", "volume"), "volumes"), (("restart",), "restart_policy"),
-                         (("user",), "user"), (("workdir", "working dir"), "workdir"), (("env",), "env")):
-        if any(w in text for w in words):
-            return field
-    return None
+    hits = [(m.start(), field) for word, field in FIELD_WORDS if (m := re.search(rf"\b{re.escape(word)}", text))]
+    return min(hits)[1] if hits else None
 
 
 def _create_failed(request: HttpRequest, pk: int) -> HttpResponse:

@@ -27,14 +27,21 @@ function filterImages() {
   }
 }
 
-// The engine's refusals name their subject in words; put them next to that field.
+// The engine's refusals name their subject first ("user 'x' is not in /etc/passwd of image …",
+// "memory limit 1 B is below …"): the field whose word comes earliest gets the message.
 const FIELD_WORDS = [["name", "name"], ["image", "image"], ["memory", "memory"], ["cpu", "cpus"],
   ["pids", "pids_limit"], ["process", "pids_limit"], ["mount", "volumes"], ["volume", "volumes"],
-  ["restart", "restart_policy"], ["user", "user"], ["workdir", "workdir"], ["env", "env"]];
+  ["restart", "restart_policy"], ["user", "user"], ["group", "user"], ["workdir", "workdir"],
+  ["working dir", "workdir"], ["hostname", "hostname"], ["env", "env"], ["command", "command"],
+  ["entrypoint", "entrypoint"]];
 function fieldOf(text) {
   const t = (text || "").toLowerCase();
-  const hit = FIELD_WORDS.find(([w]) => t.includes(w));
-  return hit ? hit[1] : "__all__";
+  let best = null;
+  FIELD_WORDS.forEach(([word, field]) => {
+    const at = t.search(new RegExp(`\\b${word}`));
+    if (at >= 0 && (!best || at < best.at)) best = { at, field };
+  });
+  return best ? best.field : "__all__";
 }
 
 const statusEl = form && form.querySelector('[data-role="status"]');

@@ -93,6 +93,19 @@ def test_create_watch_logs_stop_and_refusals(live_berth, browser, watch, problem
     memory_error.wait_for(state="visible")
     assert "below the minimum" in memory_error.inner_text() and name_error.is_hidden()
     assert (Job.objects.count(), Container.objects.count()) == (jobs_before, containers_before)
+    # A refusal only the host can make (the user is not in the image's /etc/passwd): the create job
+    # fails, the row is gone, and the form still holds the input with the message at the user field.
+    page.fill("#id_name", "who")
+    page.fill("#id_memory", "")
+    page.click("details.more > summary")
+    page.fill("#id_user", "nosuchuser")
+    page.click("[data-role=submit]")
+    user_error = page.locator("[data-error-for=user]")
+    user_error.wait_for(state="visible", timeout=60_000)
+    assert "nosuchuser" in user_error.inner_text() and "/etc/passwd" in user_error.inner_text()
+    assert page.input_value("#id_name") == "who" and page.input_value("#id_command") == "echo hi"
+    assert not Container.objects.filter(name="who").exists()
+    assert Job.objects.get(kind="container.create", params__name="who").state == "failed"
 
     # Remove it from the detail page (admin action of the owner): the list no longer has it.
     page.goto(f"{live_berth.url}/containers/{row.pk}/")
