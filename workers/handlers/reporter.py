@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.signals import worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -189,3 +190,11 @@ def start_reporter(host) -> None:
     if _reporter is None or not _reporter.is_alive():
         _reporter = Reporter(host, manager)
         _reporter.start()
+
+
+@worker_shutdown.connect
+def _stop_reporter(sender=None, **kwargs) -> None:
+    """A warm shutdown ends the reporter between passes (the containers keep running)."""
+    if _reporter is not None:
+        _reporter.stop()
+        _reporter.join(timeout=5)
