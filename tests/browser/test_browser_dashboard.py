@@ -156,6 +156,17 @@ def test_upload_progress_bad_upload_and_phone_width(live_berth, browser, watch, 
     assert file_error.is_hidden()
     image = Image.objects.get(name="mybox", tag="1", host=live_berth.worker.host)
     assert image.owner == live_berth.user and image.size > 0
+    # Its page: history from the import; save it and download the archive when the job is done.
+    page.click("#images tr:has-text('mybox') a")
+    page.wait_for_url(f"**/images/{image.pk}/")
+    assert page.locator("table.history tbody tr").count() >= 1
+    page.click("form[data-action=save] button")
+    page.locator("[data-role=files] a[data-role=download]").wait_for(state="visible", timeout=60_000)
+    saved = Job.objects.get(kind="image.save", target_id=str(image.pk))
+    archive = page.request.get(f"{live_berth.url}/jobs/{saved.pk}/download/")
+    assert archive.ok
+    with tarfile.open(fileobj=io.BytesIO(archive.body())) as tar:
+        assert "manifest.json" in tar.getnames()  # docker-archive
     ctx.close()
 
     # Phone width: no page is wider than the screen.
