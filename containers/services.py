@@ -223,7 +223,10 @@ def _resolve_image(user, host: Host, image: Image | str) -> Image:
             raise ServiceError("no_such_image", f"image {image.ref} is not on host {host.name}", field="image")
         found = image
     else:
-        name, tag = _image_ref(image, "image")
+        try:
+            name, tag = _image_ref(image, "image")
+        except ServiceError as exc:  # a name that cannot exist names no image
+            raise ServiceError("no_such_image", exc.message, field="image") from None
         found = permissions.visible_images(user).filter(host=host, name=name, tag=tag).first()
         if found is None:
             raise ServiceError("no_such_image", f"no image {name}:{tag} on host {host.name}", field="image")

@@ -48,7 +48,7 @@ class Str(serializers.CharField):
 class Int(serializers.IntegerField):
     def to_internal_value(self, data):
         if _form(self):
-            if data == "" and self.allow_null:
+            if data in ("", "null") and self.allow_null:
                 return None
         elif isinstance(data, bool) or not isinstance(data, int):
             raise serializers.ValidationError("must be a whole number")
@@ -203,7 +203,7 @@ class SizeField(serializers.Field):
         return value
 
 
-@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1}]})
 class IdOrNameField(serializers.Field):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, (int, str)) or data == "":
@@ -214,9 +214,18 @@ class IdOrNameField(serializers.Field):
         return value
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}],
+                      "description": "host id or name; empty: chosen for you"})
+class HostField(IdOrNameField):
+    def to_internal_value(self, data):
+        if data == "":
+            return None
+        return super().to_internal_value(data)
+
+
 class ContainerCreateSerializer(serializers.Serializer):
     image = IdOrNameField(help_text="image id, or name[:tag] on the chosen host")
-    host = IdOrNameField(required=False, help_text="host id or name (default: the image's host, or the least "
+    host = HostField(required=False, allow_null=True, help_text="host id or name (default: the image's host, or the least "
                                                    "loaded online host)")
     name = Str(required=False, allow_blank=True, max_length=128, default="",
                validators=[RegexValidator(r"^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$",
@@ -295,7 +304,7 @@ class ShareSerializer(serializers.Serializer):
 class ImportFormSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="root filesystem tarball (tar, tar.gz or tar.zst)")
     ref = Str(help_text="name[:tag] of the new image", validators=[ref_validator], max_length=400)
-    host = IdOrNameField(required=False)
+    host = HostField(required=False, allow_null=True)
     team = Int(required=False, allow_null=True)
     shared = Bool(required=False, default=False)
     message = Str(required=False, allow_blank=True, default="")
@@ -303,7 +312,7 @@ class ImportFormSerializer(serializers.Serializer):
 
 class LoadFormSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="docker-archive or oci-archive (docker save / podman save)")
-    host = IdOrNameField(required=False)
+    host = HostField(required=False, allow_null=True)
     team = Int(required=False, allow_null=True)
     shared = Bool(required=False, default=False)
 

@@ -27,3 +27,15 @@ urlpatterns = [
 def schema_without_slash_twins(endpoints, **kwargs):
     """drf-spectacular preprocessing hook: document each route once (the form without a trailing slash)."""
     return [e for e in endpoints if not (e[0].startswith("/api/v1/") and e[0].endswith("/"))]
+
+
+UPLOAD_PATHS = ("/api/v1/images/import", "/api/v1/images/load")
+
+
+def schema_upload_bodies_required(result, generator, request, public):
+    """drf-spectacular postprocessing hook: an upload without a body is not a valid request."""
+    for upload_path in UPLOAD_PATHS:
+        operation = result.get("paths", {}).get(upload_path, {}).get("post")
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+    return result

@@ -54,7 +54,8 @@ PAGE = [_param("page", "page number (from 1)", {"type": "integer", "minimum": 1}
 
 
 def ordering_param(fields: list[str]) -> OpenApiParameter:
-    return _param("ordering", f"one of {', '.join(fields)}; prefix - for descending")
+    return _param("ordering", "sort key; prefix - for descending (several: comma-separated)",
+                  enum=[*fields, *(f"-{f}" for f in fields)])
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -71,10 +72,12 @@ def _id_or_name(value: str, id_field: str, name_field: str) -> Q:
 
 
 def _ordering(qs, request: Request, allowed: list[str], default: list[str]):
-    raw = request.query_params.get("ordering", "").strip()
-    if not raw:
+    if "ordering" not in request.query_params:
         return qs.order_by(*default)
+    raw = request.query_params["ordering"].strip()
     keys = [k.strip() for k in raw.split(",") if k.strip()]
+    if not keys:
+        raise services.ServiceError("invalid", f"give a sort key: {', '.join(allowed)}", field="ordering")
     for key in keys:
         if key.lstrip("-") not in allowed:
             raise services.ServiceError("invalid", f"cannot order by {key!r}: use {', '.join(allowed)}",
@@ -83,10 +86,12 @@ def _ordering(qs, request: Request, allowed: list[str], default: list[str]):
 
 
 def _choice(request: Request, name: str, choices: list[str]) -> list[str] | None:
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
+    if name not in request.query_params:
         return None
+    raw = request.query_params[name].strip()
     values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not values:
+        raise services.ServiceError("invalid", f"{name} is empty: use {', '.join(choices)}", field=name)
     bad = [v for v in values if v not in choices]
     if bad:
         raise services.ServiceError("invalid", f"unknown {name} {bad[0]!r}: use {', '.join(choices)}", field=name)
@@ -302,28 +307,32 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     @extend_schema(
         summary="Import a root filesystem tarball as an image (job image.import)",
-        description="Send the tarball as the raw body (Content-Type application/x-tar, application/gzip, "
-                    "application/zstd or application/octet-stream; options as query parameters) or as the "
-                    "`file` field of a multipart form. It is streamed to the host's uploads directory.",
-        request={"multipart/form-data": s.ImportFormSerializer, "application/x-tar": OpenApiTypes.BINARY,
-                 "application/gzip": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
-        parameters=[_param("ref", "name[:tag] (raw body)"), _param("host", "host id or name (raw body)"),
-                    _param("team", "team id (raw body)", OpenApiTypes.INT),
-                    _param("shared", "share with everyone (raw body)", OpenApiTypes.BOOL),
-                    _param("message", "commit message (raw body)"), IDEMPOTENCY],
-        responses={202: s.JobSerializer, **errors(400, 403, 413, 415)})
+        description="Send the tarball (tar, tar.gz or tar.zst) as the request body with Content-Type "
+                    "application/x-tar, application/gzip, application/zstd or application/octet-stream, and the "
+                    "options as query parameters; the body is streamed to the uploads directory in chunks. "
+                    "A multipart form (field `file`, plus the options as fields) is accepted too, for "
+                    "browsers; note that daphne's HTTP layer reads a multipart body into memory before Berth "
+                    "sees it, so scripts should send the raw body.",
+        request={"application/x-tar": OpenApiTypes.BINARY, "application/gzip": OpenApiTypes.BINARY,
+                 "application/zstd": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[_param("ref", "name[:tag] of the new image (required)"), _param("host", "host id or name"),
+                    _param("team", "team id", OpenApiTypes.INT),
+                    _param("shared", "share with everyone", OpenApiTypes.BOOL),
+                    _param("message", "commit message"), IDEMPOTENCY],
+        responses={202: s.JobSerializer, **errors(400, 403, 404, 413, 415)})
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
     def import_(self, request: Request) -> Response:
         return self._upload(request, "image.import", s.ImportFormSerializer)
 
     @extend_schema(
         summary="Load images from a docker-archive or oci-archive (job image.load)",
-        request={"multipart/form-data": s.LoadFormSerializer, "application/x-tar": OpenApiTypes.BINARY,
-                 "application/octet-stream": OpenApiTypes.BINARY},
-        parameters=[_param("host", "host id or name (raw body)"),
-                    _param("team", "team id (raw body)", OpenApiTypes.INT),
-                    _param("shared", "share with everyone (raw body)", OpenApiTypes.BOOL), IDEMPOTENCY],
-        responses={202: s.JobSerializer, **errors(400, 403, 413, 415)})
+        description="The archive is the request body (application/x-tar or application/octet-stream), streamed "
+                    "to the uploads directory; options are query parameters. A multipart form (field `file`) "
+                    "is accepted too (see import).",
+        request={"application/x-tar": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[_param("host", "host id or name"), _param("team", "team id", OpenApiTypes.INT),
+                    _param("shared", "share with everyone", OpenApiTypes.BOOL), IDEMPOTENCY],
+        responses={202: s.JobSerializer, **errors(400, 403, 404, 413, 415)})
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser])
     def load(self, request: Request) -> Response:
         return self._upload(request, "image.load", s.LoadFormSerializer)
@@ -715,11 +724,14 @@ class AuditViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
         qs = permissions.visible_audit(self.request.user)
         if self.action != "list":
             return qs
-        return filter_audit(qs, self.request.query_params)
+        return filter_audit(qs, self.request.query_params, strict=True)
 
 
-def filter_audit(qs, params):
-    """Audit list filters shared by the API and the dashboard page."""
+def filter_audit(qs, params, *, strict: bool = False):
+    """Audit list filters shared by the API and the dashboard page (whose form sends empty fields; the
+    API (`strict`) refuses an empty or unknown result and empty times)."""
+    if strict and "result" in params and params["result"] not in audit.RESULTS:
+        raise services.ServiceError("invalid", f"result must be one of {', '.join(audit.RESULTS)}", field="result")
     for name in ("action", "result", "target_type", "target_id", "via"):
         value = (params.get(name) or "").strip()
         if value:
@@ -730,7 +742,7 @@ def filter_audit(qs, params):
         qs = qs.filter(_id_or_name(params["team"], "team_id", "team__name"))
     for name, lookup in (("since", "created__gte"), ("until", "created__lt")):
         raw = (params.get(name) or "").strip()
-        if raw:
+        if raw or (name in params and strict):
             try:
                 when = parse_datetime(raw)
             except ValueError:

@@ -60,7 +60,7 @@ def test_create_container_queues_a_job(world):
     ({"name": "bad name!"}, "invalid", "name"),
     ({"image": "nope:1"}, "no_such_image", "image"),
     ({"image": "app-b:1"}, "no_such_image", "image"),
-    ({"image": "Bad Ref"}, "invalid", "image"),
+    ({"image": "Bad Ref"}, "no_such_image", "image"),
     ({"memory": 1024}, "invalid", "memory"),
     ({"memory": "lots"}, "invalid", "memory"),
     ({"cpus": 99}, "invalid", "cpus"),
