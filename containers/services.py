@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import FileResponse
 
-from . import audit, permissions
+from . import audit, events, permissions
 from . import jobs as job_dispatch
 from .models import Container, Host, Image, Job, Team
 
@@ -433,7 +433,13 @@ def container_action(user, container: Container, action: str, *, params: dict[st
     except ServiceError as exc:
         raise _refuse(request, user, kind, container, exc) from None
     with transaction.atomic():
-        return _submit(request, user, kind, container.host, container, params, key)
+        job = _submit(request, user, kind, container.host, container, params, key)
+        if action == "remove":
+            # Shown as "removing" until the host is done; the handler puts the real state back if it refuses.
+            Container.objects.filter(pk=container.pk).update(state=Container.State.REMOVING)
+            container.state = Container.State.REMOVING
+            transaction.on_commit(lambda: events.publish_container(container))
+        return job
 
 
 # --- images -------------------------------------------------------------------------------------------

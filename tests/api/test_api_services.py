@@ -113,10 +113,12 @@ def test_container_actions_by_role_and_state(world):
     assert (stop.kind, stop.params, stop.target_id) == ("container.stop", {"timeout": 3}, str(c.pk))
     kill = services.container_action(u["owner"], c, "kill", params={"signal": "term"})
     assert kill.params == {"signal": "SIGTERM"}
-    rm = services.container_action(u["admin"], c, "remove", params={"force": True})
-    assert rm.params == {"force": True}
     commit = services.container_action(u["operator"], c, "commit", params={"ref": "snap"})
     assert commit.params["ref"] == "snap:latest" and commit.params["team_id"] == world.team_a.pk
+    rm = services.container_action(u["admin"], c, "remove", params={"force": True})
+    assert rm.params == {"force": True} and Container.objects.get(pk=c.pk).state == "removing"
+    refused(services.container_action, "conflict", user=u["admin"], container=Container.objects.get(pk=c.pk),
+            action="remove", params={"force": True})
     denied = AuditEvent.objects.filter(result="denied").values_list("actor_name", "action")
     assert ("outsider", "container.stop") in denied and ("viewer", "container.stop") in denied
 
