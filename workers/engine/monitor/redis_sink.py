@@ -26,14 +26,20 @@ def stream_key(cid: str) -> str:
 
 
 class RedisStreamSink:
-    """Buffers entries during one turn of the monitor's loop, then sends them in one pipeline."""
+    """Buffers entries during one turn of the monitor's loop, then sends them as one write.
+
+    The replies are read at the next flush, not at once: Redis appends one batch while the monitor
+    reads and writes the next (on a busy host that is the difference between the two working in
+    turn and in parallel). At most one batch is in flight."""
 
     def __init__(self, url: str, maxlen: int = STREAM_MAXLEN):
         self.url = url
         self.maxlen = maxlen
         self._client = None
+        self._conn = None
+        self._inflight = 0
         self._down_until = 0.0
-        self._pending: list[tuple[str, dict[str, str]]] = []
+        self._pending: list[tuple[str, str, str, str]] = []
 
     @classmethod
     def from_env(cls) -> RedisStreamSink | None:
@@ -43,26 +49,48 @@ class RedisStreamSink:
     def add(self, cid: str, stream: str, when: str, text: str) -> None:
         if time.monotonic() < self._down_until:
             return
-        self._pending.append((stream_key(cid), {"stream": stream, "time": when, "log": text}))
+        self._pending.append((stream_key(cid), stream, when, text))
 
     def flush(self) -> None:
+        if self._inflight:
+            self._settle()
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         try:
-            if self._client is None:
+            if self._conn is None:
                 import redis  # imported only when a URL is configured: keeps the monitor small
 
+                # Keep the client: when it is collected it disconnects its pool's connections.
                 self._client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+                self._conn = self._client.connection_pool.get_connection()
             by_key: dict[str, list[str]] = {}
-            for key, fields in batch:  # per stream, in order
-                by_key.setdefault(key, []).extend((fields["stream"], fields["time"], fields["log"]))
-            pipe = self._client.pipeline(transaction=False)
-            for key, flat in by_key.items():
-                for i in range(0, len(flat), 3 * BATCH):
-                    pipe.execute_command("EVAL", XADD_MANY, 1, key, self.maxlen, *flat[i:i + 3 * BATCH])
-            pipe.execute()
+            for key, stream, when, text in batch:  # per stream, in order
+                by_key.setdefault(key, []).extend((stream, when, text))
+            commands = [("EVAL", XADD_MANY, 1, key, self.maxlen, *flat[i:i + 3 * BATCH])
+                        for key, flat in by_key.items() for i in range(0, len(flat), 3 * BATCH)]
+            self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
+            self._inflight = len(commands)
         except Exception as exc:  # a broken sink must never stop the monitor
-            print(f"berth-monitor: redis sink: {exc}; retrying in {RETRY_AFTER:.0f}s", file=sys.stderr)
-            self._client = None
-            self._down_until = time.monotonic() + RETRY_AFTER
+            self._broken(exc)
+
+    def _settle(self) -> None:
+        """Read the replies of the batch in flight (Redis has usually run it by now)."""
+        try:
+            for _ in range(self._inflight):
+                self._conn.read_response()
+        except Exception as exc:
+            self._broken(exc)
+        finally:
+            self._inflight = 0
+
+    def _broken(self, exc: Exception) -> None:
+        print(f"berth-monitor: redis sink: {exc}; retrying in {RETRY_AFTER:.0f}s", file=sys.stderr)
+        if self._conn is not None:
+            try:
+                self._conn.disconnect()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+        self._conn = self._client = None
+        self._inflight = 0
+        self._down_until = time.monotonic() + RETRY_AFTER
