@@ -433,6 +433,9 @@ def flood_berth(web: Web | None, host: BerthHost, n: int, rate: int = 0) -> dict
     res = {"lines": count, "seconds": (last - start) / 1e9, "writer_seconds": (end - start) / 1e9,
            "lag": (last - end) / 1e9}
     if follower:
+        if follower.accounted() != n + 2:  # the flood, its start line and its end line
+            print(f"  !! the WebSocket accounted for {follower.accounted():,} of {n + 2:,} lines: the Redis stream "
+                  "missed some", file=sys.stderr)
         res.update(sent=sum(len(m["lines"]) for _, m in follower.messages),
                    dropped=sum(m["dropped"] for _, m in follower.messages),
                    sampled=sum(1 for _, m in follower.messages if m["mode"] == "sampled"),
