@@ -274,3 +274,40 @@ async def test_losing_the_role_while_following_closes_the_socket(live_redis, str
     await sync_to_async(TeamMembership.objects.filter(user=bob).update)(role="viewer")
     await sync_to_async(write)(live_redis, stream, [("stdout", "keeps it looping\n")])
     assert await close_code(comm) == 4403
+
+
+# --- the monitor's sink that feeds the stream ----------------------------------------------------------
+
+def test_monitor_sink_appends_every_line_in_order_per_container(redis_url):
+    from workers.engine.monitor.redis_sink import BATCH, RedisStreamSink
+
+    a, b = new_engine_id(), new_engine_id()
+    sink = RedisStreamSink(redis_url)
+    n = BATCH * 2 + 7  # more than one EVAL per stream
+    for i in range(n):
+        sink.add(a, "stdout" if i % 3 else "stderr", f"2026-11-29T01:00:00.{i:09d}Z", f"a{i} ünï \x1b[1m\n")
+        if i % 2:
+            sink.add(b, "stdout", "t", f"b{i}\n")
+    sink.flush()
+    sink.flush()  # reads the replies of the first
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        got = [f for _, f in r.xrange(logstream.stream_key(a))]
+        assert [f["log"] for f in got] == [f"a{i} ünï \x1b[1m\n" for i in range(n)]
+        assert got[3] == {"stream": "stderr", "time": "2026-11-29T01:00:00.000000003Z", "log": "a3 ünï \x1b[1m\n"}
+        assert [f["log"] for _, f in r.xrange(logstream.stream_key(b))] == [f"b{i}\n" for i in range(1, n, 2)]
+    finally:
+        r.delete(logstream.stream_key(a), logstream.stream_key(b))
+        r.close()
+
+
+def test_monitor_sink_survives_redis_being_away(capfd):
+    from containers.management.commands.berth_run import free_port
+    from workers.engine.monitor.redis_sink import RedisStreamSink
+
+    sink = RedisStreamSink(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    sink.add("c", "stdout", "t", "lost from the stream, not from disk\n")
+    sink.flush()  # no exception: the monitor goes on writing the file
+    assert "redis sink" in capfd.readouterr().err
+    sink.add("c", "stdout", "t", "while away\n")
+    assert sink._pending == []  # not buffered without bound while Redis is away
