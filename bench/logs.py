@@ -12,7 +12,7 @@ before write(2); the container shares the host's clock, so the WebSocket client'
 minus the stamp is the latency. Measured:
 
 1. write -> WebSocket client, p50/p99: sparse lines (each sent at once) and 100 lines/s (the
-   consumer coalesces messages to one per ~75 ms). Also write -> log reader (the time recorded in
+   consumer coalesces messages to one per ~50 ms). Also write -> log reader (the time recorded in
    the log file: Berth's monitor vs conmon), from the same runs.
 2. Flood: N lines as fast as the pipe takes them. lines/s on disk = N / (time recorded for the last
    line - the writer's start); every line checked on disk (rotated files included), in order.

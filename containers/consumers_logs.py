@@ -5,7 +5,7 @@ Messages (iface §6): {"type": "lines", "lines": [{"id", "stream", "time", "log"
 
 Pacing: at most one "lines" message per TICK. The first line after a quiet spell goes out at once
 (low latency); lines arriving faster are coalesced into the next tick's message ("batched"). When
-more than MAX_PER_TICK lines wait (over ~2,700 lines/s: more than a browser should render), the
+more than MAX_PER_TICK lines wait (over 2,000 lines/s: more than a browser should render), the
 reader skips to the newest SAMPLE_PER_TICK lines and tells how many it left out ("sampled"); the
 full log stays on disk for the download. Sampled mode is held for HOLD_SAMPLED seconds after the
 last drop so the notice does not flicker.
@@ -36,9 +36,9 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
-TICK = 0.075  # seconds between messages while lines keep coming
-MAX_PER_TICK = 200  # more waiting than this at a tick: sample (200 per 75 ms ~ 2,700 lines/s)
-SAMPLE_PER_TICK = 100  # lines sent per tick in sampled mode
+TICK = 0.05  # seconds between messages while lines keep coming
+MAX_PER_TICK = 100  # more waiting than this at a tick: sample (100 per 50 ms = 2,000 lines/s)
+SAMPLE_PER_TICK = 50  # lines sent per tick in sampled mode (1,000 lines/s)
 HOLD_SAMPLED = 2.0  # seconds sampled mode stays after the last dropped line
 BATCHED_RATE = 50.0  # lines/s from which the view is announced as batched
 DEFAULT_TAIL = 200
