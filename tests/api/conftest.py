@@ -134,7 +134,7 @@ def api_server(transactional_db, live_redis, tmp_path_factory, world):
     port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{db_path}",
            "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": "berth-tests-api-server",
-           "BERTH_API_LOGS_WAIT": "0", "BERTH_API_THROTTLE_ANON": "100000/min",
+           "BERTH_API_LOGS_WAIT": "30", "BERTH_API_THROTTLE_ANON": "100000/min",
            "BERTH_API_THROTTLE_WRITE": "100000/min", "BERTH_API_THROTTLE_READ": "100000/min",
            "BERTH_HOST_NAME": "api-server-web", "PYTHONPATH": str(REPO)}
     with open(log_path, "wb") as log:

@@ -7,6 +7,8 @@ validity depends on more than a schema can say:
 - POST /containers: limits that depend on the chosen host and image (cpus <= the host's CPUs, memory
   of at least 6 MiB given as a size string, environment variable names, mount sources, NUL bytes).
 The host has no worker: job endpoints must answer 202 with a queued Job, never 500.
+One schemathesis worker: with two, hypothesis' lambda-source parsing in threads sometimes trips CPython
+3.11's "AST constructor recursion depth mismatch" inside schemathesis (a runtime error of the tool).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _run(server, tmp_path, name: str, *args: str, budget: int) -> tuple[int, int
     """(operations tested, test cases generated, summary) of one schemathesis run; fails on any failure."""
     proc = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", server.url + "/api/schema/",
-         "-H", f"Authorization: Bearer {server.token}", "--max-examples", "4", "--workers", "2",
+         "-H", f"Authorization: Bearer {server.token}", "--max-examples", "4", "--workers", "1",
          "--seed", "1", "--no-color", "--generation-database", "none", "--max-time", str(budget),
          "--request-timeout", "20", *args],
         capture_output=True, text=True, timeout=budget + 60)
@@ -41,8 +43,11 @@ def _run(server, tmp_path, name: str, *args: str, budget: int) -> tuple[int, int
     return int(tested.group(1)), int(cases.group(1)), summary
 
 
-def test_schemathesis(api_server, tmp_path):
-    from containers.models import Job
+def test_schemathesis(api_server, world, tmp_path):
+    from containers.models import Host, Job
+
+    # No worker serves this host: it shows offline, so logs requests answer 202 at once instead of waiting.
+    Host.objects.filter(pk=world.host.pk).update(last_heartbeat=None)
 
     exclude = [arg for op in SEMANTIC for arg in ("--exclude-operation-id", op)]
     include = [arg for op in SEMANTIC for arg in ("--include-operation-id", op)]
