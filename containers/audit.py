@@ -10,6 +10,7 @@ import ipaddress
 import logging
 from typing import Any
 
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
 
 from .models import AuditEvent, Container, Image, Job, Team
@@ -109,3 +110,24 @@ def record(
     except Exception:
         log.exception("could not record audit event %s %s:%s %s", action, target_type, target_id, result)
         return None
+
+
+# Sign-ins and sign-outs of the dashboard are actions too (connected when this module is imported,
+# which the URLconf does before any request is handled).
+def _logged_in(sender, request, user, **kwargs) -> None:
+    record(request, user, "auth.login", ("user", user.pk, user.get_username()), "ok")
+
+
+def _logged_out(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        record(request, user, "auth.logout", ("user", user.pk, user.get_username()), "ok")
+
+
+def _login_failed(sender, credentials, request=None, **kwargs) -> None:
+    name = str((credentials or {}).get("username", ""))[:150]
+    record(request, None, "auth.login", ("user", "", name), "denied", {"username": name})
+
+
+user_logged_in.connect(_logged_in, dispatch_uid="berth-audit-login")
+user_logged_out.connect(_logged_out, dispatch_uid="berth-audit-logout")
+user_login_failed.connect(_login_failed, dispatch_uid="berth-audit-login-failed")

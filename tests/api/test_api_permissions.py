@@ -135,3 +135,14 @@ def test_audit_record_fields(world):
     with pytest.raises(ValueError):
         audit.record(None, None, "x", None, "maybe")
     assert AuditEvent.objects.count() == 3
+
+
+def test_sign_in_and_failed_sign_in_are_audited(world):
+    from django.test import Client
+
+    client = Client(REMOTE_ADDR="192.0.2.7")
+    assert client.post("/login/", {"username": "viewer", "password": "wrong"}).status_code == 200
+    assert client.post("/login/", {"username": "viewer", "password": "pw-viewer-123"}).status_code == 302
+    events = list(AuditEvent.objects.filter(action="auth.login").order_by("pk")
+                  .values_list("result", "target_repr", "address", "via"))
+    assert events == [("denied", "viewer", "192.0.2.7", "dashboard"), ("ok", "viewer", "192.0.2.7", "dashboard")]

@@ -54,6 +54,13 @@ def test_schemathesis(api_server, world, tmp_path):
     ops_all, cases_all, _ = _run(api_server, tmp_path, "all-checks", "--checks", "all", *exclude, budget=30)
     ops_sem, cases_sem, _ = _run(api_server, tmp_path, "semantic", "--checks", "all", "--exclude-checks",
                                  "positive_data_acceptance", *include, budget=15)
+    # the docs page works offline: its assets come from the pinned sidecar package, served by the app
+    import requests
+
+    docs = requests.get(api_server.url + "/api/docs/", timeout=30)
+    assets = re.findall(r'src="(/static/[^"]+\.js)"', docs.text)
+    assert docs.status_code == 200 and assets
+    assert all(requests.get(api_server.url + a, timeout=30).status_code == 200 for a in assets)
     print(f"schemathesis: {ops_all + ops_sem} operations tested, {cases_all + cases_sem} test cases, 0 failures")
     assert ops_all + ops_sem == 41
     # what the fuzzing queued stays queued (no worker): nothing half-done, nothing failed
