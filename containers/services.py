@@ -631,6 +631,23 @@ def share_image(user, image: Image, team: Team | int | None, shared: bool, reque
 
 # --- downloads ----------------------------------------------------------------------------------------
 
+class StreamedFile(FileResponse):
+    """A FileResponse that an ASGI server streams chunk by chunk. Django would otherwise read a
+    synchronous file iterator into memory whole before sending it (under daphne: the whole export)."""
+
+    block_size = 256 * 1024
+
+    async def __aiter__(self):
+        from asgiref.sync import sync_to_async
+
+        read = sync_to_async(self.file_to_stream.read, thread_sensitive=False)
+        while True:
+            chunk = await read(self.block_size)
+            if not chunk:
+                break
+            yield chunk
+
+
 def _job_target(job: Job):
     if not job.target_id.isdigit():
         return None
@@ -652,7 +669,7 @@ def download_path(job: Job) -> Path:
     return path
 
 
-def download_response(user, job: Job, request=None) -> FileResponse:
+def download_response(user, job: Job, request=None) -> StreamedFile:
     """A streamed download of a finished export/save/logs job's file, with type and length."""
     action = DOWNLOAD_ACTIONS.get(job.kind)
     if user is None or not user.is_authenticated:
@@ -676,7 +693,7 @@ def download_response(user, job: Job, request=None) -> FileResponse:
         raise _refuse(request, user, "job.download", job, exc) from None
     result = job.result
     filename = str(result.get("filename") or path.name).replace("/", "_")
-    response = FileResponse(open(path, "rb"), as_attachment=True, filename=filename,
+    response = StreamedFile(open(path, "rb"), as_attachment=True, filename=filename,
                             content_type=str(result.get("content_type") or "application/octet-stream"))
     response["Content-Length"] = str(path.stat().st_size)
     audit.record(request, user, "job.download", job, "ok", {"size": path.stat().st_size}, status_code=200)

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -114,7 +114,7 @@ def logs_response(request: Request, container: Container):
         job.refresh_from_db()
     if job.state == Job.State.SUCCEEDED:
         path = services.download_path(job)
-        response = FileResponse(open(path, "rb"), content_type=TEXT)
+        response = services.StreamedFile(open(path, "rb"), content_type=TEXT)
         response["Content-Length"] = str(path.stat().st_size)
         return response
     if job.state == Job.State.FAILED:

@@ -226,3 +226,19 @@ def test_looks_like_archive():
     assert services.looks_like_archive(bytes(v7))
     assert services.looks_like_archive(b"\x28\xb5\x2f\xfd" + b"\0" * 10)
     assert not services.looks_like_archive(b"<html>" + b" " * 600)
+
+
+async def test_downloads_stream_in_chunks_under_asgi(tmp_path):
+    """Django would read a plain FileResponse whole into memory under ASGI; StreamedFile must not."""
+    import os
+    import warnings
+
+    data = os.urandom(600 * 1024)
+    (tmp_path / "big.tar").write_bytes(data)
+    response = services.StreamedFile(open(tmp_path / "big.tar", "rb"), content_type="application/x-tar")
+    assert response["Content-Length"] == str(len(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "must consume synchronous iterators" would fail here
+        chunks = [chunk async for chunk in response]
+    response.file_to_stream.close()
+    assert [len(c) for c in chunks] == [256 * 1024, 256 * 1024, 88 * 1024] and b"".join(chunks) == data
