@@ -316,7 +316,8 @@ class LogsPanel {
   }
 
   search(query) {
-    for (const div of this.view.querySelectorAll(".ln mark")) this.unhighlight(div.closest(".ln"));
+    const marked = new Set(Array.from(this.view.querySelectorAll(".ln mark"), (m) => m.closest(".ln")));
+    for (const div of marked) this.unhighlight(div);
     this.query = query;
     this.current = -1;
     if (query) for (const div of this.view.querySelectorAll(".ln:not(.gap)")) this.highlight(div);

@@ -260,14 +260,18 @@ def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, 
             assert red.inner_text() == "red text" and "187,0,0" in red.get_attribute("style").replace(" ", "")
             assert view.locator(".ln.err").count() == 1 and "needle" in view.locator(".ln.err").inner_text()
             # Live lines arrive after the tail.
-            write(live_redis, engine_id, [("stdout", "live needle one\n"), ("stderr", "live two\n")])
+            write(live_redis, engine_id, [("stdout", "live needle one, needle two\n"), ("stderr", "live two\n")])
             page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 6")
-            # Search highlights matches in the loaded lines.
+            # Search highlights matches in the loaded lines (twice in one line, too) and steps through them.
             page.fill("[data-role=search]", "NEEDLE")
-            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '2 matches'")
-            assert view.locator("mark").all_inner_texts() == ["needle", "needle"]
+            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '3 matches'")
+            assert view.locator("mark").all_inner_texts() == ["needle", "needle", "needle"]
             page.press("[data-role=search]", "Enter")
-            assert page.locator("[data-role=matches]").inner_text() == "1 of 2"
+            page.press("[data-role=search]", "Enter")
+            assert page.locator("[data-role=matches]").inner_text() == "2 of 3"
+            page.fill("[data-role=search]", "one, need")  # a new query clears the old marks first
+            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '1 match'")
+            assert view.locator(".ln", has_text="live needle").locator(".tx").inner_text() == "live needle one, needle two"
             # Timestamps on demand; stream filter.
             assert not view.locator(".ts").first.is_visible()
             page.check("[data-role=timestamps]")
