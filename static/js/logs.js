@@ -53,6 +53,7 @@ class LogsPanel {
     this.frame = 0;
     this.delay = 1000;
     this.closedFor = null;
+    this.fatal = null;
     this.bind();
     this.connect();
   }
@@ -124,8 +125,9 @@ class LogsPanel {
       return;
     }
     if (code in reasons) {
+      this.fatal = reasons[code];
       this.setStatus("closed", "off");
-      this.setNotice(reasons[code], "bad");
+      this.setNotice(this.fatal, "bad");
       return;
     }
     this.setStatus(`reconnecting in ${Math.round(this.delay / 1000)} s…`, "off");
@@ -168,6 +170,12 @@ class LogsPanel {
       return;
     }
     for (const item of items) this.queue.push(item);
+    if (this.queue.length > MAX_LINES) {
+      // No frames while the tab is hidden: keep only what the view could show anyway.
+      const extra = this.queue.length - MAX_LINES;
+      this.trimmed += extra;
+      this.queue.splice(0, extra);
+    }
     if (!this.frame) this.frame = requestAnimationFrame(() => this.render());
   }
 
@@ -250,6 +258,7 @@ class LogsPanel {
   }
 
   updateNotice() {
+    if (this.fatal) return; // the reason the view stopped stays in sight
     const parts = [];
     let cls = "info";
     if (this.mode === "sampled") {
@@ -261,7 +270,8 @@ class LogsPanel {
     }
     if (!this.following) {
       cls = cls || "info";
-      parts.push(`Paused: ${plural(this.held.length + this.heldOverflow, "new line")} waiting.`);
+      const waiting = this.held.reduce((n, item) => n + (item.gap ? 0 : 1), 0) + this.heldOverflow;
+      parts.push(`Paused: ${plural(waiting, "new line")} waiting.`);
     }
     if (this.dropped && this.mode !== "sampled") {
       parts.push(`${plural(this.dropped, "line")} were left out of this view while it was sampled.`);

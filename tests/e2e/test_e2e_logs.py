@@ -231,6 +231,10 @@ def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, 
     panel = render_to_string("containers/_logs.html", {"container": row}, request=RequestFactory().get("/"))
     page_html = ('<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" '
                  f'href="/static/css/berth.css"></head><body><main class="content">{panel}</main></body></html>')
+    stranger = get_user_model().objects.create_user("stranger-e2e", password="pw-stranger-e2e-123")
+    theirs = Container.objects.create(name="theirs", host=row.host, owner=stranger, state="running")
+    other_html = page_html.replace(panel, render_to_string("containers/_logs.html", {"container": theirs},
+                                                           request=RequestFactory().get("/")))
     hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
     write(live_redis, engine_id, [("stdout", "plain start\n"), ("stdout", "\x1b[31mred text\x1b[0m and plain\n"),
                                   ("stderr", "an error: needle\n"), ("stdout", hostile + "\n")])
@@ -245,6 +249,8 @@ def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, 
             ctx.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": web_server}])
             ctx.route(f"{web_server}/logs-panel/", lambda route: route.fulfill(
                 status=200, content_type="text/html; charset=utf-8", body=page_html))
+            ctx.route(f"{web_server}/logs-panel/other/", lambda route: route.fulfill(
+                status=200, content_type="text/html; charset=utf-8", body=other_html))
             page = ctx.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
@@ -309,6 +315,13 @@ def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, 
                                    ".includes('left out of this view while it was sampled')", timeout=30_000)
             gaps = page.evaluate("window.__gaps")
             print(f"flood: {n_lines} lines in the DOM, longest frame {max(gaps):.0f} ms over {len(gaps)} frames")
+            # Someone else's container: the panel says why it shows nothing, and stops trying.
+            other = page.context.new_page()
+            other.on("pageerror", lambda e: problems.append(str(e)))
+            other.goto(f"{web_server}/logs-panel/other/")
+            other.wait_for_function("document.querySelector('[data-role=notice]').textContent"
+                                    ".includes('no longer exists, or you may not see it')")
+            assert other.locator("[data-role=status]").inner_text() == "closed"
             browser.close()
     finally:
         r = redis.Redis.from_url(live_redis)
