@@ -104,6 +104,7 @@ class LogsPanel {
     socket.onopen = () => {
       this.delay = 1000;
       this.setStatus("live", "on");
+      this.updateNotice();
     };
     socket.onmessage = (msg) => {
       let data;
@@ -131,6 +132,10 @@ class LogsPanel {
       return;
     }
     this.setStatus(`reconnecting in ${Math.round(this.delay / 1000)} s…`, "off");
+    if (this.closedFor) {
+      this.setNotice(this.closedFor, "bad"); // e.g. the live stream is unavailable: download instead
+      this.closedFor = null;
+    }
     setTimeout(() => this.connect(), this.delay);
     this.delay = Math.min(this.delay * 2, RECONNECT_MAX);
   }
