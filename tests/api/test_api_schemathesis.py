@@ -31,7 +31,7 @@ def _run(server, tmp_path, name: str, *args: str, budget: int) -> tuple[int, int
          "-H", f"Authorization: Bearer {server.token}", "--max-examples", "4", "--workers", "1",
          "--seed", "1", "--no-color", "--generation-database", "none", "--max-time", str(budget),
          "--request-timeout", "20", *args],
-        capture_output=True, text=True, timeout=budget + 60)
+        capture_output=True, text=True, timeout=budget + 60, cwd=tmp_path)  # its cache goes there
     out = proc.stdout
     (tmp_path / f"schemathesis-{name}.out").write_text(out + proc.stderr)
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
