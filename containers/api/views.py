@@ -16,7 +16,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed, NotFound, UnsupportedMediaType
+from rest_framework.exceptions import AuthenticationFailed, NotAcceptable, NotFound, UnsupportedMediaType
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -139,6 +140,17 @@ def pick_host(user, host_value: Any, image_value: Any) -> Host:
     if host is None:
         raise services.ServiceError("invalid", "there is no host to run on", field="host")
     return host
+
+
+class LenientNegotiation(DefaultContentNegotiation):
+    """For endpoints answering with a file or text: an Accept of text/plain or application/x-tar must not
+    turn into 406 just because the errors and the 202 Job are JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
 
 
 class ThrottleFirst:
@@ -499,7 +511,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
                     _param("timestamps", "prefix each line with its RFC 3339 time", OpenApiTypes.BOOL),
                     _param("follow", "keep streaming new lines", OpenApiTypes.BOOL)],
         responses={(200, "text/plain"): OpenApiTypes.STR, 202: s.JobSerializer, **errors(400, 403, 404, 502)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def logs(self, request: Request, pk=None):
         container = self.get_object() if str(pk).isdigit() else None
         if container is None:
@@ -543,7 +555,7 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="Download the file a finished export/save/logs job made (streamed)",
                    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(403, 404, 409)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def download(self, request: Request, pk=None):
         job = _object_for_action(Job, pk, request, "job.download")
         return services.download_response(request.user, job, request=request)

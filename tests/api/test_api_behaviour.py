@@ -245,7 +245,7 @@ def test_logs_from_the_redis_window(world, api_client, live_redis):
         r = op.get(f"/api/v1/containers/{world.web_a.pk}/logs?tail=2")
         assert r.status_code == 200 and r["Content-Type"].startswith("text/plain")
         assert r.content == b"line 3\nline 4\n"
-        r = op.get(f"/api/v1/containers/{world.web_a.pk}/logs?tail=1&timestamps=1")
+        r = op.get(f"/api/v1/containers/{world.web_a.pk}/logs?tail=1&timestamps=1", HTTP_ACCEPT="text/plain")
         assert r.content == b"2026-01-01T00:00:04.000000000Z line 4\n"
         assert not Job.objects.exists()
         # more than the window holds: a logs job (no worker here, so 202 with it)
