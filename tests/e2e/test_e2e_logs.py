@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +20,7 @@ from django.test import Client
 from containers.models import Container, Host
 from webapp.asgi import application
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 
@@ -175,32 +172,18 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
 
 @pytest.fixture
 def web_server(transactional_db, live_redis, tmp_path):
-    """daphne serving webapp.asgi on a free port, sharing the test's database file and redis-server."""
+    """The ASGI server of `make run` on a free port, sharing the test's database file and redis-server."""
     from django.conf import settings
     from django.db import connection
 
-    from containers.management.commands.berth_run import free_port
     from tests.conftest import stop_process
+    from tests.support import start_asgi_server
 
-    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
            "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "root"),
            "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
-    out = tmp_path / "daphne.out"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "webapp.asgi:application"], cwd=REPO, env=env, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = start_asgi_server(env, tmp_path / "web.out")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"daphne did not come up:\n{out.read_text()}")
-                time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)

@@ -22,6 +22,8 @@ from containers.models import Container, Host, Team, TeamMembership
 from webapp.asgi import application
 from workers.engine.monitor.redis_sink import STREAM_MAXLEN
 
+pytestmark = pytest.mark.timeout(120)  # a hang fails here, not after the suite's 300 s
+
 
 def new_engine_id() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex
@@ -162,6 +164,7 @@ async def close_code(comm: WebsocketCommunicator) -> int:
     while True:
         out = await comm.receive_output(timeout=10)
         if out["type"] == "websocket.close":
+            await comm.disconnect()  # let the consumer instance finish inside this test's loop
             return out["code"]
 
 
