@@ -633,7 +633,7 @@ def share_image(user, image: Image, team: Team | int | None, shared: bool, reque
 
 class StreamedFile(FileResponse):
     """A FileResponse that an ASGI server streams chunk by chunk. Django would otherwise read a
-    synchronous file iterator into memory whole before sending it (under daphne: the whole export)."""
+    synchronous file iterator into memory whole before sending it (the whole export)."""
 
     block_size = 256 * 1024
 

@@ -1,4 +1,4 @@
-"""ASGI entry point (daphne webapp.asgi:application): HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point (uvicorn webapp.asgi:application; see berth_run.asgi_server_command): HTTP through Django, WebSockets through Channels."""
 
 import os
 

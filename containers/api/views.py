@@ -323,8 +323,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
                     "application/x-tar, application/gzip, application/zstd or application/octet-stream, and the "
                     "options as query parameters; the body is streamed to the uploads directory in chunks. "
                     "A multipart form (field `file`, plus the options as fields) is accepted too, for "
-                    "browsers; note that daphne's HTTP layer reads a multipart body into memory before Berth "
-                    "sees it, so scripts should send the raw body.",
+                    "browsers (Django spools it to disk as it arrives).",
         request={"application/x-tar": OpenApiTypes.BINARY, "application/gzip": OpenApiTypes.BINARY,
                  "application/zstd": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
         parameters=[_param("ref", "name[:tag] of the new image (required)"), _param("host", "host id or name"),

@@ -108,59 +108,47 @@ class ApiServer:
 
 @pytest.fixture
 def api_server(transactional_db, live_redis, tmp_path_factory, world):
-    """A real ASGI server (daphne) on a free loopback port sharing this test's FILE database and the
+    """A real ASGI server (the one `make run` uses) on a free loopback port sharing this test's FILE database and the
     Redis of `live_redis`; `.token` is a superuser API token. Stopped by PID at the end."""
     import os
-    import signal
-    import subprocess
-    import sys
     import time
 
     import requests
     from django.db import connection
 
     from containers.api.auth import hash_token
-    from containers.management.commands.berth_run import free_port
     from containers.models import ApiToken
+    from tests.conftest import stop_process
+    from tests.support import start_asgi_server
 
     REPO = Path(__file__).resolve().parents[2]
     db_path = connection.settings_dict["NAME"]
     state_root = tmp_path_factory.mktemp("api-server-state")
-    log_path = tmp_path_factory.mktemp("api-server-log") / "daphne.log"
+    log_path = tmp_path_factory.mktemp("api-server-log") / "web.log"
     token = "berth_api-server-test-token-0123456789abcdef"
     # A high id, so that fuzzed DELETE /tokens/{id} calls do not revoke the token the run uses.
     ApiToken.objects.create(pk=7_654_321, user=world.users["root"], name="api_server", prefix=token[:12],
                             key_hash=hash_token(token))
-    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{db_path}",
            "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": "berth-tests-api-server",
            "BERTH_API_LOGS_WAIT": "30", "BERTH_API_THROTTLE_ANON": "100000/min",
            "BERTH_API_THROTTLE_WRITE": "100000/min", "BERTH_API_THROTTLE_READ": "100000/min",
            "BERTH_HOST_NAME": "api-server-web", "PYTHONPATH": str(REPO)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "webapp.asgi:application"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = start_asgi_server(env, log_path)
     server = ApiServer(f"http://127.0.0.1:{port}", token, proc.pid, state_root, log_path)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"daphne exited: {server.log()[-3000:]}")
+                pytest.fail(f"the ASGI server exited: {server.log()[-3000:]}")
             try:
                 if requests.get(server.url + "/api/schema/", timeout=5).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"daphne did not answer: {server.log()[-3000:]}")
+                pytest.fail(f"the ASGI server did not answer: {server.log()[-3000:]}")
             time.sleep(0.2)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

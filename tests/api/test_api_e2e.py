@@ -1,10 +1,9 @@
-"""End to end through the API only, with a token: a live ASGI server (daphne), a real Celery worker and
+"""End to end through the API only, with a token: a live ASGI server (the one `make run` uses), a real Celery worker and
 the real engine. Import a busybox tarball, run a container that prints a line, read its logs (plain and
 follow), export it and download the tar, then delete the container and the image."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 import time
@@ -13,29 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support import berth_cgroups, busybox_tarball, clean_state_root
+
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 HERE = Path(__file__).resolve().parent
-
-
-def _container_jobs_module():
-    """tests/e2e/test_container_jobs.py's cleanup helpers (reused, not copied)."""
-    spec = importlib.util.spec_from_file_location("berth_e2e_container_jobs",
-                                                  HERE.parent / "e2e" / "test_container_jobs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def busybox_tarball(tmp_path: Path) -> bytes:
-    from workers.engine.images.busybox import make_busybox_rootfs
-
-    root = make_busybox_rootfs(tmp_path / "rootfs")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for child in sorted(root.iterdir()):
-            tar.add(child, arcname=child.name)
-    return buf.getvalue()
 
 
 class Api:
@@ -71,15 +52,14 @@ class Api:
 def test_import_run_logs_export_delete_through_the_api(api_server, berth_worker, world, tmp_path):
     from containers.api.auth import create_token
 
-    helpers = _container_jobs_module()
     worker = berth_worker("api-e2e")
-    cgroups_before = helpers._berth_cgroups()
+    cgroups_before = berth_cgroups()
     try:
         _, token = create_token(world.users["owner"], "e2e")
         api = Api(api_server.url, token)
         host = worker.host_name
 
-        job = api("POST", f"/images/import?ref=e2e-busybox:1&host={host}", 202, data=busybox_tarball(tmp_path),
+        job = api("POST", f"/images/import?ref=e2e-busybox:1&host={host}", 202, data=busybox_tarball(tmp_path, "gz"),
                   headers={"Content-Type": "application/gzip"}).json()
         job = api.wait_job(job)
         image_id = job["result"]["image_id"]
@@ -124,8 +104,8 @@ def test_import_run_logs_export_delete_through_the_api(api_server, berth_worker,
         assert ContainerManager(worker.state_root).list(all=True) == []
     finally:
         worker.stop(timeout=10)
-        helpers.clean_state_root(Path(worker.state_root))
-        for d in helpers._berth_cgroups() - cgroups_before:
+        clean_state_root(Path(worker.state_root))
+        for d in berth_cgroups() - cgroups_before:
             try:
                 Path(d).rmdir()
             except OSError:

@@ -1,4 +1,4 @@
-"""schemathesis against /api/schema/ of a live server (daphne), bounded in time, every operation.
+"""schemathesis against /api/schema/ of a live server (uvicorn, as `make run`), bounded in time, every operation.
 
 Two runs share the budget. The first checks every operation with every check except three operations,
 which the second run checks with every check but "a schema-valid request is accepted", because their

@@ -1,4 +1,4 @@
-"""Browser tests: a live Berth (daphne serving webapp.asgi with the real Redis channel layer, a real
+"""Browser tests: a live Berth (the ASGI server of `make run` serving webapp.asgi with the real Redis channel layer, a real
 Celery worker for one host with its own state root, the real runtime) and Debian's chromium driven by
 Playwright. Never downloads a browser.
 
@@ -12,10 +12,6 @@ Playwright. Never downloads a browser.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,25 +41,6 @@ class LiveBerth:
         assert "/login/" not in page.url, page.locator("main").inner_text()
 
 
-def _serve(env: dict[str, str], out: Path) -> tuple[subprocess.Popen, int]:
-    from containers.management.commands.berth_run import free_port
-
-    port = free_port()
-    with open(out, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "webapp.asgi:application"], cwd=REPO, env=env, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not come up:\n{out.read_text(errors='replace')}")
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBerth]:
     from django.conf import settings
@@ -72,7 +49,7 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
 
     from containers import jobs
     from tests.conftest import stop_process
-    from tests.e2e.test_container_jobs import clean_state_root
+    from tests.support import clean_state_root, start_asgi_server
 
     worker = berth_worker("browser-node")
     proc = None
@@ -83,7 +60,7 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
                "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "web-root"),
                "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        proc, port = _serve(env, tmp_path / "daphne.out")
+        proc, port = start_asgi_server(env, tmp_path / "web.out")
         password = "pw-dash-browser-123"
         # The tests' settings hash with MD5 for speed; the server process knows only the real hashers.
         from django.contrib.auth.hashers import PBKDF2PasswordHasher

@@ -11,6 +11,7 @@ import tarfile
 import pytest
 
 from containers.models import Container, Image, Job
+from tests.support import busybox_tarball
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.root]
 
@@ -117,19 +118,8 @@ def test_create_watch_logs_stop_and_refusals(live_berth, browser, watch, problem
     assert problems == []
 
 
-def _busybox_tarball(tmp_path) -> bytes:
-    from workers.engine.images.busybox import make_busybox_rootfs
-
-    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for child in sorted(rootfs.iterdir()):
-            tar.add(child, arcname=child.name)
-    return buf.getvalue()
-
-
 def test_upload_progress_bad_upload_and_phone_width(live_berth, browser, watch, problems, tmp_path):
-    data = _busybox_tarball(tmp_path)
+    data = busybox_tarball(tmp_path)
     ctx = browser.new_context(viewport={"width": 1200, "height": 900})
     page = watch(ctx.new_page())
     live_berth.login(page)

@@ -20,56 +20,20 @@ import redis
 
 from containers import jobs
 from containers.models import Container, Image, Job
+from tests.support import berth_cgroups, clean_state_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 LONG = ["sh", "-c", "sleep 600"]
 
 
-def _proc_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def clean_state_root(root: Path) -> None:
-    """Remove every container of `root` through the engine, then stop its monitor by the PID it wrote."""
-    from workers.engine.containers import ContainerManager
-
-    if (root / "containers").is_dir():
-        mgr = ContainerManager(root)
-        for info in mgr.list(all=True):
-            try:
-                mgr.remove(info["id"], force=True)
-            except Exception as exc:  # kill its process by pid, keep cleaning the rest
-                print(f"cleanup: could not remove {info['id'][:12]} under {root}: {exc}")
-                if info.get("pid"):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(info["pid"], signal.SIGKILL)
-    pid_file = root / "monitor" / "monitor.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    if "workers.engine.monitor" in _proc_cmdline(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _berth_cgroups() -> set[str]:
-    """The runtime's shared cgroup parent /berth in every hierarchy where it exists."""
-    from workers.engine.runtime.cgroups import Cgroup
-
-    return {d for d in Cgroup.for_path("/berth").dirs.values() if os.path.isdir(d)}
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _no_cgroup_parent_left() -> Iterator[None]:
     """Containers' cgroups go with them; the shared parent goes too if these tests made it (and it is
     empty; in use by anything else it stays)."""
-    had = _berth_cgroups()
+    had = berth_cgroups()
     yield
-    for d in _berth_cgroups() - had:
+    for d in berth_cgroups() - had:
         with contextlib.suppress(OSError):
             os.rmdir(d)
 

@@ -1,7 +1,7 @@
 """`python manage.py berth_run` (what `make run` calls): bring up Berth on this machine.
 
 Migrates, ensures the admin user, starts its own redis-server, one Celery worker for this host and
-daphne, prints the URL and the login, and stops every child (by PID) on Ctrl-C or SIGTERM.
+uvicorn, prints the URL and the login, and stops every child (by PID) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def asgi_server_command(bind: str, port: int) -> list[str]:
+    """The web server: uvicorn serving webapp.asgi. It hands request bodies to Django as they arrive
+    (Django spools them to disk), so a multi-GB image upload never sits in memory."""
+    return [sys.executable, "-m", "uvicorn", "--host", bind, "--port", str(port), "--ws", "websockets-sansio",
+            "--lifespan", "off", "--proxy-headers", "--no-access-log", "webapp.asgi:application"]
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -104,7 +111,7 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run Berth on this machine: redis-server, a Celery worker for this host and the dashboard (daphne)."
+    help = "Run Berth on this machine: redis-server, a Celery worker for this host and the dashboard (uvicorn)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--root", help="state root (default: BERTH_STATE_ROOT or /var/lib/berth)")
@@ -156,8 +163,7 @@ class Command(BaseCommand):
             "--without-gossip", "--without-mingle"], env, logs)
         if not port_free(opts["port"], opts["bind"]):
             raise CommandError(f"port {opts['port']} on {opts['bind']} is taken; use --port or BERTH_HTTP_PORT")
-        web = self._spawn("web", [sys.executable, "-m", "daphne", "-b", opts["bind"], "-p", str(opts["port"]),
-                                  "--proxy-headers", "webapp.asgi:application"], env, logs)
+        web = self._spawn("web", asgi_server_command(opts["bind"], opts["port"]), env, logs)
         self._wait(lambda: not port_free(opts["port"], opts["bind"]), 60, web, "the web server to listen")
         host = self._wait(lambda: self._online_host(host_name), 90, self.worker, "the worker to heartbeat")
         self._seed_images(host)

@@ -1,0 +1,95 @@
+"""Plain helpers shared by several test directories (fixtures live in conftest.py files).
+
+``start_asgi_server(env, log_path)`` starts the same ASGI server `make run` uses, on a free port;
+``clean_state_root(root)`` removes every container of a host state root and stops its monitor by PID;
+``berth_cgroups()`` lists the runtime's shared /berth cgroup dirs; ``busybox_tarball(dir)`` makes a
+root-filesystem tarball of busybox for import tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from containers.management.commands.berth_run import asgi_server_command, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_asgi_server(env: dict[str, str], log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, int]:
+    """Serve webapp.asgi on a free loopback port with `env`; returns once it accepts connections.
+    The caller stops it with tests.conftest.stop_process."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(asgi_server_command("127.0.0.1", port), cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                pytest.fail(f"the ASGI server did not come up:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+
+
+def _proc_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def clean_state_root(root: Path) -> None:
+    """Remove every container of `root` through the engine, then stop its monitor by the PID it wrote."""
+    from workers.engine.containers import ContainerManager
+
+    if (root / "containers").is_dir():
+        mgr = ContainerManager(root)
+        for info in mgr.list(all=True):
+            try:
+                mgr.remove(info["id"], force=True)
+            except Exception as exc:  # kill its process by pid, keep cleaning the rest
+                print(f"cleanup: could not remove {info['id'][:12]} under {root}: {exc}")
+                if info.get("pid"):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(info["pid"], signal.SIGKILL)
+    pid_file = root / "monitor" / "monitor.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if "workers.engine.monitor" in _proc_cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def berth_cgroups() -> set[str]:
+    """The runtime's shared cgroup parent /berth in every hierarchy where it exists."""
+    from workers.engine.runtime.cgroups import Cgroup
+
+    return {d for d in Cgroup.for_path("/berth").dirs.values() if os.path.isdir(d)}
+
+
+def busybox_tarball(workdir: Path, compress: str = "") -> bytes:
+    """A busybox root filesystem as a tar archive (`compress` "gz" for tar.gz)."""
+    from workers.engine.images.busybox import make_busybox_rootfs
+
+    rootfs = make_busybox_rootfs(workdir / "rootfs")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=f"w:{compress}" if compress else "w") as tar:
+        for child in sorted(rootfs.iterdir()):
+            tar.add(child, arcname=child.name)
+    return buf.getvalue()
