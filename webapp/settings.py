@@ -171,7 +171,7 @@ if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "hosts"
+LOGIN_REDIRECT_URL = "home"  # the containers list
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
