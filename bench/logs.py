@@ -4,7 +4,7 @@ second reach the disk with nothing lost, side by side with conmon + runc (k8s-fi
     sudo .venv/bin/python bench/logs.py [--latency-lines 500] [--flood-lines 500000]
                                         [--rate 50000 --seconds 10] [--skip-conmon]
 
-Everything is real and local: a private redis-server, daphne serving webapp.asgi (the logs
+Everything is real and local: a private redis-server, the ASGI server of `make run` (the logs
 WebSocket), a temporary SQLite database, a host state root with busybox:latest and a
 ContainerManager whose monitor sends lines to that Redis. The writer inside the container is a
 small static C program (compiled here with gcc) that stamps each line with CLOCK_REALTIME just
@@ -130,6 +130,12 @@ def stop_pid(pid: int | None) -> None:
             time.sleep(0.01)
 
 
+def asgi_name() -> str:
+    from containers.management.commands.berth_run import asgi_server_command
+
+    return asgi_server_command("127.0.0.1", 0)[2]
+
+
 def free_port() -> int:
     import socket
 
@@ -152,7 +158,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
             time.sleep(0.1)
 
 
-# --- the web side: redis, django db, daphne ----------------------------------------------------------
+# --- the web side: redis, django db, the ASGI server ------------------------------------------------
 
 class Web:
     def __init__(self, base: Path):
@@ -188,13 +194,14 @@ class Web:
         client = Client()
         client.force_login(self.user)
         self.cookie = f"sessionid={client.cookies['sessionid'].value}"
+        from containers.management.commands.berth_run import asgi_server_command
+
         self.port = free_port()
-        log = base / "daphne.log"
-        with open(log, "wb") as f:
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
-                cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
-        wait_port(self.port, self.procs[-1], "daphne", log)
+        log = base / "web.log"
+        with open(log, "wb") as f:  # the server `make run` uses
+            self.procs.append(subprocess.Popen(asgi_server_command("127.0.0.1", self.port), cwd=REPO, env=self.env,
+                                               stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
+        wait_port(self.port, self.procs[-1], "the ASGI server", log)
 
     def container_row(self, engine_id: str) -> int:
         from containers.models import Container
@@ -482,7 +489,7 @@ def main() -> int:
         conmon = ConmonHost(base / "cm", writer) if CONMON and not args.skip_conmon else None
         n = args.latency_lines
         print(f"Logs benchmark: {os.cpu_count()} CPUs, kernel {os.uname().release}; Berth monitor + Berth runtime, "
-              f"Redis sink -> daphne (webapp.asgi) -> WebSocket client" + ("; conmon " + subprocess.run(
+              f"Redis sink -> {asgi_name()} (webapp.asgi) -> WebSocket client" + ("; conmon " + subprocess.run(
                   [CONMON, "--version"], capture_output=True, text=True).stdout.split()[2] + " + runc" if conmon else ""))
 
         print(f"\n1. Latency, {n} lines, each stamped inside the container just before write(2)")

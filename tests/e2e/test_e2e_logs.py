@@ -172,7 +172,8 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
 
 @pytest.fixture
 def web_server(transactional_db, live_redis, tmp_path):
-    """The ASGI server of `make run` on a free port, sharing the test's database file and redis-server."""
+    """The served ASGI server (tests.support: what `make run` uses) on a free port, sharing the test's
+    database file and redis-server."""
     from django.conf import settings
     from django.db import connection
 
@@ -182,7 +183,7 @@ def web_server(transactional_db, live_redis, tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
            "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "root"),
            "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
-    proc, port = start_asgi_server(env, tmp_path / "web.out")
+    proc, port = start_asgi_server(env, tmp_path / "server.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
