@@ -49,6 +49,17 @@ def error_json(error) -> JsonResponse:
     return refusal_json(error.code, error.message, {field or "__all__": [error.message]}, error.status)
 
 
+def refused(request: HttpRequest, error, fallback: str, **kwargs) -> HttpResponse:
+    """A services.ServiceError answered: 404 stays a 404; a script gets JSON; a form post gets the
+    message flashed on the page named `fallback` (a URL name, with `kwargs`)."""
+    if error.status == 404:
+        raise Http404(error.message)
+    if wants_json(request):
+        return error_json(error)
+    messages.error(request, error.message)
+    return redirect(fallback, **kwargs)
+
+
 def form_errors_json(form) -> JsonResponse:
     errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
     first = next(iter(errors.values()), ["invalid input"])[0]

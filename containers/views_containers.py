@@ -27,6 +27,7 @@ from .views import (
     job_rows,
     jobs_visible_to,
     refusal_json,
+    refused,
     visible_container_or_404,
     wants_json,
 )
@@ -160,12 +161,7 @@ def container_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
         job = services.container_action(request.user, container, action, params=_action_params(request, action),
                                          request=request)
     except services.ServiceError as exc:
-        if exc.status == 404:
-            raise Http404(exc.message) from None
-        if wants_json(request):
-            return error_json(exc)
-        messages.error(request, exc.message)
-        return redirect("container-detail", pk=container.pk)
+        return refused(request, exc, "container-detail", pk=container.pk)
     verb = {"logs": "Log download", "export": "Export", "commit": "Commit"}.get(action, action.capitalize())
     return _done(request, container, job, f"{verb} of {container.name} queued as job #{job.pk}.")
 

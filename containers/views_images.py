@@ -18,7 +18,15 @@ from django.views.decorators.http import require_GET, require_POST
 from . import events, permissions, services
 from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
 from .models import Image
-from .views import error_json, form_errors_json, job_rows, jobs_visible_to, visible_image_or_404, wants_json
+from .views import (
+    error_json,
+    form_errors_json,
+    job_rows,
+    jobs_visible_to,
+    refused,
+    visible_image_or_404,
+    wants_json,
+)
 
 PAGE_SIZE = 500
 ACTIONS = ("save", "remove", "tag")
@@ -113,12 +121,7 @@ def image_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         job = services.image_action(user, image, action, params=params, request=request)
     except services.ServiceError as exc:
-        if exc.status == 404:
-            raise Http404(exc.message) from None
-        if wants_json(request):
-            return error_json(exc)
-        messages.error(request, exc.message)
-        return redirect("image-detail", pk=image.pk)
+        return refused(request, exc, "image-detail", pk=image.pk)
     text = f"{action.capitalize()} of {image.ref} queued as job #{job.pk}."
     if wants_json(request):
         return JsonResponse({"job": events.job_event(job), "message": text}, status=202)
@@ -136,12 +139,7 @@ def image_share(request: HttpRequest, pk: int) -> HttpResponse:
         services.share_image(request.user, image, request.POST.get("team") or None,
                              request.POST.get("shared") in ("1", "on", "true"), request=request)
     except services.ServiceError as exc:
-        if exc.status == 404:
-            raise Http404(exc.message) from None
-        if wants_json(request):
-            return error_json(exc)
-        messages.error(request, exc.message)
-        return redirect("image-detail", pk=image.pk)
+        return refused(request, exc, "image-detail", pk=image.pk)
     image.refresh_from_db()
     who = f"team {image.team.name}" if image.team else "no team"
     text = f"{image.ref} now belongs to {who}" + (" and is shared with everyone." if image.shared else ".")
