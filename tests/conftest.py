@@ -72,6 +72,15 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
             proc.wait()
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the test process dies, even by SIGKILL (a killed
+    session must not leave servers behind)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -105,7 +114,7 @@ def redis_server() -> Iterator[RedisServer]:
     proc = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
          "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
     )
     try:
         client = redis.Redis(host="127.0.0.1", port=port)
@@ -239,6 +248,7 @@ def berth_worker(transactional_db, live_redis: str, tmp_path_factory) -> Iterato
                  "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         handle = WorkerHandle(host_name=host_name, state_root=root, proc=proc, log_path=log_path)
         handles.append(handle)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from containers.management.commands.berth_run import asgi_server_command, free_port
+from tests.conftest import die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ def start_asgi_server(env: dict[str, str], log_path: Path, timeout: float = 60) 
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(asgi_server_command("127.0.0.1", port), cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout
     while True:
         try:
