@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -467,6 +468,12 @@ def compile_writer(dest: Path) -> Path:
     return dest / "logwriter"
 
 
+def berth_cgroup_parents() -> set[str]:
+    from workers.engine.runtime.cgroups import Cgroup
+
+    return {d for d in Cgroup.for_path("/berth").dirs.values() if os.path.isdir(d)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency-lines", type=int, default=500)
@@ -478,6 +485,7 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root (containers)")
     base = Path(tempfile.mkdtemp(prefix="bl-", dir="/tmp"))  # short: the monitor socket path
+    parents_before = berth_cgroup_parents()
     web = berth = quiet = conmon = None
     try:
         wdir = base / "w"
@@ -540,6 +548,9 @@ def main() -> int:
             if thing is not None:
                 thing.close()
         shutil.rmtree(base, ignore_errors=True)
+        for d in berth_cgroup_parents() - parents_before:  # the runtime's shared /berth parent, if we made it
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
 
 
 if __name__ == "__main__":
