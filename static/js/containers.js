@@ -1,6 +1,6 @@
 // Containers list and detail: state, exit code and uptime follow container events live; actions
 // and bulk actions are sent without leaving the page; a container removed elsewhere disappears.
-import { clearErrors, confirmed, send, showErrors } from "./forms.js";
+import { addFile, clearErrors, confirmed, send, showErrors } from "./forms.js";
 
 const FILE_KINDS = { "container.export": "Filesystem export", "container.logs": "Full log" };
 const page = document.querySelector(".container-page");
@@ -132,30 +132,15 @@ function status(text, bad) {
   el.classList.toggle("error-text", !!bad);
 }
 
-function addFile(job) {
-  const list = document.querySelector('[data-role="files"]');
-  if (!list || list.querySelector(`[data-job-id="${job.id}"]`) || !FILE_KINDS[job.kind]) return;
-  const li = document.createElement("li");
-  li.setAttribute("data-job-id", job.id);
-  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
-    + '<a data-role="download" download hidden>Download</a> '
-    + '<progress max="100" value="0" data-field="progress"></progress> <span class="detail" data-field="detail"></span>';
-  li.querySelector(".file-kind").textContent = FILE_KINDS[job.kind];
-  li.querySelector("a").href = `/jobs/${job.id}/download/`;
-  list.insertBefore(li, list.firstChild);
-  const empty = document.querySelector('[data-role="files-empty"]');
-  if (empty) empty.hidden = true;
-}
-
 function announce(job) {
-  addFile(job);
+  addFile(job, FILE_KINDS);
   document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
 }
 
 document.addEventListener("berth:job", (e) => {
   const job = e.detail;
   if (page && job.target_type === "container" && String(job.target_id) === page.getAttribute("data-container-id")) {
-    addFile(job);
+    addFile(job, FILE_KINDS);
   }
   const banner = document.querySelector(`[data-role="job-banner"][data-job-id="${job.id}"]`);
   if (!banner) return;

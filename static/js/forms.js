@@ -1,5 +1,5 @@
-// Form helpers shared by the page modules: send a form as the browser would (same fields, CSRF token
-// included) but ask for JSON, and put refusals next to the field they are about.
+// Helpers shared by the page modules: send a form as the browser would (same fields, CSRF token
+// included) but ask for JSON, put refusals next to the field they are about, and list a file job.
 
 /** POST `form` (plus the clicked button's name/value) asking for JSON; resolves to {ok, status, body}. */
 export async function send(form, submitter, extra) {
@@ -65,4 +65,20 @@ export function showErrors(form, errors, fallback) {
 export function confirmed(form) {
   const question = form.getAttribute("data-confirm");
   return !question || window.confirm(question);
+}
+
+/** Add a file-producing job (kinds = {job kind: label}) to the page's files list once, newest first. */
+export function addFile(job, kinds) {
+  const list = document.querySelector('[data-role="files"]');
+  if (!list || !kinds[job.kind] || list.querySelector(`[data-job-id="${job.id}"]`)) return;
+  const li = document.createElement("li");
+  li.setAttribute("data-job-id", job.id);
+  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
+    + '<a data-role="download" download hidden>Download</a> '
+    + '<progress max="100" value="0" data-field="progress"></progress> <span class="detail" data-field="detail"></span>';
+  li.querySelector(".file-kind").textContent = kinds[job.kind];
+  li.querySelector("a").href = `/jobs/${job.id}/download/`;
+  list.insertBefore(li, list.firstChild);
+  const empty = document.querySelector('[data-role="files-empty"]');
+  if (empty) empty.hidden = true;
 }

@@ -1,7 +1,7 @@
 // Images: the import form uploads by XHR so the bar shows the bytes sent, then the import job's
 // progress from job events; when the job succeeds the table is refreshed from the server.
 // Image detail: actions are sent without leaving the page; save jobs get a download link when done.
-import { clearErrors, confirmed, send, showErrors } from "./forms.js";
+import { addFile, clearErrors, confirmed, send, showErrors } from "./forms.js";
 
 const form = document.getElementById("import-form");
 const seen = {};
@@ -108,20 +108,6 @@ if (form) {
 // --- image detail ------------------------------------------------------------------------------------
 
 const FILE_KINDS = { "image.save": "Saved image" };
-function addFile(job) {
-  const list = document.querySelector('[data-role="files"]');
-  if (!list || !FILE_KINDS[job.kind] || list.querySelector(`[data-job-id="${job.id}"]`)) return;
-  const li = document.createElement("li");
-  li.setAttribute("data-job-id", job.id);
-  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
-    + '<a data-role="download" download hidden>Download</a> <progress max="100" value="0" data-field="progress"></progress> '
-    + '<span class="detail" data-field="detail"></span>';
-  li.querySelector(".file-kind").textContent = FILE_KINDS[job.kind];
-  li.querySelector("a").href = `/jobs/${job.id}/download/`;
-  list.insertBefore(li, list.firstChild);
-  const empty = document.querySelector('[data-role="files-empty"]');
-  if (empty) empty.hidden = true;
-}
 
 document.querySelectorAll(".actions form[data-action]").forEach((f) => f.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -135,7 +121,7 @@ document.querySelectorAll(".actions form[data-action]").forEach((f) => f.addEven
   out.classList.toggle("error-text", !ok);
   if (!ok) { showErrors(f, body.errors); return; }
   if (body.job) {
-    addFile(body.job);
+    addFile(body.job, FILE_KINDS);
     document.dispatchEvent(new CustomEvent("berth:job", { detail: body.job }));
     if (body.job.kind === "image.remove") {
       document.addEventListener("berth:job", (ev) => {
