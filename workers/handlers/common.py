@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from containers import events
-from containers.models import Container, Host, Image
+from containers.models import Container, Host, Image, Team
 from workers.engine.images import ImageStore, refs
 from workers.engine.images.store import Image as EngineImage
 
@@ -138,6 +138,24 @@ def byte_progress(report: Callable[..., None], start: int, end: int, verb: str,
 
 
 # --- Image rows --------------------------------------------------------------------------------------
+
+def job_owner(job):
+    """Who asked for the job (None for jobs the system made): the owner of the images it makes."""
+    return job.requested_by if job.requested_by_id else None
+
+
+def job_team(job) -> Team | None:
+    """The team named by params.team_id, refused when it does not exist; None when none was named."""
+    from workers.tasks import JobError
+
+    team_id = job.params.get("team_id")
+    if team_id in (None, ""):
+        return None
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        raise JobError(f"team #{team_id} does not exist")
+    return team
+
 
 def split_ref(ref: str) -> tuple[str, str]:
     """("name", "tag") of a `name[:tag]` reference, as the Image rows keep it."""

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
-from containers.models import Container, Image, Team
+from containers.models import Container, Image
 from workers.engine.images import ImageError
 from workers.handlers import common, handler, reporter
 
@@ -266,12 +266,9 @@ def commit(job, report) -> dict[str, Any]:
         ref = ":".join(common.split_ref(params.get("ref") or ""))
     except ImageError as exc:
         raise _job_error(str(exc)) from None
-    team = None
-    if params.get("team_id") not in (None, ""):
-        team = Team.objects.filter(pk=params["team_id"]).first()
-        if team is None:
-            raise _job_error(f"team #{params['team_id']} does not exist")
-    common.check_ref_free(job.host, ref, job.requested_by if job.requested_by_id else None)
+    team = common.job_team(job)
+    owner = common.job_owner(job)
+    common.check_ref_free(job.host, ref, owner)
     report(10, f"committing {row.name} to {ref}")
     try:
         mgr.commit(row.engine_id, ref, author=str(params.get("author") or ""),
@@ -281,7 +278,7 @@ def commit(job, report) -> dict[str, Any]:
         raise _gone(row) from None
     except (errors.ContainerError, ImageError) as exc:
         raise _job_error(str(exc)) from None
-    image_row = common.sync_image_row(job.host, ref, image, owner=job.requested_by if job.requested_by_id else None,
+    image_row = common.sync_image_row(job.host, ref, image, owner=owner,
                                       team=team, shared=bool(params.get("shared")))
     return {"image_id": image_row.pk, "ref": image_row.ref, "digest": image_row.digest}
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from containers.models import Image, Team
+from containers.models import Image
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
 from workers.handlers import common, handler, on_worker_start
@@ -19,20 +19,6 @@ def _job_error(message: str):
     from workers.tasks import JobError
 
     return JobError(message)
-
-
-def _team(job) -> Team | None:
-    team_id = job.params.get("team_id")
-    if team_id in (None, ""):
-        return None
-    team = Team.objects.filter(pk=team_id).first()
-    if team is None:
-        raise _job_error(f"team #{team_id} does not exist")
-    return team
-
-
-def _owner(job):
-    return job.requested_by if job.requested_by_id else None
 
 
 def _upload_path(job) -> Path:
@@ -72,9 +58,9 @@ def import_image(job, report) -> dict[str, Any]:
     except ImageError as exc:
         _discard_upload(path)
         raise _job_error(str(exc)) from None
-    team = _team(job)
+    team = common.job_team(job)
     try:
-        common.check_ref_free(job.host, f"{name}:{tag}", _owner(job))
+        common.check_ref_free(job.host, f"{name}:{tag}", common.job_owner(job))
     except Exception:
         _discard_upload(path)
         raise
@@ -96,7 +82,7 @@ def import_image(job, report) -> dict[str, Any]:
         raise _job_error(_readable(exc, path, "import refused")) from None
     finally:
         _discard_upload(path)
-    row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=_owner(job), team=team,
+    row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=common.job_owner(job), team=team,
                                 shared=bool(params.get("shared")))
     return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
 
@@ -107,7 +93,7 @@ def load_images(job, report) -> dict[str, Any]:
     path = _upload_path(job)
     if not path.exists():
         raise _job_error("the uploaded file is gone from the host; upload it again")
-    team = _team(job)
+    team = common.job_team(job)
     report(1, "loading")
     try:
         store = common.image_store()
@@ -120,7 +106,7 @@ def load_images(job, report) -> dict[str, Any]:
     out = []
     for image in images:
         for ref in image.tags:
-            row = common.sync_image_row(job.host, ref, image, owner=_owner(job), team=team,
+            row = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job), team=team,
                                         shared=bool(job.params.get("shared")))
             out.append({"image_id": row.pk, "ref": row.ref})
     if not out:
@@ -173,11 +159,11 @@ def tag_image(job, report) -> dict[str, Any]:
     target = job.params.get("ref") or ""
     try:
         ref = ":".join(common.split_ref(target))
-        common.check_ref_free(job.host, ref, _owner(job))
+        common.check_ref_free(job.host, ref, common.job_owner(job))
         image = common.image_store().tag(row.ref, ref)
     except ImageError as exc:
         raise _job_error(str(exc)) from None
-    new = common.sync_image_row(job.host, ref, image, owner=_owner(job) or row.owner, team=row.team,
+    new = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job) or row.owner, team=row.team,
                                 shared=row.shared)
     return {"image_id": new.pk, "ref": new.ref, "digest": new.digest}
 
