@@ -168,7 +168,8 @@ def _owned_or_team(user, obj, action: str) -> bool:
     return _role_allows(role_in(user, obj.team_id), action)
 
 
-def _job_target(job: Job):
+def job_target(job: Job) -> Container | Image | None:
+    """The container or image row a job acts on, if it still exists."""
     if job.target_type == "container":
         return Container.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
     if job.target_type == "image":
@@ -195,7 +196,7 @@ def can(user, action: str, obj: Any) -> bool:
             return False
         if obj.requested_by_id == user.pk:
             return True
-        target = _job_target(obj)
+        target = job_target(obj)
         if isinstance(target, Image) and target.owner_id != user.pk and not role_in(user, target.team_id):
             return False  # a shared image's jobs belong to whoever ran them
         return target is not None and can(user, "view", target)

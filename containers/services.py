@@ -648,13 +648,6 @@ class StreamedFile(FileResponse):
             yield chunk
 
 
-def _job_target(job: Job):
-    if not job.target_id.isdigit():
-        return None
-    model = {"container": Container, "image": Image}.get(job.target_type)
-    return model.objects.filter(pk=job.target_id).first() if model else None
-
-
 def download_path(job: Job) -> Path:
     """The finished job's file, only if it lies inside its host's `<state root>/exports/`."""
     result = job.result if isinstance(job.result, dict) else {}
@@ -680,7 +673,7 @@ def download_response(user, job: Job, request=None) -> StreamedFile:
     try:
         if action is None:
             raise ServiceError("no_download", f"{job.kind} jobs make no file to download", status=404)
-        target = _job_target(job)
+        target = permissions.job_target(job)
         if target is not None:
             if not permissions.can(user, action, target):
                 raise ServiceError("forbidden", f"you may not download the result of {job.kind} here", status=403)
