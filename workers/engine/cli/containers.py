@@ -102,16 +102,22 @@ def cmd_run(args) -> int:
     m = _manager(args)
     c = _create(args, m)
     try:
-        m.start(c["id"])
         if args.detach:
+            m.start(c["id"])
             print(c["id"])
             return 0
-        _stream(m, c["id"], follow=True)
-        code = m.wait(c["id"])["exit_code"]
-        return 255 if code is None or code < 0 else code
+        return _start_attached(m, c["id"])
     finally:
         if args.rm:
             m.remove(c["id"], force=True)
+
+
+def _start_attached(m: ContainerManager, ref: str) -> int:
+    """Start, print the output until the container ends, and exit with its code (255: killed by a signal)."""
+    m.start(ref)
+    _stream(m, ref, follow=True)
+    code = m.wait(ref)["exit_code"]
+    return 255 if code is None or code < 0 else code
 
 
 def _each(args, action) -> int:
@@ -133,10 +139,7 @@ def cmd_start(args) -> int:
         if len(args.containers) != 1:
             print("Error: --attach takes one container", file=sys.stderr)
             return EXIT_ERROR
-        m.start(args.containers[0])
-        _stream(m, args.containers[0], follow=True)
-        code = m.wait(args.containers[0])["exit_code"]
-        return 255 if code is None or code < 0 else code
+        return _start_attached(m, args.containers[0])
     return _each(args, m.start)
 
 
