@@ -103,6 +103,8 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                     yield rec
             if got:
                 continue
+            # asked before the rotation check: a rotation just before the exit is then still seen
+            ended = running is not None and not running()
             try:
                 rotated = os.stat(log_path).st_ino != os.fstat(live.fileno()).st_ino
             except FileNotFoundError:
@@ -114,7 +116,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 live.close()
                 live = None
                 continue
-            if running is not None and not running():
+            if ended:
                 for rec in _iter_complete(live):
                     if wanted(rec):
                         yield rec
