@@ -106,11 +106,7 @@ class JsonFileLog:
     def write_line(self, line: bytes) -> None:
         if self.max_size > 0 and self.size > 0 and self.size + len(line) > self.max_size:
             self.rotate()
-        view = memoryview(line)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self.size += len(line)
+        self._write_all(line)
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Several lines with one write(2) per file (rotating in between as write_line would)."""
