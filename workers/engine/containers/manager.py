@@ -20,7 +20,7 @@ import secrets
 import shutil
 import signal as _signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -372,31 +372,23 @@ class ContainerManager:
             return self._view(rec)
 
     def pause(self, ref: str) -> dict:
-        cid = self._resolve(ref)
-        with self._lock(cid):
-            rec = self._load(cid)
-            self._refresh(rec)
-            if rec["state"] != "running":
-                raise InvalidState(f"container {rec['name']} is {rec['state']}, not running")
-            try:
-                self.runtime.pause(cid)
-            except rterr.RuntimeError_ as e:
-                raise ContainerError(f"cannot pause container {rec['name']}: {e}") from None
-            self._refresh(rec)
-            self._save(rec)
-            return self._view(rec)
+        return self._freeze(ref, "running", self.runtime.pause, "pause")
 
     def unpause(self, ref: str) -> dict:
+        return self._freeze(ref, "paused", self.runtime.resume, "unpause")
+
+    def _freeze(self, ref: str, need: str, action: Callable[[str], object], verb: str) -> dict:
+        """pause/unpause: `action` on a container in state `need`, then its new state."""
         cid = self._resolve(ref)
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] != "paused":
-                raise InvalidState(f"container {rec['name']} is {rec['state']}, not paused")
+            if rec["state"] != need:
+                raise InvalidState(f"container {rec['name']} is {rec['state']}, not {need}")
             try:
-                self.runtime.resume(cid)
+                action(cid)
             except rterr.RuntimeError_ as e:
-                raise ContainerError(f"cannot unpause container {rec['name']}: {e}") from None
+                raise ContainerError(f"cannot {verb} container {rec['name']}: {e}") from None
             self._refresh(rec)
             self._save(rec)
             return self._view(rec)
