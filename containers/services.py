@@ -488,19 +488,25 @@ def looks_like_archive(head: bytes) -> bool:
     return stored == sum(head[:148]) + 8 * 32 + sum(head[156:512])
 
 
-def _stage_upload(upload: Any) -> tuple[Path, bool]:
-    """(path of the upload in the uploads dir, whether this call made it)."""
+def _stage_upload(upload: Any) -> Path:
+    """The upload's path in the uploads dir (copied there unless the caller staged it); ours to clean."""
     if isinstance(upload, (str, os.PathLike)):
         path = Path(upload)
         if not path.is_absolute() or not path.is_file():
             raise ServiceError("invalid", "the uploaded file is missing", field="file")
         if path.resolve().parent == uploads_dir().resolve():
-            return path, True  # already staged by the caller (streamed request body): ours to clean
+            return path  # already staged by the caller (streamed request body)
         with open(path, "rb") as src:
-            return save_upload(src), True
+            return save_upload(src)
     if upload is None or not (hasattr(upload, "chunks") or hasattr(upload, "read")):
         raise ServiceError("invalid", "a file is required", field="file")
-    return save_upload(upload), True
+    return save_upload(upload)
+
+
+def _discard_staged(upload: Any) -> None:
+    """Delete a caller-staged upload (a path in an uploads dir) that will not be imported."""
+    if isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
+        Path(upload).unlink(missing_ok=True)
 
 
 def _check_upload(path: Path) -> None:
@@ -522,8 +528,7 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
         key = scoped_key(user, idempotency_key)
         earlier = _existing(user, key, kind)
         if earlier is not None:
-            if isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
-                Path(upload).unlink(missing_ok=True)
+            _discard_staged(upload)
             return earlier
         host = _as_host(host)
         team_row = _as_team(user, team)
@@ -531,7 +536,7 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
         if shared and not (user.is_superuser or (team_row and permissions.role_in(user, team_row.pk) == "admin")):
             raise ServiceError("forbidden", "sharing an image with everyone needs the admin role in its team",
                                field="shared")
-        path, _ = _stage_upload(upload)
+        path = _stage_upload(upload)
         _check_upload(path)
         params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared, **extra}
         with transaction.atomic():
@@ -540,8 +545,8 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
     except BaseException as exc:
         if path is not None:
             path.unlink(missing_ok=True)
-        elif isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
-            Path(upload).unlink(missing_ok=True)
+        else:
+            _discard_staged(upload)
         if isinstance(exc, ServiceError):
             _refuse(request, user, kind, ("image", "", extra.get("ref", "")), exc)
         raise
@@ -554,8 +559,7 @@ def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: T
     try:
         name, tag = _image_ref(ref, "ref")
     except ServiceError as exc:
-        if isinstance(upload, (str, os.PathLike)) and Path(upload).parent.name == "uploads":
-            Path(upload).unlink(missing_ok=True)
+        _discard_staged(upload)
         raise _refuse(request, user, "image.import", ("image", "", str(ref)[:100]), exc) from None
     if not isinstance(message, str):
         message = ""
