@@ -522,7 +522,8 @@ class ContainerManager:
         """One pass: notice exits, apply restart policies, and return the inspect dicts of the
         containers whose state, exit code or restart count changed since this instance's last pass."""
         changed = []
-        for cid in self._ids():
+        ids = self._ids()
+        for cid in ids:
             try:
                 rec = self._supervise_one(cid)
             except NoSuchContainer:
@@ -534,7 +535,7 @@ class ContainerManager:
             if self._seen.get(cid) != key:
                 self._seen[cid] = key
                 changed.append(self._view(rec))
-        for gone in set(self._seen) - set(self._ids()):
+        for gone in set(self._seen) - set(ids):  # one removed during this pass goes at the next
             self._seen.pop(gone, None)
         return changed
 
