@@ -193,7 +193,8 @@ class Monitor:
         self.fd_owner: dict[int, Container] = {}
         self.stopping = False
         self.sink = RedisStreamSink.from_env()
-        self.sinks: dict[str, RedisStreamSink] = {}  # by URL, for start requests that name one
+        # by URL, for start requests that name one; a request naming the env's URL shares its sink
+        self.sinks: dict[str, RedisStreamSink] = {self.sink.url: self.sink} if self.sink else {}
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
 
@@ -254,8 +255,6 @@ class Monitor:
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()
             self._check_deadlines()
-            if self.sink:
-                self.sink.flush()
             for sink in self.sinks.values():
                 sink.flush()
         self.close()
