@@ -8,13 +8,11 @@ row, with a container event. Rows of this host the engine does not know become "
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from celery.signals import worker_shutdown
-from django.conf import settings
 from django.db import close_old_connections
 
 from containers.models import Container, Job
@@ -175,8 +173,6 @@ _reporter: Reporter | None = None
 def start_reporter(host) -> None:
     """Reconcile this host's containers with their rows, then keep them in step."""
     global _reporter
-    # The monitor this process may start publishes log lines to Redis (see the monitor's redis sink).
-    os.environ["BERTH_LOG_REDIS_URL"] = settings.REDIS_URL
     try:
         manager = common.container_manager()
     except ImportError:
