@@ -692,6 +692,7 @@ def download_response(user, job: Job, request=None) -> StreamedFile:
     filename = str(result.get("filename") or path.name).replace("/", "_")
     response = StreamedFile(open(path, "rb"), as_attachment=True, filename=filename,
                             content_type=str(result.get("content_type") or "application/octet-stream"))
-    response["Content-Length"] = str(path.stat().st_size)
-    audit.record(request, user, "job.download", job, "ok", {"size": path.stat().st_size}, status_code=200)
+    size = path.stat().st_size
+    response["Content-Length"] = str(size)
+    audit.record(request, user, "job.download", job, "ok", {"size": size}, status_code=200)
     return response
