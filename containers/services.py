@@ -26,6 +26,10 @@ from .models import Container, Host, Image, Job, Team
 
 MIN_MEMORY = 6 * 1024 * 1024
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# Idempotency keys: printable ASCII without spaces, as the API schema documents them.
+IDEMPOTENCY_KEY_CHARS = "[!-~]"
+IDEMPOTENCY_KEY_MAX = 150
+IDEMPOTENCY_KEY = re.compile(f"{IDEMPOTENCY_KEY_CHARS}{{1,{IDEMPOTENCY_KEY_MAX}}}")
 CHUNK = 1 << 20
 CONTAINER_ACTIONS = ("start", "stop", "kill", "restart", "pause", "unpause", "remove", "export", "commit", "logs")
 IMAGE_ACTIONS = ("save", "remove", "tag")
@@ -98,8 +102,8 @@ def scoped_key(user, key: str | None) -> str | None:
     key = str(key).strip()
     if not key:
         return None
-    if len(key) > 150 or any(ord(c) < 32 for c in key):
-        raise ServiceError("invalid", "Idempotency-Key must be at most 150 printable characters",
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ServiceError("invalid", "Idempotency-Key must be 1 to 150 printable ASCII characters without spaces",
                            field="idempotency_key")
     return f"u{user.pk}:{key}"
 

@@ -29,7 +29,8 @@ from . import auth, logs, uploads
 from . import serializers as s
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
-IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": 150, "pattern": "^[!-~]+$"},
+IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": services.IDEMPOTENCY_KEY_MAX,
+                                                    "pattern": f"^{services.IDEMPOTENCY_KEY_CHARS}+$"},
                                OpenApiParameter.HEADER, required=False,
                                description="repeat a POST with the same key (per user) to get the same Job")
 

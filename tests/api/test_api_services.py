@@ -134,6 +134,10 @@ def test_idempotency_key_is_per_user(world):
     c1, j1 = services.create_container(u["operator"], host=world.host, image="busybox", idempotency_key="k2")
     c2, j2 = services.create_container(u["operator"], host=world.host, image="busybox", idempotency_key="k2")
     assert (c1.pk, j1.pk) == (c2.pk, j2.pk)
+    # The documented form only (schema: ^[!-~]+$, at most 150): spaces, non-ASCII and long keys are refused.
+    for bad in ("two words", "clé", "k" * 151):
+        refused(services.container_action, "invalid", "idempotency_key", user=u["operator"], container=c,
+                action="stop", idempotency_key=bad)
 
 
 def test_import_checks_the_upload(world, settings, tmp_path):
