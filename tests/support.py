@@ -26,9 +26,19 @@ from tests.conftest import die_with_parent
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_asgi_server(env: dict[str, str], log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, int]:
-    """Serve webapp.asgi on a free loopback port with `env`; returns once it accepts connections.
-    The caller stops it with tests.conftest.stop_process."""
+def start_asgi_server(redis_url: str, state_root: Path, log_path: Path, timeout: float = 60,
+                      **extra_env: str) -> tuple[subprocess.Popen, int]:
+    """Serve webapp.asgi on a free loopback port, sharing this test's database file and `redis_url`,
+    with its own `state_root` (`extra_env` adds or overrides variables); returns once it accepts
+    connections. The caller stops it with tests.conftest.stop_process."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
+           "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}", "REDIS_URL": redis_url,
+           "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO),
+           **extra_env}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by Playwright's sync API in the test process only
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(asgi_server_command("127.0.0.1", port), cwd=REPO, env=env, stdout=log,

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,31 +109,24 @@ class ApiServer:
 def api_server(transactional_db, live_redis, tmp_path_factory, world):
     """A real ASGI server (the one `make run` uses) on a free loopback port sharing this test's FILE database and the
     Redis of `live_redis`; `.token` is a superuser API token. Stopped by PID at the end."""
-    import os
     import time
 
     import requests
-    from django.db import connection
 
     from containers.api.auth import hash_token
     from containers.models import ApiToken
     from tests.conftest import stop_process
     from tests.support import start_asgi_server
 
-    REPO = Path(__file__).resolve().parents[2]
-    db_path = connection.settings_dict["NAME"]
     state_root = tmp_path_factory.mktemp("api-server-state")
     log_path = tmp_path_factory.mktemp("api-server-log") / "web.log"
     token = "berth_api-server-test-token-0123456789abcdef"
     # A high id, so that fuzzed DELETE /tokens/{id} calls do not revoke the token the run uses.
     ApiToken.objects.create(pk=7_654_321, user=world.users["root"], name="api_server", prefix=token[:12],
                             key_hash=hash_token(token))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{db_path}",
-           "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": "berth-tests-api-server",
-           "BERTH_API_LOGS_WAIT": "30", "BERTH_API_THROTTLE_ANON": "100000/min",
-           "BERTH_API_THROTTLE_WRITE": "100000/min", "BERTH_API_THROTTLE_READ": "100000/min",
-           "BERTH_HOST_NAME": "api-server-web", "PYTHONPATH": str(REPO)}
-    proc, port = start_asgi_server(env, log_path)
+    proc, port = start_asgi_server(live_redis, state_root, log_path, BERTH_API_LOGS_WAIT="30",
+                                   BERTH_API_THROTTLE_ANON="100000/min", BERTH_API_THROTTLE_WRITE="100000/min",
+                                   BERTH_API_THROTTLE_READ="100000/min", BERTH_HOST_NAME="api-server-web")
     server = ApiServer(f"http://127.0.0.1:{port}", token, proc.pid, state_root, log_path)
     try:
         deadline = time.monotonic() + 60

@@ -11,7 +11,6 @@ Playwright. Never downloads a browser.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,7 @@ class LiveBerth:
 
 @pytest.fixture
 def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBerth]:
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.db import connection
 
     from containers import jobs
     from tests.conftest import stop_process
@@ -56,11 +53,7 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
     try:
         seeded = wait_job(jobs.submit("image.seed", worker.host, params={}), timeout=120)
         assert seeded.state == "succeeded", seeded.error
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
-               "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "web-root"),
-               "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
-        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        proc, port = start_asgi_server(env, tmp_path / "web.out")
+        proc, port = start_asgi_server(live_redis, tmp_path / "web-root", tmp_path / "web.out")
         password = "pw-dash-browser-123"
         # The tests' settings hash with MD5 for speed; the server process knows only the real hashers.
         from django.contrib.auth.hashers import PBKDF2PasswordHasher

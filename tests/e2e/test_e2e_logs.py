@@ -5,7 +5,6 @@ logs consumer (webapp.asgi with the Redis channel layer). The json-file logs on 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -174,16 +173,11 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
 def web_server(transactional_db, live_redis, tmp_path):
     """The served ASGI server (tests.support: what `make run` uses) on a free port, sharing the test's
     database file and redis-server."""
-    from django.conf import settings
-    from django.db import connection
 
     from tests.conftest import stop_process
     from tests.support import start_asgi_server
 
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
-           "REDIS_URL": live_redis, "BERTH_STATE_ROOT": str(tmp_path / "root"),
-           "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO)}
-    proc, port = start_asgi_server(env, tmp_path / "server.log")
+    proc, port = start_asgi_server(live_redis, tmp_path / "root", tmp_path / "server.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
