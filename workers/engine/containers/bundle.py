@@ -4,37 +4,32 @@ merged by key), limits as OCI resources, mounts, and the overlay annotations the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
+from workers.engine.images.merged import View
 from workers.engine.runtime.seccomp_profile import default_profile
 from workers.engine.runtime.spec import default_spec
 
 from .config import CPU_PERIOD, merge_env, parse_mount
 from .errors import InvalidConfig
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def image_file(layers: list[str], rel: str) -> Path | None:
-    """A file of the image as the merged rootfs would show it (topmost layer first)."""
-    for layer in layers:
-        p = Path(layer) / rel.lstrip("/")
-        if p.is_symlink() or p.exists():
-            return p if p.is_file() and not p.is_symlink() else None
-    return None
+def _entries(view: View, rel: str) -> list[list[str]]:
+    """The colon-separated records of a passwd/group file of the image, read inside the image only."""
+    data = view.read_file(rel)
+    if data is None:
+        return []
+    return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()]
 
 
-def _lookup(layers: list[str], rel: str, key: str, field_index: int) -> tuple[int, int] | None:
-    path = image_file(layers, rel)
-    if path is None:
-        return None
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split(":")
+def _lookup(view: View, rel: str, key: str, field_index: int) -> tuple[int, int] | None:
+    for parts in _entries(view, rel):
         if len(parts) > field_index and parts[0] == key:
             try:
                 return int(parts[2]), int(parts[3]) if field_index >= 3 else 0
@@ -44,34 +39,31 @@ def _lookup(layers: list[str], rel: str, key: str, field_index: int) -> tuple[in
 
 
 def resolve_user(user: str | None, layers: list[str], image_ref: str) -> dict:
-    """'name', 'uid', 'name:group', 'uid:gid' -> OCI process.user, names from the image's files."""
+    """'name', 'uid', 'name:group', 'uid:gid' -> OCI process.user, names from the image's own files.
+
+    The files are looked up in the image's merged view, symlinks followed inside it only: an image whose /etc
+    links to the host's /etc reads its own (missing) files, never the host's."""
     if not user:
         return {"uid": 0, "gid": 0}
     u, _, g = user.partition(":")
-    if u.isdigit():
-        uid = int(u)
-        found = None
-        path = image_file(layers, "/etc/passwd")
-        if path is not None:
-            for line in path.read_text(errors="replace").splitlines():
-                parts = line.split(":")
-                if len(parts) > 3 and parts[2] == u and parts[3].isdigit():
-                    found = int(parts[3])
-                    break
-        gid = found if found is not None else uid
-    else:
-        pw = _lookup(layers, "/etc/passwd", u, 3)
-        if pw is None:
-            raise InvalidConfig("user", f"user {u!r} is not in /etc/passwd of image {image_ref}")
-        uid, gid = pw
-    if g:
-        if g.isdigit():
-            gid = int(g)
+    with View(layers) as view:
+        if u.isdigit():
+            uid = int(u)
+            gid = next((int(p[3]) for p in _entries(view, "/etc/passwd")
+                        if len(p) > 3 and p[2] == u and p[3].isdigit()), uid)
         else:
-            gr = _lookup(layers, "/etc/group", g, 2)
-            if gr is None:
-                raise InvalidConfig("user", f"group {g!r} is not in /etc/group of image {image_ref}")
-            gid = gr[0]
+            pw = _lookup(view, "/etc/passwd", u, 3)
+            if pw is None:
+                raise InvalidConfig("user", f"user {u!r} is not in /etc/passwd of image {image_ref}")
+            uid, gid = pw
+        if g:
+            if g.isdigit():
+                gid = int(g)
+            else:
+                gr = _lookup(view, "/etc/group", g, 2)
+                if gr is None:
+                    raise InvalidConfig("user", f"group {g!r} is not in /etc/group of image {image_ref}")
+                gid = gr[0]
     if uid > 2**32 - 2 or gid > 2**32 - 2:
         raise InvalidConfig("user", f"user {user!r}: id out of range")
     return {"uid": uid, "gid": gid}
@@ -147,13 +139,49 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
 
 
 def ensure_workdir(layers: list[str], cwd: str, user: dict) -> None:
-    """Docker makes a missing working directory; we make it in the container's upper dir."""
-    if cwd == "/":
-        return
-    for layer in layers:
-        p = os.path.join(layer, cwd.lstrip("/"))
-        if os.path.lexists(p):
+    """Docker makes a missing working directory; we make it in the container's upper dir (layers[0]).
+
+    The path is resolved in the merged view (an image's `/app -> /srv/app` makes /srv/app), and the upper dir
+    is walked by descriptors with O_NOFOLLOW, so no link can lead the mkdir or the chown out of it."""
+    with View(layers) as view:
+        found = view.resolve(cwd)
+        if found.node is not None:
             return
-    target = Path(layers[0]) / cwd.lstrip("/")
-    target.mkdir(parents=True, exist_ok=True)
-    os.chown(target, user["uid"], user["gid"])
+        cur = os.open(layers[0], _DIR | os.O_NOFOLLOW)
+        try:
+            for depth, part in enumerate(found.parts):
+                lower = view.resolve("/" + "/".join(found.parts[:depth + 1])).node
+                if lower is not None and not stat.S_ISDIR(lower.st.st_mode):
+                    raise InvalidConfig("workdir", f"working directory {cwd}: /{'/'.join(found.parts[:depth + 1])} "
+                                                   "is not a directory in the image")
+                if _in_upper(cur, part):
+                    nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=cur)  # a link here now: ELOOP, refused
+                elif lower is not None:
+                    nxt = _copy_up_dir(cur, part, lower.st)
+                else:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=cur)
+                    nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=cur)
+                    os.fchown(nxt, user["uid"], user["gid"])
+                os.close(cur)
+                cur = nxt
+        finally:
+            os.close(cur)
+
+
+def _in_upper(dirfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _copy_up_dir(dirfd: int, name: str, st: os.stat_result) -> int:
+    """An upper-dir twin of a lower directory (same mode and owner), so that the merged view keeps its look."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o700, dir_fd=dirfd)
+    fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dirfd)
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    return fd

@@ -24,10 +24,10 @@ _SKIP_IN_DEBIAN = ("dev/", "proc/", "sys/", "run/", "tmp/", "var/cache/apt/archi
 def _tar_tree(root: str, out_path: str, mtime: int, skip: tuple[str, ...] = ()) -> None:
     with open(out_path, "wb") as f:
         writer = TarWriter(f, mtime=mtime)
-        for rel, path, st in walk_tree(root):
+        for rel, node in walk_tree(root):
             if any(rel.startswith(s) for s in skip):
                 continue
-            writer.add(rel, path, st)
+            writer.add(rel, node)
         writer.close()
 
 

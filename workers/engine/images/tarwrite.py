@@ -2,6 +2,11 @@
 
 Headers come from tarfile; file data is copied in 1 MiB chunks straight to the output, so memory stays
 flat whatever the size of the tree.
+
+The trees are a container's (changing while it runs) or an image's (from a hostile archive): every entry is
+reached through its directory's descriptor and opened with O_NOFOLLOW (see merged.py), the header is made from
+what the opened file is (fstat), and a name swapped for a symlink meanwhile is copied as the symlink it now is
+or skipped, never followed to a host file.
 """
 
 from __future__ import annotations
@@ -13,24 +18,14 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from workers.engine.confined import fd_path
+
 from .fsutil import CHUNK
-from .tarsafe import OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX
+from .merged import Node, close_all, is_opaque_at, is_whiteout, open_layer_dirs, open_subdirs, walk
+from .tarsafe import OPAQUE_MARKER, WHITEOUT_PREFIX
 
 _XATTRS_OUT = ("user.", "security.capability")
 ZERO_BLOCK = b"\0" * tarfile.BLOCKSIZE
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError as e:
-        if e.errno in (errno.ENODATA, errno.ENOTSUP):
-            return False
-        raise
 
 
 class TarWriter:
@@ -67,7 +62,37 @@ class TarWriter:
         info.mtime = self.mtime if self.mtime is not None else int(st.st_mtime)
         return info
 
-    def add(self, rel: str, path: str, st: os.stat_result) -> None:
+    def add(self, rel: str, node: Node) -> None:
+        """The entry `node` as `rel`. A regular file or directory is opened first (O_NOFOLLOW, relative to its
+        directory) and described by what was opened; anything else is described by its lstat."""
+        fd = None
+        st = node.st
+        if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            try:
+                fd = os.open(node.name, flags, dir_fd=node.dirfd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR, errno.ENXIO):
+                    raise
+                # Swapped or removed since it was listed: describe what is there now, without following it.
+                try:
+                    st = os.stat(node.name, dir_fd=node.dirfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return
+                if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                    return  # changed twice: leave it out rather than chase it
+            else:
+                st = os.fstat(fd)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    os.close(fd)
+                    return
+        try:
+            self._add(rel, node, st, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _add(self, rel: str, node: Node, st: os.stat_result, fd: int | None) -> None:
         info = self._info(rel, st)
         mode = st.st_mode
         if stat.S_ISREG(mode) and st.st_nlink > 1:
@@ -86,7 +111,7 @@ class TarWriter:
             info.size = st.st_size
         elif stat.S_ISLNK(mode):
             info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(path)
+            info.linkname = os.readlink(node.name, dir_fd=node.dirfd)
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -94,14 +119,15 @@ class TarWriter:
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         else:
             return  # sockets and the like have no tar form
-        xattrs = self._xattrs(path)
+        xattrs = self._xattrs(fd_path(fd) if fd is not None else fd_path(node.dirfd, node.name))
         if xattrs:
             info.pax_headers = xattrs
         self._header(info)
         if info.type == tarfile.REGTYPE and info.size:
-            self._copy(path, info.size)
+            self._copy(fd, info.size)
 
     def _xattrs(self, path: str) -> dict[str, str]:
+        # `path` names a descriptor we hold or an entry of one; l*xattr does not follow its last component.
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError:
@@ -109,14 +135,17 @@ class TarWriter:
         out = {}
         for name in names:
             if name.startswith(_XATTRS_OUT):
-                value = os.getxattr(path, name, follow_symlinks=False)
+                try:
+                    value = os.getxattr(path, name, follow_symlinks=False)
+                except OSError:
+                    continue
                 out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
         return out
 
-    def _copy(self, path: str, size: int) -> None:
+    def _copy(self, fd: int, size: int) -> None:
         # The size is already in the header: a file that shrinks meanwhile is padded, one that grows is cut.
         remaining = size
-        with open(path, "rb", buffering=0) as f:
+        with open(os.dup(fd), "rb", buffering=0) as f:
             if self._fd is not None:
                 self.out.flush()
                 offset = 0
@@ -159,74 +188,67 @@ class TarWriter:
         self.out.flush()
 
 
-def _sorted_entries(path: str) -> list[os.DirEntry]:
-    with os.scandir(path) as it:
-        return sorted(it, key=lambda e: e.name)
+def walk_tree(root: str) -> Iterator[tuple[str, Node]]:
+    """(relative path, entry) of everything under `root`, parents first, sorted; `root` itself is trusted."""
+    fds = open_layer_dirs([root])
+    try:
+        if fds:
+            yield from _walk_plain(fds[0], "")
+    finally:
+        close_all(fds)
 
 
-def walk_tree(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, lstat) of everything under `root`, parents first, sorted."""
-    for entry in _sorted_entries(os.path.join(root, rel) if rel else root):
-        r = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
-        yield r, entry.path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from walk_tree(root, r)
-
-
-def walk_merged(layers: list[str], rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
-    """The overlayfs merged view of `layers` (topmost first) computed here, honouring whiteouts and
-    opaque directories, one directory in memory at a time."""
-    entries: dict[str, tuple[str, os.stat_result]] = {}
-    below: dict[str, list[str]] = {}
-    closed: set[str] = set()  # names that lower layers may no longer contribute to
-    for layer in layers:
-        try:
-            listing = _sorted_entries(layer)
-        except FileNotFoundError:
-            continue
-        for entry in listing:
-            name = entry.name
-            if name in closed:
-                continue
-            st = entry.stat(follow_symlinks=False)
-            if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
-                closed.add(name)
-                if name not in entries and not is_whiteout(st):
-                    entries[name] = (entry.path, st)
-                continue
-            if name not in entries:
-                entries[name] = (entry.path, st)
-                below[name] = []
-            below[name].append(entry.path)
-            if is_opaque(entry.path):
-                closed.add(name)
-    for name in sorted(entries):
-        path, st = entries[name]
-        r = f"{rel}/{name}" if rel else name
-        yield r, path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from walk_merged(below[name], r)
+def walk_merged(layers: list[str]) -> Iterator[tuple[str, Node]]:
+    """The overlayfs merged view of `layers` (topmost first), honouring whiteouts and opaque directories."""
+    fds = open_layer_dirs(layers)
+    try:
+        yield from walk(fds)
+    finally:
+        close_all(fds)
 
 
 def write_tree(root: str, writer: TarWriter) -> None:
-    for rel, path, st in walk_tree(root):
-        writer.add(rel, path, st)
+    for rel, node in walk_tree(root):
+        writer.add(rel, node)
 
 
 def write_merged(layers: list[str], writer: TarWriter) -> None:
-    for rel, path, st in walk_merged(layers):
-        writer.add(rel, path, st)
+    for rel, node in walk_merged(layers):
+        writer.add(rel, node)
 
 
 def write_diff(upper: str, writer: TarWriter) -> None:
     """An overlayfs upper dir as an OCI layer: whiteout devices become `.wh.NAME`, opaque dirs get
-    a `.wh..wh..opq` marker."""
-    for rel, path, st in walk_tree(upper):
-        if is_whiteout(st):
-            head, _, name = rel.rpartition("/")
-            writer.add_empty_file(f"{head}/{WHITEOUT_PREFIX}{name}" if head else WHITEOUT_PREFIX + name)
+    a `.wh..wh..opq` marker. Read as a plain tree: whiteouts are entries here, not hidden ones."""
+    fds = open_layer_dirs([upper])
+    try:
+        for rel, node in _walk_plain(fds[0], "") if fds else ():
+            if is_whiteout(node.st):
+                head, _, name = rel.rpartition("/")
+                writer.add_empty_file(f"{head}/{WHITEOUT_PREFIX}{name}" if head else WHITEOUT_PREFIX + name)
+                continue
+            writer.add(rel, node)
+            if stat.S_ISDIR(node.st.st_mode) and is_opaque_at(node.dirfd, node.name):
+                writer.add_empty_file(f"{rel}/{OPAQUE_MARKER}")
+    finally:
+        close_all(fds)
+
+
+def _walk_plain(dirfd: int, rel: str) -> Iterator[tuple[str, Node]]:
+    """Every entry below `dirfd` as it is on disk (whiteouts and opaque dirs included), never following a link."""
+    with os.scandir(dirfd) as it:
+        names = sorted(e.name for e in it)
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
             continue
-        writer.add(rel, path, st)
-        if stat.S_ISDIR(st.st_mode) and is_opaque(path):
-            writer.add_empty_file(f"{rel}/{OPAQUE_MARKER}")
+        r = f"{rel}/{name}" if rel else name
+        yield r, Node(dirfd, name, st)
+        if stat.S_ISDIR(st.st_mode):
+            sub = open_subdirs([dirfd], name)
+            try:
+                for fd in sub:
+                    yield from _walk_plain(fd, r)
+            finally:
+                close_all(sub)
