@@ -144,7 +144,10 @@ def ensure_workdir(layers: list[str], cwd: str, user: dict) -> None:
     The path is resolved in the merged view (an image's `/app -> /srv/app` makes /srv/app), and the upper dir
     is walked by descriptors with O_NOFOLLOW, so no link can lead the mkdir or the chown out of it."""
     with View(layers) as view:
-        found = view.resolve(cwd)
+        try:
+            found = view.resolve(cwd)
+        except OSError as e:
+            raise InvalidConfig("workdir", f"working directory {cwd}: {e.strerror}") from None
         if found.node is not None:
             return
         cur = os.open(layers[0], _DIR | os.O_NOFOLLOW)

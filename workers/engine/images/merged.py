@@ -198,7 +198,12 @@ class View:
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes | None:
         """The contents of a regular file of the view (at most `limit` bytes), None when it is not one."""
-        found = self.resolve(path).node
+        try:
+            found = self.resolve(path).node
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                return None  # a link loop or a path through a non-directory: no such file, as open(2) says
+            raise
         if found is None or not stat.S_ISREG(found.st.st_mode):
             return None
         try:

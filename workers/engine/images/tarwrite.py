@@ -111,7 +111,12 @@ class TarWriter:
             info.size = st.st_size
         elif stat.S_ISLNK(mode):
             info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(node.name, dir_fd=node.dirfd)
+            try:
+                info.linkname = os.readlink(node.name, dir_fd=node.dirfd)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.EINVAL):
+                    return  # no longer a symlink: swapped while we read it, left out
+                raise
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):

@@ -1,0 +1,164 @@
+"""The attack of issue #10: a running container swaps its own files and directories for symlinks to a
+root-only file and directory of the host, as fast as the kernel lets it (renameat2 RENAME_EXCHANGE in a
+loop), while the host exports and commits it again and again. No byte of the host's canary may reach the
+export stream or the committed layer, and the host canary stays as it was."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from workers.engine.containers import ContainerManager
+from workers.engine.images.compression import decompressed
+from workers.engine.images.store import ImageStore
+
+pytestmark = pytest.mark.root
+
+SWAPPER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+/* swap A B: exchange the two names forever (a file or dir with a symlink to the host) */
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    for (;;)
+        if (syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE) != 0) {
+            perror("renameat2");
+            return 1;
+        }
+}
+"""
+PAIRS = 4
+
+
+@pytest.fixture(scope="module")
+def swapper(tmp_path_factory) -> Path:
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed (make installs it)")
+    d = tmp_path_factory.mktemp("swapper")
+    (d / "swap.c").write_text(SWAPPER)
+    out = d / "swap"
+    res = subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(d / "swap.c")], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build a static binary (libc6-dev missing?): {res.stderr[-300:]}")
+    return out
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> tuple[Path, bytes]:
+    """A root-only directory holding a root-only file with a unique token."""
+    d = tmp_path / "canary-dir"
+    d.mkdir(mode=0o700)
+    token = b"HOST-CANARY-" + secrets.token_hex(16).encode()
+    f = d / "secret"
+    f.write_bytes(token * 64)
+    f.chmod(0o600)
+    return d, token
+
+
+def _start_swapping(manager: ContainerManager, state_root: Path, swapper: Path, canary_dir: Path) -> str:
+    secret = canary_dir / "secret"
+    script = ["cd /race"]
+    for i in range(PAIRS):
+        script += [f"echo harmless > f{i}", f"ln -s {secret} f{i}.lnk", f"/swap f{i} f{i}.lnk &",
+                   f"mkdir d{i}", f"echo harmless > d{i}/secret", f"ln -s {canary_dir} d{i}.lnk",
+                   f"/swap d{i} d{i}.lnk &"]
+    script += ["echo swapping", "wait"]
+    cid = manager.create("busybox:latest", name="racer", command=["sh", "-c", "\n".join(script)])["id"]
+    upper = Path(ImageStore(state_root)._container(state_root / "containers" / cid)["upperdir"])
+    shutil.copy(swapper, upper / "swap")
+    (upper / "race").mkdir()
+    manager.start(cid)
+    # the line comes after every swapper was started; follow ends only if the container stops
+    for rec in manager.logs(cid, follow=True):
+        if rec["log"].strip() == "swapping":
+            break
+    assert manager.inspect(cid)["state"] == "running", list(manager.logs(cid))
+    return cid
+
+
+def _layer_bytes(store: ImageStore, ref: str) -> bytes:
+    """The committed (top) layer of `ref`, uncompressed."""
+    top = store.resolve(ref).manifest["layers"][-1]
+    with open(store.blob_path(top["digest"]), "rb") as raw:
+        return decompressed(raw, "layer")[1].read()
+
+
+def test_export_and_commit_never_read_through_swapped_links(manager: ContainerManager, state_root: Path,
+                                                            swapper: Path, canary):
+    canary_dir, token = canary
+    before = (canary_dir / "secret").read_bytes()
+    cid = _start_swapping(manager, state_root, swapper, canary_dir)
+    store = ImageStore(state_root)
+    exported_entries = 0
+    for round_ in range(30):
+        buf = io.BytesIO()
+        manager.export(cid, buf)
+        data = buf.getvalue()
+        assert data.count(token) == 0, f"export {round_} carried the host canary"
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names = tar.getnames()
+        exported_entries += sum(1 for n in names if n.startswith("race/"))
+        if round_ % 3 == 0:
+            manager.commit(cid, f"racer:{round_}")
+            assert _layer_bytes(store, f"racer:{round_}").count(token) == 0, f"commit {round_} carried the canary"
+    assert exported_entries > 0  # the racing files themselves were exported (the walk did reach them)
+    assert manager.inspect(cid)["state"] == "running"  # the swapping went on all along
+    assert (canary_dir / "secret").read_bytes() == before
+    assert os.stat(canary_dir / "secret").st_mode & 0o777 == 0o600
+
+
+def _symlink_image(store: ImageStore, tmp: Path, ref: str, links: dict[str, str]) -> None:
+    """An image of busybox's /bin plus the given symlinks (name -> target), imported as `ref`."""
+    tar_path = tmp / f"{ref.replace(':', '-')}.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        info = tarfile.TarInfo("bin")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        tar.add(shutil.which("busybox") or "/bin/busybox", "bin/sh")
+    store.import_tarball(str(tar_path), ref, changes=['CMD ["/bin/sh"]'])
+
+
+def test_user_lookup_stays_inside_an_image_whose_etc_links_to_the_hosts(manager: ContainerManager,
+                                                                         state_root: Path, tmp_path: Path):
+    host_users = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines() if ":" in line}
+    assert "daemon" in host_users  # the host has it: the old lookup answered with the host's uid 1
+    _symlink_image(ImageStore(state_root), tmp_path, "etc-link:1", {"etc": "/etc"})
+    from workers.engine.containers.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig) as refused:
+        manager.create("etc-link:1", name="oracle", user="daemon")
+    assert refused.value.field == "user" and "not in /etc/passwd of image etc-link:1" in str(refused.value)
+    # a numeric user needs no lookup and still works: its gid defaults to the uid, not the host's entry
+    cid = manager.create("etc-link:1", name="numeric", user="1")["id"]
+    spec = json.loads((state_root / "containers" / cid / "bundle" / "config.json").read_text())
+    assert spec["process"]["user"] == {"uid": 1, "gid": 1}
+
+
+def test_workdir_through_an_image_link_is_made_inside_the_image(manager: ContainerManager, state_root: Path,
+                                                                tmp_path: Path, canary):
+    canary_dir, _ = canary
+    before = sorted(os.listdir(canary_dir))
+    _symlink_image(ImageStore(state_root), tmp_path, "app-link:1", {"app": str(canary_dir)})
+    cid = manager.create("app-link:1", name="wd", workdir="/app/sub")["id"]
+    assert sorted(os.listdir(canary_dir)) == before  # nothing made on the host
+    upper = Path(ImageStore(state_root)._container(state_root / "containers" / cid)["upperdir"])
+    made = upper / str(canary_dir).lstrip("/") / "sub"
+    assert made.is_dir() and not made.is_symlink()  # /app -> <dir> resolved inside the image, as Docker does
