@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the engine, the tests and the dashboard need.
-APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 \
+APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 gcc libc6-dev \
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc
 
 .PHONY: install apt venv npm pyc run test lint images clean

@@ -69,8 +69,12 @@ def _openat2_works() -> bool:
 
 
 def split(path: str) -> list[str]:
-    """The components of a path, without empty parts and `.`."""
-    return [p for p in path.split("/") if p and p != "."]
+    """The components of a path, without empty parts and `.`, except a final "." for a trailing "/" or "/.":
+    it keeps the kernel's rule that such a path must name a directory (ENOTDIR otherwise)."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    if parts and (path.endswith("/") or path.endswith("/.")):
+        parts.append(".")
+    return parts
 
 
 def _walk_nofollow(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
@@ -111,6 +115,8 @@ def resolve_in_root(dirfd: int, path: str) -> list[str]:
     try:
         while todo:
             part = todo.pop(0)
+            if part == ".":
+                continue  # only ever after a directory (checked below), so nothing to do
             if part == "..":
                 if done:
                     done.pop()
@@ -120,7 +126,7 @@ def resolve_in_root(dirfd: int, path: str) -> list[str]:
                 st = os.stat(part, dir_fd=fds[-1], follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
                 done.append(part)
-                done.extend(p for p in todo if p != "..")  # what is missing cannot contain links
+                done.extend(p for p in todo if p not in ("..", "."))  # what is missing cannot contain links
                 return done
             if stat.S_ISLNK(st.st_mode):
                 hops += 1

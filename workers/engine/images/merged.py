@@ -166,6 +166,8 @@ class View:
         node: Node | None = None
         while todo:
             part = todo.pop(0)
+            if part == ".":
+                continue  # only ever after a directory (checked below)
             if part == "..":
                 if done:
                     done.pop()
@@ -173,7 +175,7 @@ class View:
                 continue
             node, parents = lookup(stack[-1], part)
             if node is None:
-                return Resolved(done + [part] + [p for p in todo if p != ".."], None)
+                return Resolved(done + [part] + [p for p in todo if p not in ("..", ".")], None)
             if stat.S_ISLNK(node.st.st_mode):
                 hops += 1
                 if hops > _MAX_SYMLINKS:
@@ -187,7 +189,7 @@ class View:
             done.append(part)
             if todo:
                 if not stat.S_ISDIR(node.st.st_mode):
-                    return Resolved(done + todo, None)
+                    return Resolved(done + [p for p in todo if p not in ("..", ".")], None)
                 sub = open_subdirs(parents, part)
                 self._open.extend(sub)
                 stack.append(sub)
