@@ -11,6 +11,9 @@
 ``runtime`` (function)
     A ``workers.engine.runtime.api.Runtime`` with its own temporary root; at teardown every
     container it knows is force-deleted and its cgroup directories removed by path.
+``swapper`` (session)
+    A static binary ``swap A B`` exchanging two names forever (renameat2 RENAME_EXCHANGE): the attacker of
+    the symlink-race tests, run inside a container or beside a runtime.
 ``cleanup_cgroup(path)`` / ``host_mounts_under(path)``: helpers for tests and finalizers.
 """
 
@@ -20,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,6 +76,40 @@ def cleanup_cgroup(cgroup_path: str) -> None:
                     break
                 except OSError:
                     time.sleep(0.01)
+
+
+SWAPPER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+/* swap A B: exchange the two names forever (a file or dir with a symlink to the host) */
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    for (;;)
+        if (syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE) != 0) {
+            perror("renameat2");
+            return 1;
+        }
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def swapper(tmp_path_factory) -> Path:
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed (make installs it)")
+    d = tmp_path_factory.mktemp("swapper")
+    (d / "swap.c").write_text(SWAPPER)
+    out = d / "swap"
+    res = subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(d / "swap.c")], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build a static binary (libc6-dev missing?): {res.stderr[-300:]}")
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -22,39 +21,7 @@ from workers.engine.images.store import ImageStore
 
 pytestmark = pytest.mark.root
 
-SWAPPER = r"""
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#ifndef RENAME_EXCHANGE
-#define RENAME_EXCHANGE (1 << 1)
-#endif
-/* swap A B: exchange the two names forever (a file or dir with a symlink to the host) */
-int main(int argc, char **argv) {
-    if (argc != 3) return 2;
-    for (;;)
-        if (syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE) != 0) {
-            perror("renameat2");
-            return 1;
-        }
-}
-"""
 PAIRS = 4
-
-
-@pytest.fixture(scope="module")
-def swapper(tmp_path_factory) -> Path:
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is not installed (make installs it)")
-    d = tmp_path_factory.mktemp("swapper")
-    (d / "swap.c").write_text(SWAPPER)
-    out = d / "swap"
-    res = subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(d / "swap.c")], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot build a static binary (libc6-dev missing?): {res.stderr[-300:]}")
-    return out
 
 
 @pytest.fixture

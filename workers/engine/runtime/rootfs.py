@@ -12,6 +12,7 @@ import os
 import stat
 
 from . import linux as L
+from .mountpoint import fd_target, open_destination, reopen_mounted
 
 _FLAGS = {
     "ro": (L.MS_RDONLY, False), "rw": (L.MS_RDONLY, True),
@@ -102,16 +103,17 @@ def _touch(path: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
 
 
-def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None) -> None:
+def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None,
+                  reopen) -> None:
     """/sys/fs/cgroup as the host has it: cgroup2 directly, or a tmpfs with one v1 hierarchy
     per directory (fresh mounts when a cgroup namespace was made, else binds of the
-    container's own cgroup directories)."""
+    container's own cgroup directories). `dest` names the directory mounted over; `reopen()` gives a
+    descriptor of the mount made on it (paths through `dest` would still reach the directory below)."""
     from .cgroups import UNIFIED, _own_cgroup, hierarchies
 
     hs = hierarchies()
     ro = flags & L.MS_RDONLY
     base = flags & (L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
-    os.makedirs(dest, exist_ok=True)
     if [h[0] for h in hs] == [UNIFIED]:
         try:
             L.mount("cgroup2", dest, "cgroup2", flags)
@@ -121,15 +123,29 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: dict[s
                 raise
             src = cgroup_dirs[UNIFIED]
             L.mount(src, dest, None, L.MS_BIND | L.MS_REC)
-            L.mount(src, dest, None, L.MS_BIND | L.MS_REMOUNT | ro | base)
+            fd = reopen()
+            try:
+                L.mount(src, fd_target(fd), None, L.MS_BIND | L.MS_REMOUNT | ro | base)
+            finally:
+                os.close(fd)
             return
     L.mount("tmpfs", dest, "tmpfs", base, "mode=755")
-    own = _own_cgroup()
+    fd = reopen()
+    try:
+        _cgroup_v1_dirs(fd_target(fd), hs, ro, base, new_cgroupns, cgroup_dirs, _own_cgroup(), UNIFIED)
+        if ro:
+            L.mount("tmpfs", fd_target(fd), None, L.MS_REMOUNT | L.MS_RDONLY | base)
+    finally:
+        os.close(fd)
+
+
+def _cgroup_v1_dirs(dest: str, hs, ro: int, base: int, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None,
+                    own: dict[str, str], unified: str) -> None:
     for key, mnt, _root in hs:
-        if key == UNIFIED:
+        if key == unified:
             continue  # hybrid host: like runc, the container sees the v1 hierarchies only
         name = key.replace("name=", "") if key.startswith("name=") else key
-        sub = os.path.join(dest, name)
+        sub = os.path.join(dest, name)  # inside the fresh tmpfs: nothing a container wrote
         os.makedirs(sub, exist_ok=True)
         mounted = False
         if new_cgroupns:
@@ -147,44 +163,64 @@ def _cgroup_mount(dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: dict[s
             for c in key.split(","):
                 if not os.path.lexists(os.path.join(dest, c)):
                     os.symlink(name, os.path.join(dest, c))
-    if ro:
-        L.mount("tmpfs", dest, None, L.MS_REMOUNT | L.MS_RDONLY | base)
 
 
 def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None = None) -> None:
-    dest = secure_join(rootfs, m["destination"])
+    """One config mount, onto a destination opened inside the rootfs (see mountpoint.py): by descriptor."""
     typ = m.get("type") or ""
     src = m.get("source") or ""
     flags, prop, data = parse_options(m.get("options"))
     if typ == "bind":
         flags |= L.MS_BIND
+    dest_name = m["destination"]
+    src_st = None
     if flags & L.MS_BIND:
         if not os.path.isabs(src):
             src = os.path.join(bundle, src)
-        if os.path.isdir(src):
-            os.makedirs(dest, exist_ok=True)
-        else:
-            _touch(dest)
-        L.mount(src, dest, None, L.MS_BIND | (flags & L.MS_REC))
-        extra = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT)
-        if extra:
-            L.mount(src, dest, None, extra | L.MS_BIND | L.MS_REMOUNT | (_mnt_flags_of(dest) & ~L.MS_RDONLY))
-    elif typ == "cgroup":
-        _cgroup_mount(dest, flags, new_cgroupns, cgroup_dirs)
+        src_st = os.stat(src)
+        fd = open_destination(rootfs, dest_name, directory=stat.S_ISDIR(src_st.st_mode))
     else:
-        if os.path.islink(dest) or (os.path.exists(dest) and not os.path.isdir(dest)):
-            raise OSError(errno.ENOTDIR, f"mount destination {m['destination']} is not a directory")
-        os.makedirs(dest, exist_ok=True)
         try:
-            L.mount(src or typ, dest, typ or None, flags, data or None)
+            fd = open_destination(rootfs, dest_name, directory=True)
+        except NotADirectoryError:
+            raise OSError(errno.ENOTDIR, f"mount destination {dest_name} is not a directory") from None
         except OSError as e:
-            if typ != "sysfs" or e.errno != errno.EPERM:
+            if e.errno != errno.ENOTDIR:
                 raise
-            # sysfs cannot be mounted without owning the network namespace: bind the host's
-            L.mount("/sys", dest, None, L.MS_BIND | L.MS_REC)
-            L.mount("/sys", dest, None, L.MS_BIND | L.MS_REMOUNT | L.MS_REC | flags)
-    for p in prop:
-        L.mount(None, dest, None, p)
+            raise OSError(errno.ENOTDIR, f"mount destination {dest_name} is not a directory") from None
+    under = os.fstat(fd)
+    try:
+        dest = fd_target(fd)
+        if flags & L.MS_BIND:
+            L.mount(src, dest, None, L.MS_BIND | (flags & L.MS_REC))
+        elif typ == "cgroup":
+            _cgroup_mount(dest, flags, new_cgroupns, cgroup_dirs,
+                          lambda: reopen_mounted(rootfs, dest_name, under, None))
+        else:
+            try:
+                L.mount(src or typ, dest, typ or None, flags, data or None)
+            except OSError as e:
+                if typ != "sysfs" or e.errno != errno.EPERM:
+                    raise
+                # sysfs cannot be mounted without owning the network namespace: bind the host's
+                flags |= L.MS_BIND | L.MS_REC
+                src_st = os.stat("/sys")
+                L.mount("/sys", dest, None, L.MS_BIND | L.MS_REC)
+    finally:
+        os.close(fd)
+    extra = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT)
+    if not ((flags & L.MS_BIND and extra) or prop):
+        return
+    # Remounts and propagation act on the mount itself: the destination reopened, now its root.
+    fd = reopen_mounted(rootfs, dest_name, under, src_st if flags & L.MS_BIND else None)
+    try:
+        dest = fd_target(fd)
+        if flags & L.MS_BIND and extra:
+            L.mount(src, dest, None, extra | L.MS_BIND | L.MS_REMOUNT | (_mnt_flags_of(dest) & ~L.MS_RDONLY))
+        for p in prop:
+            L.mount(None, dest, None, p)
+    finally:
+        os.close(fd)
 
 
 def make_device(rootfs: str, dev: dict, userns: bool) -> None:
