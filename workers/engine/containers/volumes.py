@@ -120,15 +120,20 @@ def _view(root: str | os.PathLike[str], rec: dict[str, Any]) -> dict[str, Any]:
             "created": rec.get("created"), "mountpoint": str(data_dir(root, rec["id"])), "driver": "local"}
 
 
-def _ensure(root: str | os.PathLike[str], vid: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    """Make the volume if it is missing (its record last: a half-made one has none and is made again)."""
+def _ensure(root: str | os.PathLike[str], vid: str, name: str, labels: dict[str, str], *,
+            auto: bool = False) -> dict[str, Any]:
+    """Make the volume if it is missing (its record last: a half-made one has none and is made again).
+    One a container's mount made (`auto`) takes the name and labels of the create that follows."""
     rec = _record(root, vid)
     if rec is not None:
+        if rec.get("auto") and not auto:
+            rec = {"id": vid, "name": name, "labels": labels, "created": rec.get("created") or rfc3339_nano()}
+            write_json_atomic(volume_path(root, vid) / "volume.json", rec)
         return rec
     vdir = volume_path(root, vid)
     vdir.mkdir(parents=True, mode=0o700, exist_ok=True)
     (vdir / "_data").mkdir(mode=0o755, exist_ok=True)
-    rec = {"id": vid, "name": name, "labels": labels, "created": rfc3339_nano()}
+    rec = {"id": vid, "name": name, "labels": labels, "created": rfc3339_nano(), **({"auto": True} if auto else {})}
     write_json_atomic(vdir / "volume.json", rec)
     return rec
 
@@ -151,7 +156,7 @@ def ensure_for_mount(root: str | os.PathLike[str], vid: str) -> Path:
     if not is_id(vid):
         raise InvalidConfig("mounts", f"volume {str(vid)[:80]!r} is not a volume id: mounts name volumes by their "
                                       "64-hex id (berth volume ls shows them)")
-    _ensure(root, vid, vid[:12], {})
+    _ensure(root, vid, vid[:12], {}, auto=True)
     return data_dir(root, vid)
 
 
