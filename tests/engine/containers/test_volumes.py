@@ -111,3 +111,13 @@ def test_cli_volume_verbs(state_root: Path):
     removed = berth(state_root, "volume", "rm", vid[:12])
     assert removed.returncode == 0 and removed.stdout.strip() == vid
     assert berth(state_root, "volume", "ls", "-q").stdout == ""
+
+
+def test_a_mount_made_before_its_create_job_takes_the_jobs_name(state_root: Path):
+    """container.create may run before the volume.create job of the same request (two pool processes)."""
+    vid = "ab" * 32
+    with volumes.names_lock(state_root):
+        data = volumes.ensure_for_mount(state_root, vid)
+    (data / "kept").write_text("x")
+    made = volumes.create(state_root, "data", id=vid, labels={"k": "v"})
+    assert (made["name"], made["labels"]) == ("data", {"k": "v"}) and (data / "kept").read_text() == "x"
