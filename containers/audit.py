@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
 
-from .models import AuditEvent, Container, Image, Job, Team
+from .models import AuditEvent, Container, Image, Job, Team, Volume
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def channel_of(request) -> str:
 
 def _job_team(job: Job) -> int | None:
     """A job's events belong to the team of the container or image it acts on."""
-    model = {"container": Container, "image": Image}.get(job.target_type)
+    model = {"container": Container, "image": Image, "volume": Volume}.get(job.target_type)
     if model is None or not job.target_id.isdigit():
         return None
     return model.objects.filter(pk=job.target_id).values_list("team_id", flat=True).first()

@@ -176,7 +176,7 @@ def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, A
         "cpus": str(params.get("cpus") or ""), "pids_limit": str(params.get("pids_limit") or ""),
         "restart_policy": policy, "max_retries": retries,
         "labels": "\n".join(f"{k}={v}" for k, v in (params.get("labels") or {}).items()),
-        "volumes": "\n".join(params.get("mounts") or []), "read_only": bool(params.get("read_only")),
+        "volumes": "\n".join(params.get("requested_mounts") or params.get("mounts") or []), "read_only": bool(params.get("read_only")),
         "tty": bool(params.get("tty")), "start": bool(params.get("start", True)),
     }
 

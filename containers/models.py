@@ -154,6 +154,40 @@ class Container(models.Model):
         return self.name
 
 
+class Volume(models.Model):
+    """A named volume on one host. Its name lives in its owner's name space (a team's volumes in the
+    team's): two tenants may each have a volume `data`. The host knows it by `engine_id` only."""
+
+    class State(models.TextChoices):
+        READY = "ready"
+        REMOVING = "removing"
+
+    engine_id = models.CharField(max_length=64, unique=True, default=new_engine_id, editable=False)
+    name = models.CharField(max_length=128)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="volumes")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes")
+    labels = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.READY)
+    # The containers whose mounts name this volume (a remove is refused while there are any).
+    containers = models.ManyToManyField(Container, related_name="volumes", blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "team", "name"], condition=models.Q(team__isnull=False),
+                                    name="unique_team_volume_name_per_host"),
+            models.UniqueConstraint(fields=["host", "owner", "name"], condition=models.Q(team__isnull=True),
+                                    name="unique_user_volume_name_per_host"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ApiToken(models.Model):
     """A per-user API token. Only a hash is kept; the token itself is shown once, at creation."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
-from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership
+from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership, Volume
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLE_RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
@@ -27,6 +27,8 @@ REQUIRED_ROLE: dict[str, str] = {
     **{f"container.{a}": OPERATOR for a in
        ("start", "stop", "kill", "restart", "pause", "unpause", "logs", "exec", "export", "commit")},
     "image.use": OPERATOR,
+    "volume.use": OPERATOR,
+    "volume.remove": ADMIN,
     "image.save": OPERATOR,
     "container.remove": ADMIN,
     "image.remove": ADMIN,
@@ -111,6 +113,16 @@ def visible_images(user) -> QuerySet[Image]:
     return qs.filter(Q(owner_id=user.pk) | Q(team_id__in=teams_with_role(user)) | Q(shared=True))
 
 
+def visible_volumes(user) -> QuerySet[Volume]:
+    """Own volumes and those of the user's teams; nobody else's, whatever their name."""
+    qs = Volume.objects.select_related("host", "owner", "team")
+    if not _signed_in(user):
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(Q(owner_id=user.pk) | Q(team_id__in=teams_with_role(user)))
+
+
 def _ids_as_text(qs: QuerySet) -> QuerySet:
     return qs.annotate(_sid=Cast("pk", CharField())).values("_sid")
 
@@ -125,10 +137,12 @@ def visible_jobs(user) -> QuerySet[Job]:
     teams = teams_with_role(user)
     containers = Container.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
     images = Image.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
+    volumes = Volume.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
     return qs.filter(
         Q(requested_by_id=user.pk)
         | Q(target_type="container", target_id__in=_ids_as_text(containers))
         | Q(target_type="image", target_id__in=_ids_as_text(images))
+        | Q(target_type="volume", target_id__in=_ids_as_text(volumes))
     )
 
 
@@ -168,12 +182,14 @@ def _owned_or_team(user, obj, action: str) -> bool:
     return _role_allows(role_in(user, obj.team_id), action)
 
 
-def job_target(job: Job) -> Container | Image | None:
-    """The container or image row a job acts on, if it still exists."""
+def job_target(job: Job) -> Container | Image | Volume | None:
+    """The container, image or volume row a job acts on, if it still exists."""
     if job.target_type == "container":
         return Container.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
     if job.target_type == "image":
         return Image.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
+    if job.target_type == "volume":
+        return Volume.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
     return None
 
 
@@ -183,7 +199,7 @@ def can(user, action: str, obj: Any) -> bool:
         return False
     if user.is_superuser:
         return True
-    if isinstance(obj, Container):
+    if isinstance(obj, (Container, Volume)):
         return _owned_or_team(user, obj, action)
     if isinstance(obj, Image):
         if _owned_or_team(user, obj, action):
@@ -236,9 +252,9 @@ def event_visible(user, event: dict[str, Any]) -> bool:
         return event.get("team_id") is not None and role_in(user, event.get("team_id")) is not None
     if kind == "job":
         target_type, target_id = event.get("target_type"), str(event.get("target_id") or "")
-        if target_type not in ("container", "image") or not target_id.isdigit():
+        model = {"container": Container, "image": Image, "volume": Volume}.get(target_type)
+        if model is None or not target_id.isdigit():
             return False
-        model = Container if target_type == "container" else Image
         row = model.objects.filter(pk=target_id).values_list("owner_id", "team_id").first()
         if row is None:
             return False

@@ -321,6 +321,8 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
                      start: bool = True, team: Team | int | None = None, request=None,
                      idempotency_key: str | None = None) -> tuple[Container, Job]:
     """Make the Container row (state "created") and queue container.create (and its start)."""
+    from . import services_volumes
+
     action = "container.create"
     try:
         if user is None or not user.is_authenticated:
@@ -343,16 +345,20 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
             restart_policy=restart_policy, labels=labels, mounts=mounts, read_only=_bool(read_only, "read_only"),
             tty=_bool(tty, "tty"))
         start = _bool(start, "start")
+        # Volume names are looked up in the creator's (or the team's) name space, never host-wide.
+        planned = services_volumes.plan_mounts(user, host, team_row, params["mounts"])
         if name and Container.objects.filter(host=host, name=name).exists():
             raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}", field="name")
         name = name or generate_name(host)
         params.update(name=name, image=image_row.ref, start=start)
         try:
             with transaction.atomic():
+                volumes = services_volumes.attach_volumes(request, user, host, team_row, planned, params)
                 container = Container.objects.create(
                     name=name, host=host, image=image_row, image_ref=image_row.ref, owner=user, team=team_row,
                     command=params["command"] or [], config=params, state=Container.State.CREATED,
                     labels=params["labels"], restart_policy=params["restart_policy"])
+                container.volumes.set(volumes)
                 job = _submit(request, user, action, host, container, params, key)
         except IntegrityError:
             raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}",

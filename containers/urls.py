@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_containers, views_images
+from . import views, views_containers, views_images, views_volumes
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +18,9 @@ urlpatterns = [
     path("containers/<int:pk>/logs/download/", views_containers.container_logs_download,
          name="container-logs-download"),
     path("containers/<int:pk>/<str:action>/", views_containers.container_action, name="container-action"),
+    path("volumes/", views_volumes.volume_list, name="volumes"),
+    path("volumes/new/", views_volumes.volume_create, name="volume-create"),
+    path("volumes/<int:pk>/remove/", views_volumes.volume_remove, name="volume-remove"),
     path("images/", views_images.image_list, name="images"),
     path("images/rows/", views_images.image_rows, name="image-rows"),
     path("images/import/", views_images.image_import, name="image-import"),

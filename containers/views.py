@@ -72,6 +72,8 @@ def target_url(job: Job) -> str | None:
         return f"/{job.target_type}s/{job.target_id}/"
     if job.target_type == "host":
         return "/hosts/"
+    if job.target_type == "volume" and job.target_id.isdigit():
+        return f"/volumes/#volume-{job.target_id}"
     return None
 
 

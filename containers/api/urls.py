@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import views, volumes
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
@@ -11,6 +11,7 @@ def _router(trailing_slash: bool) -> SimpleRouter:
     router.register("hosts", views.HostViewSet, basename="api-host")
     router.register("images", views.ImageViewSet, basename="api-image")
     router.register("containers", views.ContainerViewSet, basename="api-container")
+    router.register("volumes", volumes.VolumeViewSet, basename="api-volume")
     router.register("jobs", views.JobViewSet, basename="api-job")
     router.register("teams", views.TeamViewSet, basename="api-team")
     router.register("tokens", views.TokenViewSet, basename="api-token")

@@ -331,7 +331,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
                     _param("team", "team id", OpenApiTypes.INT),
                     _param("shared", "share with everyone", OpenApiTypes.BOOL),
                     _param("message", "commit message"), IDEMPOTENCY],
-        responses={202: s.JobSerializer, **errors(400, 403, 404, 413, 415)})
+        responses={202: s.JobSerializer, **errors(400, 403, 404, 409, 413, 415)})  # 409: Idempotency-Key reused
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
     def import_(self, request: Request) -> Response:
         return self._upload(request, "image.import", s.ImportFormSerializer)
@@ -344,7 +344,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
         request={"application/x-tar": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
         parameters=[_param("host", "host id or name"), _param("team", "team id", OpenApiTypes.INT),
                     _param("shared", "share with everyone", OpenApiTypes.BOOL), IDEMPOTENCY],
-        responses={202: s.JobSerializer, **errors(400, 403, 404, 413, 415)})
+        responses={202: s.JobSerializer, **errors(400, 403, 404, 409, 413, 415)})  # 409: Idempotency-Key reused
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser])
     def load(self, request: Request) -> Response:
         return self._upload(request, "image.load", s.LoadFormSerializer)

@@ -92,7 +92,9 @@ def test_create_refused_for_viewer_and_outsider(world):
 def test_superuser_may_bind_mount(world, tmp_path):
     c, job = services.create_container(world.users["root"], host=world.host, image="busybox",
                                        mounts=[f"{tmp_path}:/data:ro", "cache:/cache"])
-    assert job.params["mounts"] == [f"{tmp_path}:/data:ro", "cache:/cache"]
+    cache = c.volumes.get()
+    assert job.params["mounts"] == [f"{tmp_path}:/data:ro", f"{cache.engine_id}:/cache"]
+    assert job.params["requested_mounts"] == [f"{tmp_path}:/data:ro", "cache:/cache"]
 
 
 def test_container_actions_by_role_and_state(world):

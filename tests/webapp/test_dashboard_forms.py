@@ -56,7 +56,10 @@ def test_create_queues_the_job_with_parsed_fields(dash):
     p = job.params
     assert p["command"] == ["sh", "-c", "echo hi; sleep 1"] and p["env"] == {"A": "1", "B": "two words"}
     assert p["memory"] == 64 << 20 and p["cpus"] == 0.5 and p["pids_limit"] == 50
-    assert p["restart_policy"] == "on-failure:3" and p["labels"] == {"tier": "web"} and p["mounts"] == ["data:/data"]
+    assert p["restart_policy"] == "on-failure:3" and p["labels"] == {"tier": "web"}
+    volume = c.volumes.get()  # made in the container's team, named as asked, mounted by its engine id
+    assert volume.name == "data" and volume.team == dash.team and p["mounts"] == [f"{volume.engine_id}:/data"]
+    assert p["requested_mounts"] == ["data:/data"]
     assert p["workdir"] == "/tmp" and p["hostname"] == "api-box" and p["start"] is True
     assert c.team == dash.team and c.owner == dash.users["owner"] and c.image == dash.base
 

@@ -16,6 +16,7 @@ from workers.engine.containers import (
     NameTaken,
     NoSuchContainer,
     NoSuchImage,
+    volumes,
 )
 
 pytestmark = pytest.mark.root
@@ -115,7 +116,8 @@ def test_name_taken(manager: ContainerManager):
 
 
 def test_remove_leaves_nothing(manager: ContainerManager, state_root: Path):
-    c = manager.create("busybox", name="long", command=["sleep", "1000"], mounts=["vol1:/data"])
+    vol1 = volumes.create(state_root, "vol1")["id"]
+    c = manager.create("busybox", name="long", command=["sleep", "1000"], mounts=[f"{vol1}:/data"])
     manager.start("long")
     info = manager.inspect("long")
     assert info["state"] == "running" and info["pid"]
@@ -130,7 +132,7 @@ def test_remove_leaves_nothing(manager: ContainerManager, state_root: Path):
     assert not (state_root / "containers" / c["id"]).exists()
     assert not (state_root / "runtime" / c["id"]).exists()
     assert not list((state_root / "images" / "users").iterdir())
-    assert (state_root / "volumes" / "vol1" / "_data").is_dir()  # named volumes outlive containers
+    assert (state_root / "volumes" / vol1 / "_data").is_dir()  # named volumes outlive containers
     with pytest.raises(NoSuchContainer):
         manager.inspect("long")
     assert manager.list() == []
@@ -149,17 +151,19 @@ def test_read_only_rootfs_refuses_writes(manager: ContainerManager):
     assert "Read-only file system" in out and "rc=1" in out and "shm-ok" in out
 
 
-def test_bind_mount_and_named_volume_visible_and_persistent(manager: ContainerManager, tmp_path: Path):
+def test_bind_mount_and_named_volume_visible_and_persistent(manager: ContainerManager, tmp_path: Path,
+                                                           state_root: Path):
+    data = volumes.create(state_root, "data")["id"]
     host = tmp_path / "hostdir"
     host.mkdir()
     (host / "from-host").write_text("host-data\n")
     c = run(manager, "cat /h/from-host; echo written > /h/from-container; echo v1 > /v/file; "
                      "touch /ro/x 2>/dev/null || echo ro-refused",
-            mounts=[f"{host}:/h", "data:/v", f"{host}:/ro:ro"])
+            mounts=[f"{host}:/h", f"{data}:/v", f"{host}:/ro:ro"])
     assert output(manager, c["id"]).split() == ["host-data", "ro-refused"]
     assert (host / "from-container").read_text() == "written\n"
     manager.remove(c["id"])
-    c2 = run(manager, "cat /again/file", mounts=["data:/again"])
+    c2 = run(manager, "cat /again/file", mounts=[f"{data}:/again"])
     assert output(manager, c2["id"]) == "v1\n"
 
 

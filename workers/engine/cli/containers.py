@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from ..containers import ContainerError, ContainerManager
+from ..containers import ContainerError, ContainerManager, volumes
 from ..containers.config import parse_size
 from ..containers.logs import parse_time
 
@@ -60,7 +60,7 @@ def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
         memory_swap=(-1 if args.memory_swap == "-1" else parse_size(args.memory_swap, "memory_swap"))
         if args.memory_swap else None,
         cpus=args.cpus, cpu_shares=args.cpu_shares, pids_limit=args.pids_limit,
-        restart_policy=args.restart, labels=_pairs(args.label), mounts=args.volume or [],
+        restart_policy=args.restart, labels=_pairs(args.label), mounts=volumes.mounts_by_name(args.root, args.volume),
         read_only=args.read_only, tty=args.tty)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..images.errors import ImageError
-from . import containers, images
+from . import containers, images, volumes
 
 EXIT_ERROR = 125  # podman's code for an error of the engine itself
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     images.register(sub)
     containers.register(sub)
+    volumes.register(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from workers.engine.images.merged import View
 from workers.engine.runtime.seccomp_profile import default_profile
 from workers.engine.runtime.spec import default_spec
 
+from . import volumes
 from .config import CPU_PERIOD, merge_env, parse_mount
 from .errors import InvalidConfig
 
@@ -83,10 +84,6 @@ def process_args(cfg: dict, image_cfg: dict) -> list[str]:
     return args
 
 
-def volume_dir(state_root: Path, name: str) -> Path:
-    return state_root / "volumes" / name / "_data"
-
-
 def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: dict, state_root: Path) -> dict:
     """The OCI config.json (root.path "rootfs", relative to the bundle)."""
     layers = [rootfs["upperdir"], *rootfs["lowerdirs"]]
@@ -121,8 +118,7 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
         res["pids"] = {"limit": cfg["pids_limit"]}
     for m in (parse_mount(s) for s in cfg["mounts"]):
         if m["type"] == "volume":
-            src = volume_dir(state_root, m["name"])
-            src.mkdir(parents=True, exist_ok=True)
+            src = volumes.ensure_for_mount(state_root, m["name"])  # by id only, never by a bare name
         else:
             src = Path(m["source"])
         opts = ["rbind", "rprivate"] + (["ro"] if m["read_only"] else [])

@@ -1,0 +1,122 @@
+"""/api/v1/volumes: named volumes. Reads come from permissions.visible_volumes (own and team volumes only);
+create and delete go through containers/services_volumes.py and answer 202 with the Job."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import permissions, services_volumes
+from ..models import Volume
+from . import serializers as s
+from .views import (
+    IDEMPOTENCY,
+    PAGE,
+    SEARCH,
+    ThrottleFirst,
+    _id_or_name,
+    _idempotency_key,
+    _job_response,
+    _label_filter,
+    _object_for_action,
+    _ordering,
+    _param,
+    _valid,
+    errors,
+    ordering_param,
+    pick_host,
+)
+
+ORDERING = ["name", "created"]
+
+
+class VolumeSerializer(serializers.ModelSerializer):
+    host_name = serializers.CharField(source="host.name", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True, default=None)
+    containers = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
+                                                    help_text="ids of the containers that mount it")
+
+    class Meta:
+        model = Volume
+        fields = ["id", "engine_id", "name", "host", "host_name", "owner", "owner_id", "team", "labels", "state",
+                  "containers", "created"]
+
+
+class VolumeCreateSerializer(serializers.Serializer):
+    name = s.Str(max_length=services_volumes.NAME_MAX,
+                 validators=[RegexValidator(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+                                            "use letters, digits, '_', '.', '-' (starting with a letter or digit)")],
+                 help_text="unique in your name space (or the team's) on the host")
+    host = s.HostField(required=False, allow_null=True, help_text="host id or name (default: the least loaded "
+                                                                  "online host)")
+    team = s.Int(required=False, allow_null=True, help_text="team id the volume belongs to (its name space)")
+    labels = serializers.DictField(child=s.Str(allow_blank=True), required=False, allow_null=True)
+
+
+class VolumeCreatedSerializer(serializers.Serializer):
+    volume = VolumeSerializer()
+    job = s.JobSerializer()
+
+
+FILTERS = [_param("host", "host id or name"), _param("owner", "owner id or username"),
+           _param("team", "team id or name"), _param("name", "exact volume name"),
+           _param("label", "key or key=value (repeat for several; all must match)", many=True), SEARCH,
+           ordering_param(ORDERING), *PAGE]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List volumes (yours and your teams')", parameters=FILTERS,
+                       responses={200: VolumeSerializer(many=True), **errors(400, 404)}),
+    retrieve=extend_schema(summary="A volume", responses={200: VolumeSerializer, **errors(404)}),
+)
+class VolumeViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = VolumeSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        qs = permissions.visible_volumes(self.request.user).prefetch_related("containers")
+        if self.action != "list":
+            return qs
+        p = self.request.query_params
+        if p.get("host"):
+            qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
+        if p.get("owner"):
+            qs = qs.filter(_id_or_name(p["owner"], "owner_id", "owner__username"))
+        if p.get("team"):
+            qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
+        if p.get("name"):
+            qs = qs.filter(name=p["name"])
+        qs = _label_filter(qs, self.request)
+        if p.get("search", "").strip():
+            qs = qs.filter(name__icontains=p["search"].strip())
+        return _ordering(qs, self.request, ORDERING, ["name", "-created"])
+
+    @extend_schema(summary="Create a volume (job volume.create)", request=VolumeCreateSerializer,
+                   parameters=[IDEMPOTENCY], responses={202: VolumeCreatedSerializer, **errors(400, 403, 404, 409)})
+    def create(self, request: Request) -> Response:
+        body = _valid(VolumeCreateSerializer, request)
+        host = pick_host(request.user, body.get("host"), None)
+        volume, job = services_volumes.create_volume(
+            request.user, host=host, name=body["name"], team=body.get("team"), labels=body.get("labels"),
+            request=request, idempotency_key=_idempotency_key(request))
+        context = {"request": request}
+        data = {"volume": VolumeSerializer(volume, context=context).data if volume is not None else None,
+                "job": s.JobSerializer(job, context=context).data}
+        headers = {"Location": f"/api/v1/volumes/{volume.pk}"} if volume is not None else {}
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    @extend_schema(summary="Remove a volume and its data (job volume.remove; refused while a container uses it)",
+                   parameters=[_param("force", "also while the containers that used it are being removed",
+                                      OpenApiTypes.BOOL), IDEMPOTENCY],
+                   request=None, responses={202: s.JobSerializer, **errors(400, 403, 404, 409)})
+    def destroy(self, request: Request, pk=None) -> Response:
+        volume = _object_for_action(Volume, pk, request, "volume.remove")
+        job = services_volumes.remove_volume(request.user, volume, force=request.query_params.get("force", ""),
+                                             request=request, idempotency_key=_idempotency_key(request))
+        return _job_response(job, request)
