@@ -310,7 +310,15 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
         "workdir": cfg["workdir"], "user": cfg["user"], "hostname": cfg["hostname"], "memory": memory,
         "memory_swap": None, "cpus": cpus, "pids_limit": pids_limit, "restart_policy": cfg["restart_policy"],
         "labels": cfg["labels"], "mounts": cfg["mounts"], "read_only": bool(read_only), "tty": bool(tty),
+        **_bind_roots(user, cfg["mounts"]),
     }
+
+
+def _bind_roots(user, mounts: list[str]) -> dict[str, Any]:
+    """The host checks a non-superuser's bind sources again, on its own disk and without following links."""
+    if user.is_superuser or not any(m.startswith("/") for m in mounts):
+        return {}
+    return {"bind_roots": [str(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]}
 
 
 def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", command=None,

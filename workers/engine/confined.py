@@ -44,6 +44,8 @@ _have_openat2: bool | None = None
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """The openat2 system call; OSError as os.open raises it."""
+    if not flags & (os.O_CREAT | os.O_TMPFILE):
+        mode = 0  # openat2 refuses a mode it would not use (EINVAL), unlike open(2)
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
     while True:
         fd = _libc.syscall(_SYS_OPENAT2, ctypes.c_int(dirfd), os.fsencode(path), ctypes.byref(how),

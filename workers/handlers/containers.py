@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 CREATE_ARGS: dict[str, Any] = {
     "command": None, "entrypoint": None, "env": None, "workdir": None, "user": None, "hostname": None,
     "memory": None, "memory_swap": None, "cpus": None, "pids_limit": None, "restart_policy": "no",
-    "labels": None, "mounts": None, "read_only": False, "tty": False,
+    "labels": None, "mounts": None, "read_only": False, "tty": False, "bind_roots": None,
 }
 RESULT_KEYS = ("id", "name", "state", "pid", "exit_code", "oom_killed", "started_at", "finished_at",
                "restart_policy", "restart_count", "status_message")

@@ -5,6 +5,7 @@ export stream or the committed layer, and the host canary stays as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -129,3 +130,39 @@ def test_workdir_through_an_image_link_is_made_inside_the_image(manager: Contain
     upper = Path(ImageStore(state_root)._container(state_root / "containers" / cid)["upperdir"])
     made = upper / str(canary_dir).lstrip("/") / "sub"
     assert made.is_dir() and not made.is_symlink()  # /app -> <dir> resolved inside the image, as Docker does
+
+
+def test_tenant_bind_source_through_a_link_under_the_allowed_root_is_refused(manager: ContainerManager,
+                                                                             tmp_path: Path, canary):
+    """A tenant allowed to bind-mount under a shared root, who can write there (from another container),
+    plants `root/escape -> <host dir>` and asks for `root/escape`: refused at create; and a legit source
+    swapped for such a link after create is refused at start, never mounted."""
+    canary_dir, token = canary
+    shared = tmp_path / "shared-root"
+    (shared / "data").mkdir(parents=True)
+    (shared / "data" / "note").write_text("tenant data\n")
+    (shared / "escape").symlink_to(canary_dir)
+    from workers.engine.containers.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig) as refused:
+        manager.create("busybox:latest", name="escaper", mounts=[f"{shared}/escape:/mnt"],
+                       bind_roots=[str(shared)], command=["cat", "/mnt/secret"])
+    assert refused.value.field == "mounts" and "symbolic link" in str(refused.value)
+    with pytest.raises(InvalidConfig):
+        manager.create("busybox:latest", name="outsider", mounts=[f"{canary_dir}:/mnt"], bind_roots=[str(shared)])
+
+    ok = manager.create("busybox:latest", name="legit", mounts=[f"{shared}/data:/mnt:ro"],
+                        bind_roots=[str(shared)], command=["cat", "/mnt/note"])["id"]
+    manager.start(ok)
+    assert manager.wait(ok, timeout=30)["exit_code"] == 0
+    assert "tenant data" in "".join(r["log"] for r in manager.logs(ok))
+
+    late = manager.create("busybox:latest", name="late", mounts=[f"{shared}/data:/mnt"], bind_roots=[str(shared)],
+                          command=["sh", "-c", "cat /mnt/secret; ls /mnt"])["id"]
+    (shared / "data").rename(shared / "data.old")
+    (shared / "data").symlink_to(canary_dir)  # swapped in after the create's check
+    with contextlib.suppress(Exception):
+        manager.start(late)
+        manager.wait(late, timeout=30)
+    assert token.decode() not in "".join(r["log"] for r in manager.logs(late))
+    assert manager.inspect(late)["state"] != "running"

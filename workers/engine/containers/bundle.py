@@ -5,11 +5,15 @@ merged by key), limits as OCI resources, mounts, and the overlay annotations the
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import stat
 from pathlib import Path
 
+from workers.engine.confined import open_beneath
 from workers.engine.images.merged import View
+from workers.engine.runtime.mountpoint import NOFOLLOW_SOURCES
 from workers.engine.runtime.seccomp_profile import default_profile
 from workers.engine.runtime.spec import default_spec
 
@@ -70,6 +74,35 @@ def resolve_user(user: str | None, layers: list[str], image_ref: str) -> dict:
     return {"uid": uid, "gid": gid}
 
 
+def confined_bind_source(source: str, roots: list[str]) -> str:
+    """A bind source a non-superuser asked for: under one of the allowed roots, reached without any symlink
+    below that root (a tenant who can write under the root could otherwise link to / and mount the host).
+    Returns the real path (the root's own links resolved); the runtime opens it again with no symlink
+    allowed (annotation NOFOLLOW_SOURCES), so a link swapped in later is refused at every start."""
+    src = os.path.normpath(source)
+    for root in roots:
+        root = os.path.normpath(root)
+        if src != root and not src.startswith(root.rstrip("/") + "/"):
+            continue
+        try:
+            rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise InvalidConfig("mounts", f"bind mount root {root} is not usable on this host: {e.strerror}") from None
+        try:
+            os.close(open_beneath(rootfd, os.path.relpath(src, root), os.O_PATH))
+            return os.path.join(os.path.realpath(f"/proc/self/fd/{rootfd}"), os.path.relpath(src, root))
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EXDEV):
+                raise InvalidConfig("mounts", f"bind mount source {source} goes through a symbolic link "
+                                              f"under {root}: refused") from None
+            raise InvalidConfig("mounts", f"bind mount source {source}: {e.strerror}") from None
+        finally:
+            os.close(rootfd)
+    allowed = ", ".join(roots) or "none"
+    raise InvalidConfig("mounts", f"bind mount of {source} refused: only superusers may bind-mount host paths "
+                                  f"(allowed roots: {allowed})")
+
+
 def process_args(cfg: dict, image_cfg: dict) -> list[str]:
     entry = cfg["entrypoint"] if cfg["entrypoint"] is not None else list(image_cfg.get("Entrypoint") or [])
     if cfg["command"] is not None:
@@ -116,15 +149,20 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
         res["cpu"] = cpu
     if cfg["pids_limit"] is not None:
         res["pids"] = {"limit": cfg["pids_limit"]}
+    confined: list[str] = []
     for m in (parse_mount(s) for s in cfg["mounts"]):
         if m["type"] == "volume":
             src = volumes.ensure_for_mount(state_root, m["name"])  # by id only, never by a bare name
+        elif cfg.get("bind_roots") is not None:
+            src = confined_bind_source(m["source"], cfg["bind_roots"])
+            confined.append(m["destination"])
         else:
             src = Path(m["source"])
         opts = ["rbind", "rprivate"] + (["ro"] if m["read_only"] else [])
         spec["mounts"].append({"destination": m["destination"], "type": "bind", "source": str(src),
                                "options": opts})
     spec["annotations"] = {
+        **({NOFOLLOW_SOURCES: json.dumps(confined)} if confined else {}),
         "org.berth.rootfs.lowerdirs": ":".join(rootfs["lowerdirs"]),
         "org.berth.rootfs.upperdir": rootfs["upperdir"],
         "org.berth.rootfs.workdir": rootfs["workdir"],

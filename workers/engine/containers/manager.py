@@ -212,12 +212,17 @@ class ContainerManager:
                hostname: str | None = None, memory: int | None = None, memory_swap: int | None = None,
                cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
                restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
-               read_only: bool = False, tty: bool = False) -> dict:
-        """Make a container from an image (not started). Returns its inspect dict."""
+               read_only: bool = False, tty: bool = False, bind_roots: list[str] | None = None) -> dict:
+        """Make a container from an image (not started). Returns its inspect dict.
+
+        `bind_roots` (for a requester who is not the host's admin): the only host dirs bind sources may lie
+        under, reached without symlinks (bundle.confined_bind_source); None = any host path."""
         cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
                         user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
                         cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
                         labels=labels, mounts=mounts, read_only=read_only, tty=tty)
+        if bind_roots is not None:
+            cfg["bind_roots"] = [str(r) for r in bind_roots]
         cid = id or secrets.token_hex(32)
         store = ImageStore(self.root)
         with self._lock(None):

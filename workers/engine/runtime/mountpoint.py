@@ -15,9 +15,12 @@ import errno
 import os
 import stat
 
-from workers.engine.confined import resolve_in_root
+from workers.engine.confined import open_beneath, resolve_in_root
 
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+# Annotation: JSON list of destinations whose bind source must be reached from / without any symlink
+# (sources a tenant may write near; see containers/bundle.py confined_bind_source).
+NOFOLLOW_SOURCES = "org.berth.mounts.nofollow-sources"
 
 
 def fd_target(fd: int) -> str:
@@ -80,3 +83,12 @@ def reopen_mounted(rootfs: str, destination: str, under: os.stat_result, source:
         os.close(fd)
         raise OSError(errno.EXDEV, "the mount destination changed during the mount", destination)
     return fd
+
+
+def open_source_nofollow(source: str) -> int:
+    """An O_PATH descriptor of an absolute bind source with no symlink anywhere on its path (else ELOOP)."""
+    rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_beneath(rootfd, source.lstrip("/"), os.O_PATH)
+    finally:
+        os.close(rootfd)

@@ -8,11 +8,12 @@ pivot_root; then, inside, maskedPaths, readonlyPaths and root.readonly.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 
 from . import linux as L
-from .mountpoint import fd_target, open_destination, reopen_mounted
+from .mountpoint import NOFOLLOW_SOURCES, fd_target, open_destination, open_source_nofollow, reopen_mounted
 
 _FLAGS = {
     "ro": (L.MS_RDONLY, False), "rw": (L.MS_RDONLY, True),
@@ -165,8 +166,21 @@ def _cgroup_v1_dirs(dest: str, hs, ro: int, base: int, new_cgroupns: bool, cgrou
                     os.symlink(name, os.path.join(dest, c))
 
 
-def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None = None) -> None:
-    """One config mount, onto a destination opened inside the rootfs (see mountpoint.py): by descriptor."""
+def do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None = None,
+             nofollow_source: bool = False) -> None:
+    """One config mount, onto a destination opened inside the rootfs (see mountpoint.py): by descriptor.
+    With `nofollow_source`, the bind source too is opened with no symlink allowed on its path."""
+    if not nofollow_source:
+        _do_mount(rootfs, bundle, m, new_cgroupns, cgroup_dirs)
+        return
+    src_fd = open_source_nofollow(m.get("source") or "")
+    try:
+        _do_mount(rootfs, bundle, {**m, "source": fd_target(src_fd)}, new_cgroupns, cgroup_dirs)
+    finally:
+        os.close(src_fd)
+
+
+def _do_mount(rootfs: str, bundle: str, m: dict, new_cgroupns: bool, cgroup_dirs: dict[str, str] | None) -> None:
     typ = m.get("type") or ""
     src = m.get("source") or ""
     flags, prop, data = parse_options(m.get("options"))
@@ -285,10 +299,11 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup
         L.mount(None, rootfs, None, L.MS_PRIVATE)
     mounts = cfg.get("mounts") or []
     cgroupns = "cgroup" in ns_new
+    nofollow = set(json.loads(ann.get(NOFOLLOW_SOURCES) or "[]"))
     for m in mounts:
         if m.get("type") == "cgroup" and before_cgroup_mount is not None:
             before_cgroup_mount()
-        do_mount(rootfs, bundle, m, cgroupns, cgroup_dirs)
+        do_mount(rootfs, bundle, m, cgroupns, cgroup_dirs, nofollow_source=m.get("destination") in nofollow)
     dev_bound = any(os.path.normpath(m["destination"]) == "/dev" and ("bind" in (m.get("options") or []) or m.get("type") == "bind")
                     for m in mounts)
     default_dev = not dev_bound and any(os.path.normpath(m["destination"]) == "/dev" for m in mounts)
