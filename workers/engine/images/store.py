@@ -531,10 +531,13 @@ class ImageStore:
 
     # --- containers -------------------------------------------------------------------------------------
 
-    def prepare_rootfs(self, ref: str, container_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    def prepare_rootfs(self, ref: str, container_dir: str | os.PathLike[str],
+                       rw_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Give a container its overlay dirs: the image's layer dirs (topmost first) as lowers and its own
-        empty `upper/` and `work/`. Nothing is copied. Records the use in `container_dir/image.json`."""
+        empty `upper/` and `work/` (in `rw_dir`, e.g. a size-limited mount, else in the container dir).
+        Nothing is copied. Records the use in `container_dir/image.json`."""
         cdir = Path(container_dir).resolve()
+        rw = Path(rw_dir).resolve() if rw_dir is not None else cdir
         with self._lock("gc", shared=True):
             image = self.resolve(ref)
             for diff_id, blob in zip(image.diff_ids, image.manifest["layers"], strict=True):
@@ -542,7 +545,7 @@ class ImageStore:
             with self._lock("index"):
                 image = self._resolve(image.digest, self._read_index())  # not removed meanwhile
                 lowers = [str(self.layer_dir(d)) for d in reversed(image.diff_ids)]
-                upper, work = cdir / "upper", cdir / "work"
+                upper, work = rw / "upper", rw / "work"
                 cdir.mkdir(parents=True, exist_ok=True)
                 upper.mkdir(mode=0o755, exist_ok=True)
                 work.mkdir(mode=0o700, exist_ok=True)
