@@ -240,6 +240,7 @@ class ContainerCreateSerializer(serializers.Serializer):
     memory = SizeField(required=False, allow_null=True)
     cpus = Float(required=False, allow_null=True)
     pids_limit = Int(required=False, allow_null=True)
+    disk = SizeField(required=False, allow_null=True, help_text="most bytes the container may write, e.g. 10g")
     restart_policy = Str(required=False, default="no",
                          validators=[RegexValidator(r"^(?:no|always|unless-stopped|on-failure(?::[0-9]+)?)$",
                                                     "use no, always, unless-stopped or on-failure[:N]")],

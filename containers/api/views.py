@@ -26,6 +26,7 @@ from .. import audit, permissions, services
 from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
+from . import limits as api_limits
 from . import serializers as s
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -435,7 +436,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
             request.user, host=host, image=image, name=body.get("name", ""), command=body.get("command"),
             entrypoint=body.get("entrypoint"), env=body.get("env"), workdir=body.get("workdir", ""),
             user_spec=body.get("user", ""), hostname=body.get("hostname", ""), memory=body.get("memory"),
-            cpus=body.get("cpus"), pids_limit=body.get("pids_limit"),
+            cpus=body.get("cpus"), pids_limit=body.get("pids_limit"), disk=body.get("disk"),
             restart_policy=body.get("restart_policy") or "no", labels=body.get("labels"),
             mounts=body.get("mounts"), read_only=body.get("read_only", False), tty=body.get("tty", False),
             start=body.get("start", True), team=body.get("team"), request=request,
@@ -645,6 +646,19 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         audit.record(request, request.user, "team.member.add", team, "ok",
                      {"user": row.user.username, "role": row.role}, status_code=201)
         return Response(s.MemberSerializer(row).data, status=201)
+
+    @extend_schema(methods=["GET"], summary="A team's container limits", request=None,
+                   responses={200: api_limits.TeamLimitsPayloadSerializer, **errors(404)})
+    @extend_schema(methods=["PUT", "PATCH"], summary="Set a team's limits (superusers; PUT resets fields not given)",
+                   request=api_limits.TeamLimitsSerializer,
+                   responses={200: api_limits.TeamLimitsPayloadSerializer, **errors(400, 403, 404)})
+    @action(detail=True, methods=["get", "put", "patch"], url_path="limits", pagination_class=None)
+    def limits(self, request: Request, pk=None) -> Response:
+        team = self._team(pk, "team.limits", "view")
+        if request.method != "GET":
+            values = _valid(api_limits.TeamLimitsSerializer, request)
+            services.set_team_limits(request.user, team, values, replace=request.method == "PUT", request=request)
+        return Response(api_limits.payload(team))
 
     @extend_schema(methods=["PATCH"], summary="Change a member's role (team admins)",
                    request=s.MemberRoleSerializer, responses={200: s.MemberSerializer, **errors(400, 403, 404, 409)},
