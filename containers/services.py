@@ -51,7 +51,8 @@ ACTION_STATES: dict[str, tuple[str, ...]] = {
 DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
                     "container.logs": "container.logs"}
 STATUS = {"invalid": 400, "not_a_tarball": 400, "no_such_image": 404, "name_taken": 409, "conflict": 409,
-          "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409}
+          "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409,
+          "gone": 410}
 
 
 class ServiceError(Exception):
@@ -714,6 +715,9 @@ def download_path(job: Job) -> Path:
     root = (job.host.facts or {}).get("state_root")
     if not raw or not root:
         raise ServiceError("not_found", "this job has no file to download")
+    if result.get("expired"):
+        raise ServiceError("gone", job.message or "the file of this job expired and was removed: run the job "
+                                                  "again")
     exports = Path(root).resolve() / "exports"
     path = Path(raw).resolve()
     if exports not in path.parents or not path.is_file():

@@ -115,7 +115,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download_url(self, job: Job) -> str | None:
-        if job.kind in ("container.export", "image.save", "container.logs") and job.state == Job.State.SUCCEEDED:
+        expired = isinstance(job.result, dict) and job.result.get("expired")
+        if job.kind in ("container.export", "image.save", "container.logs") and job.state == Job.State.SUCCEEDED \
+                and not expired:
             return f"/api/v1/jobs/{job.pk}/download"
         return None
 

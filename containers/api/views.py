@@ -40,7 +40,7 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The error responses an operation documents (401 and 429 apply to every operation)."""
     text = {400: "invalid request (fields name the offending ones)", 401: "not signed in or bad token",
             403: "visible but not allowed for your role", 404: "no such object (or not visible to you)",
-            409: "conflicts with the object's state", 413: "upload too large", 415: "unsupported media type",
+            409: "conflicts with the object's state", 410: "the file expired and was removed", 413: "upload too large", 415: "unsupported media type",
             429: "rate limited", 502: "the host failed the job"}
     return {c: OpenApiResponse(s.ErrorSerializer, description=text[c]) for c in sorted({*codes, 401, 429})}
 
@@ -555,7 +555,8 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
         return _ordering(qs, self.request, ["created", "started", "finished", "state", "kind"], ["-created"])
 
     @extend_schema(summary="Download the file a finished export/save/logs job made (streamed)",
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(403, 404, 409)})
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              **errors(403, 404, 409, 410)})
     @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def download(self, request: Request, pk=None):
         job = _object_for_action(Job, pk, request, "job.download")
