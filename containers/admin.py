@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership
+from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamLimits, TeamMembership
 
 
 @admin.register(Host)
@@ -31,9 +31,16 @@ class MembershipInline(admin.TabularInline):
     extra = 1
 
 
+class LimitsInline(admin.StackedInline):
+    model = TeamLimits
+    can_delete = True
+    extra = 0
+    max_num = 1
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, LimitsInline]
 
 
 @admin.register(ApiToken)

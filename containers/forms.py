@@ -82,9 +82,13 @@ class ContainerCreateForm(forms.Form):
     workdir = forms.CharField(required=False, label="Working directory")
     user = forms.CharField(required=False, help_text="uid[:gid] or a name known in the image.")
     hostname = forms.CharField(required=False)
-    memory = forms.CharField(required=False, label="Memory limit", help_text="e.g. 64m or 1g; at least 6m.")
+    memory = forms.CharField(required=False, label="Memory limit",
+                             help_text="e.g. 64m or 1g; at least 6m. Empty: the team's default.")
     cpus = forms.CharField(required=False, label="CPUs", help_text="e.g. 0.5")
-    pids_limit = forms.CharField(required=False, label="Process limit", help_text="Most processes at once.")
+    pids_limit = forms.CharField(required=False, label="Process limit",
+                                 help_text="Most processes at once. Empty: the team's default.")
+    disk = forms.CharField(required=False, label="Disk limit",
+                           help_text="Most the container may write, e.g. 10g. Empty: the team's default.")
     restart_policy = forms.ChoiceField(choices=RESTART_CHOICES, initial="no", label="Restart policy")
     max_retries = forms.CharField(required=False, label="Retries (on failure)", help_text="Empty: no limit.")
     labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
@@ -150,7 +154,7 @@ class ContainerCreateForm(forms.Form):
             "env": d["env"], "workdir": d["workdir"].strip(), "user_spec": d["user"].strip(),
             "hostname": d["hostname"].strip(), "memory": d["memory"].strip() or None,
             "cpus": d["cpus"].strip() or None, "pids_limit": d["pids_limit"].strip() or None,
-            "restart_policy": self.restart(), "labels": d["labels"], "mounts": d["volumes"],
+            "disk": d["disk"].strip() or None, "restart_policy": self.restart(), "labels": d["labels"], "mounts": d["volumes"],
             "read_only": d["read_only"], "tty": d["tty"], "start": d["start"], "team": d["team"] or None,
         }
 
@@ -174,7 +178,7 @@ def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, A
         "workdir": params.get("workdir") or "", "user": params.get("user") or "",
         "hostname": params.get("hostname") or "", "memory": str(memory) if memory else "",
         "cpus": str(params.get("cpus") or ""), "pids_limit": str(params.get("pids_limit") or ""),
-        "restart_policy": policy, "max_retries": retries,
+        "disk": str(params.get("disk") or ""), "restart_policy": policy, "max_retries": retries,
         "labels": "\n".join(f"{k}={v}" for k, v in (params.get("labels") or {}).items()),
         "volumes": "\n".join(params.get("requested_mounts") or params.get("mounts") or []), "read_only": bool(params.get("read_only")),
         "tty": bool(params.get("tty")), "start": bool(params.get("start", True)),

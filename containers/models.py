@@ -29,6 +29,30 @@ class Team(models.Model):
         return self.name
 
 
+class TeamLimits(models.Model):
+    """A team's container limits, set by an admin; an empty field takes the system value (BERTH_LIMITS)."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="limits")
+    default_pids_limit = models.PositiveIntegerField(null=True, blank=True)
+    max_pids_limit = models.PositiveIntegerField(null=True, blank=True)
+    default_memory = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes")
+    max_memory = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes")
+    default_cpus = models.FloatField(null=True, blank=True)
+    max_cpus = models.FloatField(null=True, blank=True)
+    default_disk = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes a container may write")
+    max_disk = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes")
+    default_volume_size = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes")
+    max_volume_size = models.PositiveBigIntegerField(null=True, blank=True, help_text="bytes")
+    max_expanded_upload = models.PositiveBigIntegerField(null=True, blank=True,
+                                                         help_text="bytes an import/load may decompress to")
+
+    class Meta:
+        verbose_name_plural = "team limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.team}"
+
+
 class TeamMembership(models.Model):
     class Role(models.TextChoices):
         VIEWER = "viewer"

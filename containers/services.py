@@ -22,6 +22,7 @@ from django.http import FileResponse
 
 from . import audit, events, permissions
 from . import jobs as job_dispatch
+from . import limits as team_limits
 from .models import Container, Host, Image, Job, Team
 
 MIN_MEMORY = 6 * 1024 * 1024
@@ -50,7 +51,8 @@ ACTION_STATES: dict[str, tuple[str, ...]] = {
 DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
                     "container.logs": "container.logs"}
 STATUS = {"invalid": 400, "not_a_tarball": 400, "no_such_image": 404, "name_taken": 409, "conflict": 409,
-          "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409}
+          "forbidden": 403, "not_found": 404, "not_authenticated": 401, "idempotency_key_reused": 409,
+          "gone": 410}
 
 
 class ServiceError(Exception):
@@ -259,8 +261,10 @@ def _check_mounts(user, mounts: Any) -> list[str]:
 
 
 def _container_params(user, host: Host, *, name, command, entrypoint, env, workdir, user_spec, hostname,
-                      memory, cpus, pids_limit, restart_policy, labels, mounts, read_only, tty) -> dict[str, Any]:
-    """Every create argument checked with the engine's own rules; ServiceError names the field."""
+                      memory, cpus, pids_limit, restart_policy, labels, mounts, read_only, tty, disk=None,
+                      team: Team | None = None) -> dict[str, Any]:
+    """Every create argument checked with the engine's own rules; ServiceError names the field.
+    Limits not given get the team's (or the system's) defaults; one above its maximum is refused."""
     from workers.engine.containers import config as engine_config
     from workers.engine.containers.errors import InvalidConfig
 
@@ -285,6 +289,18 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
     else:
         cpus = None
     pids_limit = _int(pids_limit, "pids_limit", low=1)
+    if isinstance(disk, str) and disk.strip():
+        try:
+            disk = engine_config.parse_size(disk, "disk")
+        except InvalidConfig as exc:
+            raise ServiceError("invalid", str(exc), field="disk") from None
+    disk = _int(disk, "disk", low=engine_config.MIN_DISK)
+    try:
+        limited = team_limits.container_values(team_limits.for_team(team), memory=memory, cpus=cpus,
+                                               pids_limit=pids_limit, disk=disk)
+    except team_limits.LimitError as exc:
+        raise ServiceError("invalid", exc.message, field=exc.field) from None
+    memory, cpus, pids_limit, disk = limited["memory"], limited["cpus"], limited["pids_limit"], limited["disk"]
     mounts = _check_mounts(user, mounts)
     if env is not None and not isinstance(env, (dict, list)):
         raise ServiceError("invalid", "env must be a mapping or a list of KEY=VALUE strings", field="env")
@@ -299,7 +315,7 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
             id=None, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir or None,
             user=user_spec or None, hostname=hostname or None, memory=memory, memory_swap=None, cpus=None,
             cpu_shares=None, pids_limit=pids_limit, restart_policy=restart_policy or "no", labels=labels,
-            mounts=mounts, read_only=read_only, tty=tty)
+            mounts=mounts, read_only=read_only, tty=tty, disk=disk, default_pids_limit=None)
     except InvalidConfig as exc:
         raise ServiceError("invalid", str(exc), field="user" if exc.field == "user" else exc.field) from None
     except (TypeError, ValueError) as exc:
@@ -308,7 +324,8 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
     return {
         "name": name, "command": cfg["command"], "entrypoint": cfg["entrypoint"], "env": env_map,
         "workdir": cfg["workdir"], "user": cfg["user"], "hostname": cfg["hostname"], "memory": memory,
-        "memory_swap": None, "cpus": cpus, "pids_limit": pids_limit, "restart_policy": cfg["restart_policy"],
+        "memory_swap": None, "cpus": cpus, "pids_limit": pids_limit, "disk": disk,
+        "restart_policy": cfg["restart_policy"],
         "labels": cfg["labels"], "mounts": cfg["mounts"], "read_only": bool(read_only), "tty": bool(tty),
         **_bind_roots(user, cfg["mounts"]),
     }
@@ -326,7 +343,8 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
                      memory: int | str | None = None, cpus: float | None = None, pids_limit: int | None = None,
                      restart_policy: str = "no", labels: dict[str, str] | None = None,
                      mounts: list[str] | None = None, read_only: bool = False, tty: bool = False,
-                     start: bool = True, team: Team | int | None = None, request=None,
+                     start: bool = True, team: Team | int | None = None, disk: int | str | None = None,
+                     request=None,
                      idempotency_key: str | None = None) -> tuple[Container, Job]:
     """Make the Container row (state "created") and queue container.create (and its start)."""
     from . import services_volumes
@@ -351,7 +369,7 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
             user, host, name=name or "x", command=command, entrypoint=entrypoint, env=env, workdir=workdir,
             user_spec=user_spec, hostname=hostname, memory=memory, cpus=cpus, pids_limit=pids_limit,
             restart_policy=restart_policy, labels=labels, mounts=mounts, read_only=_bool(read_only, "read_only"),
-            tty=_bool(tty, "tty"))
+            tty=_bool(tty, "tty"), disk=disk, team=team_row)
         start = _bool(start, "start")
         # Volume names are looked up in the creator's (or the team's) name space, never host-wide.
         planned = services_volumes.plan_mounts(user, host, team_row, params["mounts"])
@@ -556,7 +574,9 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
                                field="shared")
         path = _stage_upload(upload)
         _check_upload(path)
-        params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared, **extra}
+        params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared,
+                  # the host stops the job once the upload expands past this (a decompression bomb)
+                  "max_expanded": team_limits.for_team(team_row).max_expanded_upload, **extra}
         with transaction.atomic():
             return _submit(request, user, kind, host, ("image", ""), params, key,
                            audit_target=("image", "", extra.get("ref", "")))
@@ -651,6 +671,38 @@ def share_image(user, image: Image, team: Team | int | None, shared: bool, reque
     return image
 
 
+# --- team limits --------------------------------------------------------------------------------------
+
+def set_team_limits(user, team: Team, values: dict[str, Any], *, replace: bool = False, request=None):
+    """Set `team`'s container limits (superusers only); None takes the system value, 0 means none.
+    With `replace`, fields not given go back to the system value."""
+    from .models import TeamLimits
+
+    try:
+        if user is None or not user.is_authenticated:
+            raise ServiceError("not_authenticated", "sign in first", status=401)
+        if not user.is_superuser:
+            raise ServiceError("forbidden", "only superusers change a team's limits")
+        unknown = sorted(set(values) - set(team_limits.FIELDS))
+        if unknown:
+            raise ServiceError("invalid", f"unknown limit {unknown[0]!r}", field=unknown[0])
+        row = TeamLimits.objects.filter(team=team).first() or TeamLimits(team=team)
+        new = {f: (values.get(f) if replace else values.get(f, getattr(row, f))) for f in team_limits.FIELDS}
+        for name in team_limits.FIELDS:
+            if name.startswith("default_"):
+                top = new.get("max_" + name[len("default_"):])
+                if new[name] and top and new[name] > top:
+                    raise ServiceError("invalid", f"{name} {new[name]:g} is above max_{name[8:]} {top:g}", field=name)
+    except ServiceError as exc:
+        raise _refuse(request, user, "team.limits", team, exc) from None
+    before = {f: getattr(row, f) for f in team_limits.FIELDS}
+    for name, value in new.items():
+        setattr(row, name, value)
+    row.save()
+    audit.record(request, user, "team.limits", team, "ok", {"before": before, "after": new}, status_code=200)
+    return row
+
+
 # --- downloads ----------------------------------------------------------------------------------------
 
 class StreamedFile(FileResponse):
@@ -677,6 +729,9 @@ def download_path(job: Job) -> Path:
     root = (job.host.facts or {}).get("state_root")
     if not raw or not root:
         raise ServiceError("not_found", "this job has no file to download")
+    if result.get("expired"):
+        raise ServiceError("gone", job.message or "the file of this job expired and was removed: run the job "
+                                                  "again")
     exports = Path(root).resolve() / "exports"
     path = Path(raw).resolve()
     if exports not in path.parents or not path.is_file():

@@ -86,7 +86,9 @@ def job_rows(jobs: list[Job]) -> list[Job]:
 
 
 def download_url(job: Job) -> str | None:
-    if job.kind in ("container.export", "container.logs", "image.save") and job.state == Job.State.SUCCEEDED:
+    expired = isinstance(job.result, dict) and job.result.get("expired")
+    if job.kind in ("container.export", "container.logs", "image.save") and job.state == Job.State.SUCCEEDED \
+            and not expired:
         return f"/jobs/{job.pk}/download/"
     return None
 

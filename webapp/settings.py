@@ -16,6 +16,14 @@ Environment variables:
   BERTH_API_LOGS_WAIT       seconds GET /api/v1/containers/{id}/logs waits for a logs job (default 30)
   BERTH_MAX_UPLOAD_BYTES    largest image upload (default 20 GiB)
   BERTH_BIND_MOUNT_ROOTS    comma-separated host dirs non-superusers may bind-mount (default: none)
+  Container limits (a team's admin-set TeamLimits override these; sizes take k/m/g/t suffixes; 0 = none):
+  BERTH_DEFAULT_PIDS_LIMIT / BERTH_MAX_PIDS_LIMIT       (default 2048 / 8192 processes)
+  BERTH_DEFAULT_MEMORY / BERTH_MAX_MEMORY               (default 1g / 16g)
+  BERTH_DEFAULT_CPUS / BERTH_MAX_CPUS                   (default 0 = no CPU quota / 0 = the host's CPUs)
+  BERTH_DEFAULT_DISK / BERTH_MAX_DISK                   container writes (default 10g / 100g)
+  BERTH_DEFAULT_VOLUME_SIZE / BERTH_MAX_VOLUME_SIZE     volumes (default 10g / 100g)
+  BERTH_MAX_EXPANDED_UPLOAD an import/load's size once decompressed (default 32g)
+  BERTH_EXPORT_MAX_AGE      seconds an export/save/logs file is kept for download (default 86400)
 """
 
 from __future__ import annotations
@@ -39,6 +47,15 @@ TESTING = "pytest" in sys.modules
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
+
+
+def _env_size(name: str, default: int) -> int:
+    """Bytes from "10g", "512m", "1048576"; 0 means "no limit"."""
+    value = os.environ.get(name, "").strip().lower().removesuffix("ib").removesuffix("b")
+    if not value:
+        return default
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(value[-1], 1)
+    return int(float(value.rstrip("kmgt")) * scale)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -216,6 +233,21 @@ BERTH_API_THROTTLE_RATES = {
 BERTH_API_LOGS_WAIT = _env_float("BERTH_API_LOGS_WAIT", 30.0)
 BERTH_MAX_UPLOAD_BYTES = _env_int("BERTH_MAX_UPLOAD_BYTES", 20 << 30)
 BERTH_BIND_MOUNT_ROOTS = [r.strip() for r in os.environ.get("BERTH_BIND_MOUNT_ROOTS", "").split(",") if r.strip()]
+# System-wide container limits (containers/limits.py); 0 means "none" (for a maximum: no cap).
+BERTH_LIMITS = {
+    "default_pids_limit": _env_int("BERTH_DEFAULT_PIDS_LIMIT", 2048),
+    "max_pids_limit": _env_int("BERTH_MAX_PIDS_LIMIT", 8192),
+    "default_memory": _env_size("BERTH_DEFAULT_MEMORY", 1 << 30),
+    "max_memory": _env_size("BERTH_MAX_MEMORY", 16 << 30),
+    "default_cpus": _env_float("BERTH_DEFAULT_CPUS", 0.0),
+    "max_cpus": _env_float("BERTH_MAX_CPUS", 0.0),
+    "default_disk": _env_size("BERTH_DEFAULT_DISK", 10 << 30),
+    "max_disk": _env_size("BERTH_MAX_DISK", 100 << 30),
+    "default_volume_size": _env_size("BERTH_DEFAULT_VOLUME_SIZE", 10 << 30),
+    "max_volume_size": _env_size("BERTH_MAX_VOLUME_SIZE", 100 << 30),
+    "max_expanded_upload": _env_size("BERTH_MAX_EXPANDED_UPLOAD", 32 << 30),
+}
+BERTH_EXPORT_MAX_AGE = _env_float("BERTH_EXPORT_MAX_AGE", 24 * 3600.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",
     "DESCRIPTION": "Containers, images, hosts, jobs, teams, tokens and the audit log of a Berth control plane. "

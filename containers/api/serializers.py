@@ -115,7 +115,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download_url(self, job: Job) -> str | None:
-        if job.kind in ("container.export", "image.save", "container.logs") and job.state == Job.State.SUCCEEDED:
+        expired = isinstance(job.result, dict) and job.result.get("expired")
+        if job.kind in ("container.export", "image.save", "container.logs") and job.state == Job.State.SUCCEEDED \
+                and not expired:
             return f"/api/v1/jobs/{job.pk}/download"
         return None
 
@@ -240,6 +242,7 @@ class ContainerCreateSerializer(serializers.Serializer):
     memory = SizeField(required=False, allow_null=True)
     cpus = Float(required=False, allow_null=True)
     pids_limit = Int(required=False, allow_null=True)
+    disk = SizeField(required=False, allow_null=True, help_text="most bytes the container may write, e.g. 10g")
     restart_policy = Str(required=False, default="no",
                          validators=[RegexValidator(r"^(?:no|always|unless-stopped|on-failure(?::[0-9]+)?)$",
                                                     "use no, always, unless-stopped or on-failure[:N]")],

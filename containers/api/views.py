@@ -26,6 +26,7 @@ from .. import audit, permissions, services
 from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
+from . import limits as api_limits
 from . import serializers as s
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -39,7 +40,7 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The error responses an operation documents (401 and 429 apply to every operation)."""
     text = {400: "invalid request (fields name the offending ones)", 401: "not signed in or bad token",
             403: "visible but not allowed for your role", 404: "no such object (or not visible to you)",
-            409: "conflicts with the object's state", 413: "upload too large", 415: "unsupported media type",
+            409: "conflicts with the object's state", 410: "the file expired and was removed", 413: "upload too large", 415: "unsupported media type",
             429: "rate limited", 502: "the host failed the job"}
     return {c: OpenApiResponse(s.ErrorSerializer, description=text[c]) for c in sorted({*codes, 401, 429})}
 
@@ -435,7 +436,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
             request.user, host=host, image=image, name=body.get("name", ""), command=body.get("command"),
             entrypoint=body.get("entrypoint"), env=body.get("env"), workdir=body.get("workdir", ""),
             user_spec=body.get("user", ""), hostname=body.get("hostname", ""), memory=body.get("memory"),
-            cpus=body.get("cpus"), pids_limit=body.get("pids_limit"),
+            cpus=body.get("cpus"), pids_limit=body.get("pids_limit"), disk=body.get("disk"),
             restart_policy=body.get("restart_policy") or "no", labels=body.get("labels"),
             mounts=body.get("mounts"), read_only=body.get("read_only", False), tty=body.get("tty", False),
             start=body.get("start", True), team=body.get("team"), request=request,
@@ -554,7 +555,8 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
         return _ordering(qs, self.request, ["created", "started", "finished", "state", "kind"], ["-created"])
 
     @extend_schema(summary="Download the file a finished export/save/logs job made (streamed)",
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(403, 404, 409)})
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              **errors(403, 404, 409, 410)})
     @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def download(self, request: Request, pk=None):
         job = _object_for_action(Job, pk, request, "job.download")
@@ -645,6 +647,19 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         audit.record(request, request.user, "team.member.add", team, "ok",
                      {"user": row.user.username, "role": row.role}, status_code=201)
         return Response(s.MemberSerializer(row).data, status=201)
+
+    @extend_schema(methods=["GET"], summary="A team's container limits", request=None,
+                   responses={200: api_limits.TeamLimitsPayloadSerializer, **errors(404)})
+    @extend_schema(methods=["PUT", "PATCH"], summary="Set a team's limits (superusers; PUT resets fields not given)",
+                   request=api_limits.TeamLimitsSerializer,
+                   responses={200: api_limits.TeamLimitsPayloadSerializer, **errors(400, 403, 404)})
+    @action(detail=True, methods=["get", "put", "patch"], url_path="limits", pagination_class=None)
+    def limits(self, request: Request, pk=None) -> Response:
+        team = self._team(pk, "team.limits", "view")
+        if request.method != "GET":
+            values = _valid(api_limits.TeamLimitsSerializer, request)
+            services.set_team_limits(request.user, team, values, replace=request.method == "PUT", request=request)
+        return Response(api_limits.payload(team))
 
     @extend_schema(methods=["PATCH"], summary="Change a member's role (team admins)",
                    request=s.MemberRoleSerializer, responses={200: s.MemberSerializer, **errors(400, 403, 404, 409)},

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from containers.models import ApiToken, AuditEvent, Container, Image, Job, Team, TeamMembership, Volume
+from containers.models import (
+    ApiToken,
+    AuditEvent,
+    Container,
+    Image,
+    Job,
+    Team,
+    TeamLimits,
+    TeamMembership,
+    Volume,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +28,7 @@ OPERATE = {"viewer": 403, "operator": 202, "admin": 202, "outsider": 404, "root"
 ADMIN = {"viewer": 403, "operator": 403, "admin": 202, "outsider": 404, "root": 202, "owner": 202}
 TEAM_VIEW = {"viewer": 200, "operator": 200, "admin": 200, "outsider": 404, "root": 200, "owner": 404}
 TEAM_ADMIN = {"viewer": 403, "operator": 403, "admin": 200, "outsider": 404, "root": 200, "owner": 404}
+SUPERUSER = {"viewer": 403, "operator": 403, "admin": 403, "outsider": 404, "root": 200, "owner": 404}
 
 
 def _with(table: dict[str, int], status: int) -> dict[str, int]:
@@ -73,6 +84,9 @@ CASES = [
          {"viewer": 403, "operator": 403, "admin": 403, "outsider": 404, "root": 200, "owner": 200}),
     Case("team", "get", "/api/v1/teams/{team_a}", TEAM_VIEW),
     Case("members", "get", "/api/v1/teams/{team_a}/members", TEAM_VIEW),
+    Case("team limits", "get", "/api/v1/teams/{team_a}/limits", TEAM_VIEW),
+    Case("set team limits", "patch", "/api/v1/teams/{team_a}/limits", SUPERUSER, {"max_pids_limit": 100}),
+    Case("replace team limits", "put", "/api/v1/teams/{team_a}/limits", SUPERUSER, {"max_pids_limit": 100}),
     Case("add member", "post", "/api/v1/teams/{team_a}/members", _with(TEAM_ADMIN, 201),
          {"username": "newbie", "role": "viewer"}),
     Case("member role", "patch", "/api/v1/teams/{team_a}/members/{viewer}", TEAM_ADMIN, {"role": "operator"}),
@@ -94,6 +108,7 @@ def snapshot() -> dict[str, list]:
         "jobs": list(Job.objects.order_by("pk").values()),
         "teams": list(Team.objects.order_by("pk").values()),
         "members": list(TeamMembership.objects.order_by("pk").values()),
+        "team_limits": list(TeamLimits.objects.order_by("pk").values()),
         "tokens": list(ApiToken.objects.order_by("pk").values("pk", "name", "key_hash", "revoked")),
     }
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # container.create params passed to ContainerManager.create as keyword arguments, with their defaults.
 CREATE_ARGS: dict[str, Any] = {
     "command": None, "entrypoint": None, "env": None, "workdir": None, "user": None, "hostname": None,
-    "memory": None, "memory_swap": None, "cpus": None, "pids_limit": None, "restart_policy": "no",
+    "memory": None, "memory_swap": None, "cpus": None, "pids_limit": None, "disk": None, "restart_policy": "no",
     "labels": None, "mounts": None, "read_only": False, "tty": False, "bind_roots": None,
 }
 RESULT_KEYS = ("id", "name", "state", "pid", "exit_code", "oom_killed", "started_at", "finished_at",

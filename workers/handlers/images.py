@@ -47,6 +47,12 @@ def _readable(exc: Exception, path: Path, what: str) -> str:
     return f"{what}: {text}"
 
 
+def _max_expanded(job) -> int | None:
+    """The cap on the upload's decompressed size the web side put in the job (the team's), or none."""
+    value = job.params.get("max_expanded")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 @handler("image.import")
 def import_image(job, report) -> dict[str, Any]:
     """`docker import`: an uploaded root filesystem tarball becomes a one-layer image `ref`."""
@@ -75,7 +81,7 @@ def import_image(job, report) -> dict[str, Any]:
         store = common.image_store()
         progress = common.byte_progress(report, 1, 95, "imported", total=path.stat().st_size)
         image = store.import_tarball(path, f"{name}:{tag}", message=str(params.get("message") or ""),
-                                     progress=progress)
+                                     progress=progress, max_expanded=_max_expanded(job))
     except CorruptArchive as exc:
         raise _job_error(_readable(exc, path, "the upload is not a tar archive (plain, gzip or zstd)")) from None
     except ImageError as exc:
@@ -98,7 +104,7 @@ def load_images(job, report) -> dict[str, Any]:
     try:
         store = common.image_store()
         progress = common.byte_progress(report, 1, 95, "loaded", total=path.stat().st_size)
-        images = store.load(path, progress=progress)
+        images = store.load(path, progress=progress, max_expanded=_max_expanded(job))
     except ImageError as exc:
         raise _job_error(_readable(exc, path, "the archive was refused")) from None
     finally:

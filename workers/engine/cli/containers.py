@@ -61,7 +61,7 @@ def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
         if args.memory_swap else None,
         cpus=args.cpus, cpu_shares=args.cpu_shares, pids_limit=args.pids_limit,
         restart_policy=args.restart, labels=_pairs(args.label), mounts=volumes.mounts_by_name(args.root, args.volume),
-        read_only=args.read_only, tty=args.tty)
+        read_only=args.read_only, tty=args.tty, disk=parse_size(args.disk, "disk") if args.disk else None)
 
 
 def _since(text: str | None) -> float | None:
@@ -251,7 +251,8 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-swap", help="memory+swap limit (-1: unlimited swap)")
     p.add_argument("--cpus", type=float)
     p.add_argument("--cpu-shares", type=int)
-    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--pids-limit", type=int, help="most processes (default: 2048, BERTH_DEFAULT_PIDS_LIMIT)")
+    p.add_argument("--disk", help="most the container may write, e.g. 1g (a size-limited mount for its writes)")
     p.add_argument("-v", "--volume", action="append", metavar="SRC:DST[:ro]",
                    help="bind mount /host/path:/dst or named volume name:/dst")
     p.add_argument("--read-only", action="store_true")

@@ -147,7 +147,7 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
         cpu["shares"] = cfg["cpu_shares"]
     if cpu:
         res["cpu"] = cpu
-    if cfg["pids_limit"] is not None:
+    if cfg.get("pids_limit") is not None:
         res["pids"] = {"limit": cfg["pids_limit"]}
     confined: list[str] = []
     for m in (parse_mount(s) for s in cfg["mounts"]):

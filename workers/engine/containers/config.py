@@ -14,6 +14,19 @@ from typing import Any
 from .errors import InvalidConfig
 
 MIN_MEMORY = 6 * 1024 * 1024  # as Docker: below this a container cannot even start its init
+MIN_DISK = 16 * 1024 * 1024  # the smallest ext4 image (with its journal) storage.quota makes
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+# A container created with no pids limit gets this one (Podman's default): a fork bomb stops there
+# instead of at the host's pid_max. The host's agent may tune it; the control plane passes its own.
+DEFAULT_PIDS_LIMIT = _env_int("BERTH_DEFAULT_PIDS_LIMIT", 2048)
 CPU_PERIOD = 100_000
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -151,8 +164,10 @@ def _number(value, kind, field: str, what: str):
 
 def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, user, hostname, memory,
               memory_swap, cpus, cpu_shares, pids_limit, restart_policy, labels, mounts, read_only,
-              tty) -> dict:
-    """All create arguments checked; returns the stored config (without the image parts)."""
+              tty, disk=None, default_pids_limit: int | None = DEFAULT_PIDS_LIMIT) -> dict:
+    """All create arguments checked; returns the stored config (without the image parts).
+
+    `pids_limit` None gets `default_pids_limit`; `disk` (bytes, or "10g") limits the container's writes."""
     if id is not None and not ID_RE.match(str(id)):
         raise InvalidConfig("id", f"invalid container id {id!r}: expected 64 lowercase hex digits")
     if name and not NAME_RE.match(name):
@@ -209,7 +224,13 @@ def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, u
         pids_limit = _number(pids_limit, int, "pids_limit", "pids limit")
         if pids_limit < 1:
             raise InvalidConfig("pids_limit", f"pids limit {pids_limit} must be at least 1")
-    cfg["pids_limit"] = pids_limit
+    cfg["pids_limit"] = pids_limit if pids_limit is not None else default_pids_limit
+    if disk is not None:
+        disk = parse_size(disk, "disk") if isinstance(disk, str) else _number(disk, int, "disk", "disk limit")
+        if disk < MIN_DISK:
+            raise InvalidConfig("disk", f"disk limit {human_size(max(disk, 0))} is below the minimum of "
+                                        f"{human_size(MIN_DISK)}")
+    cfg["disk"] = disk
     parse_restart_policy(restart_policy)
     cfg["restart_policy"] = (restart_policy or "no").strip()
     if labels is None:

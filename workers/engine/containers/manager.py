@@ -31,11 +31,12 @@ from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
 from workers.engine.runtime import errors as rterr
 from workers.engine.runtime.api import Runtime, parse_signal
+from workers.engine.storage import quota
 
 from . import logs as _logs
 from . import restart as _restart
 from .bundle import build_spec
-from .config import normalize
+from .config import DEFAULT_PIDS_LIMIT, normalize
 from .errors import (
     ContainerError,
     InvalidConfig,
@@ -53,8 +54,11 @@ EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKI
 
 class ContainerManager:
     def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,
-                 log_max_size: int = 10 * 1024 * 1024, log_max_files: int = 3):
+                 log_max_size: int = 10 * 1024 * 1024, log_max_files: int = 3,
+                 default_pids_limit: int | None = DEFAULT_PIDS_LIMIT, default_disk: int | None = None):
         self.root = Path(state_root).resolve()
+        # what a create without pids_limit / disk gets (None: no limit)
+        self.default_pids_limit, self.default_disk = default_pids_limit, default_disk
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self.containers_dir = self.root / "containers"
         self.locks_dir = self.root / "locks"
@@ -192,6 +196,19 @@ class ContainerManager:
             "log_path": str(self._log_path(cid)),
         }
 
+    def _rw_dir(self, cid: str) -> Path:
+        """Where a container with a disk limit keeps upper/ and work/: a size-limited mount."""
+        return self._cdir(cid) / "rw"
+
+    def _ensure_disk(self, rec: dict) -> None:
+        """A disk-limited container's mount is back after a reboot (before anything reads upper/)."""
+        if not rec["config"].get("disk"):
+            return
+        try:
+            quota.ensure_mounted(self._rw_dir(rec["id"]))
+        except quota.QuotaError as e:
+            raise ContainerError(f"container {rec['name']}: {e}") from None
+
     def _log_path(self, cid: str) -> Path:
         return self._cdir(cid) / "logs" / "container.log"
 
@@ -212,15 +229,20 @@ class ContainerManager:
                hostname: str | None = None, memory: int | None = None, memory_swap: int | None = None,
                cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
                restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
-               read_only: bool = False, tty: bool = False, bind_roots: list[str] | None = None) -> dict:
+               read_only: bool = False, tty: bool = False, disk: int | str | None = None,
+               bind_roots: list[str] | None = None) -> dict:
         """Make a container from an image (not started). Returns its inspect dict.
 
+        `disk` (bytes) caps what the container may write (its upper dir) with a kernel-enforced limit;
+        None gets the manager's default_disk, and pids_limit None its default_pids_limit.
         `bind_roots` (for a requester who is not the host's admin): the only host dirs bind sources may lie
         under, reached without symlinks (bundle.confined_bind_source); None = any host path."""
         cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
                         user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
                         cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
-                        labels=labels, mounts=mounts, read_only=read_only, tty=tty)
+                        labels=labels, mounts=mounts, read_only=read_only, tty=tty,
+                        disk=disk if disk is not None else self.default_disk,
+                        default_pids_limit=self.default_pids_limit)
         if bind_roots is not None:
             cfg["bind_roots"] = [str(r) for r in bind_roots]
         cid = id or secrets.token_hex(32)
@@ -242,8 +264,15 @@ class ContainerManager:
                 raise NoSuchImage(f"no such image '{image_ref}' on this host") from None
             except InvalidReference as e:
                 raise InvalidConfig("image", str(e)) from None
+            rw = self._rw_dir(cid) if cfg["disk"] else None
             try:
-                rootfs = store.prepare_rootfs(image.digest, cdir)
+                if rw is not None:
+                    cdir.mkdir(parents=True)
+                    try:
+                        quota.make(rw, cfg["disk"])
+                    except quota.QuotaError as e:
+                        raise ContainerError(f"cannot give the container its disk limit: {e}") from None
+                rootfs = store.prepare_rootfs(image.digest, cdir, rw_dir=rw)
                 spec = build_spec(cid=cid, cfg=cfg, image_ref=image_ref, image_cfg=image.config.get("config") or {},
                                   rootfs=rootfs, state_root=self.root)
                 bundle = cdir / "bundle"
@@ -258,6 +287,9 @@ class ContainerManager:
             except BaseException:
                 with contextlib.suppress(Exception):
                     store.release_rootfs(cdir)
+                if rw is not None:
+                    with contextlib.suppress(Exception):
+                        quota.release(rw)
                 shutil.rmtree(cdir, ignore_errors=True)
                 raise
         return self._view(rec)
@@ -269,6 +301,7 @@ class ContainerManager:
         if rec["state"] in ("running", "paused"):
             raise InvalidState(f"container {rec['name']} is already {rec['state']}")
         self._release_runtime(cid)  # a previous run's runtime state, if any is left
+        self._ensure_disk(rec)
         try:
             self.monitor.ensure_running(env=self._monitor_env())
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
@@ -420,6 +453,9 @@ class ContainerManager:
             self._release_runtime(cid)
             with contextlib.suppress(ImageError, OSError):
                 ImageStore(self.root).release_rootfs(self._cdir(cid))
+            rw = self._rw_dir(cid)
+            if rw.exists() or quota.image_of(rw).exists():
+                quota.release(rw)  # no mount, loop device or image file stays
             # renamed first: from here on nobody can open the lock or find the record
             tomb = self.containers_dir / f".removing-{cid}"
             shutil.rmtree(tomb, ignore_errors=True)  # left by an interrupted remove
@@ -481,11 +517,13 @@ class ContainerManager:
 
     def export(self, ref: str, dest: str | os.PathLike[str] | BinaryIO, progress=None) -> int:
         cid = self._resolve(ref)
+        self._ensure_disk(self._load(cid))
         return ImageStore(self.root).export_container(self._cdir(cid), dest, progress=progress)
 
     def commit(self, ref: str, new_ref: str, *, author: str = "", message: str = "",
                changes: list[str] | None = None) -> str:
         cid = self._resolve(ref)
+        self._ensure_disk(self._load(cid))
         try:
             return ImageStore(self.root).commit(self._cdir(cid), new_ref, author=author, message=message,
                                                 changes=list(changes or []))
@@ -549,8 +587,10 @@ class ContainerManager:
         again if it died, and adopts them); exits that happened meanwhile are reported."""
         states = []
         for cid in self._ids():
-            with contextlib.suppress(NoSuchContainer, ValueError):
-                states.append(self._load(cid)["state"])
+            with contextlib.suppress(NoSuchContainer, ValueError, ContainerError):
+                rec = self._load(cid)
+                states.append(rec["state"])
+                self._ensure_disk(rec)  # mounts are gone after a reboot
         if "running" in states or "paused" in states:
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from . import refs
 from .compression import decompressed
 from .errors import ArchiveError, CorruptArchive, DigestMismatch, MissingBlob, UnsafeEntry
+from .expansion import Budget
 from .fsutil import CHUNK, HashingReader, HashingWriter
 from .store import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, REF_NAME, Image, _open_dest, _open_source, _Txn
 from .tarsafe import TarPolicy, _strict_tarinfo, normalize_name
@@ -175,9 +176,10 @@ class _Staged:
             raise CorruptArchive(f"invalid JSON ({e})", name) from None
 
 
-def _stage_archive(stream: BinaryIO, staging: str, what: str) -> _Staged:
+def _stage_archive(stream: BinaryIO, staging: str, what: str, budget: Budget) -> _Staged:
     staged = _Staged(staging)
     _, plain = decompressed(stream, what)
+    plain = budget.wrap(plain)
     try:
         tf = tarfile.open(fileobj=plain, mode="r|", bufsize=CHUNK, tarinfo=_strict_tarinfo(what))
     except tarfile.ReadError as e:
@@ -216,8 +218,11 @@ def _stage_archive(stream: BinaryIO, staging: str, what: str) -> _Staged:
     return staged
 
 
-def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | None = None) -> list[Image]:
+def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | None = None,
+                 max_expanded: int | None = None) -> list[Image]:
+    """`docker load`. `max_expanded` caps the bytes the archive and its layers expand to, together."""
     what = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+    budget = Budget(max_expanded, what)
     txn = _Txn()
     staging = tempfile.mkdtemp(prefix="load-", dir=store.tmp)
     results: list[tuple[str | None, dict[str, Any]]] = []
@@ -225,7 +230,7 @@ def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | N
         with store._lock("gc", shared=True):
             with _open_source(source) as (raw, total):
                 counted = HashingReader(raw, progress=progress, total=total)
-                staged = _stage_archive(counted, staging, what)
+                staged = _stage_archive(counted, staging, what, budget)
             if "index.json" in staged.files and "oci-layout" in staged.files:
                 plans = _plan_oci(staged)
             elif "manifest.json" in staged.files:
@@ -251,7 +256,7 @@ def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | N
                     have = store.layer_dir(diff_id).exists() and store.blob_path(digest).exists()
                     with open(path, "rb") as f:
                         layer = store._stage_layer(f, what=layer_name, policy=policy, expect_diff_id=diff_id,
-                                                   keep_blob=False)
+                                                   keep_blob=False, budget=budget)
                     if have:
                         shutil.rmtree(layer.layer_tmp, ignore_errors=True)
                         layer.layer_tmp = None

@@ -41,3 +41,7 @@ class DigestMismatch(ArchiveError):
 
 class MissingBlob(ArchiveError):
     pass
+
+
+class TooLarge(ArchiveError):
+    """The input expands past the size the caller allows (a decompression bomb, or just too big)."""

@@ -32,6 +32,7 @@ from . import refs
 from .changes import apply_changes
 from .compression import decompressed, media_type
 from .errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound, InvalidReference
+from .expansion import Budget
 from .fsutil import (
     HashingReader,
     atomic_write,
@@ -291,7 +292,8 @@ class ImageStore:
 
     def _stage_layer(self, raw: BinaryIO, *, what: str, policy: TarPolicy | None = None,
                      expect_digest: str | None = None, expect_diff_id: str | None = None,
-                     progress=None, total: int | None = None, keep_blob: bool = True) -> StagedLayer:
+                     progress=None, total: int | None = None, keep_blob: bool = True,
+                     budget: Budget | None = None) -> StagedLayer:
         """Read one layer stream: tee it to a temp blob, hash it both ways, unpack it into a temp dir."""
         fd, blob_tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
         layer_tmp = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
@@ -299,6 +301,8 @@ class ImageStore:
             with os.fdopen(fd, "wb") as out:
                 outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total)
                 kind, plain = decompressed(outer, what)
+                if budget is not None:
+                    plain = budget.wrap(plain)
                 inner = HashingReader(plain, hashing=kind != "plain")  # plain: the diff id is the digest
                 os.chmod(layer_tmp, 0o755)
                 extract(inner, layer_tmp, policy or self.policy, what)
@@ -406,8 +410,9 @@ class ImageStore:
     def import_tarball(self, source: str | os.PathLike[str] | BinaryIO, ref: str | None = None, *,
                        message: str = "", changes: list[str] | tuple[str, ...] = (), progress=None,
                        created: str | None = None, policy: TarPolicy | None = None,
-                       history: str | None = None) -> Image:
-        """`docker import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image."""
+                       history: str | None = None, max_expanded: int | None = None) -> Image:
+        """`docker import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image.
+        `max_expanded` caps its decompressed size (TooLarge past it; nothing is kept)."""
         tag = refs.tag_of(ref) if ref else None
         what = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
         what = str(what)
@@ -416,7 +421,7 @@ class ImageStore:
             try:
                 with _open_source(source) as (stream, total):
                     txn.layers.append(self._stage_layer(stream, what=what, policy=policy, progress=progress,
-                                                        total=total))
+                                                        total=total, budget=Budget(max_expanded, what)))
                 layer = txn.layers[0]
                 when = created or now_rfc3339()
                 inner = apply_changes({"Env": [DEFAULT_PATH]}, list(changes))
@@ -443,10 +448,10 @@ class ImageStore:
     # --- load / save (archives.py holds the formats) ------------------------------------------------
 
     def load(self, source: str | os.PathLike[str] | BinaryIO, progress=None,
-             policy: TarPolicy | None = None) -> list[Image]:
+             policy: TarPolicy | None = None, max_expanded: int | None = None) -> list[Image]:
         from .archives import load_archive
 
-        return load_archive(self, source, progress=progress, policy=policy)
+        return load_archive(self, source, progress=progress, policy=policy, max_expanded=max_expanded)
 
     def save(self, images: list[str], dest: str | os.PathLike[str] | BinaryIO, format: str = "oci-archive",
              progress=None) -> None:
@@ -531,10 +536,13 @@ class ImageStore:
 
     # --- containers -------------------------------------------------------------------------------------
 
-    def prepare_rootfs(self, ref: str, container_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    def prepare_rootfs(self, ref: str, container_dir: str | os.PathLike[str],
+                       rw_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Give a container its overlay dirs: the image's layer dirs (topmost first) as lowers and its own
-        empty `upper/` and `work/`. Nothing is copied. Records the use in `container_dir/image.json`."""
+        empty `upper/` and `work/` (in `rw_dir`, e.g. a size-limited mount, else in the container dir).
+        Nothing is copied. Records the use in `container_dir/image.json`."""
         cdir = Path(container_dir).resolve()
+        rw = Path(rw_dir).resolve() if rw_dir is not None else cdir
         with self._lock("gc", shared=True):
             image = self.resolve(ref)
             for diff_id, blob in zip(image.diff_ids, image.manifest["layers"], strict=True):
@@ -542,7 +550,7 @@ class ImageStore:
             with self._lock("index"):
                 image = self._resolve(image.digest, self._read_index())  # not removed meanwhile
                 lowers = [str(self.layer_dir(d)) for d in reversed(image.diff_ids)]
-                upper, work = cdir / "upper", cdir / "work"
+                upper, work = rw / "upper", rw / "work"
                 cdir.mkdir(parents=True, exist_ok=True)
                 upper.mkdir(mode=0o755, exist_ok=True)
                 work.mkdir(mode=0o700, exist_ok=True)

@@ -1,0 +1,96 @@
+"""Limits a container gets by default and the disk quota of its writes, enforced by the real kernel."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import host_mounts_under
+from tests.engine.containers.helpers import output, run
+from workers.engine.containers import ContainerManager
+from workers.engine.containers.config import DEFAULT_PIDS_LIMIT
+from workers.engine.containers.errors import InvalidConfig
+from workers.engine.storage import quota
+
+MiB = 1024 * 1024
+
+
+def loop_devices_of(image: Path) -> list[str]:
+    """Loop devices whose backing file is `image` (as the kernel lists them)."""
+    out = []
+    for backing in glob.glob("/sys/block/loop*/loop/backing_file"):
+        try:
+            text = Path(backing).read_text().strip()
+        except OSError:
+            continue
+        if text.removesuffix(" (deleted)") == str(image):
+            out.append(backing.split("/")[3])
+    return out
+
+
+def test_a_container_without_limits_cannot_fork_past_the_default_pids_limit(manager: ContainerManager):
+    # A fork loop in a subshell: each started sleep is counted with builtins only (no fork), so when the
+    # fork fails the count says how far it got; pid 1 (sh) and the subshell are the other two pids.
+    script = ("( i=0; while [ $i -lt 3000 ]; do sleep 1000 & i=$((i+1)); echo $i > /tmp/n; done ); "
+              "read n < /tmp/n; echo reached=$n")
+    c = run(manager, script)
+    assert c["config"]["pids_limit"] == DEFAULT_PIDS_LIMIT == 2048
+    text = output(manager, c["id"])
+    assert "Resource temporarily unavailable" in text, text[-500:]  # EAGAIN from fork
+    reached = int(text.rsplit("reached=", 1)[1].split()[0])
+    assert DEFAULT_PIDS_LIMIT - 4 <= reached <= DEFAULT_PIDS_LIMIT - 2, text[-500:]
+
+
+def test_an_explicit_pids_limit_replaces_the_default(manager: ContainerManager):
+    c = manager.create("busybox", command=["true"], pids_limit=100)
+    assert c["config"]["pids_limit"] == 100
+    other = ContainerManager(manager.root, default_pids_limit=300).create("busybox", command=["true"])
+    assert other["config"]["pids_limit"] == 300
+
+
+def test_writes_past_the_disk_limit_fail_with_enospc_and_remove_leaves_nothing(manager: ContainerManager):
+    c = manager.create("busybox", command=["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=200; echo rc=$?"],
+                       disk=64 * MiB)
+    cdir = manager.root / "containers" / c["id"]
+    rw = cdir / "rw"
+    image = quota.image_of(rw)
+    assert quota.is_mounted(rw) and loop_devices_of(image)
+    manager.start(c["id"])
+    done = manager.wait(c["id"], timeout=60)
+    text = output(manager, c["id"])
+    assert "No space left on device" in text, text
+    assert "rc=1" in text, text
+    assert done["config"]["disk"] == 64 * MiB
+    # the host gave the container at most its quota (the image is sparse: only written blocks count)
+    assert os.stat(image).st_blocks * 512 <= 64 * MiB
+    used, total = quota.usage(rw)
+    assert used > 40 * MiB and total <= 64 * MiB
+
+    manager.remove(c["id"])
+    assert not host_mounts_under(manager.root / "containers")
+    assert not loop_devices_of(image)
+    assert not image.exists() and not cdir.exists()
+
+
+def test_a_disk_limited_container_is_mounted_again_after_a_reboot(manager: ContainerManager):
+    c = run(manager, "echo kept > /data", disk=32 * MiB)
+    rw = manager.root / "containers" / c["id"] / "rw"
+    subprocess.run(["umount", str(rw)], check=True)  # what a reboot does to the mount
+    assert not quota.is_mounted(rw)
+    manager.start(c["id"])
+    manager.wait(c["id"], timeout=60)
+    assert quota.is_mounted(rw)
+    assert (rw / "upper" / "data").read_text() == "kept\n"
+    manager.remove(c["id"])
+    assert not loop_devices_of(quota.image_of(rw)) and not rw.exists()
+
+
+def test_a_disk_limit_below_the_minimum_is_refused_at_the_field(manager: ContainerManager):
+    with pytest.raises(InvalidConfig) as err:
+        manager.create("busybox", command=["true"], disk=MiB)
+    assert err.value.field == "disk" and "below the minimum of 16 MiB" in str(err.value)
+    assert not list((manager.root / "containers").iterdir())

@@ -1,0 +1,1 @@
+"""Host storage helpers (Django-free): size-limited directories for container writes and volumes."""
