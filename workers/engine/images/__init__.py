@@ -9,6 +9,7 @@ from .errors import (  # noqa: E402
     ImageNotFound,
     InvalidReference,
     MissingBlob,
+    RefTaken,
     UnsafeEntry,
 )
 from .store import Image, ImageStore  # noqa: E402
@@ -16,5 +17,5 @@ from .tarsafe import TarPolicy  # noqa: E402
 
 __all__ = [
     "ArchiveError", "CorruptArchive", "DigestMismatch", "Image", "ImageError", "ImageInUse", "ImageNotFound",
-    "ImageStore", "InvalidReference", "MissingBlob", "TarPolicy", "UnsafeEntry",
+    "ImageStore", "InvalidReference", "MissingBlob", "RefTaken", "TarPolicy", "UnsafeEntry",
 ]
