@@ -116,6 +116,13 @@ class Image(models.Model):
         """The user-facing `name:tag` (what pages and the API show)."""
         return str(self)
 
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.namespace:  # a row made without one: its owner's (see namespaces)
+            from .namespaces import for_image
+
+            self.namespace = for_image(self.owner, self.team_id)
+        super().save(*args, **kwargs)
+
     @property
     def engine_ref(self) -> str:
         """The host's image store ref: `name:tag` scoped by the name space (never shown to users)."""
@@ -166,6 +173,13 @@ class Container(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.namespace:  # a row made without one: its owner's (see namespaces)
+            from .namespaces import for_container
+
+            self.namespace = for_container(self.owner, self.team_id)
+        super().save(*args, **kwargs)
 
     @property
     def engine_name(self) -> str:
