@@ -70,6 +70,18 @@ def _target_fields(target: Any) -> tuple[str, str, str, int | None]:
     return kind, str(target.pk or ""), str(target), team_id
 
 
+def _visible_to(user, target: Any) -> bool:
+    """Whether `user` may see the model instance `target` (tuples carry only what the caller gave)."""
+    if target is None or isinstance(target, tuple):
+        return True
+    from .permissions import can
+
+    try:
+        return can(user, "view", target)
+    except Exception:
+        return False
+
+
 def record(
     request,
     user,
@@ -89,6 +101,10 @@ def record(
     target_type, target_id, target_repr, team_id = _target_fields(target)
     if team is not None:
         team_id = team.pk if isinstance(team, Team) else int(team)
+    if result != "ok" and not _visible_to(user, target):
+        # A refused attempt on an object the actor cannot see is kept by id only: its name and team would
+        # tell the actor (who reads their own events) what they poked at.
+        target_repr, team_id = "", None
     actor = user if user is not None and getattr(user, "is_authenticated", False) else None
     try:
         # Its own savepoint: a failed audit write must not break the caller's transaction.

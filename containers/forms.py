@@ -168,8 +168,12 @@ def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, A
 
     policy, _, retries = str(params.get("restart_policy") or "no").partition(":")
     host_id = getattr(container_or_job, "host_id", None)
+    # The image by name in the asker's own name space, else the system's (never another tenant's).
+    asker = getattr(container_or_job, "requested_by_id", None)
+    spaces = ([f"u{asker}"] if asker else []) + [""]
     image = Image.objects.filter(host_id=host_id, name=str(params.get("image", "")).rpartition(":")[0],
-                                 tag=str(params.get("image", "")).rpartition(":")[2]).first()
+                                 tag=str(params.get("image", "")).rpartition(":")[2],
+                                 namespace__in=spaces).order_by("-namespace").first()
     memory = params.get("memory")
     return {
         "host": str(host_id or ""), "image": str(image.pk) if image else "", "name": params.get("name", ""),

@@ -123,18 +123,36 @@ class Image(models.Model):
     )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="images")
     shared = models.BooleanField(default=False)
+    # Whose name `name:tag` is (containers/namespaces.py): "" the system's, "u<id>" a user's, "t<id>" a team's.
+    namespace = models.CharField(max_length=24, blank=True, default="")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name", "tag"]
-        indexes = [models.Index(fields=["host", "name", "tag"])]
+        indexes = [models.Index(fields=["host", "name", "tag"]),
+                   models.Index(fields=["host", "namespace", "name", "tag"], name="image_host_ns_name_tag")]
 
     def __str__(self) -> str:
         return f"{self.name}:{self.tag}" if self.tag else self.digest[:19]
 
     @property
     def ref(self) -> str:
+        """The user-facing `name:tag` (what pages and the API show)."""
         return str(self)
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.namespace:  # a row made without one: its owner's (see namespaces)
+            from .namespaces import for_image
+
+            self.namespace = for_image(self.owner, self.team_id)
+        super().save(*args, **kwargs)
+
+    @property
+    def engine_ref(self) -> str:
+        """The host's image store ref: `name:tag` scoped by the name space (never shown to users)."""
+        from .namespaces import engine_ref
+
+        return engine_ref(self.namespace, self.name, self.tag)
 
 
 class Container(models.Model):
@@ -155,6 +173,8 @@ class Container(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers"
     )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers")
+    # Whose name `name` is (containers/namespaces.py); the engine knows the container as `engine_name`.
+    namespace = models.CharField(max_length=24, blank=True, default="")
     command = models.JSONField(default=list, blank=True)
     config = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
@@ -172,10 +192,24 @@ class Container(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        constraints = [models.UniqueConstraint(fields=["host", "name"], name="unique_container_name_per_host")]
+        constraints = [models.UniqueConstraint(fields=["host", "namespace", "name"],
+                                               name="unique_container_name_per_namespace")]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.namespace:  # a row made without one: its owner's (see namespaces)
+            from .namespaces import for_container
+
+            self.namespace = for_container(self.owner, self.team_id)
+        super().save(*args, **kwargs)
+
+    @property
+    def engine_name(self) -> str:
+        from .namespaces import engine_name
+
+        return engine_name(self.namespace, self.name)
 
 
 class Volume(models.Model):

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import FileResponse
 
-from . import audit, events, permissions
+from . import audit, events, namespaces, permissions
 from . import jobs as job_dispatch
 from . import limits as team_limits
 from .models import Container, Host, Image, Job, Team
@@ -211,19 +211,26 @@ _NOUNS = ("otter", "heron", "lynx", "puffin", "marten", "walrus", "falcon", "bad
           "koala", "lemur", "narwhal", "osprey", "quokka", "raven", "stoat", "tapir", "wombat", "yak")
 
 
-def generate_name(host: Host) -> str:
-    """A free Docker-style name on `host`: adjective_animal, with a number if needed."""
+def generate_name(host: Host, namespace: str = namespaces.SYSTEM) -> str:
+    """A free Docker-style name in `namespace` on `host`: adjective_animal, with a number if needed."""
     rng = random.SystemRandom()
     for attempt in range(50):
         name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
         if attempt >= 10:
             name += f"{rng.randrange(1000)}"
-        if not Container.objects.filter(host=host, name=name).exists():
+        if not Container.objects.filter(host=host, namespace=namespace, name=name).exists():
             return name
     return f"container_{uuid.uuid4().hex[:12]}"
 
 
-def _resolve_image(user, host: Host, image: Image | str) -> Image:
+def _name_order(user, namespace: str):
+    """Sort key over images of one name:tag: the new object's own name space first, then the user's
+    personal one, then the system's, then anything else visible (another team's shared image)."""
+    order = [namespace, namespaces.of_user(user.pk), namespaces.SYSTEM]
+    return lambda img: (order.index(img.namespace) if img.namespace in order else len(order), img.pk)
+
+
+def _resolve_image(user, host: Host, image: Image | str, namespace: str = namespaces.SYSTEM) -> Image:
     if isinstance(image, Image):
         if image.host_id != host.pk:
             raise ServiceError("no_such_image", f"image {image.ref} is not on host {host.name}", field="image")
@@ -233,7 +240,8 @@ def _resolve_image(user, host: Host, image: Image | str) -> Image:
             name, tag = _image_ref(image, "image")
         except ServiceError as exc:  # a name that cannot exist names no image
             raise ServiceError("no_such_image", exc.message, field="image") from None
-        found = permissions.visible_images(user).filter(host=host, name=name, tag=tag).first()
+        candidates = list(permissions.visible_images(user).filter(host=host, name=name, tag=tag))
+        found = min(candidates, key=_name_order(user, namespace)) if candidates else None
         if found is None:
             raise ServiceError("no_such_image", f"no image {name}:{tag} on host {host.name}", field="image")
     if not permissions.can(user, "view", found):
@@ -363,8 +371,12 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         if name and not NAME_RE.match(name):
             raise ServiceError("invalid", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
                                           "(starting with a letter or digit, at most 128)", field="name")
-        image_row = _resolve_image(user, host, image)
         team_row = _as_team(user, team)
+        namespace = namespaces.for_container(user, team_row.pk if team_row else None)
+        if len(namespaces.engine_name(namespace, name)) > 128:
+            raise ServiceError("invalid", f"invalid container name {name!r}: at most "
+                                          f"{127 - len(namespace)} characters", field="name")
+        image_row = _resolve_image(user, host, image, namespace)
         params = _container_params(
             user, host, name=name or "x", command=command, entrypoint=entrypoint, env=env, workdir=workdir,
             user_spec=user_spec, hostname=hostname, memory=memory, cpus=cpus, pids_limit=pids_limit,
@@ -373,15 +385,17 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         start = _bool(start, "start")
         # Volume names are looked up in the creator's (or the team's) name space, never host-wide.
         planned = services_volumes.plan_mounts(user, host, team_row, params["mounts"])
-        if name and Container.objects.filter(host=host, name=name).exists():
+        # Names are per name space (yours or your team's): another tenant's names are never revealed.
+        if name and Container.objects.filter(host=host, namespace=namespace, name=name).exists():
             raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}", field="name")
-        name = name or generate_name(host)
+        name = name or generate_name(host, namespace)
         params.update(name=name, image=image_row.ref, start=start)
         try:
             with transaction.atomic():
                 volumes = services_volumes.attach_volumes(request, user, host, team_row, planned, params)
                 container = Container.objects.create(
-                    name=name, host=host, image=image_row, image_ref=image_row.ref, owner=user, team=team_row,
+                    name=name, namespace=namespace, host=host, image=image_row, image_ref=image_row.ref,
+                    owner=user, team=team_row,
                     command=params["command"] or [], config=params, state=Container.State.CREATED,
                     labels=params["labels"], restart_policy=params["restart_policy"])
                 container.volumes.set(volumes)
@@ -442,6 +456,7 @@ def _action_params(user, container: Container, action: str, params: dict[str, An
         shared = _bool(params.get("shared"), "shared")
         if shared and not permissions.can(user, "image.share", container):
             raise ServiceError("forbidden", "sharing an image with everyone needs the admin role", field="shared")
+        _check_image_name_free(container.host, namespaces.for_image(user, team.pk if team else None), name, tag)
         return {"ref": f"{name}:{tag}", "author": params.get("author") or user.get_username(),
                 "message": params.get("message") or "", "changes": changes,
                 "team_id": team.pk if team else None, "shared": shared}
@@ -555,6 +570,21 @@ def _check_upload(path: Path) -> None:
                            field="file")
 
 
+def _check_image_name_free(host: Host, namespace: str, name: str, tag: str) -> None:
+    """A new image name must be possible in `namespace` and not taken there (never replaced: remove the
+    old image first). Only the name space the image goes to is looked at, so nothing tells whether
+    another tenant has that name."""
+    try:
+        namespaces.check_new_ref(namespace, name, tag)
+    except namespaces.NameError_ as exc:
+        raise ServiceError("invalid", str(exc), field="ref") from None
+    if Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists():
+        where = "the system name space" if namespace == namespaces.SYSTEM else (
+            "this team's name space" if namespace.startswith("t") else "your name space")
+        raise ServiceError("name_taken", f"{name}:{tag} already exists in {where} on host {host.name}: choose "
+                                         "another name or tag, or remove that image first", field="ref")
+
+
 def _import_like(kind: str, user, *, host, upload, team, shared, request, idempotency_key,
                  extra: dict[str, Any]) -> Job:
     path: Path | None = None
@@ -572,6 +602,9 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
         if shared and not (user.is_superuser or (team_row and permissions.role_in(user, team_row.pk) == "admin")):
             raise ServiceError("forbidden", "sharing an image with everyone needs the admin role in its team",
                                field="shared")
+        if extra.get("ref"):
+            name, _, tag = extra["ref"].rpartition(":")
+            _check_image_name_free(host, namespaces.for_image(user, team_row.pk if team_row else None), name, tag)
         path = _stage_upload(upload)
         _check_upload(path)
         params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared,
@@ -640,9 +673,7 @@ def image_action(user, image: Image, action: str, *, params: dict[str, Any] | No
             clean = {"force": force}
         else:
             name, tag = _image_ref(params.get("ref"), "ref")
-            if Image.objects.filter(host=image.host, name=name, tag=tag).exclude(pk=image.pk).exists():
-                raise ServiceError("name_taken", f"{name}:{tag} already exists on host {image.host.name}",
-                                   field="ref")
+            _check_image_name_free(image.host, image.namespace, name, tag)  # a tag stays in its image's
             clean = {"ref": f"{name}:{tag}"}
     except ServiceError as exc:
         raise _refuse(request, user, kind, image, exc) from None

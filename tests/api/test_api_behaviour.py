@@ -141,7 +141,7 @@ def test_throttling_answers_429_json(world, api_client, settings):
     ({"image": "busybox", "memory": "x"}, "memory", "invalid", 400),
     ({"image": "busybox", "cpus": "many"}, "cpus", "invalid", 400),
     ({"image": "busybox", "cpus": 1000}, "cpus", "invalid", 400),
-    ({"image": "busybox", "name": "web-a"}, "name", "name_taken", 409),
+    ({"image": "busybox", "name": "web-a", "team": "A"}, "name", "name_taken", 409),
     ({"image": "busybox", "name": "no spaces"}, "name", "invalid", 400),
     ({"image": "busybox", "env": {"A B": "1"}}, "env", "invalid", 400),
     ({"image": "busybox", "command": "not a list"}, "command", "invalid", 400),
@@ -151,6 +151,8 @@ def test_throttling_answers_429_json(world, api_client, settings):
     ({}, "image", "invalid", 400),
 ])
 def test_validation_errors_name_the_field(world, api_client, body, field, code, status):
+    if body.get("team") == "A":
+        body = {**body, "team": world.team_a.pk}
     response = api_client("operator").post("/api/v1/containers", body, format="json")
     assert response.status_code == status
     error = response.json()["error"]

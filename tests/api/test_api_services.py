@@ -56,7 +56,7 @@ def test_create_container_queues_a_job(world):
 
 
 @pytest.mark.parametrize("kwargs,code,field", [
-    ({"name": "web-a"}, "name_taken", "name"),
+    ({"name": "web-a", "team": "A"}, "name_taken", "name"),  # taken in team A's name space
     ({"name": "bad name!"}, "invalid", "name"),
     ({"image": "nope:1"}, "no_such_image", "image"),
     ({"image": "app-b:1"}, "no_such_image", "image"),
@@ -76,6 +76,8 @@ def test_create_container_queues_a_job(world):
 ])
 def test_create_container_refusals_name_the_field(world, kwargs, code, field):
     args = {"host": world.host, "image": "app-a:1", "name": "fresh", **kwargs}
+    if args.get("team") == "A":
+        args["team"] = world.team_a.pk
     refused(services.create_container, code, field, user=world.users["operator"], **args)
     assert AuditEvent.objects.filter(action="container.create", result__in=["invalid", "denied"]).count() == 1
 
@@ -174,7 +176,7 @@ def test_image_actions(world):
             params={"format": "zip"})
     refused(services.image_action, "conflict", user=u["admin"], image=world.image_a, action="remove")
     refused(services.image_action, "name_taken", "ref", user=u["admin"], image=world.image_a, action="tag",
-            params={"ref": "busybox:latest"})
+            params={"ref": "app-a:1"})  # taken in the image's (team A's) name space
     refused(services.image_action, "forbidden", user=u["operator"], image=world.base, action="remove")
     save = services.image_action(u["operator"], world.image_a, "save", params={"format": "oci-archive"})
     assert save.params == {"format": "oci-archive"} and save.target_id == str(world.image_a.pk)

@@ -90,14 +90,19 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     # Seeding again changes nothing and makes no second row.
     assert wait_job(jobs.submit("image.seed", a.host, params={})).state == Job.State.SUCCEEDED
     assert Image.objects.filter(host=a.host, name="busybox", tag="latest").count() == 1
-    # Nobody but its owner moves a tag: importing over the shared base image is refused.
+    # Nobody but a superuser moves a system tag: importing as busybox:latest makes the user's own image
+    # of that name (in the user's name space, `u<id>/busybox:latest` on the host) and the base stays.
     hijack = make_upload(tmp_path, {"etc/motd": b"mine now\n"})
     job = wait_job(jobs.submit("image.import", a.host, requested_by=user, params={"path": str(hijack),
                                                                                   "ref": "busybox:latest"}))
-    assert job.state == Job.State.FAILED and "busybox:latest already exists" in job.error, job.error
+    assert job.state == Job.State.SUCCEEDED, job.error
+    own = Image.objects.get(pk=job.result["image_id"])
+    assert (own.ref, own.owner_id, own.shared) == ("busybox:latest", user.pk, False) and own.pk != base.pk
     assert not hijack.exists()
     assert ImageStore(a.state_root).resolve("busybox:latest").digest == base.digest
+    assert ImageStore(a.state_root).resolve(f"u{user.pk}/busybox:latest").digest == own.digest
     assert Image.objects.get(pk=base.pk).digest == base.digest
+    ns = f"u{user.pk}/"  # the user's images' refs in the host's store
 
     # An 8 MiB upload: the job reports byte progress while it imports.
     payload = os.urandom(8 << 20)
@@ -122,7 +127,7 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     assert any(e["type"] == "image" and e["id"] == row.pk for e in seen)
     assert not upload.exists(), "the handler deletes the upload"
     store_a = ImageStore(a.state_root)
-    assert store_a.resolve("uploaded:v1").digest == row.digest
+    assert store_a.resolve(ns + "uploaded:v1").digest == row.digest
     assert len(row.layers) == 1 and (store_a.layer_dir(row.layers[0]) / "etc/greeting").read_bytes() == \
         b"hello from the upload\n"
 
@@ -142,7 +147,7 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     [loaded] = load.result["images"]
     on_b = Image.objects.get(pk=loaded["image_id"])
     assert (on_b.host_id, on_b.ref, on_b.layers) == (b.host.pk, "uploaded:v1", row.layers)
-    assert ImageStore(b.state_root).resolve("uploaded:v1").id == store_a.resolve("uploaded:v1").id
+    assert ImageStore(b.state_root).resolve(ns + "uploaded:v1").id == store_a.resolve(ns + "uploaded:v1").id
     assert not copy.exists()
 
     # tag makes a second row for the same image; remove of one tag leaves the other image intact.
@@ -153,10 +158,10 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     rm = wait_job(jobs.submit("image.remove", a.host, target=row, params={"force": False}))
     assert rm.state == Job.State.SUCCEEDED, rm.error
     assert not Image.objects.filter(pk=row.pk).exists()
-    assert not store_a.exists("uploaded:v1") and store_a.resolve("uploaded:v2").digest == row.digest
+    assert not store_a.exists(ns + "uploaded:v1") and store_a.resolve(ns + "uploaded:v2").digest == row.digest
     rm2 = wait_job(jobs.submit("image.remove", a.host, target=v2, params={}))
     assert rm2.state == Job.State.SUCCEEDED, rm2.error
-    assert not store_a.exists("uploaded:v2")
+    assert not store_a.exists(ns + "uploaded:v2")
     assert not store_a.layer_dir(row.layers[0]).exists(), "the last tag removed frees the layer"
 
 

@@ -80,7 +80,7 @@ def test_create_form_offers_online_hosts_and_images_per_host(dash):
 
 
 @pytest.mark.parametrize("fields,field,words", [
-    ({"name": "web"}, "name", "already in use on host dash-a"),
+    ({"name": "web", "team": "TEAM"}, "name", "already in use on host dash-a"),  # in the team's name space
     ({"name": "bad name!"}, "name", "invalid container name"),
     ({"host": "HOST_B"}, "image", "is not on host dash-b"),
     ({"image": "SECRET"}, "image", "no such image"),  # another team's image: not even its name is shown
@@ -94,7 +94,8 @@ def test_create_form_offers_online_hosts_and_images_per_host(dash):
     ({"volumes": "/etc:/host-etc"}, "volumes", "only superusers may bind-mount"),
 ])
 def test_bad_create_input_shows_the_message_next_to_the_field_and_changes_nothing(dash, fields, field, words):
-    fields = {k: {"HOST_B": dash.host_b.pk, "SECRET": dash.secret_image.pk}.get(v, v) for k, v in fields.items()}
+    fields = {k: {"HOST_B": dash.host_b.pk, "SECRET": dash.secret_image.pk, "TEAM": dash.team.pk}.get(v, v)
+              for k, v in fields.items()}
     before = snapshot()
     r = create(dash, **{"command": "echo kept", **fields})
     assert r.status_code == 400

@@ -248,24 +248,26 @@ def test_stop_of_a_stopped_container_is_done_and_remove_of_a_lost_one_deletes_th
     assert not Container.objects.filter(pk=row.pk).exists()
 
 
-def test_a_tag_belonging_to_someone_else_is_not_moved(host, published):
+def test_new_image_names_are_scoped_and_never_replace(host, published):
+    """A new name goes to its name space's engine ref; one that name space has already is refused."""
     from django.contrib.auth import get_user_model
 
     from containers.models import Image
 
     User = get_user_model()
     alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
-    root = User.objects.create_superuser("root")
     Image.objects.create(host=host, name="busybox", tag="latest", shared=True)
-    Image.objects.create(host=host, name="app", tag="v1", owner=alice)
-    with pytest.raises(JobError, match="busybox:latest already exists on host unit-host and is not yours"):
-        common.check_ref_free(host, "busybox", alice)
-    with pytest.raises(JobError, match="app:v1"):
-        common.check_ref_free(host, "app:v1", bob)
-    common.check_ref_free(host, "app:v1", alice)
-    common.check_ref_free(host, "app:v2", bob)
-    common.check_ref_free(host, "busybox:latest", root)
-    common.check_ref_free(host, "busybox:latest", None)  # the host itself (seeding)
+    Image.objects.create(host=host, name="app", tag="v1", owner=alice, namespace=f"u{alice.pk}")
+    # Someone else's name is no obstacle: each name space has its own.
+    assert common.new_engine_ref(host, f"u{alice.pk}", "busybox") == f"u{alice.pk}/busybox:latest"
+    assert common.new_engine_ref(host, f"u{bob.pk}", "app:v1") == f"u{bob.pk}/app:v1"
+    with pytest.raises(JobError, match="app:v1 already exists in your name space on host unit-host"):
+        common.new_engine_ref(host, f"u{alice.pk}", "app:v1")
+    with pytest.raises(JobError, match="busybox:latest already exists in the system name space"):
+        common.new_engine_ref(host, "", "busybox:latest")  # a superuser removes the base image first
+    with pytest.raises(JobError, match="reserved"):
+        common.new_engine_ref(host, "", f"u{bob.pk}/app:v1")  # would be bob's engine ref
+    assert common.user_ref("t3/app:v1") == "app:v1" and common.user_ref("busybox:latest") == "busybox:latest"
 
 
 def test_image_rows_one_per_host_name_tag_following_the_store(host, published, tmp_path, settings):
@@ -288,21 +290,25 @@ def test_image_rows_one_per_host_name_tag_following_the_store(host, published, t
     img = store.import_tarball(tar, "app:v1")
     alice = get_user_model().objects.create_user("alice")
 
-    row = common.sync_image_row(host, "app:v1", img, owner=alice)
-    assert (row.name, row.tag, row.owner_id, row.shared) == ("app", "v1", alice.pk, False)
+    ns = f"u{alice.pk}"
+    row = common.sync_image_row(host, "app:v1", img, owner=alice, namespace=ns)
+    assert (row.name, row.tag, row.owner_id, row.shared, row.namespace) == ("app", "v1", alice.pk, False, ns)
     assert row.digest == img.digest and row.layers == img.diff_ids and row.config == img.config
     assert row.size == img.size and published[-1]["type"] == "image" and published[-1]["id"] == row.pk
-    Image.objects.create(host=host, name="app", tag="v1")  # a duplicate, as a race could make
-    again = common.sync_image_row(host, "docker.io/library/app:v1", img, owner=alice)
+    Image.objects.create(host=host, name="app", tag="v1", owner=alice)  # a duplicate, as a race could make
+    again = common.sync_image_row(host, "docker.io/library/app:v1", img, owner=alice, namespace=ns)
     assert again.pk == row.pk and Image.objects.filter(host=host, name="app", tag="v1").count() == 1
     n = len(published)
-    common.sync_image_row(host, "app:v1", img, owner=alice)
+    common.sync_image_row(host, "app:v1", img, owner=alice, namespace=ns)
     assert len(published) == n, "an unchanged row is not written nor announced"
 
     # Worker start: an image made with the host CLI gets a row (nobody's); existing rows keep their owner.
+    # alice's row was made before name spaces (the store has it as `app:v1`): it moves to `u<id>/app:v1`.
     store.tag("app:v1", "cli:made")
     images.sync_host_images(host)
     assert Image.objects.get(pk=row.pk).owner_id == alice.pk
+    assert store.resolve(f"{ns}/app:v1").digest == img.digest and not store.exists("app:v1")
+    assert Image.objects.filter(host=host, name="app", tag="v1").count() == 1
     cli = Image.objects.get(host=host, name="cli", tag="made")
     assert cli.owner is None and not cli.shared and cli.digest == img.digest
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from containers import events
+from containers import events, namespaces
 from containers.models import Container, Host, Image, Team
 from workers.engine.images import ImageStore, refs
 from workers.engine.images.store import Image as EngineImage
@@ -163,18 +163,44 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def check_ref_free(host: Host, ref: str, user) -> None:
-    """Refuse to point `ref` at another image when its row belongs to someone else (a base image, another
-    user's image): moving a tag changes what everyone running that name gets."""
+def job_namespace(job, team: Team | None) -> str:
+    """The name space the images a job makes go to (containers/namespaces.py)."""
+    return namespaces.for_image(job_owner(job), team.pk if team is not None else None)
+
+
+def describe_namespace(namespace: str) -> str:
+    """ "your name space", "team <name>'s name space" or "the system name space", for job errors."""
+    user_id, team_id = namespaces.owner_ids(namespace)
+    if team_id is not None:
+        team = Team.objects.filter(pk=team_id).values_list("name", flat=True).first()
+        return f"team {team or team_id}'s name space"
+    return "your name space" if user_id is not None else "the system name space"
+
+
+def new_engine_ref(host: Host, namespace: str, ref: str) -> str:
+    """The engine ref a new image `ref` gets in `namespace`, refused (JobError) when the name space has
+    that name already: nothing is ever replaced by import, load, commit or tag."""
     from workers.tasks import JobError
 
-    if user is None or getattr(user, "is_superuser", False):
-        return
     name, tag = split_ref(ref)
-    row = Image.objects.filter(host=host, name=name, tag=tag).first()
-    if row is not None and row.owner_id != user.pk:
-        raise JobError(f"image {name}:{tag} already exists on host {host.name} and is not yours: "
-                       f"choose another name or tag")
+    try:
+        engine_ref = namespaces.check_new_ref(namespace, name, tag)
+    except namespaces.NameError_ as exc:
+        raise JobError(str(exc)) from None
+    if Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists():
+        raise JobError(taken_message(host, namespace, f"{name}:{tag}"))
+    return engine_ref
+
+
+def taken_message(host: Host, namespace: str, ref: str) -> str:
+    return (f"image {ref} already exists in {describe_namespace(namespace)} on host {host.name}: choose "
+            "another name or tag, or remove that image first")
+
+
+def user_ref(engine_ref: str) -> str:
+    """The user-facing `name:tag` of an engine ref."""
+    _, name, tag = namespaces.split_engine_ref(engine_ref)
+    return f"{name}:{tag}"
 
 
 def image_fields(image: EngineImage) -> dict[str, Any]:
@@ -182,14 +208,16 @@ def image_fields(image: EngineImage) -> dict[str, Any]:
 
 
 def sync_image_row(host: Host, ref: str, image: EngineImage, *, owner=None, team=None,
-                   shared: bool | None = None, keep_ownership: bool = False) -> Image:
-    """The one Image row of (host, name, tag) made to describe `image`; created if missing.
+                   shared: bool | None = None, keep_ownership: bool = False, namespace: str = "") -> Image:
+    """The one Image row of (host, namespace, name, tag) made to describe `image`; created if missing.
+    `ref` is the user-facing `name:tag`.
 
     With `keep_ownership` an existing row keeps its owner/team/shared (e.g. a re-seeded base image)."""
     name, tag = split_ref(ref)
     with transaction.atomic():
-        rows = list(Image.objects.select_for_update().filter(host=host, name=name, tag=tag).order_by("pk"))
-        row = rows[0] if rows else Image(host=host, name=name, tag=tag)
+        rows = list(Image.objects.select_for_update().filter(host=host, namespace=namespace, name=name, tag=tag)
+                    .order_by("pk"))
+        row = rows[0] if rows else Image(host=host, namespace=namespace, name=name, tag=tag)
         for extra in rows[1:]:  # one row per (host, name, tag): a duplicate from a race goes
             extra.delete()
         wanted = image_fields(image)

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from containers.models import Container, Image
-from workers.engine.images import ImageError
+from workers.engine.images import ImageError, RefTaken
 from workers.handlers import common, handler, reporter
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def _errors():
 def status_result(row: Container, info: dict[str, Any]) -> dict[str, Any]:
     """The job result of a state change: the engine's status fields plus the row's id."""
     out = {k: info.get(k) for k in RESULT_KEYS}
+    out["name"] = row.name  # users know the container by its own name, not the host's scoped one
     out["engine_id"] = out.pop("id")
     out["container_id"] = row.pk
     return out
@@ -58,7 +59,7 @@ def create_kwargs(params: dict[str, Any], row: Container) -> dict[str, Any]:
         kwargs[key] = value
     if not kwargs["restart_policy"]:
         kwargs["restart_policy"] = "no"
-    kwargs["name"] = params.get("name") or row.name
+    kwargs["name"] = row.engine_name  # the host's name is scoped by the name space (containers/namespaces.py)
     kwargs["id"] = row.engine_id
     return kwargs
 
@@ -78,14 +79,15 @@ def create(job, report) -> dict[str, Any]:
     params = job.params
     mgr = common.container_manager()
     errors = _errors()
-    image_ref = params.get("image") or row.image_ref or (row.image.ref if row.image else "")
+    image_ref = row.image_ref or params.get("image") or (row.image.ref if row.image else "")
     try:
         info = mgr.inspect(row.engine_id)  # redelivered job: the host already has it
         report(50, "container already on the host: adopting it")
     except errors.NoSuchContainer:
         report(10, f"creating from {image_ref}")
         try:
-            info = mgr.create(image_ref, **create_kwargs(params, row))
+            # The row's image (the service resolved it in the user's name spaces) by its scoped engine ref.
+            info = mgr.create(row.image.engine_ref if row.image else image_ref, **create_kwargs(params, row))
         except Exception as exc:
             # Nothing half-made may stay: the engine cleans after itself, this makes sure for our id.
             with contextlib.suppress(Exception):
@@ -115,7 +117,8 @@ def _link_image(row: Container, info: dict[str, Any], image_ref: str) -> None:
     if row.image_id is None and image_ref:
         with contextlib.suppress(ImageError):
             name, tag = common.split_ref(image_ref)
-            image = Image.objects.filter(host=row.host, name=name, tag=tag).first()
+            image = Image.objects.filter(host=row.host, namespace__in=(row.namespace, ""), name=name,
+                                         tag=tag).order_by("-namespace").first()
             if image is not None:
                 fields["image"] = image
     if fields:
@@ -268,18 +271,22 @@ def commit(job, report) -> dict[str, Any]:
         raise _job_error(str(exc)) from None
     team = common.job_team(job)
     owner = common.job_owner(job)
-    common.check_ref_free(job.host, ref, owner)
+    namespace = common.job_namespace(job, team)
+    engine_ref = common.new_engine_ref(job.host, namespace, ref)  # an existing name is refused, not replaced
     report(10, f"committing {row.name} to {ref}")
     try:
-        mgr.commit(row.engine_id, ref, author=str(params.get("author") or ""),
-                   message=str(params.get("message") or ""), changes=list(params.get("changes") or []))
-        image = common.image_store().resolve(ref)
+        mgr.commit(row.engine_id, engine_ref, author=str(params.get("author") or ""),
+                   message=str(params.get("message") or ""), changes=list(params.get("changes") or []),
+                   replace=False)
+        image = common.image_store().resolve(engine_ref)
+    except RefTaken:
+        raise _job_error(common.taken_message(job.host, namespace, ref)) from None
     except errors.NoSuchContainer:
         raise _gone(row) from None
     except (errors.ContainerError, ImageError) as exc:
         raise _job_error(str(exc)) from None
-    image_row = common.sync_image_row(job.host, ref, image, owner=owner,
-                                      team=team, shared=bool(params.get("shared")))
+    image_row = common.sync_image_row(job.host, ref, image, owner=owner, team=team,
+                                      shared=bool(params.get("shared")), namespace=namespace)
     return {"image_id": image_row.pk, "ref": image_row.ref, "digest": image_row.digest}
 
 

@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from containers.models import Image
-from workers.engine.images import CorruptArchive, ImageError, ImageNotFound
+from django.contrib.auth import get_user_model
+
+from containers import namespaces
+from containers.models import Image, Team
+from workers.engine.images import CorruptArchive, ImageError, ImageNotFound, RefTaken
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
 from workers.handlers import common, handler, on_worker_start
 
 SAVE_FORMATS = ("docker-archive", "oci-archive")
+BASE_REFS = (BUSYBOX_REF, DEBIAN_REF)
+log = logging.getLogger(__name__)
 
 
 def _job_error(message: str):
@@ -55,7 +61,8 @@ def _max_expanded(job) -> int | None:
 
 @handler("image.import")
 def import_image(job, report) -> dict[str, Any]:
-    """`docker import`: an uploaded root filesystem tarball becomes a one-layer image `ref`."""
+    """`docker import`: an uploaded root filesystem tarball becomes a one-layer image `ref` in the name space
+    of who asked (or of params.team_id); an existing `ref` there is refused, never replaced."""
     params = job.params
     ref = params.get("ref") or ""
     path = _upload_path(job)
@@ -64,24 +71,31 @@ def import_image(job, report) -> dict[str, Any]:
     except ImageError as exc:
         _discard_upload(path)
         raise _job_error(str(exc)) from None
-    team = common.job_team(job)
     try:
-        common.check_ref_free(job.host, f"{name}:{tag}", common.job_owner(job))
+        team = common.job_team(job)
     except Exception:
         _discard_upload(path)
         raise
+    namespace = common.job_namespace(job, team)
     if not path.exists():
         # A re-run after the worker died between import and finish: the upload is gone, the image is there.
-        row = Image.objects.filter(host=job.host, name=name, tag=tag).first()
-        if row is not None and common.image_store().exists(f"{name}:{tag}"):
+        row = Image.objects.filter(host=job.host, namespace=namespace, name=name, tag=tag).first()
+        if row is not None and common.image_store().exists(row.engine_ref):
             return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
         raise _job_error("the uploaded file is gone from the host; upload it again")
+    try:
+        engine_ref = common.new_engine_ref(job.host, namespace, f"{name}:{tag}")
+    except Exception:
+        _discard_upload(path)
+        raise
     report(1, "importing")
     try:
         store = common.image_store()
         progress = common.byte_progress(report, 1, 95, "imported", total=path.stat().st_size)
-        image = store.import_tarball(path, f"{name}:{tag}", message=str(params.get("message") or ""),
-                                     progress=progress, max_expanded=_max_expanded(job))
+        image = store.import_tarball(path, engine_ref, message=str(params.get("message") or ""),
+                                     progress=progress, max_expanded=_max_expanded(job), replace=False)
+    except RefTaken:
+        raise _job_error(common.taken_message(job.host, namespace, f"{name}:{tag}")) from None
     except CorruptArchive as exc:
         raise _job_error(_readable(exc, path, "the upload is not a tar archive (plain, gzip or zstd)")) from None
     except ImageError as exc:
@@ -89,31 +103,55 @@ def import_image(job, report) -> dict[str, Any]:
     finally:
         _discard_upload(path)
     row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=common.job_owner(job), team=team,
-                                shared=bool(params.get("shared")))
+                                shared=bool(params.get("shared")), namespace=namespace)
     return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
 
 
 @handler("image.load")
 def load_images(job, report) -> dict[str, Any]:
-    """`docker load`: a docker-archive or oci-archive with one or more tagged images."""
+    """`docker load`: a docker-archive or oci-archive with one or more tagged images. Its tags go to the
+    loader's name space (or params.team_id's): an archive tagged `busybox:latest` never touches the
+    system's base image, and a tag the name space has already refuses the whole load before anything
+    is written."""
     path = _upload_path(job)
     if not path.exists():
         raise _job_error("the uploaded file is gone from the host; upload it again")
-    team = common.job_team(job)
+    try:
+        team = common.job_team(job)
+    except Exception:
+        _discard_upload(path)
+        raise
+    namespace = common.job_namespace(job, team)
+    written: dict[str, str] = {}  # engine ref -> user-facing name:tag
+
+    def rename(tag: str) -> str:
+        from workers.tasks import JobError
+
+        try:
+            engine_ref = common.new_engine_ref(job.host, namespace, tag)
+        except JobError as exc:
+            raise ImageError(str(exc)) from None
+        written[engine_ref] = tag
+        return engine_ref
+
     report(1, "loading")
     try:
         store = common.image_store()
         progress = common.byte_progress(report, 1, 95, "loaded", total=path.stat().st_size)
-        images = store.load(path, progress=progress, max_expanded=_max_expanded(job))
+        images = store.load(path, progress=progress, max_expanded=_max_expanded(job), rename=rename, replace=False)
+    except RefTaken as exc:
+        raise _job_error(common.taken_message(job.host, namespace, common.user_ref(exc.ref))) from None
     except ImageError as exc:
         raise _job_error(_readable(exc, path, "the archive was refused")) from None
     finally:
         _discard_upload(path)
     out = []
     for image in images:
-        for ref in image.tags:
-            row = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job), team=team,
-                                        shared=bool(job.params.get("shared")))
+        for engine_ref in image.tags:
+            if engine_ref not in written:
+                continue  # another name of the same image (another name space's): not this job's
+            row = common.sync_image_row(job.host, written[engine_ref], image, owner=common.job_owner(job),
+                                        team=team, shared=bool(job.params.get("shared")), namespace=namespace)
             out.append({"image_id": row.pk, "ref": row.ref})
     if not out:
         ids = ", ".join(i.id[7:19] for i in images)
@@ -131,9 +169,9 @@ def save_image(job, report) -> dict[str, Any]:
     dest = common.export_path(job, ".tar")
     store = common.image_store()
     try:
-        image = store.resolve(row.ref)
+        image = store.resolve(row.engine_ref)
         report(1, f"saving {row.ref} as {fmt}")
-        store.save([row.ref], dest, format=fmt,
+        store.save([row.engine_ref], dest, format=fmt, names=[row.ref],
                    progress=common.byte_progress(report, 1, 99, "written", total=image.size))
     except ImageError as exc:
         common.remove_quietly(dest)
@@ -147,7 +185,8 @@ def remove_image(job, report) -> dict[str, Any]:
     row = common.target_image(job)
     force = bool(job.params.get("force"))
     try:
-        result = common.image_store().remove(row.ref, force=force)
+        result = common.image_store().remove(row.engine_ref, force=force)
+        result["untagged"] = [common.user_ref(t) for t in result.get("untagged") or []]
     except ImageNotFound:
         result = {"untagged": [], "deleted": None, "note": f"{row.ref} was not in the store"}
     except ImageError as exc:
@@ -161,16 +200,22 @@ def remove_image(job, report) -> dict[str, Any]:
 
 @handler("image.tag")
 def tag_image(job, report) -> dict[str, Any]:
+    """A second name for the image in the image's own name space; an existing name there is refused."""
     row = common.target_image(job)
     target = job.params.get("ref") or ""
     try:
         ref = ":".join(common.split_ref(target))
-        common.check_ref_free(job.host, ref, common.job_owner(job))
-        image = common.image_store().tag(row.ref, ref)
+    except ImageError as exc:
+        raise _job_error(str(exc)) from None
+    engine_ref = common.new_engine_ref(job.host, row.namespace, ref)
+    try:
+        image = common.image_store().tag(row.engine_ref, engine_ref, replace=False)
+    except RefTaken:
+        raise _job_error(common.taken_message(job.host, row.namespace, ref)) from None
     except ImageError as exc:
         raise _job_error(str(exc)) from None
     new = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job) or row.owner, team=row.team,
-                                shared=row.shared)
+                                shared=row.shared, namespace=row.namespace)
     return {"image_id": new.pk, "ref": new.ref, "digest": new.digest}
 
 
@@ -195,16 +240,45 @@ def seed_images(job, report) -> dict[str, Any]:
 @on_worker_start
 def sync_host_images(host) -> list[int]:
     """At worker start, give every tagged image in the host's store a row (made with the host's CLI, or
-    while no worker ran); rows already there follow their tag and keep their ownership. Rows are never
-    deleted here: a store that lost an image shows it when a job touches it."""
+    while no worker ran); rows already there follow their tag and keep their ownership. A scoped ref
+    (`u7/app:1`, `t3/app:1`) belongs to that user or team; only the system's own base refs are shared.
+    Rows are never deleted here: a store that lost an image shows it when a job touches it."""
     store = common.image_store()
+    adopt_scoped_refs(host, store)
+    User = get_user_model()
     pks = []
     for image in store.list():
-        for ref in image.tags:
-            name, tag = common.split_ref(ref)
-            existing = Image.objects.filter(host=host, name=name, tag=tag).exists()
-            row = common.sync_image_row(host, ref, image, owner=None, team=None,
-                                        shared=ref in (BUSYBOX_REF, DEBIAN_REF), keep_ownership=existing)
+        for engine_ref in image.tags:
+            namespace, name, tag = namespaces.split_engine_ref(engine_ref)
+            existing = Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists()
+            user_id, team_id = namespaces.owner_ids(namespace)
+            owner = User.objects.filter(pk=user_id).first() if user_id is not None else None
+            team = Team.objects.filter(pk=team_id).first() if team_id is not None else None
+            row = common.sync_image_row(host, f"{name}:{tag}", image, owner=owner, team=team,
+                                        shared=namespace == namespaces.SYSTEM and engine_ref in BASE_REFS,
+                                        keep_ownership=existing, namespace=namespace)
             pks.append(row.pk)
     return pks
 
+
+def adopt_scoped_refs(host, store) -> list[int]:
+    """Rows of a personal or team name space whose image the store still keeps under its unscoped name
+    (made before name spaces existed) get their scoped ref: tagged anew, the old name untagged. Only
+    when the unscoped name points at the row's own digest and is no system row's."""
+    moved = []
+    for row in Image.objects.filter(host=host).exclude(namespace=namespaces.SYSTEM):
+        plain = f"{row.name}:{row.tag}"
+        if store.exists(row.engine_ref) or not store.exists(plain):
+            continue
+        if Image.objects.filter(host=host, namespace=namespaces.SYSTEM, name=row.name, tag=row.tag).exists():
+            continue
+        try:
+            if store.resolve(plain).digest != row.digest:
+                continue
+            store.tag(plain, row.engine_ref, replace=False)
+            store.remove(plain)
+        except ImageError:
+            log.warning("could not move %s of image #%s to %s", plain, row.pk, row.engine_ref)
+            continue
+        moved.append(row.pk)
+    return moved

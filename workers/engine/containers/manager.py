@@ -521,12 +521,13 @@ class ContainerManager:
         return ImageStore(self.root).export_container(self._cdir(cid), dest, progress=progress)
 
     def commit(self, ref: str, new_ref: str, *, author: str = "", message: str = "",
-               changes: list[str] | None = None) -> str:
+               changes: list[str] | None = None, replace: bool = True) -> str:
+        """The container's changes as image `new_ref`; `replace=False` refuses an existing one (RefTaken)."""
         cid = self._resolve(ref)
         self._ensure_disk(self._load(cid))
         try:
             return ImageStore(self.root).commit(self._cdir(cid), new_ref, author=author, message=message,
-                                                changes=list(changes or []))
+                                                changes=list(changes or []), replace=replace)
         except InvalidReference as e:
             raise InvalidConfig("ref", str(e)) from None
 

@@ -9,6 +9,7 @@ from .errors import (  # noqa: E402
     ImageNotFound,
     InvalidReference,
     MissingBlob,
+    RefTaken,
     TooLarge,
     UnsafeEntry,
 )
@@ -17,5 +18,5 @@ from .tarsafe import TarPolicy  # noqa: E402
 
 __all__ = [
     "ArchiveError", "CorruptArchive", "DigestMismatch", "Image", "ImageError", "ImageInUse", "ImageNotFound",
-    "ImageStore", "InvalidReference", "MissingBlob", "TarPolicy", "TooLarge", "UnsafeEntry",
+    "ImageStore", "InvalidReference", "MissingBlob", "RefTaken", "TarPolicy", "TooLarge", "UnsafeEntry",
 ]

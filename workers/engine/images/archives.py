@@ -63,18 +63,24 @@ def _diff_size(store: ImageStore, diff_id: str, blob: dict[str, Any]) -> int:
     return size
 
 
-def save_archive(store: ImageStore, names: list[str], dest, format: str = "oci-archive", progress=None) -> None:
+def save_archive(store: ImageStore, names: list[str], dest, format: str = "oci-archive", progress=None,
+                 *, as_names: list[str | None] | None = None) -> None:
+    """Save the images `names` resolve to; `as_names` (one per name) are the tags to write instead."""
     if format not in FORMATS:
         raise ArchiveError(f"unknown format {format!r}: use oci-archive or docker-archive")
     if not names:
         raise ArchiveError("no image to save")
+    if as_names is not None and len(as_names) != len(names):
+        raise ArchiveError("one archive name per image is needed")
     images: list[tuple[str | None, Image]] = []
-    for name in names:
+    for i, name in enumerate(names):
         image = store.resolve(name)
         try:
             tag = refs.tag_of(name) if refs.tag_of(name) in image.tags else None
         except Exception:
             tag = None
+        if as_names is not None:
+            tag = refs.tag_of(as_names[i]) if as_names[i] else None
         images.append((tag, image))
     with _open_dest(dest) as raw:
         if format == "oci-archive":
@@ -219,8 +225,9 @@ def _stage_archive(stream: BinaryIO, staging: str, what: str, budget: Budget) ->
 
 
 def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | None = None,
-                 max_expanded: int | None = None) -> list[Image]:
-    """`docker load`. `max_expanded` caps the bytes the archive and its layers expand to, together."""
+                 max_expanded: int | None = None, *, rename=None, replace: bool = True) -> list[Image]:
+    """`docker load` (see ImageStore.load for `rename` and `replace`). `max_expanded` caps the bytes the
+    archive and its layers expand to, together."""
     what = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
     budget = Budget(max_expanded, what)
     txn = _Txn()
@@ -238,6 +245,10 @@ def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | N
             else:
                 raise CorruptArchive("neither an OCI archive (index.json) nor a docker archive (manifest.json)",
                                      what)
+            for plan in plans:  # names first: a refused name costs no unpacking
+                plan["tags"] = [rename(t) for t in plan["tags"]] if rename is not None else plan["tags"]
+            if not replace:
+                store._refuse_taken(store._read_index(), [t for plan in plans for t in plan["tags"]])
             unpacked: set[str] = set()
             for plan in plans:
                 layers = []
@@ -278,7 +289,7 @@ def load_archive(store: ImageStore, source, progress=None, policy: TarPolicy | N
                 desc = {"digest": manifest_digest, "size": len(manifest_bytes)}
                 for tag in plan["tags"] or [None]:
                     results.append((tag, desc))
-            store._finish(txn, results)
+            store._finish(txn, results, replace=replace)
     finally:
         store._discard(txn)
         shutil.rmtree(staging, ignore_errors=True)

@@ -19,6 +19,17 @@ class ImageInUse(ImageError):
     pass
 
 
+class RefTaken(ImageError):
+    """A tag that would move an existing ref (the caller asked that nothing be replaced)."""
+
+    code = "name_taken"
+    field = "ref"
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"{ref} already exists")
+
+
 class ArchiveError(ImageError):
     """A tarball or archive was refused; `entry` names the offending member when there is one."""
 

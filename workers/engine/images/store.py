@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 from . import refs
 from .changes import apply_changes
 from .compression import decompressed, media_type
-from .errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound, InvalidReference
+from .errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound, InvalidReference, RefTaken
 from .expansion import Budget
 from .fsutil import (
     HashingReader,
@@ -255,11 +255,13 @@ class ImageStore:
         entry["annotations"] = {REF_NAME: tag}
         manifests.append(entry)
 
-    def tag(self, source: str, target: str) -> Image:
+    def tag(self, source: str, target: str, *, replace: bool = True) -> Image:
         tag = refs.tag_of(target)
         with self._lock("index"):
             index = self._read_index()
             image = self._resolve(source, index)
+            if not replace:
+                self._refuse_taken(index, [tag])
             self._set_tag(index, tag, {"digest": image.digest, "size": self.blob_path(image.digest).stat().st_size})
             self._write_index(index)
         return self.resolve(tag)
@@ -382,9 +384,21 @@ class ImageStore:
         txn.blobs[digest] = data
         return {"mediaType": media, "digest": digest, "size": len(data)}
 
-    def _finish(self, txn: _Txn, tags: list[tuple[str | None, dict[str, Any]]]) -> None:
-        """Rename everything in and move the tags, atomically as far as readers of index.json go."""
+    @staticmethod
+    def _refuse_taken(index: dict[str, Any], tags: list[str | None]) -> None:
+        """RefTaken for the first of `tags` the index already has (checked under the index lock, before
+        anything is renamed in, so a refused write leaves the store as it was)."""
+        have = {d.get("annotations", {}).get(REF_NAME) for d in index["manifests"]}
+        for tag in tags:
+            if tag is not None and tag in have:
+                raise RefTaken(tag)
+
+    def _finish(self, txn: _Txn, tags: list[tuple[str | None, dict[str, Any]]], replace: bool = True) -> None:
+        """Rename everything in and move the tags, atomically as far as readers of index.json go. With
+        `replace=False` a tag that exists already refuses the whole write (RefTaken)."""
         with self._lock("index"):
+            if not replace:
+                self._refuse_taken(self._read_index(), [tag for tag, _ in tags])
             self._commit(txn)
             index = self._read_index()
             for tag, descriptor in tags:
@@ -410,10 +424,13 @@ class ImageStore:
     def import_tarball(self, source: str | os.PathLike[str] | BinaryIO, ref: str | None = None, *,
                        message: str = "", changes: list[str] | tuple[str, ...] = (), progress=None,
                        created: str | None = None, policy: TarPolicy | None = None,
-                       history: str | None = None, max_expanded: int | None = None) -> Image:
+                       history: str | None = None, max_expanded: int | None = None, replace: bool = True) -> Image:
         """`docker import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image.
-        `max_expanded` caps its decompressed size (TooLarge past it; nothing is kept)."""
+        `max_expanded` caps its decompressed size (TooLarge past it; nothing is kept). With `replace=False`
+        an existing `ref` refuses the import (RefTaken), checked first and again when the tag is written."""
         tag = refs.tag_of(ref) if ref else None
+        if not replace:
+            self._refuse_taken(self._read_index(), [tag])
         what = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
         what = str(what)
         txn = _Txn()
@@ -432,7 +449,7 @@ class ImageStore:
                                  **({"comment": message} if message else {})}],
                 }
                 manifest_desc = self._put_manifest(txn, config, [layer.descriptor])
-                self._finish(txn, [(tag, manifest_desc)])
+                self._finish(txn, [(tag, manifest_desc)], replace=replace)
             finally:
                 self._discard(txn)
         return self._image(manifest_desc["digest"], self._read_index())
@@ -448,16 +465,24 @@ class ImageStore:
     # --- load / save (archives.py holds the formats) ------------------------------------------------
 
     def load(self, source: str | os.PathLike[str] | BinaryIO, progress=None,
-             policy: TarPolicy | None = None, max_expanded: int | None = None) -> list[Image]:
+             policy: TarPolicy | None = None, max_expanded: int | None = None, *, rename=None,
+             replace: bool = True) -> list[Image]:
+        """Load an archive's images and tags. `rename(tag) -> tag` maps each of the archive's tags to
+        the one written here (it may raise ImageError to refuse); `replace=False` refuses the whole load
+        when any written tag exists already (RefTaken), before anything is moved. `max_expanded` caps the
+        bytes the archive and its layers expand to."""
         from .archives import load_archive
 
-        return load_archive(self, source, progress=progress, policy=policy, max_expanded=max_expanded)
+        return load_archive(self, source, progress=progress, policy=policy, max_expanded=max_expanded,
+                            rename=rename, replace=replace)
 
     def save(self, images: list[str], dest: str | os.PathLike[str] | BinaryIO, format: str = "oci-archive",
-             progress=None) -> None:
+             progress=None, *, names: list[str | None] | None = None) -> None:
+        """Save `images` (refs here); `names`, one per image, are the tags written into the archive
+        instead of the refs (e.g. a user-facing name; None writes the image untagged)."""
         from .archives import save_archive
 
-        save_archive(self, images, dest, format=format, progress=progress)
+        save_archive(self, images, dest, format=format, progress=progress, as_names=names)
 
     # --- remove and gc ----------------------------------------------------------------------------------
 
@@ -598,11 +623,14 @@ class ImageStore:
         return writer.written
 
     def commit(self, container_dir: str | os.PathLike[str], ref: str | None = None, *, author: str = "",
-               message: str = "", changes: list[str] | tuple[str, ...] = (), progress=None) -> str:
+               message: str = "", changes: list[str] | tuple[str, ...] = (), progress=None,
+               replace: bool = True) -> str:
         """`docker commit`: the upper dir becomes a new layer on top of the container's image; returns
-        the new image id."""
+        the new image id. With `replace=False` an existing `ref` refuses the commit (RefTaken)."""
         info = self._container(container_dir)
         tag = refs.tag_of(ref) if ref else None
+        if not replace:
+            self._refuse_taken(self._read_index(), [tag])
         txn = _Txn()
         with self._lock("gc", shared=True):
             try:
@@ -633,7 +661,7 @@ class ImageStore:
                     entry["comment"] = message
                 config.setdefault("history", []).append(entry)
                 manifest_desc = self._put_manifest(txn, config, [*parent_manifest["layers"], layer.descriptor])
-                self._finish(txn, [(tag, manifest_desc)])
+                self._finish(txn, [(tag, manifest_desc)], replace=replace)
             finally:
                 self._discard(txn)
         return self._image(manifest_desc["digest"], self._read_index()).id
