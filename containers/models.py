@@ -228,6 +228,8 @@ class Volume(models.Model):
     )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes")
     labels = models.JSONField(default=dict, blank=True)
+    # Bytes the volume may hold, enforced by the host (a filesystem of that size); None = no limit.
+    size = models.BigIntegerField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.READY)
     # The containers whose mounts name this volume (a remove is refused while there are any).
     containers = models.ManyToManyField(Container, related_name="volumes", blank=True)

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import permissions
+from . import limits, permissions
 from .models import Container, Host, Job, Team, Volume
 from .services import (
     ServiceError,
@@ -63,20 +63,41 @@ def name_space(user, team: Team | None) -> Q:
 
 
 def _volume_params(volume: Volume) -> dict[str, Any]:
-    return {"engine_id": volume.engine_id, "name": volume.name, "labels": volume.labels}
+    return {"engine_id": volume.engine_id, "name": volume.name, "labels": volume.labels, "size": volume.size}
 
 
-def _new_volume(user, host: Host, team: Team | None, name: str, labels: dict[str, str]) -> Volume | None:
+def _size(team: Team | None, size: Any) -> int | None:
+    """The volume's size limit: the team's (or the system's) default, refused above its maximum."""
+    from workers.engine.containers.config import parse_size
+    from workers.engine.containers.errors import InvalidConfig
+
+    if size in (None, ""):
+        size = None
+    elif isinstance(size, str):
+        try:
+            size = parse_size(size, "size")
+        except InvalidConfig as exc:
+            raise ServiceError("invalid", str(exc), field="size") from None
+    elif isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 2**62:
+        raise ServiceError("invalid", "size must be a positive number of bytes or a size like 1g", field="size")
+    try:
+        return limits.volume_size(limits.for_team(team), size)
+    except limits.LimitError as exc:
+        raise ServiceError("invalid", str(exc), field=exc.field) from None
+
+
+def _new_volume(user, host: Host, team: Team | None, name: str, labels: dict[str, str],
+                size: int | None = None) -> Volume | None:
     """A new row, or None when the name was taken meanwhile (the unique constraints decide)."""
     try:
         with transaction.atomic():
-            return Volume.objects.create(name=name, host=host, owner=user, team=team, labels=labels)
+            return Volume.objects.create(name=name, host=host, owner=user, team=team, labels=labels, size=size)
     except IntegrityError:
         return None
 
 
 def create_volume(user, *, host: Host | int | str, name: str, team: Team | int | None = None,
-                  labels: dict[str, str] | None = None, request=None,
+                  labels: dict[str, str] | None = None, size: int | str | None = None, request=None,
                   idempotency_key: str | None = None) -> tuple[Volume | None, Job]:
     """Make the Volume row in the user's (or `team`'s) name space and queue volume.create on its host."""
     action = "volume.create"
@@ -92,13 +113,14 @@ def create_volume(user, *, host: Host | int | str, name: str, team: Team | int |
         team_row = _as_team(user, team)
         name = _check_name(name)
         labels = _check_labels(labels)
+        size = _size(team_row, size)
         where = f"team {team_row.name}" if team_row else "your volumes"
         taken = ServiceError("name_taken", f"a volume named {name} already exists in {where} on host {host.name}",
                              field="name")
         if Volume.objects.filter(name_space(user, team_row), host=host, name=name).exists():
             raise taken
         with transaction.atomic():
-            volume = _new_volume(user, host, team_row, name, labels)
+            volume = _new_volume(user, host, team_row, name, labels, size)
             if volume is None:
                 raise taken
             job = _submit(request, user, action, host, volume, _volume_params(volume), key)
@@ -192,7 +214,7 @@ def attach_volumes(request, user, host: Host, team: Team | None, planned: list[P
         name = parsed["name"]
         volume = rows.get(name) or item.volume
         if volume is None:
-            volume = _new_volume(user, host, team, name, {})
+            volume = _new_volume(user, host, team, name, {}, _size(team, None))
             if volume is None:  # made meanwhile by someone in the same name space
                 volume = Volume.objects.get(name_space(user, team), host=host, name=name)
                 _check_usable(user, volume)
@@ -201,7 +223,7 @@ def attach_volumes(request, user, host: Host, team: Team | None, planned: list[P
         rows[name] = volume
         mounts.append(f"{volume.engine_id}:{parsed['destination']}" + (":ro" if parsed["read_only"] else ""))
         shown.append({"volume_id": volume.pk, "name": volume.name, "destination": parsed["destination"],
-                      "read_only": parsed["read_only"]})
+                      "read_only": parsed["read_only"], "engine_id": volume.engine_id, "size": volume.size})
     params["requested_mounts"] = [item.spec for item in planned]
     params["mounts"] = mounts
     params["volumes"] = shown

@@ -28,6 +28,8 @@ class VolumeForm(forms.Form):
                            help_text="Unique among your volumes (or the team's) on the host.")
     host = forms.ChoiceField(help_text="Online hosts only.")
     team = forms.ChoiceField(required=False, help_text="Teams where you are an operator or admin.")
+    size = forms.CharField(required=False, max_length=32,
+                           help_text="Most it may hold, e.g. 10g (empty: your team's default).")
 
     def __init__(self, *args: Any, user, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -61,7 +63,8 @@ def volume_create(request: HttpRequest) -> HttpResponse:
     d = form.cleaned_data
     try:
         volume, job = services_volumes.create_volume(request.user, host=int(d["host"]), name=d["name"],
-                                                     team=d["team"] or None, request=request)
+                                                     team=d["team"] or None, size=d["size"] or None,
+                                                     request=request)
     except ServiceError as exc:
         if wants_json(request):
             return error_json(exc)

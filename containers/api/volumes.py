@@ -43,8 +43,8 @@ class VolumeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Volume
-        fields = ["id", "engine_id", "name", "host", "host_name", "owner", "owner_id", "team", "labels", "state",
-                  "containers", "created"]
+        fields = ["id", "engine_id", "name", "host", "host_name", "owner", "owner_id", "team", "labels", "size",
+                  "state", "containers", "created"]
 
 
 class VolumeCreateSerializer(serializers.Serializer):
@@ -56,6 +56,8 @@ class VolumeCreateSerializer(serializers.Serializer):
                                                                   "online host)")
     team = s.Int(required=False, allow_null=True, help_text="team id the volume belongs to (its name space)")
     labels = serializers.DictField(child=s.Str(allow_blank=True), required=False, allow_null=True)
+    size = s.Str(required=False, allow_null=True, allow_blank=True, max_length=32,
+                 help_text="most bytes it may hold, e.g. 10g (default and maximum: your team's limits)")
 
 
 class VolumeCreatedSerializer(serializers.Serializer):
@@ -103,7 +105,7 @@ class VolumeViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMi
         body = _valid(VolumeCreateSerializer, request)
         host = pick_host(request.user, body.get("host"), None)
         volume, job = services_volumes.create_volume(
-            request.user, host=host, name=body["name"], team=body.get("team"), labels=body.get("labels"),
+            request.user, host=host, name=body["name"], team=body.get("team"), labels=body.get("labels"), size=body.get("size"),
             request=request, idempotency_key=_idempotency_key(request))
         context = {"request": request}
         data = {"volume": VolumeSerializer(volume, context=context).data if volume is not None else None,

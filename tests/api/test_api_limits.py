@@ -105,3 +105,27 @@ def test_an_import_carries_the_teams_cap_on_its_expanded_size(world, api_client,
     assert Job.objects.get(pk=r.json()["id"]).params["max_expanded"] == 5 * MiB
     r = op.generic("POST", "/api/v1/images/import?ref=mine:2", buf.getvalue(), content_type="application/x-tar")
     assert Job.objects.get(pk=r.json()["id"]).params["max_expanded"] == 32 * GiB
+
+
+def test_volume_sizes_get_the_teams_default_and_are_refused_above_its_maximum(world, api_client):
+    from containers.models import Volume
+
+    root, op = api_client("root"), api_client("operator")
+    r = root.patch(f"/api/v1/teams/{world.team_a.pk}/limits",
+                   {"default_volume_size": 64 * MiB, "max_volume_size": 128 * MiB}, format="json")
+    assert r.status_code == 200, r.content
+    too_big = op.post("/api/v1/volumes", {"name": "big", "host": world.host.pk, "team": world.team_a.pk,
+                                          "size": "1g"}, format="json")
+    assert too_big.status_code == 400 and "size" in too_big.json()["error"]["fields"], too_big.content
+    assert "maximum of 128 MiB" in too_big.json()["error"]["message"]
+    ok = op.post("/api/v1/volumes", {"name": "dflt", "host": world.host.pk, "team": world.team_a.pk},
+                 format="json")
+    assert ok.status_code == 202, ok.content
+    assert ok.json()["volume"]["size"] == 64 * MiB
+    assert Job.objects.get(pk=ok.json()["job"]["id"]).params["size"] == 64 * MiB
+    # a volume a container's mount makes gets the default too, and the host is told its size
+    r = create(op, team=world.team_a.pk, name="mounter", mounts=["auto:/data"])
+    assert r.status_code == 202, r.content
+    assert Volume.objects.get(name="auto", team=world.team_a).size == 64 * MiB
+    assert Job.objects.get(pk=r.json()["job"]["id"]).params["volumes"][0]["size"] == 64 * MiB
+    assert not Volume.objects.filter(name="big").exists()

@@ -73,6 +73,17 @@ def _discard_row(row: Container) -> None:
     common.publish_container(row)
 
 
+def _make_sized_volumes(params: dict[str, Any]) -> None:
+    """Volumes this container asked for that have a size and may not exist yet (their volume.create job
+    may run after this one): made here with their size, else the mount would make them without it."""
+    from workers.engine.containers import volumes
+
+    for v in params.get("volumes") or []:
+        if v.get("size") and v.get("engine_id"):
+            volumes.create(common.state_root(), v.get("name") or v["engine_id"][:12], id=v["engine_id"],
+                           size=int(v["size"]))
+
+
 @handler("container.create")
 def create(job, report) -> dict[str, Any]:
     row = common.target_container(job)
@@ -86,6 +97,7 @@ def create(job, report) -> dict[str, Any]:
     except errors.NoSuchContainer:
         report(10, f"creating from {image_ref}")
         try:
+            _make_sized_volumes(params)
             # The row's image (the service resolved it in the user's name spaces) by its scoped engine ref.
             info = mgr.create(row.image.engine_ref if row.image else image_ref, **create_kwargs(params, row))
         except Exception as exc:

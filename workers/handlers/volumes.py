@@ -31,7 +31,8 @@ def create(job, report) -> dict[str, Any]:
     name = row.name if row is not None else params["name"]
     report(20, f"creating volume {name}")
     try:
-        info = volumes.create(common.state_root(), name, id=engine_id, labels=params.get("labels") or {})
+        info = volumes.create(common.state_root(), name, id=engine_id, labels=params.get("labels") or {},
+                              size=params.get("size") or None)
     except volumes.VolumeError as exc:
         raise _job_error(f"could not create volume {name}: {exc}") from None
     return {"volume_id": row.pk if row is not None else None, "engine_id": engine_id,

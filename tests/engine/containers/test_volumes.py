@@ -121,3 +121,25 @@ def test_a_mount_made_before_its_create_job_takes_the_jobs_name(state_root: Path
     (data / "kept").write_text("x")
     made = volumes.create(state_root, "data", id=vid, labels={"k": "v"})
     assert (made["name"], made["labels"]) == ("data", {"k": "v"}) and (data / "kept").read_text() == "x"
+
+
+def test_a_sized_volume_refuses_writes_past_its_size_and_leaves_nothing(manager: ContainerManager,
+                                                                        state_root: Path):
+    """issue #10: disk for volumes. A 32 MiB volume is a filesystem of that size: dd of 64 MiB into it
+    from a real container stops at ENOSPC; remove unmounts it and deletes its image."""
+    vol = volumes.create(state_root, "small", size=32 << 20)
+    data = Path(vol["mountpoint"])
+    cid = manager.create("busybox:latest", name="filler", mounts=[f"{vol['id']}:/data"],
+                         command=["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=64; echo rc=$?"])["id"]
+    manager.start(cid)
+    manager.wait(cid, timeout=60)
+    log = "".join(r["log"] for r in manager.logs(cid))
+    assert "No space left on device" in log and "rc=1" in log, log
+    assert os.path.getsize(data / "fill") < 32 << 20
+    manager.remove(cid, force=True)
+    volumes.remove(state_root, vol["id"])
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(data) not in mounts
+    assert not data.parent.exists()
+    loops = json.loads(os.popen("losetup -J -l 2>/dev/null").read() or '{"loopdevices": []}')["loopdevices"]
+    assert not [dev for dev in loops if str(state_root) in (dev.get("back-file") or "")]

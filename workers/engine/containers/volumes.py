@@ -25,6 +25,7 @@ from typing import Any
 
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
+from workers.engine.storage import quota
 
 from .config import VOLUME_RE, parse_mount
 from .errors import ContainerError, InvalidConfig
@@ -117,37 +118,53 @@ def _record(root: str | os.PathLike[str], vid: str) -> dict[str, Any] | None:
 
 def _view(root: str | os.PathLike[str], rec: dict[str, Any]) -> dict[str, Any]:
     return {"id": rec["id"], "name": rec.get("name", ""), "labels": dict(rec.get("labels") or {}),
-            "created": rec.get("created"), "mountpoint": str(data_dir(root, rec["id"])), "driver": "local"}
+            "created": rec.get("created"), "mountpoint": str(data_dir(root, rec["id"])), "driver": "local",
+            "size": rec.get("size")}
 
 
 def _ensure(root: str | os.PathLike[str], vid: str, name: str, labels: dict[str, str], *,
-            auto: bool = False) -> dict[str, Any]:
+            auto: bool = False, size: int | None = None) -> dict[str, Any]:
     """Make the volume if it is missing (its record last: a half-made one has none and is made again).
-    One a container's mount made (`auto`) takes the name and labels of the create that follows."""
+    One a container's mount made (`auto`) takes the name and labels of the create that follows. With a
+    `size`, its data dir is a filesystem of that size (storage/quota.py): writes past it fail with ENOSPC."""
     rec = _record(root, vid)
     if rec is not None:
+        if rec.get("size"):
+            quota.ensure_mounted(data_dir(root, vid))  # after a reboot
         if rec.get("auto") and not auto:
-            rec = {"id": vid, "name": name, "labels": labels, "created": rec.get("created") or rfc3339_nano()}
+            rec = {**rec, "id": vid, "name": name, "labels": labels, "created": rec.get("created") or rfc3339_nano()}
+            rec.pop("auto", None)
             write_json_atomic(volume_path(root, vid) / "volume.json", rec)
         return rec
     vdir = volume_path(root, vid)
     vdir.mkdir(parents=True, mode=0o700, exist_ok=True)
-    (vdir / "_data").mkdir(mode=0o755, exist_ok=True)
-    rec = {"id": vid, "name": name, "labels": labels, "created": rfc3339_nano(), **({"auto": True} if auto else {})}
+    if size:
+        if not quota.ensure_mounted(vdir / "_data"):
+            try:
+                quota.make(vdir / "_data", size)
+            except quota.QuotaError as exc:
+                raise InvalidVolume(f"cannot give the volume its size limit: {exc}", field="size") from None
+        os.chmod(vdir / "_data", 0o755)
+    else:
+        (vdir / "_data").mkdir(mode=0o755, exist_ok=True)
+    rec = {"id": vid, "name": name, "labels": labels, "created": rfc3339_nano(), **({"size": size} if size else {}),
+           **({"auto": True} if auto else {})}
     write_json_atomic(vdir / "volume.json", rec)
     return rec
 
 
 def create(root: str | os.PathLike[str], name: str, *, id: str | None = None,
-           labels: dict[str, str] | None = None) -> dict[str, Any]:
+           labels: dict[str, str] | None = None, size: int | None = None) -> dict[str, Any]:
     """Make a volume named `name` (a new id unless `id` is given). With an `id` that exists already the
     call is a no-op returning it (a job re-run after a worker died)."""
     name = _check_name(name)
     labels = _check_labels(labels)
     vid = id if id is not None else secrets.token_hex(32)
     volume_path(root, vid)  # checks the id
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < quota.MIN_SIZE):
+        raise InvalidVolume(f"size must be at least {quota.MIN_SIZE >> 20} MiB", field="size")
     with names_lock(root):
-        return _view(root, _ensure(root, vid, name, labels))
+        return _view(root, _ensure(root, vid, name, labels, size=size))
 
 
 def ensure_for_mount(root: str | os.PathLike[str], vid: str) -> Path:
@@ -230,6 +247,7 @@ def remove(root: str | os.PathLike[str], ref: str, *, force: bool = False) -> di
                               "first")
         # Renamed first, so no container can be made with it from here on; then removed without following
         # any link inside it.
+        quota.release_if_any(data_dir(root, vid))  # its own filesystem first: rmtree must not cross a mount
         tomb = volumes_dir(root) / f".removing-{vid}"
         if tomb.exists():
             _rmtree(tomb)

@@ -114,6 +114,12 @@ def release(path: str | os.PathLike[str]) -> None:
     shutil.rmtree(p, ignore_errors=True)
 
 
+def release_if_any(path: str | os.PathLike[str]) -> None:
+    """release() for a directory that may or may not have a disk image of its own."""
+    if image_of(path).exists() or is_mounted(path):
+        release(path)
+
+
 def usage(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(used, total) bytes of the filesystem mounted on `path`."""
     st = os.statvfs(path)
