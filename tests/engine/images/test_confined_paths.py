@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from workers.engine import confined
 from workers.engine.containers.bundle import ensure_workdir
 from workers.engine.images.merged import View
-from workers.engine.images.tarwrite import TarWriter, write_merged
+from workers.engine.images.tarwrite import TarWriter, write_diff, write_merged
 from workers.engine.runtime import linux as L
 
 pytestmark = pytest.mark.root
@@ -73,6 +73,11 @@ def _build(root: Path, entries, canary: Path, allow_whiteouts: bool) -> None:
                 p.symlink_to(target.replace("{canary}", str(canary)))
             elif allow_whiteouts:
                 os.mknod(p, stat.S_IFCHR | 0o600, 0)
+
+
+def _is_whiteout(p: Path) -> bool:
+    st_ = os.lstat(p)
+    return stat.S_ISCHR(st_.st_mode) and st_.st_rdev == 0
 
 
 def _kernel_read(rootfd: int, path: str) -> bytes | None:
@@ -182,6 +187,27 @@ def _check(scratch: Path, upper, lower, queries) -> None:
             os.close(mfd)
     finally:
         L.umount2(str(mnt))
+    # commit: the top layer as a diff lists exactly its own entries, links as links, nothing from outside
+    buf = io.BytesIO()
+    writer = TarWriter(buf)
+    write_diff(str(top), writer)
+    writer.close()
+    assert CANARY not in buf.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        names = {m.name for m in tar.getmembers()}
+    on_disk = {str(p.relative_to(top)) for p in top.rglob("*")}
+    assert {n for n in names if ".wh." not in n} == {n for n in on_disk if not _is_whiteout(top / n)}
+    # a tenant's bind source under the tree as an allowed root: refused through any link, else inside it
+    from workers.engine.containers.bundle import confined_bind_source
+    from workers.engine.containers.errors import InvalidConfig
+
+    for q in queries:
+        try:
+            got = confined_bind_source(str(top) + q, [str(top)])
+        except InvalidConfig:
+            continue
+        assert os.path.realpath(got) == got and (got + "/").startswith(os.path.realpath(top) + "/") or \
+            got == os.path.realpath(top)
     # a working directory is made inside the tree (in the top layer) whatever links it goes through
     for q in queries:
         with contextlib.suppress(Exception):

@@ -90,7 +90,7 @@ def confined_bind_source(source: str, roots: list[str]) -> str:
             raise InvalidConfig("mounts", f"bind mount root {root} is not usable on this host: {e.strerror}") from None
         try:
             os.close(open_beneath(rootfd, os.path.relpath(src, root), os.O_PATH))
-            return os.path.join(os.path.realpath(f"/proc/self/fd/{rootfd}"), os.path.relpath(src, root))
+            return os.path.normpath(os.path.join(os.path.realpath(f"/proc/self/fd/{rootfd}"), os.path.relpath(src, root)))
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.EXDEV):
                 raise InvalidConfig("mounts", f"bind mount source {source} goes through a symbolic link "
