@@ -4,6 +4,7 @@ containers/services.py (checks, validation, audit, job) and answers 202 with the
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -100,15 +101,20 @@ def _choice(request: Request, name: str, choices: list[str]) -> list[str] | None
     return values
 
 
+# A label filter is blank (ignored), `key` or `key=value` with a key that is not blank: one definition for
+# the schema and the server, so that what the schema calls valid is accepted.
+LABEL_FILTER_PATTERN = r"^(?:\s*$|[^=]*[^=\s])"
+
+
 def _label_filter(qs, request: Request):
     for i, raw in enumerate(request.query_params.getlist("label")):
+        if not re.search(LABEL_FILTER_PATTERN, raw):
+            raise services.ServiceError("invalid", "label filters look like label=key or label=key=value",
+                                        field="label")
         if not raw.strip():
             continue
         key, eq, value = raw.partition("=")
         key = key.strip()
-        if not key:
-            raise services.ServiceError("invalid", "label filters look like label=key or label=key=value",
-                                        field="label")
         if eq:
             qs = qs.alias(**{f"_label{i}": KeyTransform(key, "labels")}).filter(**{f"_label{i}": value})
         else:
@@ -363,7 +369,8 @@ CONTAINER_FILTERS = [
     _param("state", "container state (several: comma-separated)", enum=list(Container.State.values)),
     _param("host", "host id or name"), _param("image", "image id or name:tag"),
     _param("owner", "owner id or username"), _param("team", "team id or name"),
-    _param("label", "key or key=value (repeat for several; all must match)", many=True), SEARCH,
+    _param("label", "key or key=value (repeat for several; all must match)",
+           {"type": "array", "items": {"type": "string", "pattern": LABEL_FILTER_PATTERN}}), SEARCH,
     ordering_param(["name", "created", "state", "started", "finished"]), *PAGE,
 ]
 
@@ -689,7 +696,9 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        return permissions.visible_tokens(self.request.user)
+        # A revoked token is deleted as far as the API goes (GET and DELETE answer 404); the row stays for
+        # the record and the dashboard's token page.
+        return permissions.visible_tokens(self.request.user).filter(revoked__isnull=True)
 
     @extend_schema(summary="Create a token (the response shows it once)", request=s.TokenCreateSerializer,
                    responses={201: s.TokenCreatedSerializer, **errors(400)})
@@ -700,17 +709,19 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
         data = dict(s.TokenSerializer(row).data, token=token)
         return Response(data, status=201)
 
-    @extend_schema(summary="Revoke a token", request=None, responses={200: s.TokenSerializer, **errors(404)})
+    @extend_schema(summary="Revoke a token (then gone: GET and DELETE answer 404)", request=None,
+                   responses={200: s.TokenSerializer, **errors(404)})
     def destroy(self, request: Request, pk=None) -> Response:
         row = ApiToken.objects.filter(pk=pk).first() if str(pk).isdigit() else None
-        if row is None or row.user_id != request.user.pk:
+        # revoke once: the update that sets `revoked` is the one that answers 200
+        done = row is not None and row.user_id == request.user.pk and ApiToken.objects.filter(
+            pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())
+        if not done:
             audit.record(request, request.user, "token.revoke", ("apitoken", str(pk)[:100]), "denied",
                          {"code": "not_found"}, status_code=404)
             raise services.ServiceError("not_found", "no such token")
-        if row.revoked is None:
-            ApiToken.objects.filter(pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())
-            row.refresh_from_db()
-            audit.record(request, request.user, "token.revoke", row, "ok", {"name": row.name}, status_code=200)
+        row.refresh_from_db()
+        audit.record(request, request.user, "token.revoke", row, "ok", {"name": row.name}, status_code=200)
         return Response(s.TokenSerializer(row).data)
 
 
