@@ -28,6 +28,7 @@ from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
 from . import serializers as s
+from .params import query_bool
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": services.IDEMPOTENCY_KEY_MAX,
@@ -227,8 +228,8 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
             qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
         if p.get("name"):
             qs = qs.filter(name=p["name"])
-        if p.get("shared", "") != "":
-            qs = qs.filter(shared=services._bool(p["shared"], "shared"))
+        if "shared" in p:
+            qs = qs.filter(shared=query_bool(p, "shared"))
         if p.get("search", "").strip():
             qs = qs.filter(name__icontains=p["search"].strip())
         return _ordering(qs, self.request, ["name", "tag", "created", "size"], ["name", "tag"])
@@ -242,7 +243,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     def destroy(self, request: Request, pk=None) -> Response:
         image = self._image(pk, "image.remove")
         job = services.image_action(request.user, image, "remove",
-                                    params={"force": request.query_params.get("force", "")}, request=request,
+                                    params={"force": query_bool(request.query_params, "force")}, request=request,
                                     idempotency_key=_idempotency_key(request))
         return _job_response(job, request)
 
@@ -299,7 +300,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
                 source = str(staged) if staged else upload
             elif ctype in uploads.RAW_TYPES:
                 q = request.query_params
-                opts = {"host": q.get("host"), "team": q.get("team") or None, "shared": q.get("shared", ""),
+                opts = {"host": q.get("host"), "team": q.get("team") or None, "shared": query_bool(q, "shared"),
                         "ref": q.get("ref", ""), "message": q.get("message", "")}
                 if kind == "image.import" and not opts["ref"]:
                     raise services.ServiceError("invalid", "the ref query parameter (name[:tag]) is required",
@@ -458,7 +459,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
                    parameters=[_param("force", "remove even if running", OpenApiTypes.BOOL), IDEMPOTENCY],
                    request=None, responses={202: s.JobSerializer, **errors(400, 403, 404, 409)})
     def destroy(self, request: Request, pk=None) -> Response:
-        return self._act(request, pk, "remove", params={"force": request.query_params.get("force", "")})
+        return self._act(request, pk, "remove", params={"force": query_bool(request.query_params, "force")})
 
     @_action_schema("Start a container (job container.start)")
     @action(detail=True, methods=["post"])
@@ -511,8 +512,9 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         description="Without follow: served from the live Redis window when it holds enough lines, else read "
                     "from the host by a container.logs job (waited for up to BERTH_API_LOGS_WAIT seconds; "
                     "if it is not done by then: 202 with the Job, download its file when it succeeds).",
-        parameters=[_param("tail", "number of last lines (default: all)",
-                           {"type": "integer", "minimum": 0, "maximum": 1000000}),
+        parameters=[_param("tail", "number of last lines, or all (the default)",
+                           {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 1000000},
+                                      {"type": "string", "enum": ["all"]}]}),
                     _param("since", "only lines after this unix time (seconds)",
                            {"type": "number", "minimum": 0, "maximum": 1e11}),
                     _param("timestamps", "prefix each line with its RFC 3339 time", OpenApiTypes.BOOL),

@@ -84,3 +84,35 @@ def test_a_revoked_token_is_gone_from_the_api(world, api_client):
     # kept for the record (the dashboard lists it as revoked), and it no longer signs anyone in
     assert ApiToken.objects.get(pk=made["id"]).revoked is not None
     assert APIClient(HTTP_AUTHORIZATION=f"Bearer {made['token']}").get("/api/v1/hosts").status_code == 401
+
+
+# --- boolean and number query parameters -----------------------------------------------------------------
+
+@pytest.mark.parametrize("query, field", [("follow=", "follow"), ("timestamps=yes", "timestamps"),
+                                          ("follow=%20true", "follow"), ("tail=", "tail"), ("tail=%205", "tail"),
+                                          ("tail=1_0", "tail"), ("tail=ALL", "tail"), ("since=", "since"),
+                                          ("since=%205", "since"), ("since=nan", "since"), ("since=1_0", "since")])
+def test_logs_query_the_schema_excludes_is_refused_naming_the_field(world, api_client, query, field):
+    answer = api_client("owner").get(f"/api/v1/containers/{world.web_a.pk}/logs?{query}")
+    assert answer.status_code == 400, answer.content
+    assert field in answer.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("query", ["follow=false", "timestamps=TRUE&follow=0", "tail=all", "tail=0",
+                                   "since=1700000000.5", "since=1e-05"])
+def test_logs_query_the_schema_accepts_is_served(world, api_client, query):
+    answer = api_client("owner").get(f"/api/v1/containers/{world.web_a.pk}/logs?{query}")
+    assert answer.status_code in (200, 202), answer.content
+
+
+@pytest.mark.parametrize("method, path", [("delete", "/api/v1/containers/{web_a}?force=yes"),
+                                          ("delete", "/api/v1/images/{image_a}?force="),
+                                          ("get", "/api/v1/images?shared=on")])
+def test_boolean_query_parameter_is_true_false_1_or_0(world, api_client, method, path):
+    client = api_client("owner")
+    url = path.format(web_a=world.web_a.pk, image_a=world.image_a.pk)
+    answer = getattr(client, method)(url)
+    assert answer.status_code == 400, answer.content
+    name = url.rsplit("?", 1)[1].split("=")[0]
+    assert list(answer.json()["error"]["fields"]) == [name]
+    assert getattr(client, method)(url.split("?")[0] + f"?{name}=1").status_code in (200, 202)

@@ -51,7 +51,10 @@ def _run(server, tmp_path, name: str, *args: str) -> tuple[int, int, str]:
     (tmp_path / f"schemathesis-{name}.out").write_text(out + proc.stderr)
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
     print(f"--- schemathesis run {name} (seed {RUN_SEED}, {EXAMPLES} examples):\n{summary}")
-    assert proc.returncode == 0, out[-12000:] + proc.stderr[-2000:]
+    if proc.returncode != 0:  # the server's tracebacks say what a 500 was (its log goes with the tmp dir)
+        log = server.log()
+        tracebacks = log[log.find("Traceback"):][-6000:] if "Traceback" in log else ""
+        pytest.fail(out[-12000:] + proc.stderr[-2000:] + "\n--- server tracebacks:\n" + tracebacks)
     tested = re.search(r"Tested: (\d+)", out)
     cases = re.search(r"(\d+) generated", out)
     assert tested and cases, summary
