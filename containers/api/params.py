@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from .. import services
 
+_MAX_ID = 2**63 - 1  # the database's integer keys; a longer number names nothing (and overflows SQLite)
 _WIRE = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -23,3 +24,10 @@ def query_bool(params: Mapping[str, str], name: str, default: bool = False) -> b
         raise services.ServiceError("invalid", f"{name} must be true or false (or 1 or 0), not {params[name]!r}",
                                     field=name)
     return value
+
+
+def is_id(value: object) -> bool:
+    """True if `value` can name a row by its id: ASCII digits within the key range. str.isdigit() alone
+    lets '³' or '١' through, which int() then refuses (a 500 where a 404 is due)."""
+    text = str(value)
+    return text.isascii() and text.isdigit() and int(text) <= _MAX_ID

@@ -28,7 +28,7 @@ from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
 from . import serializers as s
-from .params import query_bool
+from .params import is_id, query_bool
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": services.IDEMPOTENCY_KEY_MAX,
@@ -72,7 +72,7 @@ def _job_response(job: Job, request: Request) -> Response:
 
 def _id_or_name(value: str, id_field: str, name_field: str) -> Q:
     value = value.strip()
-    return Q(**{id_field: int(value)}) if value.isdigit() else Q(**{name_field: value})
+    return Q(**{id_field: int(value)}) if is_id(value) else Q(**{name_field: value})
 
 
 def _ordering(qs, request: Request, allowed: list[str], default: list[str]):
@@ -126,7 +126,7 @@ def _label_filter(qs, request: Request):
 def _object_for_action(model, pk: Any, request: Request, kind: str):
     """The row an action names, visible or not: the service decides and audits. Ids that do not exist
     answer exactly like invisible ones."""
-    obj = model.objects.select_related("host").filter(pk=pk).first() if str(pk).isdigit() else None
+    obj = model.objects.select_related("host").filter(pk=pk).first() if is_id(pk) else None
     if obj is None:
         audit.record(request, request.user, kind, (model._meta.model_name, str(pk)[:100]), "denied",
                      {"code": "not_found"}, status_code=404)
@@ -522,7 +522,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         responses={(200, "text/plain"): OpenApiTypes.STR, 202: s.JobSerializer, **errors(400, 403, 404, 502)})
     @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def logs(self, request: Request, pk=None):
-        container = self.get_object() if str(pk).isdigit() else None
+        container = self.get_object() if is_id(pk) else None
         if container is None:
             raise NotFound("not found")
         return logs.logs_response(request, container)
@@ -619,7 +619,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         return Response(s.TeamSerializer(team, context={"request": request}).data, status=201)
 
     def _team(self, pk, kind: str, action_name: str) -> Team:
-        team = Team.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        team = Team.objects.filter(pk=pk).first() if is_id(pk) else None
         try:
             permissions.check(self.request.user, action_name, team)
         except permissions.NotVisible:
@@ -666,7 +666,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         kind = "team.member.remove" if request.method == "DELETE" else "team.member.role"
         team = self._team(pk, kind, "team.manage")
         row = (TeamMembership.objects.filter(team=team, user_id=int(user_id)).select_related("user").first()
-               if str(user_id).isdigit() else None)
+               if is_id(user_id) else None)
         if row is None:
             raise services.ServiceError("not_found", "no such member")
         new_role = _valid(s.MemberRoleSerializer, request)["role"] if request.method == "PATCH" else None
@@ -714,7 +714,7 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     @extend_schema(summary="Revoke a token (then gone: GET and DELETE answer 404)", request=None,
                    responses={200: s.TokenSerializer, **errors(404)})
     def destroy(self, request: Request, pk=None) -> Response:
-        row = ApiToken.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        row = ApiToken.objects.filter(pk=pk).first() if is_id(pk) else None
         # revoke once: the update that sets `revoked` is the one that answers 200
         done = row is not None and row.user_id == request.user.pk and ApiToken.objects.filter(
             pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())

@@ -116,3 +116,16 @@ def test_boolean_query_parameter_is_true_false_1_or_0(world, api_client, method,
     name = url.rsplit("?", 1)[1].split("=")[0]
     assert list(answer.json()["error"]["fields"]) == [name]
     assert getattr(client, method)(url.split("?")[0] + f"?{name}=1").status_code in (200, 202)
+
+
+# --- ids that are digits to str.isdigit() but not to int() ------------------------------------------------
+
+@pytest.mark.parametrize("pk", ["³", "١٢", "9" * 30])
+@pytest.mark.parametrize("method, path", [("post", "/api/v1/containers/{pk}/stop"),
+                                          ("get", "/api/v1/containers/{pk}/logs"),
+                                          ("delete", "/api/v1/tokens/{pk}"), ("get", "/api/v1/teams/{pk}/members"),
+                                          ("get", "/api/v1/containers?host={pk}")])
+def test_an_id_int_cannot_read_is_not_found(world, api_client, method, path, pk):
+    answer = getattr(api_client("owner"), method)(path.format(pk=pk), format="json")
+    expected = 200 if "?" in path else 404  # a filter naming nothing lists nothing
+    assert answer.status_code == expected, answer.content

@@ -51,10 +51,9 @@ def _run(server, tmp_path, name: str, *args: str) -> tuple[int, int, str]:
     (tmp_path / f"schemathesis-{name}.out").write_text(out + proc.stderr)
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
     print(f"--- schemathesis run {name} (seed {RUN_SEED}, {EXAMPLES} examples):\n{summary}")
-    if proc.returncode != 0:  # the server's tracebacks say what a 500 was (its log goes with the tmp dir)
-        log = server.log()
-        tracebacks = log[log.find("Traceback"):][-6000:] if "Traceback" in log else ""
-        pytest.fail(out[-12000:] + proc.stderr[-2000:] + "\n--- server tracebacks:\n" + tracebacks)
+    if proc.returncode != 0:  # the server's errors say what a 500 was (its log goes with the tmp dir)
+        errors = re.findall(r"^\S+ \S+ ERROR .*?(?=^\S+ \S+ (?:WARNING|INFO|ERROR) |\Z)", server.log(), re.M | re.S)
+        pytest.fail(out[-12000:] + proc.stderr[-2000:] + "\n--- server errors:\n" + "".join(errors)[-8000:])
     tested = re.search(r"Tested: (\d+)", out)
     cases = re.search(r"(\d+) generated", out)
     assert tested and cases, summary
@@ -63,10 +62,13 @@ def _run(server, tmp_path, name: str, *args: str) -> tuple[int, int, str]:
 
 @pytest.mark.timeout(2 * HANG_GUARD_S + 120)
 def test_schemathesis(api_server, world, tmp_path):
-    from containers.models import Host, Job
+    from containers.models import Container, Host, Job
 
     # No worker serves this host: it shows offline, so logs requests answer 202 at once instead of waiting.
     Host.objects.filter(pk=world.host.pk).update(last_heartbeat=None)
+    # follow=true on a running container streams until it stops (as `docker logs -f`): with nothing running,
+    # a followed log ends instead of running into the request timeout.
+    Container.objects.update(state="exited")
 
     exclude = [arg for op in SEMANTIC for arg in ("--exclude-operation-id", op)]
     include = [arg for op in SEMANTIC for arg in ("--include-operation-id", op)]
