@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 SEMANTIC = ("containers_create", "images_import_create", "images_load_create")
 
 
-EXAMPLES = amount(4, 200)  # per operation and phase
+EXAMPLES = amount(4, 50)  # per operation and phase
 RUN_SEED = seed()
 # A guard against a hung tool, not a budget: the fixed run takes a fraction of it.
 HANG_GUARD_S = 3600 if FUZZ else 240
