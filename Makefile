@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libs
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
 	e2fsprogs mount
 
-.PHONY: install apt venv npm pyc run test lint images clean
+.PHONY: install apt venv npm pyc run test test-fast fuzz lint images clean
 
 install: apt venv npm pyc
 
@@ -47,8 +47,19 @@ npm:
 run: install
 	$(BIN)/python manage.py berth_run
 
+# The same answer on every run: fuzzers run a fixed, seeded, derandomized amount here.
 test: install
 	$(BIN)/python -m pytest
+
+# Without the end-to-end and browser tests (no workers, no live servers, no Chromium).
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e and not browser"
+
+# Longer fuzzing with fresh randomness (the seed is printed; BERTH_FUZZ_SEED=<n> replays a schemathesis
+# run, hypothesis prints a @reproduce_failure blob; BERTH_FUZZ_SCALE=0.1 for a shorter run).
+fuzz: install
+	BERTH_FUZZ=1 $(BIN)/python -m pytest tests/engine/images/test_fuzz.py tests/api/test_api_schemathesis.py \
+		--timeout=10800 -rA
 
 lint: venv
 	$(BIN)/ruff check .

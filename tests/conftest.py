@@ -110,28 +110,45 @@ def redis_server() -> Iterator[RedisServer]:
     import redis
 
     workdir = Path(tempfile.mkdtemp(prefix="berth-redis-"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
-    )
+    log = workdir / "redis.log"
+    proc = None
     try:
-        client = redis.Redis(host="127.0.0.1", port=port)
+        # redis-server cannot be handed a bound socket: a port another process took between free_port()
+        # and the bind (parallel test runs) is detected in its log and another port is tried.
+        for _attempt in range(5):
+            port = free_port()
+            log.write_text("")
+            proc = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
 
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"redis-server exited: {(workdir / 'redis.log').read_text(errors='replace')}")
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
+            def ready(proc: subprocess.Popen = proc, client: redis.Redis = client) -> str:
+                if proc.poll() is not None:
+                    return "exited"
+                try:
+                    # PING alone could reach another process's server on a reused port: ask for the PID
+                    return "up" if client.info("server").get("process_id") == proc.pid else ""
+                except redis.RedisError:
+                    return ""
 
-        _wait(ready, 30, "redis-server to answer PING")
-        client.close()
+            state = _wait(ready, 30, "redis-server to answer (or exit)")
+            client.close()
+            if state == "up":
+                break
+            proc.wait()
+            text = log.read_text(errors="replace")
+            if "Address already in use" not in text:
+                pytest.fail(f"redis-server exited: {text}")
+        else:
+            pytest.fail("redis-server found no free port in 5 tries")
         yield RedisServer(port=port, pid=proc.pid, dir=workdir)
     finally:
-        stop_process(proc)
+        if proc is not None:
+            stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,6 +1,7 @@
 """Plain helpers shared by several test directories (fixtures live in conftest.py files).
 
-``start_asgi_server(env, log_path)`` starts the same ASGI server `make run` uses, on a free port;
+``start_asgi_server(env, log_path)`` starts the same ASGI server `make run` uses, on a port it holds;
+``dead_port()`` holds a loopback port where nothing answers;
 ``clean_state_root(root)`` removes every container of a host state root and stops its monitor by PID;
 ``berth_cgroups()`` lists the runtime's shared /berth cgroup dirs; ``busybox_tarball(dir)`` makes a
 root-filesystem tarball of busybox for import tests.
@@ -9,6 +10,7 @@ root-filesystem tarball of busybox for import tests.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import os
 import signal
@@ -16,11 +18,12 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from containers.management.commands.berth_run import asgi_server_command, free_port
+from containers.management.commands.berth_run import asgi_server_command
 from tests.conftest import die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,22 +42,41 @@ def start_asgi_server(redis_url: str, state_root: Path, log_path: Path, timeout:
            "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO),
            **extra_env}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by Playwright's sync API in the test process only
-    port = free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(asgi_server_command("127.0.0.1", port), cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+    # Bound here on port 0 and handed over: no other process can take the port between choosing and serving.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(asgi_server_command("127.0.0.1", port, fd=sock.fileno()), cwd=REPO, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=die_with_parent, pass_fds=[sock.fileno()])
     deadline = time.monotonic() + timeout
     while True:
+        # The socket accepts connections from the start (the kernel queues them): ready is an HTTP answer.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            conn.request("GET", "/login/")
+            conn.getresponse().read()
             return proc, port
-        except OSError:
+        except (OSError, http.client.HTTPException):
             if proc.poll() is not None or time.monotonic() > deadline:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
                 pytest.fail(f"the ASGI server did not come up:\n{log_path.read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def dead_port() -> Iterator[int]:
+    """A loopback port where nothing answers, held for the block: bound but not listening, so connecting
+    is refused and no other process (a parallel test's server) can take it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def _proc_cmdline(pid: int) -> str:

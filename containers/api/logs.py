@@ -3,6 +3,7 @@ follow=true streams the Redis stream until the container stops or the client goe
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,27 +18,34 @@ from rest_framework.response import Response
 from .. import audit, logstream, services
 from ..models import Container, Job
 from . import serializers as s
+from .params import query_bool
 
 TEXT = "text/plain; charset=utf-8"
 FOLLOW_TAIL = 100  # lines replayed before following when no tail is given
 STOPPED = ("exited", "dead")
 
 
+# As the schema types them (tail: a whole number or "all"; since: a number): a present but empty,
+# spaced or otherwise odd value is a 400, not read leniently as "not given".
+_WHOLE = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _query(request: Request) -> dict[str, Any]:
     q = request.query_params
-    raw_tail = (q.get("tail") or "").strip().lower()
-    tail = None if raw_tail in ("", "all") else services._int(raw_tail, "tail", low=0, high=1_000_000)
+    tail = None
+    if "tail" in q and q["tail"] != "all":
+        if not _WHOLE.fullmatch(q["tail"]):
+            raise services.ServiceError("invalid", f"tail must be a whole number or all, not {q['tail'][:30]!r}",
+                                        field="tail")
+        tail = services._int(q["tail"], "tail", low=0, high=1_000_000)
     since = None
-    raw_since = (q.get("since") or "").strip()
-    if raw_since:
-        try:
-            since = float(raw_since)
-        except ValueError:
-            since = -1.0
-        if not since >= 0 or since > 1e11:
+    if "since" in q:
+        since = float(q["since"]) if _NUMBER.fullmatch(q["since"]) else -1.0
+        if not 0 <= since <= 1e11:
             raise services.ServiceError("invalid", "since must be a unix time in seconds", field="since")
-    return {"tail": tail, "since": since, "timestamps": services._bool(q.get("timestamps"), "timestamps"),
-            "follow": services._bool(q.get("follow"), "follow")}
+    return {"tail": tail, "since": since, "timestamps": query_bool(q, "timestamps"),
+            "follow": query_bool(q, "follow")}
 
 
 def line(entry: dict[str, str], timestamps: bool) -> str:

@@ -176,14 +176,17 @@ class TokenCreatedSerializer(TokenSerializer):
         fields = [*TokenSerializer.Meta.fields, "token"]
 
 
+# Not blank, no NUL: in the schema too, so that what it calls valid the server accepts. Whitespace is
+# trimmed after the length check, as the schema's maxLength counts it.
+TOKEN_NAME_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
 class TokenCreateSerializer(serializers.Serializer):
-    name = Str(max_length=100)
+    name = Str(max_length=100, trim_whitespace=False, validators=[
+        RegexValidator(TOKEN_NAME_PATTERN, "a token needs a name (not only spaces, no NUL characters)")])
 
     def validate_name(self, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise serializers.ValidationError("a token needs a name")
-        return value
+        return value.strip()
 
 
 class AuditEventSerializer(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ containers/services.py (checks, validation, audit, job) and answers 202 with the
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -28,6 +29,7 @@ from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
 from . import limits as api_limits
 from . import serializers as s
+from .params import is_id, query_bool
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": services.IDEMPOTENCY_KEY_MAX,
@@ -71,7 +73,7 @@ def _job_response(job: Job, request: Request) -> Response:
 
 def _id_or_name(value: str, id_field: str, name_field: str) -> Q:
     value = value.strip()
-    return Q(**{id_field: int(value)}) if value.isdigit() else Q(**{name_field: value})
+    return Q(**{id_field: int(value)}) if is_id(value) else Q(**{name_field: value})
 
 
 def _ordering(qs, request: Request, allowed: list[str], default: list[str]):
@@ -101,15 +103,20 @@ def _choice(request: Request, name: str, choices: list[str]) -> list[str] | None
     return values
 
 
+# A label filter is blank (ignored), `key` or `key=value` with a key that is not blank: one definition for
+# the schema and the server, so that what the schema calls valid is accepted.
+LABEL_FILTER_PATTERN = r"^(?:\s*$|[^=]*[^=\s])"
+
+
 def _label_filter(qs, request: Request):
     for i, raw in enumerate(request.query_params.getlist("label")):
+        if not re.search(LABEL_FILTER_PATTERN, raw):
+            raise services.ServiceError("invalid", "label filters look like label=key or label=key=value",
+                                        field="label")
         if not raw.strip():
             continue
         key, eq, value = raw.partition("=")
         key = key.strip()
-        if not key:
-            raise services.ServiceError("invalid", "label filters look like label=key or label=key=value",
-                                        field="label")
         if eq:
             qs = qs.alias(**{f"_label{i}": KeyTransform(key, "labels")}).filter(**{f"_label{i}": value})
         else:
@@ -120,7 +127,7 @@ def _label_filter(qs, request: Request):
 def _object_for_action(model, pk: Any, request: Request, kind: str):
     """The row an action names, visible or not: the service decides and audits. Ids that do not exist
     answer exactly like invisible ones."""
-    obj = model.objects.select_related("host").filter(pk=pk).first() if str(pk).isdigit() else None
+    obj = model.objects.select_related("host").filter(pk=pk).first() if is_id(pk) else None
     if obj is None:
         audit.record(request, request.user, kind, (model._meta.model_name, str(pk)[:100]), "denied",
                      {"code": "not_found"}, status_code=404)
@@ -222,8 +229,8 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
             qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
         if p.get("name"):
             qs = qs.filter(name=p["name"])
-        if p.get("shared", "") != "":
-            qs = qs.filter(shared=services._bool(p["shared"], "shared"))
+        if "shared" in p:
+            qs = qs.filter(shared=query_bool(p, "shared"))
         if p.get("search", "").strip():
             qs = qs.filter(name__icontains=p["search"].strip())
         return _ordering(qs, self.request, ["name", "tag", "created", "size"], ["name", "tag"])
@@ -237,7 +244,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     def destroy(self, request: Request, pk=None) -> Response:
         image = self._image(pk, "image.remove")
         job = services.image_action(request.user, image, "remove",
-                                    params={"force": request.query_params.get("force", "")}, request=request,
+                                    params={"force": query_bool(request.query_params, "force")}, request=request,
                                     idempotency_key=_idempotency_key(request))
         return _job_response(job, request)
 
@@ -294,7 +301,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
                 source = str(staged) if staged else upload
             elif ctype in uploads.RAW_TYPES:
                 q = request.query_params
-                opts = {"host": q.get("host"), "team": q.get("team") or None, "shared": q.get("shared", ""),
+                opts = {"host": q.get("host"), "team": q.get("team") or None, "shared": query_bool(q, "shared"),
                         "ref": q.get("ref", ""), "message": q.get("message", "")}
                 if kind == "image.import" and not opts["ref"]:
                     raise services.ServiceError("invalid", "the ref query parameter (name[:tag]) is required",
@@ -364,7 +371,8 @@ CONTAINER_FILTERS = [
     _param("state", "container state (several: comma-separated)", enum=list(Container.State.values)),
     _param("host", "host id or name"), _param("image", "image id or name:tag"),
     _param("owner", "owner id or username"), _param("team", "team id or name"),
-    _param("label", "key or key=value (repeat for several; all must match)", many=True), SEARCH,
+    _param("label", "key or key=value (repeat for several; all must match)",
+           {"type": "array", "items": {"type": "string", "pattern": LABEL_FILTER_PATTERN}}), SEARCH,
     ordering_param(["name", "created", "state", "started", "finished"]), *PAGE,
 ]
 
@@ -452,7 +460,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
                    parameters=[_param("force", "remove even if running", OpenApiTypes.BOOL), IDEMPOTENCY],
                    request=None, responses={202: s.JobSerializer, **errors(400, 403, 404, 409)})
     def destroy(self, request: Request, pk=None) -> Response:
-        return self._act(request, pk, "remove", params={"force": request.query_params.get("force", "")})
+        return self._act(request, pk, "remove", params={"force": query_bool(request.query_params, "force")})
 
     @_action_schema("Start a container (job container.start)")
     @action(detail=True, methods=["post"])
@@ -505,8 +513,9 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         description="Without follow: served from the live Redis window when it holds enough lines, else read "
                     "from the host by a container.logs job (waited for up to BERTH_API_LOGS_WAIT seconds; "
                     "if it is not done by then: 202 with the Job, download its file when it succeeds).",
-        parameters=[_param("tail", "number of last lines (default: all)",
-                           {"type": "integer", "minimum": 0, "maximum": 1000000}),
+        parameters=[_param("tail", "number of last lines, or all (the default)",
+                           {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 1000000},
+                                      {"type": "string", "enum": ["all"]}]}),
                     _param("since", "only lines after this unix time (seconds)",
                            {"type": "number", "minimum": 0, "maximum": 1e11}),
                     _param("timestamps", "prefix each line with its RFC 3339 time", OpenApiTypes.BOOL),
@@ -514,7 +523,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         responses={(200, "text/plain"): OpenApiTypes.STR, 202: s.JobSerializer, **errors(400, 403, 404, 502)})
     @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def logs(self, request: Request, pk=None):
-        container = self.get_object() if str(pk).isdigit() else None
+        container = self.get_object() if is_id(pk) else None
         if container is None:
             raise NotFound("not found")
         return logs.logs_response(request, container)
@@ -612,7 +621,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         return Response(s.TeamSerializer(team, context={"request": request}).data, status=201)
 
     def _team(self, pk, kind: str, action_name: str) -> Team:
-        team = Team.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        team = Team.objects.filter(pk=pk).first() if is_id(pk) else None
         try:
             permissions.check(self.request.user, action_name, team)
         except permissions.NotVisible:
@@ -672,7 +681,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         kind = "team.member.remove" if request.method == "DELETE" else "team.member.role"
         team = self._team(pk, kind, "team.manage")
         row = (TeamMembership.objects.filter(team=team, user_id=int(user_id)).select_related("user").first()
-               if str(user_id).isdigit() else None)
+               if is_id(user_id) else None)
         if row is None:
             raise services.ServiceError("not_found", "no such member")
         new_role = _valid(s.MemberRoleSerializer, request)["role"] if request.method == "PATCH" else None
@@ -704,7 +713,9 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        return permissions.visible_tokens(self.request.user)
+        # A revoked token is deleted as far as the API goes (GET and DELETE answer 404); the row stays for
+        # the record and the dashboard's token page.
+        return permissions.visible_tokens(self.request.user).filter(revoked__isnull=True)
 
     @extend_schema(summary="Create a token (the response shows it once)", request=s.TokenCreateSerializer,
                    responses={201: s.TokenCreatedSerializer, **errors(400)})
@@ -715,17 +726,19 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
         data = dict(s.TokenSerializer(row).data, token=token)
         return Response(data, status=201)
 
-    @extend_schema(summary="Revoke a token", request=None, responses={200: s.TokenSerializer, **errors(404)})
+    @extend_schema(summary="Revoke a token (then gone: GET and DELETE answer 404)", request=None,
+                   responses={200: s.TokenSerializer, **errors(404)})
     def destroy(self, request: Request, pk=None) -> Response:
-        row = ApiToken.objects.filter(pk=pk).first() if str(pk).isdigit() else None
-        if row is None or row.user_id != request.user.pk:
+        row = ApiToken.objects.filter(pk=pk).first() if is_id(pk) else None
+        # revoke once: the update that sets `revoked` is the one that answers 200
+        done = row is not None and row.user_id == request.user.pk and ApiToken.objects.filter(
+            pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())
+        if not done:
             audit.record(request, request.user, "token.revoke", ("apitoken", str(pk)[:100]), "denied",
                          {"code": "not_found"}, status_code=404)
             raise services.ServiceError("not_found", "no such token")
-        if row.revoked is None:
-            ApiToken.objects.filter(pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())
-            row.refresh_from_db()
-            audit.record(request, request.user, "token.revoke", row, "ok", {"name": row.name}, status_code=200)
+        row.refresh_from_db()
+        audit.record(request, request.user, "token.revoke", row, "ok", {"name": row.name}, status_code=200)
         return Response(s.TokenSerializer(row).data)
 
 

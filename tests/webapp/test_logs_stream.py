@@ -305,24 +305,26 @@ def test_monitor_sink_appends_every_line_in_order_per_container(redis_url):
 
 
 def test_monitor_sink_survives_redis_being_away(capfd):
-    from containers.management.commands.berth_run import free_port
+    from tests.support import dead_port
     from workers.engine.monitor.redis_sink import RedisStreamSink
 
-    sink = RedisStreamSink(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    sink.add("c", "stdout", "t", "lost from the stream, not from disk\n")
-    sink.flush()  # no exception: the monitor goes on writing the file
-    assert "redis sink" in capfd.readouterr().err
-    sink.add("c", "stdout", "t", "while away\n")
-    assert sink._pending == []  # not buffered without bound while Redis is away
+    with dead_port() as port:
+        sink = RedisStreamSink(f"redis://127.0.0.1:{port}/0")  # nothing listens there
+        sink.add("c", "stdout", "t", "lost from the stream, not from disk\n")
+        sink.flush()  # no exception: the monitor goes on writing the file
+        assert "redis sink" in capfd.readouterr().err
+        sink.add("c", "stdout", "t", "while away\n")
+        assert sink._pending == []  # not buffered without bound while Redis is away
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_redis_away_says_so_and_closes(live_redis, stream, settings):
-    from containers.management.commands.berth_run import free_port
+    from tests.support import dead_port
 
     world = await setup_world(stream)
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # the stream's Redis is away; the layer's is not
-    comm = await connect(world["mine"], world["alice"])
-    msg = json.loads(await comm.receive_from(timeout=20))
-    assert msg["type"] == "error" and "download the full log" in msg["message"]
-    assert await close_code(comm) == 1011
+    with dead_port() as port:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # the stream's Redis is away; the layer's is not
+        comm = await connect(world["mine"], world["alice"])
+        msg = json.loads(await comm.receive_from(timeout=20))
+        assert msg["type"] == "error" and "download the full log" in msg["message"]
+        assert await close_code(comm) == 1011

@@ -58,6 +58,13 @@ def test_symlink_escape_by_target(store, guarded):
     guarded()
 
 
+def test_symlink_with_empty_target_refused(store, guarded):
+    # Linux has no empty symlink (symlink(2) answers ENOENT): the archive is refused by name, not crashed on.
+    _import_fails(store, make_tar([entry("etc/empty", type=tarfile.SYMTYPE, linkname="")]),
+                  UnsafeEntry, "etc/empty: symlink target is empty")
+    guarded()
+
+
 def test_write_through_symlink_refused(store, guarded, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import host_tool
 from workers.engine.monitor import MonitorClient
 
-RUNC = "/usr/sbin/runc"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -30,7 +30,7 @@ class MonitorHarness:
     @property
     def runtime_cmd(self) -> list[str] | None:
         if self.runtime == "runc":
-            return [RUNC, "--root", str(self.root / "runc")]
+            return [host_tool("runc"), "--root", str(self.root / "runc")]
         return [sys.executable, "-m", "workers.engine.runtime", "--root", str(self.root / "runtime")]
 
     def runtime_call(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -77,6 +77,8 @@ def _is_zombie(pid: int) -> bool:
 
 @pytest.fixture(params=["runc", "berth"])
 def monitor(request, tmp_path_factory) -> Iterator[MonitorHarness]:
+    if request.param == "runc":
+        host_tool("runc")  # skip (saying why) before starting anything
     # A short path: the monitor's unix socket path must stay under 108 bytes.
     root = tmp_path_factory.mktemp("mon")
     h = MonitorHarness(root, request.param)

@@ -3,18 +3,17 @@ same things to the process inside (runc from Debian's package, its own temporary
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import uuid
 
 import pytest
 
 from tests.engine.conftest import cleanup_cgroup
+from tests.tools import find_tool, host_tool
 
 pytestmark = pytest.mark.root
 
-RUNC = shutil.which("runc") or "/usr/sbin/runc"
+RUNC = find_tool("runc")
 
 PROBES = {
     "id": "id",
@@ -52,8 +51,7 @@ def _sections(out: str) -> dict[str, str]:
 
 @pytest.fixture
 def runc_root(tmp_path):
-    if not os.path.exists(RUNC):
-        pytest.skip("runc is not installed")
+    host_tool("runc")
     root = tmp_path / "runc-root"
     ids: list[str] = []
     yield root, ids

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import host_tool
 from workers.engine.runtime.caps import CAPS, last_cap
 from workers.engine.runtime.seccomp_profile import (
     ALLOWED_SYSCALLS,
@@ -23,7 +24,6 @@ from workers.engine.runtime.seccomp_profile import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-RUNC = "/usr/sbin/runc"
 
 MUST_REFUSE = ["mount", "umount2", "kexec_load", "kexec_file_load", "init_module", "finit_module",
                "delete_module", "bpf", "keyctl", "add_key", "request_key", "ptrace", "setns",
@@ -89,7 +89,7 @@ class Runner:
     @property
     def cmd(self) -> list[str]:
         if self.kind == "runc":
-            return [RUNC, "--root", str(self.root)]
+            return [host_tool("runc"), "--root", str(self.root)]
         return [sys.executable, "-m", "workers.engine.runtime", "--root", str(self.root)]
 
     def run(self, bundle) -> subprocess.CompletedProcess:
@@ -107,6 +107,8 @@ class Runner:
 
 @pytest.fixture(params=["runc", "berth"])
 def runner(request, tmp_path):
+    if request.param == "runc":
+        host_tool("runc")  # skip (saying why) before making anything
     r = Runner(request.param, tmp_path / "rt")
     try:
         yield r

@@ -246,6 +246,8 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
         target = member.linkname
         if "\x00" in target:
             raise UnsafeEntry("symlink target contains a NUL byte", name)
+        if not target:  # symlink(2) refuses it (ENOENT); a clear refusal instead of an OSError
+            raise UnsafeEntry("symlink target is empty", name)
         if symlink_escapes(rel, target):
             raise UnsafeEntry(f"symlink target {target!r} escapes the root", name)
         os.symlink(target, path)
