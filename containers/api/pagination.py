@@ -14,7 +14,8 @@ class Pagination(PageNumberPagination):
             raw = request.query_params.get(name)
             if raw is None:
                 continue
-            if not raw.isdigit() or int(raw) < 1 or (top is not None and int(raw) > top):
+            n = int(raw) if raw.isdigit() and len(raw) <= 18 else 0  # int() refuses over 4300 digits
+            if n < 1 or (top is not None and n > top):
                 bounds = f"from 1 to {top}" if top else "from 1"
                 raise ValidationError({name: [f"{name} must be a whole number {bounds}"]})
         return super().paginate_queryset(queryset, request, view)
