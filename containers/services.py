@@ -371,7 +371,9 @@ def _action_params(user, container: Container, action: str, params: dict[str, An
         if isinstance(sig, bool):
             raise ServiceError("invalid", "signal must be a name like SIGTERM or a number", field="signal")
         if isinstance(sig, str) and sig.strip().isdigit():
-            sig = int(sig.strip()) if len(sig.strip()) <= 3 else 65  # out of range, without int() on a huge one
+            if len(sig.strip()) > 3:  # no int() of a huge digit string
+                raise ServiceError("invalid", f"signal {sig.strip()[:20]}… is out of range 1..64", field="signal")
+            sig = int(sig.strip())
         if isinstance(sig, int):
             if not 1 <= sig <= 64:
                 raise ServiceError("invalid", f"signal {sig} is out of range 1..64", field="signal")
