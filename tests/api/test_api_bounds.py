@@ -139,3 +139,9 @@ def test_dashboard_lists_and_filters(dash_client, world):
     assert r.status_code == 400 and b"team must be an id" in r.content
     assert dash_client.get(f"/containers/new/?from_job={HUGE}&image={BIG}").status_code == 200
     assert dash_client.get(f"/containers/{world.web_a.pk}/?job={HUGE}").status_code == 200
+
+
+@pytest.mark.parametrize("page", [BIG, HUGE])
+def test_a_page_past_the_end_is_404_whatever_its_size(op, page):
+    r = op.get(f"/api/v1/hosts/?page={page}")
+    assert r.status_code == 404, r.content[:300]
