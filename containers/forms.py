@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 
-from . import permissions
+from . import bounds, permissions
 from .models import Host, Image, Team
 
 RESTART_CHOICES = [("no", "no"), ("always", "always"), ("unless-stopped", "unless stopped"),
@@ -118,13 +118,13 @@ class ContainerCreateForm(forms.Form):
 
     def clean_host(self) -> str:
         value = self.cleaned_data.get("host", "")
-        if not str(value).isdigit() or not permissions.visible_hosts(self.user).filter(pk=value).exists():
+        if not bounds.as_id(value, Host) or not permissions.visible_hosts(self.user).filter(pk=value).exists():
             raise forms.ValidationError("no such host")
         return value
 
     def clean_image(self) -> Image:
         value = self.cleaned_data.get("image", "")
-        image = permissions.visible_images(self.user).filter(pk=value).first() if str(value).isdigit() else None
+        image = permissions.visible_images(self.user).filter(pk=value).first() if bounds.as_id(value, Image) else None
         if image is None:
             raise forms.ValidationError("no such image: pick one from the list")
         return image

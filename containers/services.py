@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import FileResponse
 
-from . import audit, events, namespaces, permissions
+from . import audit, bounds, events, namespaces, permissions
 from . import jobs as job_dispatch
 from . import limits as team_limits
 from .models import Container, Host, Image, Job, Team
@@ -137,7 +137,7 @@ def _as_host(host: Host | int | str) -> Host:
         return host
     found = None
     if isinstance(host, int) or (isinstance(host, str) and host.isdigit()):
-        found = Host.objects.filter(pk=int(host)).first()
+        found = Host.objects.filter(pk=bounds.as_id(host, Host) or 0).first()
     if found is None and isinstance(host, str):
         found = Host.objects.filter(name=host).first()
     if found is None:
@@ -281,7 +281,7 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
             memory = engine_config.parse_size(memory)
         except InvalidConfig as exc:
             raise ServiceError("invalid", str(exc), field="memory") from None
-    memory = _int(memory, "memory", low=0)
+    memory = _int(memory, "memory", low=0, high=bounds.MEMORY_MAX)
     if memory is not None and memory < MIN_MEMORY:
         raise ServiceError("invalid", f"memory limit {engine_config.human_size(memory)} is below the minimum "
                                       "of 6 MiB", field="memory")
@@ -296,7 +296,7 @@ def _container_params(user, host: Host, *, name, command, entrypoint, env, workd
                                           f"{host.name})", field="cpus")
     else:
         cpus = None
-    pids_limit = _int(pids_limit, "pids_limit", low=1)
+    pids_limit = _int(pids_limit, "pids_limit", low=1, high=bounds.PIDS_MAX)
     if isinstance(disk, str) and disk.strip():
         try:
             disk = engine_config.parse_size(disk, "disk")
@@ -417,6 +417,8 @@ def _action_params(user, container: Container, action: str, params: dict[str, An
         if isinstance(sig, bool):
             raise ServiceError("invalid", "signal must be a name like SIGTERM or a number", field="signal")
         if isinstance(sig, str) and sig.strip().isdigit():
+            if len(sig.strip()) > 3:  # no int() of a huge digit string
+                raise ServiceError("invalid", f"signal {sig.strip()[:20]}… is out of range 1..64", field="signal")
             sig = int(sig.strip())
         if isinstance(sig, int):
             if not 1 <= sig <= 64:

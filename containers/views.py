@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import events, permissions
+from . import bounds, events, permissions
 from . import jobs as job_dispatch
 from .models import Container, Image, Job
 
@@ -120,7 +120,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
 def jobs_state(request: HttpRequest) -> JsonResponse:
     """Current state of the listed jobs (?ids=1,2,3) as event dicts: pages resync with it when their
     WebSocket (re)connects, since events sent while it was down are not replayed."""
-    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()][:JOBS_PAGE_SIZE]
+    ids = bounds.ids_in_range(request.GET.get("ids", "").split(","), Job)[:JOBS_PAGE_SIZE]
     found = jobs_visible_to(request.user).filter(pk__in=ids)
     return JsonResponse({"jobs": [events.job_event(job) for job in found]})
 

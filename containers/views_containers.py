@@ -18,9 +18,9 @@ from django.template.loader import select_template
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import events, permissions, services
+from . import bounds, events, permissions, services
 from .forms import SIGNAL_CHOICES, CommitForm, ContainerCreateForm, add_service_error, initial_from_params
-from .models import Container, Job
+from .models import Container, Image, Job
 from .views import (
     error_json,
     form_errors_json,
@@ -68,7 +68,7 @@ def container_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def container_states(request: HttpRequest) -> JsonResponse:
     """State of the listed containers (?ids=1,2) as container events; gone ones as state "removed"."""
-    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()][:PAGE_SIZE]
+    ids = bounds.ids_in_range(request.GET.get("ids", "").split(","), Container)[:PAGE_SIZE]
     found = {c.pk: c for c in permissions.visible_containers(request.user).filter(pk__in=ids)}
     out = [_state_event(found[i]) if i in found else {"type": "container", "id": i, "state": "removed"}
            for i in ids]
@@ -95,7 +95,7 @@ def _create_failed(request: HttpRequest, pk: int) -> HttpResponse:
     """The container of a failed create job is gone (the host refused it): say why, offer to retry."""
     job_id = request.GET.get("job", "")
     job = jobs_visible_to(request.user).filter(pk=job_id, kind="container.create", target_id=str(pk)).first() \
-        if job_id.isdigit() else None
+        if bounds.as_id(job_id, Job) else None
     if job is None:
         raise Http404("no such container")
     return render(request, "containers/create_failed.html", {"job": job, "name": job.params.get("name", "")},
@@ -177,7 +177,7 @@ def container_logs_download(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def container_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    ids = bounds.ids_in_range(request.POST.getlist("ids"), Container)
     if action not in BULK_ACTIONS or not ids:
         text = "Pick containers and an action." if action in BULK_ACTIONS else "Unknown action."
         if wants_json(request):
@@ -227,12 +227,12 @@ def container_create(request: HttpRequest) -> HttpResponse:
     else:
         initial: dict[str, Any] = {"start": True, "restart_policy": "no"}
         from_job = request.GET.get("from_job", "")
-        if from_job.isdigit():
+        if bounds.as_id(from_job, Job):
             retry_of = jobs_visible_to(user).filter(pk=from_job, kind="container.create").first()
             if retry_of is not None:
                 initial.update(initial_from_params(retry_of.params or {}, retry_of))
         image_id = request.GET.get("image", "")
-        if image_id.isdigit():
+        if bounds.as_id(image_id, Image):
             image = permissions.visible_images(user).filter(pk=image_id).first()
             if image is not None:
                 initial.update(image=str(image.pk), host=str(image.host_id))

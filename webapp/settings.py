@@ -24,10 +24,13 @@ Environment variables:
   BERTH_DEFAULT_VOLUME_SIZE / BERTH_MAX_VOLUME_SIZE     volumes (default 10g / 100g)
   BERTH_MAX_EXPANDED_UPLOAD an import/load's size once decompressed (default 32g)
   BERTH_EXPORT_MAX_AGE      seconds an export/save/logs file is kept for download (default 86400)
+  BERTH_LOGIN_FAILURE_LIMIT failed sign-ins per account, and per address, before sign-in is refused (default 10)
+  BERTH_LOGIN_LOCKOUT_SECONDS  how long after the last failure those count and the refusal lasts (default 900)
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import secrets
 import socket
@@ -122,6 +125,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "containers",
 ]
 
@@ -133,6 +137,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a throttled sign-in into containers.signin_throttle's 429
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -186,6 +191,17 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Sign-in throttle (django-axes, counters in the database so that all web processes share them): see
+# containers/signin_throttle.py. By account and by address separately; the right password is refused too.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = _env_int("BERTH_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = datetime.timedelta(seconds=_env_int("BERTH_LOGIN_LOCKOUT_SECONDS", 900))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a refusal lasts the window from the last counted failure
+AXES_LOCKOUT_CALLABLE = "containers.signin_throttle.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in Berth's audit log already
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"  # the containers list

@@ -16,5 +16,6 @@ urlpatterns = [
 ]
 
 # JSON errors under /api/ for requests no route matches; the usual pages elsewhere.
+handler400 = "containers.api.errors.bad_request"
 handler404 = "containers.api.errors.not_found"
 handler500 = "containers.api.errors.server_error"

@@ -19,24 +19,20 @@ from django.utils import timezone
 
 from containers import events
 from containers.models import Job
-from workers import agent, handlers
+from workers import agent, handlers, job_errors
 
 log = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 4000
+MAX_ERROR_CHARS = job_errors.MAX_ERROR_CHARS
 
 
 class JobError(Exception):
     """An expected failure whose message is shown to the user as is (no exception class name)."""
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, kind: str = "") -> str:
     """A readable one-paragraph error text for a failed job (the traceback goes to the log)."""
-    text = str(exc).strip()
-    if isinstance(exc, JobError) and text:
-        return text[:MAX_ERROR_CHARS]
-    name = type(exc).__name__
-    return (f"{name}: {text}" if text else name)[:MAX_ERROR_CHARS]
+    return job_errors.describe(exc, kind, readable=(JobError,))
 
 
 def claim(job_id: int, token: str) -> Job | None:
@@ -113,7 +109,7 @@ def run_job(job_id: int) -> str:
         finished = True
     except Exception as exc:
         log.exception("job %s (%s) failed", job.pk, job.kind)
-        _finish(job, Job.State.FAILED, error=describe(exc))
+        _finish(job, Job.State.FAILED, error=describe(exc, job.kind))
         finished = True
     finally:
         if not finished:  # SystemExit, KeyboardInterrupt…: never leave the job running

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -58,8 +59,22 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
+def too_large_message() -> str:
+    from django.conf import settings
+
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1 << 20)
+    return (f"the request body is larger than {limit:.1f} MiB: send less (e.g. a shorter env, labels or command), "
+            "or upload files to the upload endpoints")
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     headers: dict[str, str] = {}
+    if isinstance(exc, RequestDataTooBig):  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE, met while parsing the body
+        return Response(error_body("too_large", too_large_message(), {"body": [too_large_message()]}), status=413)
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, a malformed multipart body …
+        log.warning("refused a request: %s", exc)
+        return Response(error_body("invalid", f"the request body was refused: {exc}", {"body": [str(exc)]}),
+                        status=400)
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, {exc.field: [exc.message]} if exc.field else None),
                         status=exc.status)
@@ -88,6 +103,21 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     log.exception("unexpected error in the API", exc_info=exc)
     return Response(error_body("internal_error", "internal error: the administrators can find it in the log"),
                     status=500)
+
+
+def bad_request(request, exception=None):
+    """handler400 (Django's SuspiciousOperation outside a DRF view, e.g. the CSRF check reading a form): a
+    body over DATA_UPLOAD_MAX_MEMORY_SIZE is 413, not 400; JSON under /api/, a short page elsewhere."""
+    from django.http import HttpResponse, JsonResponse
+    from django.utils.html import escape
+
+    too_large = isinstance(exception, RequestDataTooBig)
+    code, status = ("too_large", 413) if too_large else ("invalid", 400)
+    message = too_large_message() if too_large else "bad request"
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(code, message, {"body": [message]}), status=status)
+    return HttpResponse(f"<!doctype html><title>{status}</title><h1>Request refused</h1><p>{escape(message)}</p>",
+                        status=status)
 
 
 def not_found(request, exception=None):

@@ -23,13 +23,13 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import audit, permissions, services
+from .. import audit, bounds, permissions, services
 from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
 from . import auth, logs, uploads
 from . import limits as api_limits
 from . import serializers as s
-from .params import is_id, query_bool
+from .params import query_bool
 
 ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", {"type": "string", "maxLength": services.IDEMPOTENCY_KEY_MAX,
@@ -73,7 +73,20 @@ def _job_response(job: Job, request: Request) -> Response:
 
 def _id_or_name(value: str, id_field: str, name_field: str) -> Q:
     value = value.strip()
-    return Q(**{id_field: int(value)}) if is_id(value) else Q(**{name_field: value})
+    if not (value.isascii() and value.isdigit()):
+        return Q(**{name_field: value})
+    name = id_field.removesuffix("_id")
+    return Q(**{id_field: _filter_id(value, name, {"host": Host, "team": Team, "image": Image}.get(name)
+                                                  or get_user_model())})
+
+
+def _filter_id(value: str, name: str, model) -> int:
+    """A digit string as an id of `model`, or a 400 naming the filter if no id can be that large."""
+    top = bounds.id_max(model)
+    if len(value) > len(str(top)) or int(value) > top:
+        raise services.ServiceError("invalid", f"{name} must be an id (at most {top}) or a name, not "
+                                               f"{value[:30]}{'…' if len(value) > 30 else ''}", field=name)
+    return int(value)
 
 
 def _ordering(qs, request: Request, allowed: list[str], default: list[str]):
@@ -127,7 +140,8 @@ def _label_filter(qs, request: Request):
 def _object_for_action(model, pk: Any, request: Request, kind: str):
     """The row an action names, visible or not: the service decides and audits. Ids that do not exist
     answer exactly like invisible ones."""
-    obj = model.objects.select_related("host").filter(pk=pk).first() if is_id(pk) else None
+    ident = bounds.as_id(pk, model)
+    obj = model.objects.select_related("host").filter(pk=ident).first() if ident else None
     if obj is None:
         audit.record(request, request.user, kind, (model._meta.model_name, str(pk)[:100]), "denied",
                      {"code": "not_found"}, status_code=404)
@@ -140,7 +154,7 @@ def pick_host(user, host_value: Any, image_value: Any) -> Host:
     if host_value not in (None, ""):
         return services._as_host(host_value)
     if isinstance(image_value, int) or (isinstance(image_value, str) and image_value.isdigit()):
-        image = permissions.visible_images(user).filter(pk=int(image_value)).first()
+        image = permissions.visible_images(user).filter(pk=bounds.as_id(image_value, Image) or 0).first()
         if image is None:
             raise services.ServiceError("no_such_image", f"no image #{image_value}", field="image")
         return image.host
@@ -405,7 +419,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         if p.get("image"):
             value = p["image"].strip()
             if value.isdigit():
-                qs = qs.filter(image_id=int(value))
+                qs = qs.filter(image_id=_filter_id(value, "image", Image))
             else:
                 ref = value if ":" in value.rsplit("/", 1)[-1] else f"{value}:latest"
                 qs = qs.filter(Q(image_ref=value) | Q(image_ref=ref))
@@ -437,7 +451,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         host = pick_host(request.user, body.get("host"), body.get("image"))
         image = body["image"]
         if isinstance(image, int) or str(image).isdigit():
-            image = permissions.visible_images(request.user).filter(pk=int(image)).first()
+            image = permissions.visible_images(request.user).filter(pk=bounds.as_id(image, Image) or 0).first()
             if image is None:
                 raise services.ServiceError("no_such_image", f"no image #{body['image']}", field="image")
         container, job = services.create_container(
@@ -523,7 +537,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         responses={(200, "text/plain"): OpenApiTypes.STR, 202: s.JobSerializer, **errors(400, 403, 404, 502)})
     @action(detail=True, methods=["get"], content_negotiation_class=LenientNegotiation)
     def logs(self, request: Request, pk=None):
-        container = self.get_object() if is_id(pk) else None
+        container = self.get_object() if bounds.as_id(pk, Container) else None
         if container is None:
             raise NotFound("not found")
         return logs.logs_response(request, container)
@@ -621,7 +635,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         return Response(s.TeamSerializer(team, context={"request": request}).data, status=201)
 
     def _team(self, pk, kind: str, action_name: str) -> Team:
-        team = Team.objects.filter(pk=pk).first() if is_id(pk) else None
+        team = Team.objects.filter(pk=ident).first() if (ident := bounds.as_id(pk, Team)) else None
         try:
             permissions.check(self.request.user, action_name, team)
         except permissions.NotVisible:
@@ -680,8 +694,9 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def member(self, request: Request, pk=None, user_id=None) -> Response:
         kind = "team.member.remove" if request.method == "DELETE" else "team.member.role"
         team = self._team(pk, kind, "team.manage")
-        row = (TeamMembership.objects.filter(team=team, user_id=int(user_id)).select_related("user").first()
-               if is_id(user_id) else None)
+        user_pk = bounds.as_id(user_id, get_user_model())
+        row = (TeamMembership.objects.filter(team=team, user_id=user_pk).select_related("user").first()
+               if user_pk else None)
         if row is None:
             raise services.ServiceError("not_found", "no such member")
         new_role = _valid(s.MemberRoleSerializer, request)["role"] if request.method == "PATCH" else None
@@ -729,7 +744,7 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     @extend_schema(summary="Revoke a token (then gone: GET and DELETE answer 404)", request=None,
                    responses={200: s.TokenSerializer, **errors(404)})
     def destroy(self, request: Request, pk=None) -> Response:
-        row = ApiToken.objects.filter(pk=pk).first() if is_id(pk) else None
+        row = ApiToken.objects.filter(pk=ident).first() if (ident := bounds.as_id(pk, ApiToken)) else None
         # revoke once: the update that sets `revoked` is the one that answers 200
         done = row is not None and row.user_id == request.user.pk and ApiToken.objects.filter(
             pk=row.pk, revoked__isnull=True).update(revoked=timezone.now())

@@ -2,10 +2,17 @@
 
 Migrates, ensures the admin user, starts its own redis-server, one Celery worker for this host and
 uvicorn, prints the URL and the login, and stops every child (by PID) on Ctrl-C or SIGTERM.
+
+It supervises its children: one that dies is started again with the same command, port and log, after a
+backoff that doubles from 1 s up to 30 s (reset once it has stayed up for a minute), and each restart is
+said on stdout. A restarted redis-server also restarts the worker, which re-sends the queued jobs whose
+messages Redis may have lost. The leftovers of a dead child (e.g. a killed worker's pool processes, which
+are in its session) are killed by PID first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -56,6 +63,23 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+def session_members(sid: int, since_ticks: str | None) -> list[tuple[int, str]]:
+    """(pid, start ticks) of the processes still in the session `sid` of a dead session leader that started
+    at `since_ticks`: a child's orphans. The leader's pid itself is skipped (after its death that number may
+    be anyone's), as is anything started before it (not its offspring)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == sid:
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 19 and fields[3] == str(sid) and (since_ticks is None or int(fields[19]) >= int(since_ticks)):
+            found.append((int(entry), fields[19]))
+    return found
+
+
 def descendants(pid: int) -> list[tuple[int, str]]:
     """(pid, start ticks) of the live descendants of `pid`, to kill stragglers by id later."""
     children: dict[int, list[int]] = {}
@@ -76,14 +100,57 @@ def descendants(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0  # a child up this long starts its next backoff from BACKOFF_FIRST again
+
+
 class Child:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
+        self.argv, self.env = argv, env
         self.log_path = log_path
-        with open(log_path, "ab") as log:
+        self.restarts = 0
+        self.backoff = BACKOFF_FIRST
+        self.restart_at: float | None = None
+        self._start()
+
+    def _start(self) -> None:
+        with open(self.log_path, "ab") as log:
             # Own session: Ctrl-C reaches only berth_run, which then stops the children in order.
-            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started = time.monotonic()
+        self.ticks = _start_ticks(self.proc.pid)
+
+    def schedule_restart(self) -> float:
+        """Note the death; returns the delay before restart() (doubling, reset after a stable run)."""
+        if time.monotonic() - self.started >= STABLE_AFTER:
+            self.backoff = BACKOFF_FIRST
+        delay = self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.restart_at = time.monotonic() + delay
+        return delay
+
+    def restart(self) -> None:
+        """Kill what the dead process left in its session (by PID), then start the same command again."""
+        self.kill_leftovers()
+        self.restarts += 1
+        self.restart_at = None
+        self._start()
+
+    def kill_leftovers(self) -> None:
+        for pid, ticks in session_members(self.pid, self.ticks):
+            if _start_ticks(pid) == ticks:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def exit_text(self) -> str:
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with {code}"
 
     @property
     def pid(self) -> int:
@@ -99,6 +166,9 @@ class Child:
             return ""
 
     def stop(self, timeout: float) -> None:
+        if not self.alive():
+            self.kill_leftovers()
+            return
         stragglers = descendants(self.pid)
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
@@ -178,13 +248,34 @@ class Command(BaseCommand):
         self._say("  Ctrl-C stops everything.")
         self._say("")
         while not self.stopping:
-            for child in self.children:
-                if not child.alive():
-                    self._say(f"{child.name} exited with {child.proc.returncode}; stopping.\n{child.tail()}")
-                    self.stopping = True
-                    break
-            time.sleep(0.5)
+            self._supervise()
+            time.sleep(0.2)
         self._say("Berth: stopping…")
+
+    def _supervise(self) -> None:
+        """Restart dead children after their backoff; a restarted redis takes the worker along."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None and not child.alive():
+                delay = child.schedule_restart()
+                self._say(f"{child.name} (pid {child.pid}) {child.exit_text()}; restarting it in {delay:.0f}s "
+                          f"(restart {child.restarts + 1}). Last lines of {child.log_path}:\n{child.tail(5)}")
+            elif child.restart_at is not None and now >= child.restart_at and not self.stopping:
+                old = child.pid
+                child.restart()
+                self._say(f"restarted {child.name} (pid {child.pid}, was {old})")
+                if child.name == "redis":
+                    self._restart_dependents_of_redis()
+
+    def _restart_dependents_of_redis(self) -> None:
+        """Redis may have lost queued messages: a fresh worker re-sends its host's queued jobs at start."""
+        for child in self.children:
+            if child.name == "worker" and child.alive() and child.restart_at is None:
+                old = child.pid
+                self._say(f"restarting worker (pid {old}) after redis' restart, to re-send queued jobs")
+                child.stop(timeout=30)
+                child.restart()
+                self._say(f"restarted worker (pid {child.pid}, was {old})")
 
     # --- pieces ---
 

@@ -33,6 +33,7 @@ ID_RE = re.compile(r"^[0-9a-f]{64}$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 ENV_KEY_RE = re.compile(r"^[^=\x00]+$")
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+MAX_RETRIES = 2**31 - 1  # Docker's limit (an int), and it keeps the policy within the database column
 RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:(\d+))?)$")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -65,7 +66,10 @@ def parse_restart_policy(policy: str | None) -> tuple[str, int | None]:
         raise InvalidConfig("restart_policy", f"invalid restart policy {policy!r}: use no, always, "
                                               "unless-stopped or on-failure[:N]")
     if p.startswith("on-failure"):
-        return "on-failure", int(m.group(3)) if m.group(3) is not None else None
+        retries = m.group(3)
+        if retries is not None and (len(retries) > 10 or int(retries) > MAX_RETRIES):
+            raise InvalidConfig("restart_policy", f"on-failure allows at most {MAX_RETRIES} retries")
+        return "on-failure", int(retries) if retries is not None else None
     return p, None
 
 

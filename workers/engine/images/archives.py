@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from . import archive_docs as docs
 from . import refs
 from .compression import decompressed
 from .errors import ArchiveError, CorruptArchive, DigestMismatch, MissingBlob, UnsafeEntry
@@ -321,12 +322,12 @@ def _tags(names: list[str], what: str) -> list[str]:
 
 
 def _plan_docker(staged: _Staged) -> list[dict[str, Any]]:
-    manifest = staged.json("manifest.json", "manifest.json")
-    if not isinstance(manifest, list):
-        raise CorruptArchive("manifest.json is not a list", "manifest.json")
+    manifest = docs.array(staged.json("manifest.json", "manifest.json"), "manifest.json", "manifest.json")
+    if not manifest:
+        raise CorruptArchive("lists no image", "manifest.json")
     plans = []
-    for entry in manifest:
-        config_name = entry.get("Config", "")
+    for i, entry in enumerate(manifest):
+        config_name, layer_names, repo_tags = docs.docker_entry(entry, i)
         path, digest, _ = staged.get(config_name, "manifest.json")
         expected_hex = os.path.basename(config_name).removesuffix(".json")
         if len(expected_hex) == 64 and "sha256:" + expected_hex != digest:
@@ -337,8 +338,7 @@ def _plan_docker(staged: _Staged) -> list[dict[str, Any]]:
             config = json.loads(config_bytes)
         except ValueError as e:
             raise CorruptArchive(f"invalid JSON ({e})", config_name) from None
-        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-        layer_names = entry.get("Layers", [])
+        diff_ids = docs.diff_ids(config, config_name)
         if len(diff_ids) != len(layer_names):
             raise CorruptArchive(f"{len(layer_names)} layers but the config lists {len(diff_ids)} diff ids",
                                  config_name)
@@ -349,14 +349,18 @@ def _plan_docker(staged: _Staged) -> list[dict[str, Any]]:
                 desc["digest"] = "sha256:" + os.path.basename(name)
             layers.append((name, desc, diff_id))
         plans.append({"what": "manifest.json", "layers": layers, "config_bytes": config_bytes,
-                      "tags": _tags(entry.get("RepoTags") or [], "manifest.json")})
+                      "tags": _tags(repo_tags, "manifest.json")})
     return plans
 
 
 def _plan_oci(staged: _Staged) -> list[dict[str, Any]]:
-    index = staged.json("index.json", "index.json")
+    index = docs.obj(staged.json("index.json", "index.json"), "index.json", "index.json")
+    manifests = docs.array(index.get("manifests", []), "index.json's manifests", "index.json")
+    if not manifests:
+        raise CorruptArchive("lists no image", "index.json")
     plans = []
-    for desc in index.get("manifests", []):
+    for i, desc in enumerate(manifests):
+        desc = docs.descriptor(desc, f"manifests[{i}]", "index.json")
         plans.extend(_plan_oci_descriptor(staged, desc, desc.get("annotations", {})))
     return plans
 
@@ -375,26 +379,41 @@ def _blob(staged: _Staged, desc: dict[str, Any], what: str) -> bytes:
         return f.read()
 
 
-def _plan_oci_descriptor(staged: _Staged, desc: dict[str, Any], annotations: dict[str, str]) -> list[dict]:
+def _plan_oci_descriptor(staged: _Staged, desc: dict[str, Any], annotations: dict[str, str],
+                         depth: int = 0) -> list[dict]:
     data = _blob(staged, desc, "index.json")
+    where = desc["digest"]
     try:
-        doc = json.loads(data)
+        doc = docs.obj(json.loads(data), "the manifest", where)
     except ValueError as e:
-        raise CorruptArchive(f"invalid JSON ({e})", desc["digest"]) from None
+        raise CorruptArchive(f"invalid JSON ({e})", where) from None
     if doc.get("mediaType") == OCI_INDEX or "manifests" in doc:
         # A multi-platform index: take this host's platform, else the first manifest.
         from .store import host_arch
 
-        chosen = [m for m in doc["manifests"] if m.get("platform", {}).get("architecture") == host_arch()]
-        return _plan_oci_descriptor(staged, (chosen or doc["manifests"])[0], annotations)
-    config_bytes = _blob(staged, doc["config"], desc["digest"])
-    config = json.loads(config_bytes)
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    if len(diff_ids) != len(doc.get("layers", [])):
+        nested = [docs.descriptor(m, f"manifests[{i}]", where)
+                  for i, m in enumerate(docs.array(doc.get("manifests"), "the index's manifests", where))]
+        if not nested or depth >= 4:
+            raise CorruptArchive("an image index with no manifest (or nested too deep)", where)
+        chosen = [m for m in nested
+                  if isinstance(m.get("platform"), dict) and m["platform"].get("architecture") == host_arch()]
+        return _plan_oci_descriptor(staged, (chosen or nested)[0], annotations, depth + 1)
+    config_desc = docs.descriptor(doc.get("config"), "the manifest's config", where)
+    doc_layers = [docs.descriptor(lay, f"layers[{i}]", where)
+                  for i, lay in enumerate(docs.array(doc.get("layers", []), "the manifest's layers", where))]
+    config_bytes = _blob(staged, config_desc, where)
+    try:
+        config = json.loads(config_bytes)
+    except ValueError as e:
+        raise CorruptArchive(f"invalid JSON ({e})", config_desc["digest"]) from None
+    diff_ids = docs.diff_ids(config, config_desc["digest"])
+    if len(diff_ids) != len(doc_layers):
         raise CorruptArchive("layer count differs from the config's diff ids", desc["digest"])
     layers = [("blobs/sha256/" + lay["digest"].split(":", 1)[1], lay, diff_id)
-              for lay, diff_id in zip(doc["layers"], diff_ids, strict=True)]
+              for lay, diff_id in zip(doc_layers, diff_ids, strict=True)]
     ref = annotations.get(REF_NAME)
+    if ref is not None and not isinstance(ref, str):
+        raise CorruptArchive(f"the {REF_NAME} annotation must be a string", "index.json")
     if ref and ":" not in ref and "/" not in ref and annotations.get("io.containerd.image.name"):
         ref = annotations["io.containerd.image.name"]
     return [{"what": desc["digest"], "layers": layers, "config_bytes": config_bytes, "manifest_bytes": data,
