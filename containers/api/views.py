@@ -80,6 +80,15 @@ def _id_or_name(value: str, id_field: str, name_field: str) -> Q:
                                                   or get_user_model())})
 
 
+def owner_filters(qs, params):
+    """The host, owner and team filters every list of owned objects takes (id or name each)."""
+    for key, id_field, name_field in (("host", "host_id", "host__name"), ("owner", "owner_id", "owner__username"),
+                                      ("team", "team_id", "team__name")):
+        if params.get(key):
+            qs = qs.filter(_id_or_name(params[key], id_field, name_field))
+    return qs
+
+
 def _filter_id(value: str, name: str, model) -> int:
     """A digit string as an id of `model`, or a 400 naming the filter if no id can be that large."""
     top = bounds.id_max(model)
@@ -235,12 +244,7 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
         if self.action != "list":
             return qs
         p = self.request.query_params
-        if p.get("host"):
-            qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
-        if p.get("owner"):
-            qs = qs.filter(_id_or_name(p["owner"], "owner_id", "owner__username"))
-        if p.get("team"):
-            qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
+        qs = owner_filters(qs, p)
         if p.get("name"):
             qs = qs.filter(name=p["name"])
         if "shared" in p:
@@ -418,7 +422,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
             qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
         if p.get("image"):
             value = p["image"].strip()
-            if value.isdigit():
+            if value.isascii() and value.isdigit():
                 qs = qs.filter(image_id=_filter_id(value, "image", Image))
             else:
                 ref = value if ":" in value.rsplit("/", 1)[-1] else f"{value}:latest"

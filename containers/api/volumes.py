@@ -19,7 +19,6 @@ from .views import (
     PAGE,
     SEARCH,
     ThrottleFirst,
-    _id_or_name,
     _idempotency_key,
     _job_response,
     _label_filter,
@@ -29,6 +28,7 @@ from .views import (
     _valid,
     errors,
     ordering_param,
+    owner_filters,
     pick_host,
 )
 
@@ -86,12 +86,7 @@ class VolumeViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMi
         if self.action != "list":
             return qs
         p = self.request.query_params
-        if p.get("host"):
-            qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
-        if p.get("owner"):
-            qs = qs.filter(_id_or_name(p["owner"], "owner_id", "owner__username"))
-        if p.get("team"):
-            qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
+        qs = owner_filters(qs, p)
         if p.get("name"):
             qs = qs.filter(name=p["name"])
         qs = _label_filter(qs, self.request)

@@ -145,3 +145,11 @@ def test_dashboard_lists_and_filters(dash_client, world):
 def test_a_page_past_the_end_is_404_whatever_its_size(op, page):
     r = op.get(f"/api/v1/hosts/?page={page}")
     assert r.status_code == 404, r.content[:300]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/containers/?image=³", "/api/v1/images/?host=١", "/api/v1/volumes/?team=²",
+                                 "/api/v1/containers/?owner=³"])
+def test_non_ascii_digits_in_filters_are_names_not_500(op, url):
+    """'³'.isdigit() is True but int('³') raises: such a value is a name that matches nothing."""
+    r = op.get(url)
+    assert r.status_code == 200 and r.json()["count"] == 0, r.content[:300]
