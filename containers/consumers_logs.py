@@ -54,7 +54,7 @@ def parse_tail(query_string: bytes) -> int:
     if not values:
         return DEFAULT_TAIL
     raw = values[-1].strip()
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"tail must be a whole number from 0 to {MAX_TAIL}, not {raw[:20]!r}")
     n = int(raw)
     if n > MAX_TAIL:

@@ -136,7 +136,7 @@ def _as_host(host: Host | int | str) -> Host:
     if isinstance(host, Host):
         return host
     found = None
-    if isinstance(host, int) or (isinstance(host, str) and host.isdigit()):
+    if isinstance(host, int) or (isinstance(host, str) and host.isascii() and host.isdigit()):
         found = Host.objects.filter(pk=bounds.as_id(host, Host) or 0).first()
     if found is None and isinstance(host, str):
         found = Host.objects.filter(name=host).first()
@@ -416,7 +416,7 @@ def _action_params(user, container: Container, action: str, params: dict[str, An
         sig = params.get("signal", "SIGKILL")
         if isinstance(sig, bool):
             raise ServiceError("invalid", "signal must be a name like SIGTERM or a number", field="signal")
-        if isinstance(sig, str) and sig.strip().isdigit():
+        if isinstance(sig, str) and sig.strip().isascii() and sig.strip().isdigit():
             if len(sig.strip()) > 3:  # no int() of a huge digit string
                 raise ServiceError("invalid", f"signal {sig.strip()[:20]}… is out of range 1..64", field="signal")
             sig = int(sig.strip())

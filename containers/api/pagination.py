@@ -15,7 +15,7 @@ class Pagination(PageNumberPagination):
             if raw is None:
                 continue
             # Measured before int(), which refuses over 4300 digits; a page past the end is the paginator's 404.
-            digits = raw.lstrip("0") if raw.isdigit() else ""
+            digits = raw.lstrip("0") if raw.isascii() and raw.isdigit() else ""
             n = (int(digits) if len(digits) <= 18 else 1 << 62) if digits else 0
             if n < 1 or (top is not None and n > top):
                 bounds = f"from 1 to {top}" if top else "from 1"

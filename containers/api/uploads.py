@@ -76,7 +76,7 @@ class StagingUploadHandler(FileUploadHandler):
 def stage_raw_body(django_request) -> Path:
     """Copy the raw request body to the uploads dir in 1 MiB chunks; ServiceError(413) past the limit."""
     length = django_request.META.get("CONTENT_LENGTH") or ""
-    if length.isdigit() and int(length) > settings.BERTH_MAX_UPLOAD_BYTES:
+    if length.isascii() and length.isdigit() and int(length) > settings.BERTH_MAX_UPLOAD_BYTES:
         raise services.ServiceError("invalid", f"the upload is larger than {settings.BERTH_MAX_UPLOAD_BYTES} "
                                                "bytes", field="file", status=413)
     return services.save_upload(django_request, limit=settings.BERTH_MAX_UPLOAD_BYTES)

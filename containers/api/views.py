@@ -162,7 +162,7 @@ def pick_host(user, host_value: Any, image_value: Any) -> Host:
     """The host a user names; else the host of an image given by id; else the least loaded online host."""
     if host_value not in (None, ""):
         return services._as_host(host_value)
-    if isinstance(image_value, int) or (isinstance(image_value, str) and image_value.isdigit()):
+    if isinstance(image_value, int) or (isinstance(image_value, str) and image_value.isascii() and image_value.isdigit()):
         image = permissions.visible_images(user).filter(pk=bounds.as_id(image_value, Image) or 0).first()
         if image is None:
             raise services.ServiceError("no_such_image", f"no image #{image_value}", field="image")
@@ -454,7 +454,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         body = _valid(s.ContainerCreateSerializer, request)
         host = pick_host(request.user, body.get("host"), body.get("image"))
         image = body["image"]
-        if isinstance(image, int) or str(image).isdigit():
+        if isinstance(image, int) or (str(image).isascii() and str(image).isdigit()):
             image = permissions.visible_images(request.user).filter(pk=bounds.as_id(image, Image) or 0).first()
             if image is None:
                 raise services.ServiceError("no_such_image", f"no image #{body['image']}", field="image")

@@ -82,7 +82,7 @@ def test_largest_pids_limit_the_kernel_takes_is_accepted(op, world):
     assert r.status_code == 202, r.content[:300]
 
 
-@pytest.mark.parametrize("body", [{"signal": HUGE}, {"signal": BIG}])
+@pytest.mark.parametrize("body", [{"signal": HUGE}, {"signal": BIG}, {"signal": "³"}, {"signal": "SIG١"}])
 def test_kill_signal_out_of_range(op, world, body):
     r = op.post(f"/api/v1/containers/{world.web_a.pk}/kill/", body, format="json")
     assert r.status_code == 400 and "signal" in fields_of(r)

@@ -207,7 +207,7 @@ def stop(job, report) -> dict[str, Any]:
 @handler("container.kill")
 def kill(job, report) -> dict[str, Any]:
     sig = job.params.get("signal") or "SIGKILL"
-    if isinstance(sig, str) and sig.isdigit():
+    if isinstance(sig, str) and sig.isascii() and sig.isdigit():
         sig = int(sig)
     return _action(job, report, f"sending {sig} to", lambda m, ref: m.kill(ref, signal=sig), ())
 
