@@ -77,6 +77,10 @@ def test_create_numbers_past_the_database_and_kernel_are_refused(op, world, body
 
 
 def test_largest_pids_limit_the_kernel_takes_is_accepted(op, world):
+    from containers.models import TeamLimits
+
+    # the kernel's bound, once the team's admin-set maximum allows it (the system maximum is lower)
+    TeamLimits.objects.update_or_create(team=world.team_a, defaults={"max_pids_limit": 4 * 1024 * 1024})
     r = op.post("/api/v1/containers/", {"image": "busybox", "team": world.team_a.pk, "start": False,
                                         "pids_limit": 4 * 1024 * 1024}, format="json")
     assert r.status_code == 202, r.content[:300]
