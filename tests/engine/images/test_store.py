@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
+import tarfile
 
 import pytest
 import zstandard
 
-from workers.engine.images import ImageInUse, ImageNotFound, ImageStore
+from workers.engine.images import ImageInUse, ImageNotFound, ImageStore, UnsafeEntry
+
+from .conftest import entry, make_tar
 
 pytestmark = pytest.mark.root
 
@@ -112,3 +116,25 @@ def test_busybox_base_image_is_reproducible(tmp_path):
         assert ensure_base_images(store) == []
         ids.append(store.resolve("busybox").id)
     assert ids[0] == ids[1]
+
+
+def test_import_of_a_tarball_made_by_tar_c_dot(store, tmp_path):
+    # `tar -C rootfs -c .` is the most common way to make a rootfs tarball; its first entry is './'.
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc/hostname").write_text("dot\n")
+    os.chmod(rootfs, 0o751)
+    src = tmp_path / "dot.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(src), "."], check=True)
+    assert subprocess.run(["tar", "-tf", str(src)], check=True, capture_output=True,
+                          text=True).stdout.splitlines()[0] == "./"
+    image = store.import_tarball(src, "dot:latest")
+    layer = store.layer_dir(image.diff_ids[0])
+    assert (layer / "etc/hostname").read_text() == "dot\n"
+    assert os.stat(layer).st_mode & 0o7777 == 0o751  # the './' entry's metadata is the layer root's
+
+
+def test_a_second_root_entry_is_a_duplicate(store):
+    data = make_tar([entry("./", type=tarfile.DIRTYPE, mode=0o755), entry("./", type=tarfile.DIRTYPE, mode=0o777)])
+    with pytest.raises(UnsafeEntry, match="duplicate entry"):
+        store.import_tarball(io.BytesIO(data), "twice")

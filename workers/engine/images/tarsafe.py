@@ -124,7 +124,9 @@ def extract(stream: BinaryIO, dest: str, policy: TarPolicy = DEFAULT_POLICY, wha
     Raises UnsafeEntry/CorruptArchive naming the entry; the caller removes `dest` on error.
     """
     stats = ExtractStats()
-    seen: dict[str, str] = {"": "dir"}  # rel path -> 'dir' | 'implicit' | 'file' | 'link' | 'other'
+    # rel path -> 'dir' | 'implicit' | 'file' | 'link' | 'other'. The root is 'implicit' until a './'
+    # entry (the first one of `tar -C rootfs -c .`) gives it its metadata; a second './' is a duplicate.
+    seen: dict[str, str] = {"": "implicit"}
     dirs_meta: list[tuple[str, tarfile.TarInfo]] = []
     opaque: set[str] = set()
     try:
