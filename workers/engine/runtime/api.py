@@ -29,6 +29,15 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
+def _ack(fd: int, answer: bytes) -> None:
+    """Answer the init. If it has died, its "error" line (or EOF) is still in the message pipe and is
+    what the user must see, not the EPIPE of this write."""
+    try:
+        os.write(fd, answer + b"\n")
+    except BrokenPipeError:
+        pass
+
+
 def _read_line(fd: int, buf: bytearray) -> str | None:
     while b"\n" not in buf:
         chunk = os.read(fd, 4096)
@@ -203,12 +212,12 @@ class Runtime:
                         cg.join(init_pid)
                     except OSError as e:
                         err = e.strerror or str(e)
-                        os.write(ack_w, b"fail\n")
+                        _ack(ack_w, b"fail")
                         continue
-                    os.write(ack_w, b"ok\n")
+                    _ack(ack_w, b"ok")
                 elif kind == "userns":
                     self._write_id_maps(child, linux)
-                    os.write(ack_w, b"ok\n")
+                    _ack(ack_w, b"ok")
                 elif kind == "hooks":
                     try:
                         from .hooks import run_hooks
@@ -216,10 +225,10 @@ class Runtime:
                         st = dict(base_state, pid=init_pid)
                         run_hooks(hooks.get("prestart") or [], st, "prestart")
                         run_hooks(hooks.get("createRuntime") or [], st, "createRuntime")
-                        os.write(ack_w, b"ok\n")
+                        _ack(ack_w, b"ok")
                     except RuntimeError_ as e:
                         err = str(e)
-                        os.write(ack_w, b"fail\n")
+                        _ack(ack_w, b"fail")
                 elif kind == "error":
                     err = err or arg
                 elif kind == "ready":

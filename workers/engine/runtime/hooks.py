@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 
 from .errors import RuntimeError_
 
@@ -29,10 +32,26 @@ def run_hooks(hooks: list[dict], state: dict, kind: str) -> None:
             raise RuntimeError_(f"{kind} hook {path} exited with status {p.returncode}" + (f": {err[-1]}" if err else ""))
 
 
-def run_hooks_quietly(hooks: list[dict], state: dict, kind: str) -> str | None:
-    """poststart/poststop: a failure is reported, not fatal."""
+def warn_on_stderr(msg: str) -> None:
+    """A warning line in runc's log format (the CLI's errors use the same one with level=error)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    esc = " ".join(msg.splitlines()).replace("\\", "\\\\").replace('"', '\\"')
     try:
-        run_hooks(hooks, state, kind)
-    except RuntimeError_ as e:
-        return str(e)
-    return None
+        sys.stderr.write(f'time="{when}" level=warning msg="{esc}"\n')
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # no stderr (closed or None): the warning is still returned to the caller
+
+
+def run_hooks_quietly(hooks: list[dict], state: dict, kind: str,
+                      warn: Callable[[str], None] = warn_on_stderr) -> list[str]:
+    """poststart/poststop: the spec says a failing hook is a warning and the remaining hooks still run.
+    Every hook runs; each failure is passed to `warn` and returned."""
+    warnings = []
+    for h in hooks:
+        try:
+            run_hooks([h], state, kind)
+        except RuntimeError_ as e:
+            warnings.append(str(e))
+            warn(str(e))
+    return warnings

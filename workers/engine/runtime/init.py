@@ -75,11 +75,28 @@ def _dup_stdio(stdio: tuple[int, int, int]) -> None:
         os.close(fd)
 
 
+def _import_before_namespaces(ctx: InitContext) -> None:
+    """Import every module the children may import later, while still the caller's user: once in a new
+    user namespace the mapped root may be unable to read the interpreter's directory (e.g. under a 0700
+    /root), and after pivot_root the host's stdlib is gone."""
+    import fcntl  # noqa: F401 - linux.loopback_up, the console
+    import socket  # noqa: F401
+    import struct  # noqa: F401
+    import termios  # noqa: F401
+
+    hooks = ctx.cfg.get("hooks") or {}
+    if hooks.get("createContainer") or hooks.get("startContainer"):
+        from . import hooks as _hooks  # noqa: F401
+    if ctx.python_init:
+        from . import reaper  # noqa: F401
+
+
 def intermediate(ctx: InitContext) -> None:
     """Runs in the first child; never returns."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _import_before_namespaces(ctx)
         _dup_stdio(ctx.stdio)
         linux = ctx.cfg.get("linux") or {}
         nss = {ns["type"]: ns.get("path") or None for ns in linux.get("namespaces") or []}
