@@ -71,3 +71,13 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def manager(state_root: Path) -> ContainerManager:
     return ContainerManager(state_root)
+
+
+@pytest.fixture
+def instant_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy restarts without backoff: a restart the policy decides on happens at the second supervise pass
+    after the exit is seen (the first schedules it), so "no restart happens" is checked by counting passes,
+    not by a wall-clock window that a backoff could outlast. The backoff values have their own unit test."""
+    from workers.engine.containers import restart
+
+    monkeypatch.setattr(restart, "backoff", lambda restart_count: 0.0)

@@ -37,3 +37,10 @@ def supervise_until(m: ContainerManager, predicate, what: str, limit: float = 60
         if time.monotonic() > deadline:
             raise AssertionError(f"supervise never reached: {what}")
         time.sleep(0.05)
+
+
+def supervise_passes(m: ContainerManager, n: int = 3) -> None:
+    """`n` supervise passes: with the `instant_restarts` fixture, enough for any restart the policy
+    decides on to have happened."""
+    for _ in range(n):
+        m.supervise()

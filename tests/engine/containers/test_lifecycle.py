@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.engine.containers.helpers import output, run, supervise_until, wait_for_line
+from tests.engine.containers.helpers import output, run, supervise_passes, supervise_until, wait_for_line
 from workers.engine.containers import ContainerManager, InvalidState
 
 pytestmark = pytest.mark.root
@@ -59,41 +58,41 @@ def test_kill_pause_unpause_restart(manager: ContainerManager):
     assert manager.stop("k", timeout=1)["state"] == "exited"  # a paused container can be stopped
 
 
-def test_on_failure_2_restarts_exactly_twice(manager: ContainerManager):
+def test_on_failure_2_restarts_exactly_twice(manager: ContainerManager, instant_restarts):
     c = manager.create("busybox", command=["sh", "-c", "echo run; exit 3"], restart_policy="on-failure:2")
     manager.start(c["id"])
     changes = supervise_until(manager, lambda: manager.inspect(c["id"])["restart_count"] == 2
                               and manager.inspect(c["id"])["state"] == "exited", "two restarts")
     assert any(ch["restart_count"] == 1 for ch in changes)
-    # passes well past the backoff of a third restart: none happens
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        manager.supervise()
-        time.sleep(0.05)
+    supervise_passes(manager)  # a third restart would have happened by now (no backoff): none does
     info = manager.inspect(c["id"])
     assert info["restart_count"] == 2 and info["state"] == "exited" and info["exit_code"] == 3
     assert output(manager, c["id"]).split() == ["run", "run", "run"]
     assert "on-failure" in info["status_message"] or "exited" in info["status_message"]
 
 
-def test_on_failure_does_not_restart_a_clean_exit(manager: ContainerManager):
+def test_on_failure_does_not_restart_a_clean_exit(manager: ContainerManager, instant_restarts):
     c = run(manager, "exit 0", restart_policy="on-failure")
-    for _ in range(5):
-        manager.supervise()
-    assert manager.inspect(c["id"])["restart_count"] == 0
+    supervise_passes(manager)
+    info = manager.inspect(c["id"])
+    assert info["restart_count"] == 0 and info["state"] == "exited" and info["exit_code"] == 0
 
 
-def test_always_restarts_until_stopped_by_the_user(manager: ContainerManager):
+def test_on_failure_restarts_a_failed_exit_within_the_same_passes(manager: ContainerManager, instant_restarts):
+    # the control for the test above: the same passes do restart a failed exit
+    c = run(manager, "exit 1", restart_policy="on-failure:1")
+    supervise_passes(manager)
+    assert manager.inspect(c["id"])["restart_count"] == 1
+
+
+def test_always_restarts_until_stopped_by_the_user(manager: ContainerManager, instant_restarts):
     c = manager.create("busybox", command=["sh", "-c", "echo up"], restart_policy="always")
     manager.start(c["id"])
     supervise_until(manager, lambda: manager.inspect(c["id"])["restart_count"] >= 2, "two restarts")
-    manager.stop(c["id"], timeout=1)
-    count = manager.inspect(c["id"])["restart_count"]
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        manager.supervise()
-        time.sleep(0.05)
-    assert manager.inspect(c["id"])["restart_count"] == count
+    count = manager.stop(c["id"], timeout=1)["restart_count"]
+    supervise_passes(manager)
+    info = manager.inspect(c["id"])
+    assert info["restart_count"] == count and info["state"] == "exited"
 
 
 def test_memory_limit_bites_and_oom_kill_is_reported(manager: ContainerManager):
@@ -155,8 +154,12 @@ def test_logs_follow_and_rotated_files(state_root: Path):
 def test_logs_reach_redis_when_given_a_url(state_root: Path, redis_url: str):
     import redis
 
-    # the monitor is started first by a manager without a URL (as the host CLI would)
-    run(ContainerManager(state_root), "true")
+    # the monitor is started first by a manager without a URL (as the host CLI would): the URL must reach
+    # it with each container, not through its environment
+    first = ContainerManager(state_root)
+    run(first, "true")
+    monitor_pid = first.monitor.ping()["pid"]
+    assert "BERTH_LOG_REDIS_URL" not in _environ(monitor_pid)
     m = ContainerManager(state_root, log_redis_url=redis_url)
     c = run(m, "echo to-redis")
     r = redis.Redis.from_url(redis_url)
@@ -167,4 +170,10 @@ def test_logs_reach_redis_when_given_a_url(state_root: Path, redis_url: str):
     (_, fields), = r.xrange(f"berth:logs:{c['id']}")
     assert fields[b"log"] == b"to-redis\n" and fields[b"stream"] == b"stdout"
     r.delete(f"berth:logs:{c['id']}")
-    assert os.environ.get("BERTH_LOG_REDIS_URL") != redis_url  # only the monitor's environment had it
+    # the same monitor fed Redis, still without the URL in its environment
+    assert m.monitor.ping()["pid"] == monitor_pid and "BERTH_LOG_REDIS_URL" not in _environ(monitor_pid)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(item.decode().partition("=")[::2] for item in f.read().split(b"\0") if item)
