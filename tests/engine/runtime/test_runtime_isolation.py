@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -230,36 +231,68 @@ def test_seccomp_from_config_is_applied(runtime, bundle):
     assert "Operation not permitted" in err
 
 
-def _zombies_and_pid1(runtime, b, tmp_path) -> tuple[int, str]:
-    """Start `b` (an orphan is made, then pid 1's process execs a non-reaping sleep) and
-    count zombies from an exec'd shell once the orphan has exited."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a host pid, None once it is gone (reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _wait_for(predicate, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+    return found
+
+
+def _orphan_ends(runtime, b, expect: str) -> str:
+    """Start `b` (it leaves an orphan `sleep 1000`, then pid 1's process execs `sleep 1001`), wait for the
+    orphan to be pid 1's child, SIGKILL it from the host and wait until it is `expect`: "reaped" (gone) or
+    "zombie". Returns pid 1's command line."""
     cid = runtime.new_id("init")
     runtime.create(cid, str(b.path))
     runtime.start(cid)
-    out = tmp_path / "zombies.out"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
-    code = runtime.exec(cid, ["sh", "-c", "sleep 0.5; ps -o stat | grep -c '^Z'; cat /proc/1/cmdline | tr '\\0' ' '"],
-                        stdout=fd, stderr=fd)
-    os.close(fd)
-    zombies, cmdline = out.read_text().splitlines()[:2]
+    init = runtime.state(cid)["pid"]
+
+    def orphan() -> int:
+        for name in os.listdir("/proc"):
+            if name.isdigit() and (_stat(int(name)) or ("", 0))[1] == init:
+                try:
+                    with open(f"/proc/{name}/cmdline", "rb") as f:
+                        if f.read() == b"sleep\x001000\x00":
+                            return int(name)
+                except OSError:
+                    continue
+        return 0
+
+    pid = _wait_for(orphan, "the orphan is adopted by pid 1")
+    os.kill(pid, signal.SIGKILL)
+    if expect == "reaped":
+        _wait_for(lambda: _stat(pid) is None, "pid 1 reaps the orphan")
+    else:
+        _wait_for(lambda: _stat(pid) == ("Z", init), "the orphan is a zombie of pid 1")
+    with open(f"/proc/{init}/cmdline", "rb") as f:
+        cmdline = f.read().replace(b"\0", b" ").decode()
     runtime.delete(cid, force=True)
-    assert code in (0, 1)
-    return int(zombies), cmdline
+    return cmdline
 
 
-ORPHAN_MAKER = ["sh", "-c", "(sleep 0.1 &); exec sleep 1000"]
+ORPHAN_MAKER = ["sh", "-c", "(sleep 1000 &); exec sleep 1001"]
 
 
 @pytest.mark.parametrize("which", ["catatonit", "python"])
-def test_init_reaps_zombies_when_asked(runtime, bundle, which, monkeypatch, tmp_path):
+def test_init_reaps_zombies_when_asked(runtime, bundle, which, monkeypatch):
     if which == "catatonit" and not os.path.exists("/usr/bin/catatonit"):
         pytest.skip("no catatonit on this host")
     if which == "python":
         monkeypatch.setenv("BERTH_RUNTIME_PYTHON_INIT", "1")
     b = bundle(ORPHAN_MAKER)
     b.edit(lambda c: c.setdefault("annotations", {}).update({"org.berth.init": "1"}))
-    zombies, cmdline = _zombies_and_pid1(runtime, b, tmp_path)
-    assert zombies == 0
+    cmdline = _orphan_ends(runtime, b, "reaped")
     assert not cmdline.startswith("sleep")
     if which == "catatonit":
         assert cmdline.startswith("/dev/.berth-init")
@@ -272,10 +305,10 @@ def test_init_exits_with_its_childs_status(runtime, bundle, monkeypatch):
     assert runtime.run(runtime.new_id(), str(b.path)) == 9
 
 
-def test_without_init_orphans_stay_zombies(runtime, bundle, tmp_path):
+def test_without_init_orphans_stay_zombies(runtime, bundle):
     # the control for the tests above: a pid 1 that does not reap leaves the orphan a zombie
-    zombies, cmdline = _zombies_and_pid1(runtime, bundle(ORPHAN_MAKER), tmp_path)
-    assert zombies == 1 and cmdline.startswith("sleep")
+    cmdline = _orphan_ends(runtime, bundle(ORPHAN_MAKER), "zombie")
+    assert cmdline.startswith("sleep 1001")
 
 
 def test_user_namespace_maps_ids(runtime, bundle):
@@ -366,17 +399,35 @@ def test_cpu_and_memory_limits_are_written_and_reported(runtime, bundle):
     runtime.delete(cid, force=True)
 
 
-def test_kill_all_signals_every_process(runtime, bundle):
-    b = bundle(["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"])
+KILL_ALL_SCRIPT = r"""
+child() { trap 'echo child >> /out/got; exit 0' USR1; echo ready >> /out/ready; while :; do sleep 0.05; done; }
+child & child &
+trap 'echo init >> /out/got' USR1
+echo ready >> /out/ready
+wait  # interrupted by the trapped USR1
+wait  # then the init ends only once both children have had theirs
+"""
+
+
+def test_kill_all_signals_every_process(runtime, bundle, tmp_path):
+    # Every process traps USR1 and writes a line; the init only exits after both children did. Signalling
+    # the init alone (pid 1 of a pid namespace: its death would SIGKILL the rest) cannot pass.
+    out = tmp_path / "out"
+    out.mkdir()
+    b = bundle(["sh", "-c", KILL_ALL_SCRIPT])
+    b.edit(lambda c: c["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                                          "options": ["bind"]}))
     cid = runtime.new_id("killall")
     runtime.create(cid, str(b.path))
     runtime.start(cid)
-    while len(runtime.ps(cid)) < 3:
+    deadline = time.monotonic() + 30
+    while not (out / "ready").exists() or len((out / "ready").read_text().split()) < 3:
+        assert time.monotonic() < deadline, "the three processes never got ready"
         time.sleep(0.01)
-    runtime.kill(cid, "KILL", all=True)
-    runtime.wait_stopped(cid)
-    while runtime.ps(cid):
-        time.sleep(0.01)
+    runtime.kill(cid, "USR1", all=True)
+    runtime.wait_stopped(cid)  # bounded: an init waiting for a child that was not signalled fails here
+    assert sorted((out / "got").read_text().split()) == ["child", "child", "init"]
+    assert runtime.ps(cid) == []
     runtime.delete(cid)
 
 

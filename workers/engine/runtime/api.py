@@ -390,14 +390,12 @@ class Runtime:
         if status == "stopped":
             raise InvalidState("container not running")
         if all or "pid" not in (st.get("namespaces") or {}):
-            self._cgroup(st).signal_all(signum)
-            if not all:
-                return
+            self._cgroup(st).signal_all(signum)  # the init is in the cgroup: it is signalled once, as the rest
+            return
         try:
             os.kill(st["pid"], signum)
         except ProcessLookupError:
-            if not all:
-                raise InvalidState("container not running") from None
+            raise InvalidState("container not running") from None
 
     def pause(self, id: str) -> None:
         st = S.load(self.root, id)
