@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from containers import consumers_logs
 from containers.models import Container, Host
 from webapp.asgi import application
 
@@ -156,12 +157,15 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     assert len(out) == total and out[0] == "1\n" and out[-1] == f"{total}\n"
     assert out == [f"{i}\n" for i in range(1, total + 1)]
     assert len(await sync_to_async(log_host.m.log_files)(cid)) >= 3  # it did rotate
-    # WebSocket: sampled, said so, and every line is either shown or counted as left out.
+    # WebSocket: every line is either shown or counted as left out, and no message asks the browser for more
+    # than a tick's share. Whether this machine writes fast enough to be sampled is not asserted here (a
+    # rate); tests/webapp/test_logs_stream.py makes a flood that must be sampled, whatever the machine.
     sent = [line for m in msgs for line in m["lines"]]
     dropped = sum(m["dropped"] for m in msgs)
-    assert any(m["mode"] == "sampled" for m in msgs) and dropped > 0
     assert len(sent) + dropped == total + 1
-    assert len(sent) < total / 5  # what a browser is asked to render is a fraction of the flood
+    assert all(m["mode"] == "sampled" for m in msgs if m["dropped"])  # a left-out line is always said so
+    assert all(len(m["lines"]) <= consumers_logs.MAX_PER_TICK for m in msgs if not m["tail"])
+    assert all(len(m["lines"]) <= consumers_logs.SAMPLE_PER_TICK for m in msgs if m["mode"] == "sampled")
     shown = [int(x["log"]) for x in sent if x["stream"] == "stdout"]
     assert shown == sorted(shown) and len(set(shown)) == len(shown)
     assert sent[-1]["log"] == "done\n" or shown[-1] == total

@@ -29,10 +29,11 @@ def new_engine_id() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex
 
 
-def write(url: str, engine_id: str, lines: list[tuple[str, str]]) -> list[str]:
-    """XADD like the monitor's sink: one pipeline, capped stream. Returns the entry ids."""
+def write(url: str, engine_id: str, lines: list[tuple[str, str]], *, atomic: bool = False) -> list[str]:
+    """XADD like the monitor's sink: one pipeline, capped stream. Returns the entry ids. `atomic`: in one
+    MULTI/EXEC, so a reader sees none of the lines or all of them."""
     r = redis.Redis.from_url(url, decode_responses=True)
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=atomic)
     for i, (stream, text) in enumerate(lines):
         pipe.xadd(logstream.stream_key(engine_id),
                   {"stream": stream, "time": f"2026-11-29T01:00:00.{i:09d}Z", "log": text},
@@ -245,7 +246,9 @@ async def test_flood_switches_to_sampled_mode_and_accounts_for_every_line(live_r
     assert json.loads(await comm.receive_from(timeout=10))["tail"] is True
     assert await sync_to_async(followers)(live_redis, stream) == 1
     total = 30_000
-    await sync_to_async(write)(live_redis, stream, [("stdout", f"flood {i}\n") for i in range(total)])
+    # Atomic: whatever the reader takes at its first tick (at most MAX_PER_TICK), the rest is waiting at the
+    # next one, so the switch to sampled mode cannot depend on how fast this machine writes.
+    await sync_to_async(write)(live_redis, stream, [("stdout", f"flood {i}\n") for i in range(total)], atomic=True)
     msgs = await receive_lines(comm, total, timeout=60)
     sent = [line for m in msgs for line in m["lines"]]
     dropped = sum(m["dropped"] for m in msgs)
