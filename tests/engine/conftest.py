@@ -78,6 +78,17 @@ def cleanup_cgroup(cgroup_path: str) -> None:
                     time.sleep(0.01)
 
 
+def wchan(pid: int) -> str:
+    with open(f"/proc/{pid}/wchan") as f:
+        return f.read()
+
+
+def in_freezer(pid: int) -> bool:
+    """The task waits in the cgroup freezer, as the kernel says: __refrigerator (v1); v2 traps it in signal
+    delivery (do_freezer_trap, inlined into get_signal on this kernel)."""
+    return wchan(pid) in ("__refrigerator", "do_freezer_trap", "get_signal")
+
+
 SWAPPER = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
