@@ -83,6 +83,11 @@ def test_schemathesis(api_server, world, tmp_path):
     assert docs.status_code == 200 and assets
     assert all(requests.get(api_server.url + a, timeout=30).status_code == 200 for a in assets)
     print(f"schemathesis: {ops_all + ops_sem} operations tested, {cases_all + cases_sem} test cases, 0 failures")
-    assert ops_all + ops_sem == 45
+    # every operation of the schema was tested (a count from the schema, not a number written down)
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    assert ops_all + ops_sem == sum(1 for item in paths.values() for m in item
+                                    if m in ("get", "post", "put", "patch", "delete"))
     # what the fuzzing queued stays queued (no worker): nothing half-done, nothing failed
     assert set(Job.objects.values_list("state", flat=True)) <= {"queued", "cancelled", "succeeded"}
