@@ -39,6 +39,7 @@ READ_CHUNK = 65536
 RUNTIME_OP_TIMEOUT = 120.0
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024  # an attached client this far behind is dropped
 UNKNOWN_EXIT = -1
+MAX_INPUT = 64 * 1024  # keystrokes per input request
 
 
 def set_child_subreaper() -> None:
@@ -819,20 +820,29 @@ class Monitor:
         self._reply(cl, {"ok": True, "attached": c.id, "container": c.info()})
 
     def op_input(self, cl: Client, req: dict) -> None:
-        """Keystrokes for a tty container (from an attached console)."""
+        """Keystrokes for a tty container (from an attached console): they reach its stdin."""
         c = self._get(req)
         if c.tty_master is None:
             raise ValueError("container has no terminal")
         data = str(req.get("data", "")).encode()
-        while data:
-            n = os.write(c.tty_master, data)
-            data = data[n:]
+        if len(data) > MAX_INPUT:
+            raise ValueError(f"input of {len(data)} bytes is more than {MAX_INPUT} in one request")
+        written = 0
+        try:
+            while written < len(data):  # the master is non-blocking: a full terminal buffer is refused, not waited on
+                written += os.write(c.tty_master, data[written:])
+        except BlockingIOError:
+            raise ValueError(f"the terminal is not reading: {len(data) - written} bytes of input not sent") from None
+        self._reply(cl, {"ok": True, "written": written})
 
     def op_resize(self, cl: Client, req: dict) -> None:
         c = self._get(req)
         if c.tty_master is None:
             raise ValueError("container has no terminal")
-        fcntl.ioctl(c.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", int(req["rows"]), int(req["cols"]), 0, 0))
+        rows, cols = int(req["rows"]), int(req["cols"])
+        if not (0 < rows < 65536 and 0 < cols < 65536):
+            raise ValueError("rows and cols must be between 1 and 65535")
+        fcntl.ioctl(c.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self._reply(cl, {"ok": True})
 
     def op_forget(self, cl: Client, req: dict) -> None:
