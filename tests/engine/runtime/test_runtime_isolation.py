@@ -366,17 +366,41 @@ def test_cpu_and_memory_limits_are_written_and_reported(runtime, bundle):
     runtime.delete(cid, force=True)
 
 
+def _until(predicate, what: str, limit: float = 30.0):
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {limit:g} s: {what}")
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an init reparented to this process waits here to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_all_signals_every_process(runtime, bundle):
-    b = bundle(["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"])
+    # three processes that each record the USR1 they get (in the overlay's upper dir, read from the host)
+    waiter = "trap 'echo $$ > /got-{n}' USR1; touch /ready-{n}; while :; do sleep 0.05; done"
+    b = bundle(["sh", "-c", f"sh -c \"{waiter.format(n=1)}\" & sh -c \"{waiter.format(n=2)}\" & "
+                            f"{waiter.format(n=0)}"])
     cid = runtime.new_id("killall")
     runtime.create(cid, str(b.path))
     runtime.start(cid)
-    while len(runtime.ps(cid)) < 3:
-        time.sleep(0.01)
+    _until(lambda: all((b.upper / f"ready-{n}").exists() for n in range(3)), "the three processes are ready")
+    runtime.kill(cid, "USR1", all=True)
+    _until(lambda: all((b.upper / f"got-{n}").exists() for n in range(3)),
+           "every process got the signal: " + str(sorted(p.name for p in b.upper.iterdir())))
+    before = runtime.ps(cid)
+    assert len(before) >= 3
     runtime.kill(cid, "KILL", all=True)
     runtime.wait_stopped(cid)
-    while runtime.ps(cid):
-        time.sleep(0.01)
+    _until(lambda: not runtime.ps(cid), "the container's cgroup is empty")
+    assert [pid for pid in before if _running(pid)] == []
     runtime.delete(cid)
 
 
