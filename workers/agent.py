@@ -19,7 +19,6 @@ from containers.models import Host, Job
 
 log = logging.getLogger(__name__)
 
-OCI_RUNTIMES = ("runc", "crun", "runsc", "youki", "kata-runtime")
 
 
 # --- facts -------------------------------------------------------------------------------------------
@@ -56,8 +55,18 @@ def cpu_count() -> int:
 
 
 def runtimes() -> list[str]:
-    """OCI runtimes usable on this host: Berth's own, then any known ones on PATH."""
-    return ["berth"] + [name for name in OCI_RUNTIMES if shutil.which(name)]
+    """The runtimes that work on this host (berth first), each probed by running a container through the seam:
+    installed is not enough (crun refuses hybrid cgroups)."""
+    from workers.engine.containers import runtime_probe
+
+    return runtime_probe.working()
+
+
+def runtime_problems() -> dict[str, str]:
+    """Why each runtime Berth knows does not work here (not installed, or its probe's error)."""
+    from workers.engine.containers import runtime_probe
+
+    return runtime_probe.problems()
 
 
 def host_facts(state_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -71,6 +80,7 @@ def host_facts(state_root: str | os.PathLike[str] | None = None) -> dict[str, An
         "cpus": cpu_count(),
         "memory_bytes": memory_total_bytes(),
         "runtimes": runtimes(),
+        "runtime_problems": runtime_problems(),
         "state_root": str(root),
     }
     probe = root if root.exists() else root.parent

@@ -224,6 +224,30 @@ def test_tty_container_logs_through_console_socket(monitor, bundle):
     assert logs[0].startswith("/dev/pts/") and logs[1] == "from-tty\r\n"
 
 
+def test_terminal_resize_and_input_reach_the_program(monitor, bundle):
+    # the program waits for a line, so the resize is in place before `stty size` runs
+    b = bundle(["sh", "-c", "read a; stty size; read b; echo got=$a/$b"], overlay=False)
+    b.edit(lambda c: c["process"].update(terminal=True))
+    monitor.start("term", b, tty=True)
+    monitor.client.resize("term", rows=33, cols=77)
+    assert monitor.client.input("term", "first\n") == len("first\n")
+    assert monitor.client.input("term", "second\n") == len("second\n")
+    st = monitor.client.wait("term", timeout=60)
+    assert st["exit_code"] == 0
+    logs = [e["log"] for e in monitor.log_entries("term")]
+    assert "33 77\r\n" in logs and "got=first/second\r\n" in logs
+
+
+def test_input_and_resize_need_a_terminal(monitor, bundle):
+    monitor.start("plain", bundle(["sleep", "1000"], overlay=False))
+    with pytest.raises(MonitorError, match="no terminal"):
+        monitor.client.input("plain", "x\n")
+    with pytest.raises(MonitorError, match="no terminal"):
+        monitor.client.resize("plain", rows=10, cols=10)
+    monitor.runtime_call("kill", "plain", "KILL")
+    assert monitor.client.wait("plain", timeout=60)["exit_code"] == 137
+
+
 def test_create_failure_is_reported_and_leaves_no_record(monitor, bundle):
     b = bundle(["/no/such/program"], overlay=False)
     (b.path / "config.json").write_text("{not json")

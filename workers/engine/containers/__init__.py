@@ -9,7 +9,16 @@ from .errors import (  # noqa: E402
     NoSuchImage,
     WaitTimeout,
 )
-from .manager import ContainerManager  # noqa: E402
+
+
+def __getattr__(name: str):
+    # lazy: the monitor imports the runtime seam (containers.oci) without the manager's image stack
+    if name == "ContainerManager":
+        from .manager import ContainerManager
+
+        return ContainerManager
+    raise AttributeError(name)
+
 
 __all__ = ["ContainerError", "ContainerManager", "InvalidConfig", "InvalidState", "NameTaken", "NoSuchContainer",
            "NoSuchImage", "WaitTimeout"]

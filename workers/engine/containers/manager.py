@@ -20,7 +20,7 @@ import secrets
 import shutil
 import signal as _signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,13 +30,14 @@ from workers.engine.monitor.client import MonitorClient, MonitorError
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
 from workers.engine.runtime import errors as rterr
-from workers.engine.runtime.api import Runtime, parse_signal
+from workers.engine.runtime.api import parse_signal
 from workers.engine.storage import quota
 
 from . import logs as _logs
+from . import oci, runtime_probe
 from . import restart as _restart
 from .bundle import build_spec
-from .config import DEFAULT_PIDS_LIMIT, normalize
+from .config import DEFAULT_PIDS_LIMIT, normalize, parse_mount
 from .errors import (
     ContainerError,
     InvalidConfig,
@@ -63,7 +64,7 @@ class ContainerManager:
         self.containers_dir = self.root / "containers"
         self.locks_dir = self.root / "locks"
         self.log_redis_url = log_redis_url
-        self.runtime = Runtime(str(self.root / "runtime"))
+        self._runtimes: dict[str, oci.OCIRuntime] = {}  # by name: every runtime verb goes through the seam
         self.monitor = MonitorClient(self.root)
         self._seen: dict[str, tuple] = {}
         for d in (self.containers_dir, self.locks_dir):
@@ -126,11 +127,32 @@ class ContainerManager:
     def _monitor_env(self) -> dict[str, str]:
         return {"BERTH_LOG_REDIS_URL": self.log_redis_url} if self.log_redis_url else {}
 
+    # ---- the runtime a container runs under ----------------------------------------------
+
+    def runtime(self, name: str = "berth") -> oci.OCIRuntime:
+        if name not in self._runtimes:
+            self._runtimes[name] = oci.get(name, self.root)
+        return self._runtimes[name]
+
+    def _rt(self, rec: dict) -> oci.OCIRuntime:
+        return self.runtime(rec.get("runtime") or "berth")  # records from before the seam ran under berth
+
+    def _check_runtime(self, name: str, cfg: dict) -> None:
+        if name not in oci.RUNTIMES:
+            raise InvalidConfig("runtime", f"unknown runtime {name!r} (known: {', '.join(oci.RUNTIMES)})")
+        why = runtime_probe.problem(name)
+        if why is not None:
+            raise InvalidConfig("runtime", f"runtime {name} does not work on this host: {why}")
+        if name != "berth" and cfg.get("bind_roots") is not None and any(
+                parse_mount(m)["type"] == "bind" for m in cfg["mounts"]):
+            # only Berth's runtime opens a confined bind source again without following links at start
+            raise InvalidConfig("runtime", f"bind mounts of host paths need the berth runtime, not {name}")
+
     # ---- live state -------------------------------------------------------------------
 
-    def _runtime_status(self, cid: str) -> tuple[str | None, int]:
+    def _runtime_status(self, rec: dict) -> tuple[str | None, int]:
         try:
-            st = self.runtime.state(cid)
+            st = self._rt(rec).state(rec["id"])
         except rterr.ContainerNotFound:
             return None, 0
         return st["status"], st.get("pid") or 0
@@ -146,7 +168,7 @@ class ContainerManager:
         if rec["state"] not in ("running", "paused"):
             return
         cid = rec["id"]
-        status, pid = self._runtime_status(cid)
+        status, pid = self._runtime_status(rec)
         if status in ("running", "paused"):
             rec["state"], rec["pid"] = status, pid
             return
@@ -163,7 +185,7 @@ class ContainerManager:
             rec.update(state="dead", pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
                        status_message="the container's process is gone and no exit status was recorded "
                                       "(the monitor is not running)")
-            self._release_runtime(cid)
+            self._release_runtime(rec)
             return
         rec.update(state="exited", pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
                    finished_at=ex.get("finished_at"))
@@ -173,12 +195,14 @@ class ContainerManager:
             rec["status_message"] = "OOM killed"
         else:
             rec["status_message"] = f"exited with code {rec['exit_code']}"
-        self._release_runtime(cid)
+        self._release_runtime(rec)
 
-    def _release_runtime(self, cid: str) -> None:
-        """After an exit: the runtime's state and cgroup go, the monitor forgets it (exit.json stays)."""
+    def _release_runtime(self, rec: dict) -> None:
+        """After an exit: the runtime's state, cgroup and rootfs mount go, the monitor forgets it (exit.json
+        stays)."""
+        cid = rec["id"]
         with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
-            self.runtime.delete(cid, force=True)
+            self._rt(rec).delete(cid, force=True, bundle=self._cdir(cid) / "bundle")
         with contextlib.suppress(MonitorError):
             self.monitor.forget(cid)
 
@@ -193,6 +217,7 @@ class ContainerManager:
             "restart_policy": cfg["restart_policy"], "restart_count": rec.get("restart_count", 0),
             "status_message": rec.get("status_message", ""), "config": dict(cfg, image=rec["image"]),
             "labels": dict(cfg["labels"]), "bundle": str(self._cdir(cid) / "bundle"),
+            "runtime": rec.get("runtime") or "berth",
             "log_path": str(self._log_path(cid)),
         }
 
@@ -230,13 +255,14 @@ class ContainerManager:
                cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
                restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
                read_only: bool = False, tty: bool = False, disk: int | str | None = None,
-               bind_roots: list[str] | None = None) -> dict:
+               bind_roots: list[str] | None = None, runtime: str = "berth") -> dict:
         """Make a container from an image (not started). Returns its inspect dict.
 
         `disk` (bytes) caps what the container may write (its upper dir) with a kernel-enforced limit;
         None gets the manager's default_disk, and pids_limit None its default_pids_limit.
         `bind_roots` (for a requester who is not the host's admin): the only host dirs bind sources may lie
-        under, reached without symlinks (bundle.confined_bind_source); None = any host path."""
+        under, reached without symlinks (bundle.confined_bind_source); None = any host path.
+        `runtime`: berth, runc or crun, refused (field `runtime`) unless it works on this host."""
         cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
                         user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
                         cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
@@ -245,6 +271,7 @@ class ContainerManager:
                         default_pids_limit=self.default_pids_limit)
         if bind_roots is not None:
             cfg["bind_roots"] = [str(r) for r in bind_roots]
+        self._check_runtime(runtime, cfg)
         cid = id or secrets.token_hex(32)
         store = ImageStore(self.root)
         with self._lock(None):
@@ -282,7 +309,7 @@ class ContainerManager:
                 rec = {"id": cid, "name": name, "image": image_ref, "image_id": image.id, "created": rfc3339_nano(),
                        "state": "created", "pid": None, "exit_code": None, "oom_killed": False,
                        "started_at": None, "finished_at": None, "restart_count": 0, "status_message": "",
-                       "stopped_by_user": False, "restart_at": None, "config": cfg}
+                       "stopped_by_user": False, "restart_at": None, "config": cfg, "runtime": runtime}
                 self._save(rec)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -300,16 +327,17 @@ class ContainerManager:
         cid = rec["id"]
         if rec["state"] in ("running", "paused"):
             raise InvalidState(f"container {rec['name']} is already {rec['state']}")
-        self._release_runtime(cid)  # a previous run's runtime state, if any is left
+        self._release_runtime(rec)  # a previous run's runtime state, if any is left
         self._ensure_disk(rec)
         try:
             self.monitor.ensure_running(env=self._monitor_env())
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
+                                                runtime_cmd=self._rt(rec).command(),
                                                 tty=rec["config"]["tty"], log_max_size=self.log_max_size,
                                                 log_max_files=self.log_max_files,
                                                 log_redis_url=self.log_redis_url)
         except MonitorError as e:
-            self._release_runtime(cid)
+            self._release_runtime(rec)
             rec["status_message"] = f"start failed: {_short(str(e))}"
             self._save(rec)
             raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
@@ -354,13 +382,14 @@ class ContainerManager:
         self._save(rec)
         if rec["state"] not in ("running", "paused"):
             return
+        rt = self._rt(rec)
         with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
-            self.runtime.kill(cid, _signal.SIGTERM)
+            rt.kill(cid, _signal.SIGTERM)
             if rec["state"] == "paused":
-                self.runtime.resume(cid)  # a frozen process cannot act on SIGTERM
+                rt.resume(cid)  # a frozen process cannot act on SIGTERM
         if not self._wait_exit(rec, max(0.0, float(timeout))):
             with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
-                self.runtime.kill(cid, _signal.SIGKILL, all=True)
+                rt.kill(cid, _signal.SIGKILL, all=True)
             self._wait_exit(rec, EXIT_WAIT)
         self._save(rec)
 
@@ -390,7 +419,7 @@ class ContainerManager:
                 rec["stopped_by_user"] = True
                 self._save(rec)
             try:
-                self.runtime.kill(cid, signum, all=signum == _signal.SIGKILL)
+                self._rt(rec).kill(cid, signum, all=signum == _signal.SIGKILL)
             except (rterr.InvalidState, rterr.ContainerNotFound):
                 pass  # ended meanwhile
             if signum == _signal.SIGKILL:
@@ -410,13 +439,13 @@ class ContainerManager:
             return self._view(rec)
 
     def pause(self, ref: str) -> dict:
-        return self._freeze(ref, "running", self.runtime.pause, "pause")
+        return self._freeze(ref, "running", "pause", "pause")
 
     def unpause(self, ref: str) -> dict:
-        return self._freeze(ref, "paused", self.runtime.resume, "unpause")
+        return self._freeze(ref, "paused", "resume", "unpause")
 
-    def _freeze(self, ref: str, need: str, action: Callable[[str], object], verb: str) -> dict:
-        """pause/unpause: `action` on a container in state `need`, then its new state."""
+    def _freeze(self, ref: str, need: str, action: str, verb: str) -> dict:
+        """pause/unpause: the runtime's `action` on a container in state `need`, then its new state."""
         cid = self._resolve(ref)
         with self._lock(cid):
             rec = self._load(cid)
@@ -424,12 +453,29 @@ class ContainerManager:
             if rec["state"] != need:
                 raise InvalidState(f"container {rec['name']} is {rec['state']}, not {need}")
             try:
-                action(cid)
+                getattr(self._rt(rec), action)(cid)
             except rterr.RuntimeError_ as e:
                 raise ContainerError(f"cannot {verb} container {rec['name']}: {e}") from None
             self._refresh(rec)
             self._save(rec)
             return self._view(rec)
+
+    def exec(self, ref: str, args: list[str], *, env: list[str] | None = None, cwd: str | None = None,
+             tty: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> int:
+        """Run `args` in a running container, in the foreground, through its runtime; the exit code."""
+        cid = self._resolve(ref)
+        rec = self._current(cid)
+        if not args:
+            raise InvalidConfig("command", "exec needs a command")
+        if rec["state"] != "running":
+            raise InvalidState(f"container {rec['name']} is {rec['state']}, not running")
+        try:
+            return self._rt(rec).exec(cid, [str(a) for a in args], env=env, cwd=cwd, tty=tty, stdin=stdin,
+                                      stdout=stdout, stderr=stderr)
+        except rterr.InvalidState as e:
+            raise InvalidState(f"container {rec['name']}: {e}") from None
+        except rterr.RuntimeError_ as e:
+            raise ContainerError(f"cannot exec in container {rec['name']}: {e}") from None
 
     # ---- remove -----------------------------------------------------------------------------
 
@@ -447,10 +493,10 @@ class ContainerManager:
                 rec["stopped_by_user"] = True
                 self._save(rec)
                 with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
-                    self.runtime.delete(cid, force=True)
+                    self._rt(rec).delete(cid, force=True, bundle=self._cdir(cid) / "bundle")
                 # the monitor writes exit.json into the container dir: wait for it before removing the dir
                 self._wait_exit(rec, EXIT_WAIT)
-            self._release_runtime(cid)
+            self._release_runtime(rec)
             with contextlib.suppress(ImageError, OSError):
                 ImageStore(self.root).release_rootfs(self._cdir(cid))
             rw = self._rw_dir(cid)

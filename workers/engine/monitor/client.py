@@ -145,6 +145,14 @@ class MonitorClient:
         """Stop the daemon (running containers keep running, but lose their log reader)."""
         self.request({"op": "shutdown"}, timeout=10)
 
+    def input(self, id: str, data: str) -> int:
+        """Send keystrokes to a tty container's terminal (its stdin); the bytes written."""
+        return self.request({"op": "input", "id": id, "data": data}, timeout=10)["written"]
+
+    def resize(self, id: str, rows: int, cols: int) -> None:
+        """Set a tty container's terminal size (the program gets SIGWINCH)."""
+        self.request({"op": "resize", "id": id, "rows": int(rows), "cols": int(cols)}, timeout=10)
+
     def attach(self, id: str) -> Iterator[dict]:
         """Live output of a running container: yields {"stream", "data", "time"} dicts, and last
         {"exit": status} when it ends."""

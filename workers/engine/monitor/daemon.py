@@ -29,6 +29,7 @@ import termios
 import time
 from pathlib import Path
 
+from workers.engine.containers import oci
 from workers.engine.monitor import layout
 from workers.engine.monitor.jsonlog import JsonFileLog, LineSplitter, encode_entry, rfc3339_nano
 from workers.engine.monitor.redis_sink import RedisStreamSink
@@ -38,6 +39,7 @@ READ_CHUNK = 65536
 RUNTIME_OP_TIMEOUT = 120.0
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024  # an attached client this far behind is dropped
 UNKNOWN_EXIT = -1
+MAX_INPUT = 64 * 1024  # keystrokes per input request
 
 
 def set_child_subreaper() -> None:
@@ -125,6 +127,7 @@ class Container:
         self.id = cid
         self.bundle = bundle
         self.runtime_cmd = runtime_cmd
+        self.runtime: oci.OCIRuntime | None = None  # the seam for runtime_cmd (set by whoever makes the record)
         self.log_path = log_path
         self.tty = tty
         self.status = "creating"  # creating -> created -> running -> exited
@@ -315,12 +318,12 @@ class Monitor:
             setsigmask=(),
         )
 
-    def _run_op(self, c: Container, kind: str, args: list[str], stdout: int | None = None,
+    def _run_op(self, c: Container, kind: str, argv: list[str], stdout: int | None = None,
                 stderr: int | None = None) -> None:
         errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
         null = _devnull()
         try:
-            pid = self._spawn(c.runtime_cmd + args, null,
+            pid = self._spawn(argv, null,
                               stdout if stdout is not None else null,
                               stderr if stderr is not None else errfile.fileno())
         finally:
@@ -361,7 +364,7 @@ class Monitor:
                 self._container_exited(self.by_pid.pop(c.pid), exit_code_of(self.unclaimed.pop(c.pid)))
                 return
             c.started_at = rfc3339_nano()
-            self._run_op(c, "start", ["start", c.id])
+            self._run_op(c, "start", c.runtime.start_argv(c.id))
         elif op.kind == "start":
             if code != 0 and c.status != "exited":
                 self._fail_start(c, f"start failed (exit {code}): {err.strip() or 'no message'}", created=True)
@@ -413,6 +416,7 @@ class Monitor:
         log_path = req.get("log_path") or str(layout.default_log_path(self.root, cid))
         tty = bool(req.get("tty"))
         c = Container(cid, str(req["bundle"]), list(runtime_cmd), str(log_path), tty)
+        c.runtime = oci.from_command(c.runtime_cmd, self.root / "runtime")
         c.pid_file = str(layout.records_dir(self.root) / f"{cid}.pid")
         url = req.get("log_redis_url")
         if url:
@@ -432,7 +436,11 @@ class Monitor:
                             int(req.get("log_max_files", 3)))
         self.containers[cid] = c
         c.pending_start.append(cl)
-        args = ["create", "--bundle", c.bundle, "--pid-file", c.pid_file]
+        try:
+            c.runtime.prepare(c.bundle)  # e.g. runc needs the overlay rootfs mounted (undone by its delete)
+        except Exception as exc:
+            self._fail_start(c, f"create failed: {exc}")
+            return
         if tty:
             c.console_path = os.path.join(tempfile.gettempdir(), f"berth-console-{os.getpid()}-{id(c):x}.sock")
             lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -441,12 +449,14 @@ class Monitor:
             lsock.setblocking(False)
             c.console_listener = lsock
             self.sel.register(lsock, selectors.EVENT_READ, ("console", c))
-            self._run_op(c, "create", [*args, "--console-socket", c.console_path, cid])
+            self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file,
+                                                            console_socket=c.console_path))
             return
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self._run_op(c, "create", [*args, cid], stdout=out_w, stderr=err_w)
+            self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file),
+                         stdout=out_w, stderr=err_w)
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -597,27 +607,13 @@ class Monitor:
 
     def _oom_killed(self, c: Container) -> bool:
         """Asked before anything deletes the cgroup: the engine deletes only after the exit record."""
-        if self._is_berth_runtime(c.runtime_cmd):
-            try:
-                from workers.engine.runtime.api import Runtime
-
-                return bool(Runtime(self._runtime_root(c.runtime_cmd)).oom_killed(c.id))
-            except Exception:
-                pass  # not there yet, or it does not know the container: ask the kernel directly
-        kills = cgroup_oom_kills(c.cgroups)
-        return bool(kills)
-
-    @staticmethod
-    def _is_berth_runtime(cmd: list[str]) -> bool:
-        return "workers.engine.runtime" in cmd or os.path.basename(cmd[0]) == "berth-runtime"
-
-    def _runtime_root(self, cmd: list[str]) -> str:
-        for i, arg in enumerate(cmd):
-            if arg == "--root" and i + 1 < len(cmd):
-                return cmd[i + 1]
-            if arg.startswith("--root="):
-                return arg.split("=", 1)[1]
-        return str(self.root / "runtime")
+        try:
+            known = c.runtime.oom_killed(c.id) if c.runtime is not None else None
+        except Exception:
+            known = None  # not there yet, or it does not know the container: ask the kernel directly
+        if known is not None:
+            return known
+        return bool(cgroup_oom_kills(c.cgroups))
 
     def _adopted_exit(self, c: Container) -> None:
         self.sel.unregister(c.pidfd)
@@ -665,6 +661,7 @@ class Monitor:
                         "oom_killed", "reason"):
                 setattr(c, key, rec.get(key))
             c.cgroups = rec.get("cgroups") or {}
+            c.runtime = oci.from_command(c.runtime_cmd, self.root / "runtime")
             c.oom_killed = bool(c.oom_killed)
             c.status = rec.get("status", "exited")
             self.containers[c.id] = c
@@ -823,20 +820,29 @@ class Monitor:
         self._reply(cl, {"ok": True, "attached": c.id, "container": c.info()})
 
     def op_input(self, cl: Client, req: dict) -> None:
-        """Keystrokes for a tty container (from an attached console)."""
+        """Keystrokes for a tty container (from an attached console): they reach its stdin."""
         c = self._get(req)
         if c.tty_master is None:
             raise ValueError("container has no terminal")
         data = str(req.get("data", "")).encode()
-        while data:
-            n = os.write(c.tty_master, data)
-            data = data[n:]
+        if len(data) > MAX_INPUT:
+            raise ValueError(f"input of {len(data)} bytes is more than {MAX_INPUT} in one request")
+        written = 0
+        try:
+            while written < len(data):  # the master is non-blocking: a full terminal buffer is refused, not waited on
+                written += os.write(c.tty_master, data[written:])
+        except BlockingIOError:
+            raise ValueError(f"the terminal is not reading: {len(data) - written} bytes of input not sent") from None
+        self._reply(cl, {"ok": True, "written": written})
 
     def op_resize(self, cl: Client, req: dict) -> None:
         c = self._get(req)
         if c.tty_master is None:
             raise ValueError("container has no terminal")
-        fcntl.ioctl(c.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", int(req["rows"]), int(req["cols"]), 0, 0))
+        rows, cols = int(req["rows"]), int(req["cols"])
+        if not (0 < rows < 65536 and 0 < cols < 65536):
+            raise ValueError("rows and cols must be between 1 and 65535")
+        fcntl.ioctl(c.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self._reply(cl, {"ok": True})
 
     def op_forget(self, cl: Client, req: dict) -> None:
