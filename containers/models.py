@@ -318,6 +318,10 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    # A failed job's stable code (e.g. "invalid", "no_such_image") and the input field it blames (a container
+    # spec field such as "user"), from the engine's error: where the API and the dashboard show the error.
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_field = models.CharField(max_length=64, blank=True, default="")
     result = models.JSONField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # "<pid>:<process start ticks>" of the worker process running the job, to tell a dead run from a live one.

@@ -253,8 +253,8 @@ def test_logs_download_form_queues_a_logs_job(dash):
 
 def test_failed_create_page_offers_the_input_back(dash):
     job = Job.objects.create(kind="container.create", host=dash.host, target_type="container", target_id="4242",
-                             requested_by=dash.users["owner"], state="failed",
-                             error="the name web is already in use on this host",
+                             requested_by=dash.users["owner"], state="failed", error_code="name_taken",
+                             error_field="name", error="the name web is already in use on this host",
                              params={"name": "web", "image": "busybox:latest", "memory": 64 << 20,
                                      "command": ["sh", "-c", "echo hi"], "env": {"A": "1"}, "start": True})
     c = dash.client("owner")

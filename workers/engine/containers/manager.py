@@ -20,9 +20,9 @@ import secrets
 import shutil
 import signal as _signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from workers.engine.images.errors import ImageError, ImageNotFound, InvalidReference
 from workers.engine.images.store import ImageStore
@@ -36,7 +36,7 @@ from workers.engine.storage import quota
 from . import logs as _logs
 from . import restart as _restart
 from .bundle import build_spec
-from .config import DEFAULT_PIDS_LIMIT, normalize
+from .config import DEFAULT_PIDS_LIMIT, ID_RE, NAME_RE
 from .errors import (
     ContainerError,
     InvalidConfig,
@@ -46,7 +46,9 @@ from .errors import (
     NoSuchImage,
     WaitTimeout,
 )
+from .host_checks import check_on_host
 from .names import generate_name
+from .spec import ContainerSpec
 
 STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT), int(_signal.SIGQUIT)}
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
@@ -224,25 +226,27 @@ class ContainerManager:
 
     # ---- create ---------------------------------------------------------------------------
 
-    def create(self, image_ref: str, *, id: str | None = None, name: str = "", command=None, entrypoint=None,
-               env: dict | list | None = None, workdir: str | None = None, user: str | None = None,
-               hostname: str | None = None, memory: int | None = None, memory_swap: int | None = None,
-               cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
-               restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
-               read_only: bool = False, tty: bool = False, disk: int | str | None = None,
-               bind_roots: list[str] | None = None) -> dict:
+    def create(self, image_ref: str, spec: ContainerSpec | Mapping[str, Any] | None = None, *, id: str | None = None,
+               name: str = "", bind_roots: list[str] | None = None, **fields: Any) -> dict:
         """Make a container from an image (not started). Returns its inspect dict.
 
-        `disk` (bytes) caps what the container may write (its upper dir) with a kernel-enforced limit;
-        None gets the manager's default_disk, and pids_limit None its default_pids_limit.
+        What it is asked to be is a ContainerSpec (or its JSON, or its fields as keyword arguments).
+        A spec without disk gets the manager's default_disk, and without pids_limit its default_pids_limit.
         `bind_roots` (for a requester who is not the host's admin): the only host dirs bind sources may lie
         under, reached without symlinks (bundle.confined_bind_source); None = any host path."""
-        cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
-                        user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
-                        cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
-                        labels=labels, mounts=mounts, read_only=read_only, tty=tty,
-                        disk=disk if disk is not None else self.default_disk,
-                        default_pids_limit=self.default_pids_limit)
+        if not isinstance(spec, ContainerSpec):
+            spec = ContainerSpec.from_json({**(spec or {}), **fields})
+        elif fields:
+            spec = spec.replace(**fields)
+        if id is not None and not ID_RE.match(str(id)):
+            raise InvalidConfig("id", f"invalid container id {id!r}: expected 64 lowercase hex digits")
+        if name and not NAME_RE.match(name):
+            raise InvalidConfig("name", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
+                                        "(starting with a letter or digit)")
+        check_on_host(spec)
+        cfg = spec.to_json()
+        cfg["disk"] = spec.disk if spec.disk is not None else self.default_disk
+        cfg["pids_limit"] = spec.pids_limit if spec.pids_limit is not None else self.default_pids_limit
         if bind_roots is not None:
             cfg["bind_roots"] = [str(r) for r in bind_roots]
         cid = id or secrets.token_hex(32)
