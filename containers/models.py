@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from workers.engine.containers import states
+
 
 def new_engine_id() -> str:
     """A Docker-style 64-hex container id, used under the host's state root and by the runtime."""
@@ -156,13 +158,13 @@ class Image(models.Model):
 
 
 class Container(models.Model):
-    class State(models.TextChoices):
-        CREATED = "created"
-        RUNNING = "running"
-        PAUSED = "paused"
-        EXITED = "exited"
-        DEAD = "dead"
-        REMOVING = "removing"
+    class State(models.TextChoices):  # the engine's vocabulary (workers/engine/containers/states.py) + removing
+        CREATED = states.CREATED
+        RUNNING = states.RUNNING
+        PAUSED = states.PAUSED
+        EXITED = states.EXITED
+        DEAD = states.DEAD
+        REMOVING = "removing"  # the web side's own: a remove job is queued
 
     engine_id = models.CharField(max_length=64, unique=True, default=new_engine_id, editable=False)
     name = models.CharField(max_length=200)

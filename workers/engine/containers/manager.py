@@ -35,6 +35,7 @@ from workers.engine.storage import quota
 
 from . import logs as _logs
 from . import restart as _restart
+from . import states as _states
 from .bundle import build_spec
 from .config import DEFAULT_PIDS_LIMIT, ID_RE, NAME_RE
 from .errors import (
@@ -145,11 +146,11 @@ class ContainerManager:
 
     def _refresh(self, rec: dict) -> None:
         """Bring rec's state up to date with the runtime and the monitor's exit record."""
-        if rec["state"] not in ("running", "paused"):
+        if rec["state"] not in _states.ACTIVE:
             return
         cid = rec["id"]
         status, pid = self._runtime_status(cid)
-        if status in ("running", "paused"):
+        if status in _states.ACTIVE:
             rec["state"], rec["pid"] = status, pid
             return
         ex = self._exit_record(cid)
@@ -162,12 +163,12 @@ class ContainerManager:
                 return  # gone a moment ago: the monitor has not written its exit record yet
             ex = self._exit_record(cid)  # written between our two looks
         if ex is None:
-            rec.update(state="dead", pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
+            rec.update(state=_states.DEAD, pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
                        status_message="the container's process is gone and no exit status was recorded "
                                       "(the monitor is not running)")
             self._release_runtime(cid)
             return
-        rec.update(state="exited", pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
+        rec.update(state=_states.EXITED, pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
                    finished_at=ex.get("finished_at"))
         if ex.get("reason"):
             rec["status_message"] = ex["reason"]
@@ -189,7 +190,7 @@ class ContainerManager:
         cfg = rec["config"]
         return {
             "id": cid, "name": rec["name"], "image": rec["image"], "image_id": rec["image_id"],
-            "state": rec["state"], "pid": rec.get("pid") if rec["state"] in ("running", "paused") else None,
+            "state": rec["state"], "pid": rec.get("pid") if rec["state"] in _states.ACTIVE else None,
             "exit_code": rec.get("exit_code"), "oom_killed": bool(rec.get("oom_killed")),
             "created": rec.get("created"), "started_at": rec.get("started_at"), "finished_at": rec.get("finished_at"),
             "restart_policy": cfg["restart_policy"], "restart_count": rec.get("restart_count", 0),
@@ -284,7 +285,7 @@ class ContainerManager:
                 write_json_atomic(bundle / "config.json", spec)
                 (cdir / "logs").mkdir(exist_ok=True)
                 rec = {"id": cid, "name": name, "image": image_ref, "image_id": image.id, "created": rfc3339_nano(),
-                       "state": "created", "pid": None, "exit_code": None, "oom_killed": False,
+                       "state": _states.CREATED, "pid": None, "exit_code": None, "oom_killed": False,
                        "started_at": None, "finished_at": None, "restart_count": 0, "status_message": "",
                        "stopped_by_user": False, "restart_at": None, "config": cfg}
                 self._save(rec)
@@ -302,7 +303,7 @@ class ContainerManager:
 
     def _start(self, rec: dict, *, by_policy: bool = False) -> None:
         cid = rec["id"]
-        if rec["state"] in ("running", "paused"):
+        if rec["state"] in _states.ACTIVE:
             raise InvalidState(f"container {rec['name']} is already {rec['state']}")
         self._release_runtime(cid)  # a previous run's runtime state, if any is left
         self._ensure_disk(rec)
@@ -317,7 +318,7 @@ class ContainerManager:
             rec["status_message"] = f"start failed: {_short(str(e))}"
             self._save(rec)
             raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
-        rec.update(state="running", pid=info.get("pid"), exit_code=None, oom_killed=False,
+        rec.update(state=_states.RUNNING, pid=info.get("pid"), exit_code=None, oom_killed=False,
                    started_at=info.get("started_at") or rfc3339_nano(), finished_at=None,
                    stopped_by_user=False, restart_at=None)
         if by_policy:
@@ -344,7 +345,7 @@ class ContainerManager:
         delay = 0.005
         while True:
             self._refresh(rec)
-            if rec["state"] not in ("running", "paused"):
+            if rec["state"] not in _states.ACTIVE:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -356,11 +357,11 @@ class ContainerManager:
         rec["stopped_by_user"] = True
         rec["restart_at"] = None
         self._save(rec)
-        if rec["state"] not in ("running", "paused"):
+        if rec["state"] not in _states.ACTIVE:
             return
         with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
             self.runtime.kill(cid, _signal.SIGTERM)
-            if rec["state"] == "paused":
+            if rec["state"] == _states.PAUSED:
                 self.runtime.resume(cid)  # a frozen process cannot act on SIGTERM
         if not self._wait_exit(rec, max(0.0, float(timeout))):
             with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
@@ -388,7 +389,7 @@ class ContainerManager:
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] not in ("running", "paused"):
+            if rec["state"] not in _states.ACTIVE:
                 raise InvalidState(f"container {rec['name']} is not running")
             if signum in STOP_SIGNALS:
                 rec["stopped_by_user"] = True
@@ -414,10 +415,10 @@ class ContainerManager:
             return self._view(rec)
 
     def pause(self, ref: str) -> dict:
-        return self._freeze(ref, "running", self.runtime.pause, "pause")
+        return self._freeze(ref, _states.RUNNING, self.runtime.pause, "pause")
 
     def unpause(self, ref: str) -> dict:
-        return self._freeze(ref, "paused", self.runtime.resume, "unpause")
+        return self._freeze(ref, _states.PAUSED, self.runtime.resume, "unpause")
 
     def _freeze(self, ref: str, need: str, action: Callable[[str], object], verb: str) -> dict:
         """pause/unpause: `action` on a container in state `need`, then its new state."""
@@ -444,7 +445,7 @@ class ContainerManager:
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] in ("running", "paused"):
+            if rec["state"] in _states.ACTIVE:
                 if not force:
                     raise InvalidState(f"container {rec['name']} is {rec['state']}: stop it first or remove it "
                                        "with force")
@@ -479,7 +480,7 @@ class ContainerManager:
                 view = self._view(self._current(cid))
             except NoSuchContainer:
                 continue  # removed meanwhile
-            if all or view["state"] in ("running", "paused"):
+            if all or view["state"] in _states.ACTIVE:
                 out.append(view)
         return sorted(out, key=lambda v: v.get("created") or "", reverse=True)
 
@@ -496,7 +497,7 @@ class ContainerManager:
 
         def running() -> bool:
             try:
-                return self._current(cid)["state"] in ("running", "paused")
+                return self._current(cid)["state"] in _states.ACTIVE
             except NoSuchContainer:
                 return False
 
@@ -510,7 +511,7 @@ class ContainerManager:
         delay = 0.01
         while True:
             rec = self._current(cid)
-            if rec["state"] in ("exited", "dead"):
+            if rec["state"] in _states.STOPPED:
                 return self._view(rec)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(f"container {rec['name']} is still {rec['state']} after {timeout:g} s")
@@ -547,7 +548,7 @@ class ContainerManager:
                 return None
             before = dict(rec)
             self._refresh(rec)
-            if rec["state"] in ("exited", "dead") and _restart.should_restart(
+            if rec["state"] in _states.STOPPED and _restart.should_restart(
                     rec["config"]["restart_policy"], rec.get("exit_code"), rec.get("restart_count", 0),
                     rec.get("stopped_by_user", False)):
                 now = time.time()
@@ -596,7 +597,7 @@ class ContainerManager:
                 rec = self._load(cid)
                 states.append(rec["state"])
                 self._ensure_disk(rec)  # mounts are gone after a reboot
-        if "running" in states or "paused" in states:
+        if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())
         self._seen.clear()
