@@ -48,6 +48,8 @@ def job_event(job) -> dict[str, Any]:
         "progress": job.progress,
         "message": job.message,
         "error": job.error,
+        "error_code": job.error_code,
+        "error_field": job.error_field,  # the container spec field a host's refusal is about
         "result": job.result,
         "attempts": job.attempts,
         "host": job.host.name,

@@ -17,8 +17,10 @@ RESTART_CHOICES = [("no", "no"), ("always", "always"), ("unless-stopped", "unles
                    ("on-failure", "on failure")]
 SIGNAL_CHOICES = [(s, s) for s in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")]
 SAVE_FORMATS = [("docker-archive", "docker-archive (docker load)"), ("oci-archive", "OCI archive")]
-# ServiceError.field -> form field, where they differ.
+# ServiceError.field (or a failed job's error_field: a container spec field) -> form field, where they differ.
 FIELD_OF = {"mounts": "volumes", "team_id": "team", "user_spec": "user", "ref": "ref", "file": "file"}
+# Container spec fields typed as text in the create form (the spec parses them: "64m", "sh -c 'x'", …).
+SPEC_TEXT_FIELDS = ("command", "entrypoint", "workdir", "user", "hostname", "memory", "cpus", "pids_limit", "disk")
 
 
 def lines(text: str) -> list[str]:
@@ -36,10 +38,15 @@ def key_values(form: forms.Form, field: str) -> dict[str, str]:
     return out
 
 
+def form_field(form: forms.Form, field: str | None) -> str | None:
+    """The form's input for an error's field (None: the form as a whole)."""
+    name = FIELD_OF.get(field, field) if field else None
+    return name if name in form.fields else None
+
+
 def add_service_error(form: forms.Form, error) -> None:
     """Put a services.ServiceError next to its field (or on top of the form when it names none)."""
-    field = FIELD_OF.get(error.field, error.field) if error.field else None
-    form.add_error(field if field in form.fields else None, error.message)
+    form.add_error(form_field(form, error.field), error.message)
 
 
 class ImageSelect(forms.Select):
@@ -146,17 +153,14 @@ class ContainerCreateForm(forms.Form):
         return policy
 
     def service_kwargs(self) -> dict[str, Any]:
-        """Arguments of services.create_container (host/image by pk; the service checks them)."""
+        """Arguments of services.create_container (host/image by pk; the service checks them): the container
+        spec's fields as typed here (empty: unset), under their spec names."""
         d = self.cleaned_data
-        return {
-            "host": int(d["host"]), "image": d["image"], "name": d["name"].strip(),
-            "command": d["command"].strip() or None, "entrypoint": d["entrypoint"].strip() or None,
-            "env": d["env"], "workdir": d["workdir"].strip(), "user_spec": d["user"].strip(),
-            "hostname": d["hostname"].strip(), "memory": d["memory"].strip() or None,
-            "cpus": d["cpus"].strip() or None, "pids_limit": d["pids_limit"].strip() or None,
-            "disk": d["disk"].strip() or None, "restart_policy": self.restart(), "labels": d["labels"], "mounts": d["volumes"],
-            "read_only": d["read_only"], "tty": d["tty"], "start": d["start"], "team": d["team"] or None,
-        }
+        spec = {name: (d[name].strip() or None) for name in SPEC_TEXT_FIELDS}
+        spec.update(env=d["env"], labels=d["labels"], mounts=d["volumes"], restart_policy=self.restart(),
+                    read_only=d["read_only"], tty=d["tty"])
+        return {"host": int(d["host"]), "image": d["image"], "name": d["name"].strip(), "spec": spec,
+                "start": d["start"], "team": d["team"] or None}
 
 
 def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, Any]:

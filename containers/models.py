@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from workers.engine.containers import states
+
 
 def new_engine_id() -> str:
     """A Docker-style 64-hex container id, used under the host's state root and by the runtime."""
@@ -156,13 +158,13 @@ class Image(models.Model):
 
 
 class Container(models.Model):
-    class State(models.TextChoices):
-        CREATED = "created"
-        RUNNING = "running"
-        PAUSED = "paused"
-        EXITED = "exited"
-        DEAD = "dead"
-        REMOVING = "removing"
+    class State(models.TextChoices):  # the engine's vocabulary (workers/engine/containers/states.py) + removing
+        CREATED = states.CREATED
+        RUNNING = states.RUNNING
+        PAUSED = states.PAUSED
+        EXITED = states.EXITED
+        DEAD = states.DEAD
+        REMOVING = "removing"  # the web side's own: a remove job is queued
 
     engine_id = models.CharField(max_length=64, unique=True, default=new_engine_id, editable=False)
     name = models.CharField(max_length=200)
@@ -318,6 +320,10 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    # A failed job's stable code (e.g. "invalid", "no_such_image") and the input field it blames (a container
+    # spec field such as "user"), from the engine's error: where the API and the dashboard show the error.
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_field = models.CharField(max_length=64, blank=True, default="")
     result = models.JSONField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # "<pid>:<process start ticks>" of the worker process running the job, to tell a dead run from a live one.

@@ -25,7 +25,6 @@ from . import jobs as job_dispatch
 from . import limits as team_limits
 from .models import Container, Host, Image, Job, Team
 
-MIN_MEMORY = 6 * 1024 * 1024
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 # Idempotency keys: printable ASCII without spaces, as the API schema documents them.
 IDEMPOTENCY_KEY_CHARS = "[!-~]"
@@ -251,92 +250,41 @@ def _resolve_image(user, host: Host, image: Image | str, namespace: str = namesp
     return found
 
 
-def _check_mounts(user, mounts: Any) -> list[str]:
-    if mounts in (None, ""):
-        return []
-    if not isinstance(mounts, (list, tuple)) or not all(isinstance(m, str) for m in mounts):
-        raise ServiceError("invalid", "mounts must be a list of 'source:/destination[:ro]' strings", field="mounts")
-    roots = [Path(r).resolve() for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]
+def _check_mounts(user, mounts: list[str]) -> None:
+    """Bind mounts are for superusers, or under the allowed roots (compared as text: the host checks them
+    again on its own disk, without following links)."""
+    roots = [os.path.normpath(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]
     for spec in mounts:
         source = spec.split(":", 1)[0]
         if source.startswith("/") and not user.is_superuser:
-            resolved = Path(os.path.normpath(source))
-            if not any(resolved == r or r in resolved.parents for r in roots):
-                allowed = ", ".join(str(r) for r in roots) or "none"
+            resolved = os.path.normpath(source)
+            if not any(resolved == r or resolved.startswith(r.rstrip("/") + "/") for r in roots):
+                allowed = ", ".join(roots) or "none"
                 raise ServiceError("forbidden", f"bind mount of {source} refused: only superusers may bind-mount "
                                                 f"host paths (allowed roots: {allowed})", field="mounts")
-    return list(mounts)
 
 
-def _container_params(user, host: Host, *, name, command, entrypoint, env, workdir, user_spec, hostname,
-                      memory, cpus, pids_limit, restart_policy, labels, mounts, read_only, tty, disk=None,
-                      team: Team | None = None) -> dict[str, Any]:
-    """Every create argument checked with the engine's own rules; ServiceError names the field.
-    Limits not given get the team's (or the system's) defaults; one above its maximum is refused."""
-    from workers.engine.containers import config as engine_config
+def _container_params(user, host: Host, values: dict[str, Any], team: Team | None = None) -> dict[str, Any]:
+    """The container spec (workers/engine/containers/spec.py) checked, with the team's limits and the host's
+    facts: ServiceError names the field. Limits not given get the team's (or the system's) defaults; one above
+    its maximum is refused. Returns the job params: the spec's JSON (and bind_roots for the host)."""
     from workers.engine.containers.errors import InvalidConfig
+    from workers.engine.containers.spec import ContainerSpec
 
-    if isinstance(memory, str) and memory.strip():
-        try:
-            memory = engine_config.parse_size(memory)
-        except InvalidConfig as exc:
-            raise ServiceError("invalid", str(exc), field="memory") from None
-    memory = _int(memory, "memory", low=0, high=bounds.MEMORY_MAX)
-    if memory is not None and memory < MIN_MEMORY:
-        raise ServiceError("invalid", f"memory limit {engine_config.human_size(memory)} is below the minimum "
-                                      "of 6 MiB", field="memory")
-    if cpus not in (None, ""):
-        try:
-            cpus = float(cpus)
-        except (TypeError, ValueError):
-            raise ServiceError("invalid", f"cpus must be a number, not {str(cpus)[:30]!r}", field="cpus") from None
-        limit = host.cpus or os.cpu_count() or 1
-        if not (cpus > 0 and cpus <= limit):
-            raise ServiceError("invalid", f"cpus must be more than 0 and at most {limit} (the CPUs of host "
-                                          f"{host.name})", field="cpus")
-    else:
-        cpus = None
-    pids_limit = _int(pids_limit, "pids_limit", low=1, high=bounds.PIDS_MAX)
-    if isinstance(disk, str) and disk.strip():
-        try:
-            disk = engine_config.parse_size(disk, "disk")
-        except InvalidConfig as exc:
-            raise ServiceError("invalid", str(exc), field="disk") from None
-    disk = _int(disk, "disk", low=engine_config.MIN_DISK)
     try:
-        limited = team_limits.container_values(team_limits.for_team(team), memory=memory, cpus=cpus,
-                                               pids_limit=pids_limit, disk=disk)
+        spec = ContainerSpec.from_json(values)
+        if spec.cpus is not None and host.cpus and spec.cpus > host.cpus:  # the host's fact, not our CPUs
+            raise InvalidConfig("cpus", f"cpus must be more than 0 and at most {host.cpus} (the CPUs of host "
+                                        f"{host.name})")
+        limited = team_limits.container_values(team_limits.for_team(team), memory=spec.memory, cpus=spec.cpus,
+                                               pids_limit=spec.pids_limit, disk=spec.disk)
+        spec = spec.replace(**limited)
+    except InvalidConfig as exc:
+        raise ServiceError(exc.code, str(exc), field=exc.field) from None
     except team_limits.LimitError as exc:
         raise ServiceError("invalid", exc.message, field=exc.field) from None
-    memory, cpus, pids_limit, disk = limited["memory"], limited["cpus"], limited["pids_limit"], limited["disk"]
-    mounts = _check_mounts(user, mounts)
-    if env is not None and not isinstance(env, (dict, list)):
-        raise ServiceError("invalid", "env must be a mapping or a list of KEY=VALUE strings", field="env")
-    for field, value in (("command", command), ("entrypoint", entrypoint)):
-        if value is not None and not isinstance(value, (str, list)):
-            raise ServiceError("invalid", f"{field} must be a list of strings or one string", field=field)
-    for field, value in (("workdir", workdir), ("user", user_spec), ("hostname", hostname)):
-        if value is not None and not isinstance(value, str):
-            raise ServiceError("invalid", f"{field} must be a string", field=field)
-    try:
-        cfg = engine_config.normalize(
-            id=None, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir or None,
-            user=user_spec or None, hostname=hostname or None, memory=memory, memory_swap=None, cpus=None,
-            cpu_shares=None, pids_limit=pids_limit, restart_policy=restart_policy or "no", labels=labels,
-            mounts=mounts, read_only=read_only, tty=tty, disk=disk, default_pids_limit=None)
-    except InvalidConfig as exc:
-        raise ServiceError("invalid", str(exc), field="user" if exc.field == "user" else exc.field) from None
-    except (TypeError, ValueError) as exc:
-        raise ServiceError("invalid", f"invalid container configuration: {exc}") from None
-    env_map = dict(e.partition("=")[::2] for e in cfg["env"])
-    return {
-        "name": name, "command": cfg["command"], "entrypoint": cfg["entrypoint"], "env": env_map,
-        "workdir": cfg["workdir"], "user": cfg["user"], "hostname": cfg["hostname"], "memory": memory,
-        "memory_swap": None, "cpus": cpus, "pids_limit": pids_limit, "disk": disk,
-        "restart_policy": cfg["restart_policy"],
-        "labels": cfg["labels"], "mounts": cfg["mounts"], "read_only": bool(read_only), "tty": bool(tty),
-        **_bind_roots(user, cfg["mounts"]),
-    }
+    _check_mounts(user, spec.mounts)
+    return {**spec.to_json(), **_bind_roots(user, spec.mounts)}
 
 
 def _bind_roots(user, mounts: list[str]) -> dict[str, Any]:
@@ -346,14 +294,13 @@ def _bind_roots(user, mounts: list[str]) -> dict[str, Any]:
     return {"bind_roots": [str(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]}
 
 
-def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", command=None,
-                     entrypoint=None, env=None, workdir: str = "", user_spec: str = "", hostname: str = "",
-                     memory: int | str | None = None, cpus: float | None = None, pids_limit: int | None = None,
-                     restart_policy: str = "no", labels: dict[str, str] | None = None,
-                     mounts: list[str] | None = None, read_only: bool = False, tty: bool = False,
-                     start: bool = True, team: Team | int | None = None, disk: int | str | None = None,
-                     request=None,
-                     idempotency_key: str | None = None) -> tuple[Container, Job]:
+def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", start: bool = True,
+                     team: Team | int | None = None, spec: dict[str, Any] | None = None, user_spec: str | None = None,
+                     request=None, idempotency_key: str | None = None, **fields: Any) -> tuple[Container, Job]:
+    """Make the Container row (state "created") and queue container.create (and its start).
+
+    What the container is asked to be is `spec` (container spec JSON) and/or its fields as keyword
+    arguments; `user_spec` is the spec's `user` (the first argument is who asks)."""
     """Make the Container row (state "created") and queue container.create (and its start)."""
     from . import services_volumes
 
@@ -377,11 +324,8 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
             raise ServiceError("invalid", f"invalid container name {name!r}: at most "
                                           f"{127 - len(namespace)} characters", field="name")
         image_row = _resolve_image(user, host, image, namespace)
-        params = _container_params(
-            user, host, name=name or "x", command=command, entrypoint=entrypoint, env=env, workdir=workdir,
-            user_spec=user_spec, hostname=hostname, memory=memory, cpus=cpus, pids_limit=pids_limit,
-            restart_policy=restart_policy, labels=labels, mounts=mounts, read_only=_bool(read_only, "read_only"),
-            tty=_bool(tty, "tty"), disk=disk, team=team_row)
+        values = {**(spec or {}), **fields, **({"user": user_spec} if user_spec is not None else {})}
+        params = _container_params(user, host, values, team_row)
         start = _bool(start, "start")
         # Volume names are looked up in the creator's (or the team's) name space, never host-wide.
         planned = services_volumes.plan_mounts(user, host, team_row, params["mounts"])

@@ -7,7 +7,6 @@ sends the same forms with Accept: application/json and updates the page from the
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.contrib import messages
@@ -19,7 +18,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import bounds, events, permissions, services
-from .forms import SIGNAL_CHOICES, CommitForm, ContainerCreateForm, add_service_error, initial_from_params
+from .forms import (
+    FIELD_OF,
+    SIGNAL_CHOICES,
+    CommitForm,
+    ContainerCreateForm,
+    add_service_error,
+    form_field,
+    initial_from_params,
+)
 from .models import Container, Image, Job
 from .views import (
     error_json,
@@ -73,22 +80,6 @@ def container_states(request: HttpRequest) -> JsonResponse:
     out = [_state_event(found[i]) if i in found else {"type": "container", "id": i, "state": "removed"}
            for i in ids]
     return JsonResponse({"containers": out})
-
-
-FIELD_WORDS = (("name", "name"), ("image", "image"), ("memory", "memory"), ("cpu", "cpus"),
-               ("pids", "pids_limit"), ("process", "pids_limit"), ("mount", "volumes"), ("volume", "volumes"),
-               ("restart", "restart_policy"), ("user", "user"), ("group", "user"), ("workdir", "workdir"),
-               ("working dir", "workdir"), ("hostname", "hostname"), ("env", "env"), ("command", "command"),
-               ("entrypoint", "entrypoint"))
-
-
-def guess_field(error: str) -> str | None:
-    """Which create-form field a host's refusal is about: the engine names its subject first
-    ("user 'x' is not in /etc/passwd of image …"), so the earliest field word wins (static/js/create.js
-    does the same in the browser)."""
-    text = (error or "").lower()
-    hits = [(m.start(), field) for word, field in FIELD_WORDS if (m := re.search(rf"\b{re.escape(word)}", text))]
-    return min(hits)[1] if hits else None
 
 
 def _create_failed(request: HttpRequest, pk: int) -> HttpResponse:
@@ -241,10 +232,10 @@ def container_create(request: HttpRequest) -> HttpResponse:
             data = {k: ("on" if v is True else v) for k, v in initial.items() if v is not False}
             form = ContainerCreateForm(data, user=user)
             form.is_valid()
-            field = guess_field(retry_of.error)
-            form.add_error(field if field in form.fields else None, retry_of.error or "the host refused it")
+            form.add_error(form_field(form, retry_of.error_field), retry_of.error or "the host refused it")
         else:
             form = ContainerCreateForm(initial=initial, user=user)
         status = 200
-    context = {"form": form, "retry_of": retry_of, "no_hosts": not form.fields["host"].choices}
+    context = {"form": form, "retry_of": retry_of, "no_hosts": not form.fields["host"].choices,
+               "field_of": json.dumps(FIELD_OF)}
     return render(request, "containers/create.html", context, status=status)

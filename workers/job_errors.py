@@ -27,6 +27,19 @@ _OS_WORDS = {
 }
 
 
+def code_and_field(exc: BaseException | None) -> tuple[str, str]:
+    """The stable code and the spec/input field of a failed job's cause ("" when it names none). Engine errors
+    and JobError carry them; an OSError is the host's trouble; anything else is a bug."""
+    if exc is None:
+        return "interrupted", ""
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str) or not code:
+        code = ("engine_error" if isinstance(exc, READABLE) else
+                "host_error" if isinstance(exc, (OSError, MemoryError)) else "internal_error")
+    field = getattr(exc, "field", None)
+    return code[:64], field[:64] if isinstance(field, str) else ""
+
+
 def describe(exc: BaseException, kind: str = "", readable: tuple[type[BaseException], ...] = ()) -> str:
     """One paragraph for Job.error. `readable`: more exception types whose message is for users."""
     text = str(exc).strip()

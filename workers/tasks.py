@@ -27,7 +27,13 @@ MAX_ERROR_CHARS = job_errors.MAX_ERROR_CHARS
 
 
 class JobError(Exception):
-    """An expected failure whose message is shown to the user as is (no exception class name)."""
+    """An expected failure whose message is shown to the user as is (no exception class name). `code` and
+    `field` (kept from the engine error it reports) are stored on the failed job."""
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or "job_failed"
+        self.field = field
 
 
 def describe(exc: BaseException, kind: str = "") -> str:
@@ -54,6 +60,8 @@ def claim(job_id: int, token: str) -> Job | None:
         progress=0,
         message="",
         error="",
+        error_code="",
+        error_field="",
     )
     if not updated:
         return None
@@ -70,10 +78,11 @@ def _reporter(job: Job):
     return report
 
 
-def _finish(job: Job, state: str, *, result: Any = None, error: str = "") -> None:
+def _finish(job: Job, state: str, *, result: Any = None, error: str = "", cause: BaseException | None = None) -> None:
     job.state = state
     job.finished = timezone.now()
     job.error = error
+    job.error_code, job.error_field = job_errors.code_and_field(cause) if error else ("", "")
     job.result = result
     job.worker = ""
     if state == Job.State.SUCCEEDED:
@@ -81,8 +90,8 @@ def _finish(job: Job, state: str, *, result: Any = None, error: str = "") -> Non
     # Only the process that claimed the job may finish it.
     with transaction.atomic():
         updated = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=agent.process_token()).update(
-            state=state, finished=job.finished, error=error, result=result, progress=job.progress, worker=""
-        )
+            state=state, finished=job.finished, error=error, result=result, progress=job.progress, worker="",
+            error_code=job.error_code, error_field=job.error_field)
     if updated:
         events.publish_job(job)
     else:
@@ -109,7 +118,7 @@ def run_job(job_id: int) -> str:
         finished = True
     except Exception as exc:
         log.exception("job %s (%s) failed", job.pk, job.kind)
-        _finish(job, Job.State.FAILED, error=describe(exc, job.kind))
+        _finish(job, Job.State.FAILED, error=describe(exc, job.kind), cause=exc)
         finished = True
     finally:
         if not finished:  # SystemExit, KeyboardInterrupt…: never leave the job running

@@ -8,6 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from workers.engine.containers.spec import field_doc
+
 from .. import permissions
 from ..models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership
 
@@ -109,9 +111,21 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "state", "progress", "message", "error", "result", "params", "attempts",
-                  "target_type", "target_id", "host", "host_name", "requested_by", "created", "started",
-                  "finished", "download_url"]
+        fields = ["id", "kind", "state", "progress", "message", "error", "error_code", "error_field",
+                  "error_detail", "result", "params", "attempts", "target_type", "target_id", "host", "host_name",
+                  "requested_by", "created", "started", "finished", "download_url"]
+
+    error_detail = serializers.SerializerMethodField(
+        help_text="a failed job's error as the API's errors are: code, message and the field it is about")
+
+    @extend_schema_field(ErrorDetailSerializer(allow_null=True))
+    def get_error_detail(self, job: Job) -> dict | None:
+        from .errors import error_body
+
+        if job.state != Job.State.FAILED or not job.error:
+            return None
+        field = job.error_field
+        return error_body(job.error_code or "job_failed", job.error, {field: [job.error]} if field else None)["error"]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download_url(self, job: Job) -> str | None:
@@ -255,6 +269,25 @@ class ContainerCreateSerializer(serializers.Serializer):
                                    help_text="'volume:/dst[:ro]' or (superusers) '/host/path:/dst[:ro]'")
     read_only = Bool(required=False, default=False)
     tty = Bool(required=False, default=False)
+    # Declared in the container spec for what comes next: refused (code not_supported) until the engine applies
+    # them, so a client never believes they were applied.
+    ports = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("ports"))
+    networks = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("networks"))
+    dns = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("dns"))
+    dns_search = serializers.ListField(child=Str(), required=False, allow_null=True,
+                                       help_text=field_doc("dns_search"))
+    extra_hosts = serializers.ListField(child=Str(), required=False, allow_null=True,
+                                        help_text=field_doc("extra_hosts"))
+    cap_add = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("cap_add"))
+    cap_drop = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("cap_drop"))
+    devices = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("devices"))
+    sysctls = serializers.DictField(child=Str(allow_blank=True), required=False, allow_null=True,
+                                    help_text=field_doc("sysctls"))
+    ulimits = serializers.DictField(child=Str(), required=False, allow_null=True, help_text=field_doc("ulimits"))
+    init = Bool(required=False, help_text=field_doc("init"))
+    stop_signal = Str(required=False, allow_null=True, help_text=field_doc("stop_signal"))
+    stop_timeout = Int(required=False, allow_null=True, help_text=field_doc("stop_timeout"))
+    healthcheck = serializers.DictField(required=False, allow_null=True, help_text=field_doc("healthcheck"))
     start = Bool(required=False, default=True, help_text="start it once created")
     team = Int(required=False, allow_null=True, help_text="team id the container belongs to")
 

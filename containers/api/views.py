@@ -23,6 +23,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from workers.engine.containers.spec import ContainerSpec
+
 from .. import audit, bounds, permissions, services
 from .. import jobs as job_dispatch
 from ..models import ApiToken, Container, Host, Image, Job, Team, TeamMembership
@@ -458,13 +460,9 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
             image = permissions.visible_images(request.user).filter(pk=bounds.as_id(image, Image) or 0).first()
             if image is None:
                 raise services.ServiceError("no_such_image", f"no image #{body['image']}", field="image")
+        spec = {k: body[k] for k in ContainerSpec.field_names() if k in body and k != "image"}
         container, job = services.create_container(
-            request.user, host=host, image=image, name=body.get("name", ""), command=body.get("command"),
-            entrypoint=body.get("entrypoint"), env=body.get("env"), workdir=body.get("workdir", ""),
-            user_spec=body.get("user", ""), hostname=body.get("hostname", ""), memory=body.get("memory"),
-            cpus=body.get("cpus"), pids_limit=body.get("pids_limit"), disk=body.get("disk"),
-            restart_policy=body.get("restart_policy") or "no", labels=body.get("labels"),
-            mounts=body.get("mounts"), read_only=body.get("read_only", False), tty=body.get("tty", False),
+            request.user, host=host, image=image, name=body.get("name", ""), spec=spec,
             start=body.get("start", True), team=body.get("team"), request=request,
             idempotency_key=_idempotency_key(request))
         if container is None:  # a repeated key whose container is gone already

@@ -27,21 +27,12 @@ function filterImages() {
   }
 }
 
-// The engine's refusals name their subject first ("user 'x' is not in /etc/passwd of image …",
-// "memory limit 1 B is below …"): the field whose word comes earliest gets the message.
-const FIELD_WORDS = [["name", "name"], ["image", "image"], ["memory", "memory"], ["cpu", "cpus"],
-  ["pids", "pids_limit"], ["process", "pids_limit"], ["mount", "volumes"], ["volume", "volumes"],
-  ["restart", "restart_policy"], ["user", "user"], ["group", "user"], ["workdir", "workdir"],
-  ["working dir", "workdir"], ["hostname", "hostname"], ["env", "env"], ["command", "command"],
-  ["entrypoint", "entrypoint"]];
-function fieldOf(text) {
-  const t = (text || "").toLowerCase();
-  let best = null;
-  FIELD_WORDS.forEach(([word, field]) => {
-    const at = t.search(new RegExp(`\\b${word}`));
-    if (at >= 0 && (!best || at < best.at)) best = { at, field };
-  });
-  return best ? best.field : "__all__";
+// A failed job names the container spec field it is about (error_field); the form's input for it is the
+// same name except where the server's FIELD_OF says otherwise (mounts -> volumes).
+const FIELD_OF = JSON.parse((form && form.dataset.fieldOf) || "{}");
+function inputFor(field) {
+  const name = FIELD_OF[field] || field;
+  return name && form.elements[name] ? name : "__all__";
 }
 
 const statusEl = form && form.querySelector('[data-role="status"]');
@@ -65,7 +56,7 @@ function follow(job) {
     bar.hidden = true;
     submit.disabled = false;
     setStatus("The host refused it; nothing was created.", true);
-    showErrors(form, { [fieldOf(job.error)]: [job.error || `the create job ${job.state}`] });
+    showErrors(form, { [inputFor(job.error_field)]: [job.error || `the create job ${job.state}`] });
   } else {
     setStatus(`Creating on the host: ${job.state}${job.message ? ` — ${job.message}` : ""}`);
   }

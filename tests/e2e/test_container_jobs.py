@@ -275,17 +275,19 @@ def test_bad_input_fails_readably_and_leaves_nothing(host_worker, wait_job, wait
     taken = mgr.create("busybox:latest", name="taken", command=["true"])  # made on the host, not via Berth
     before = sorted(p.name for p in (w.state_root / "containers").iterdir())
 
-    cases = [
-        ("no-image", {"image": "nosuch:latest"}, "nosuch"),
-        ("tiny", {"memory": 1}, "memory"),
-        ("taken", {}, "taken"),
+    cases = [  # (row name, params, words in the error, the job's error_code and error_field)
+        ("no-image", {"image": "nosuch:latest"}, "nosuch", ("no_such_image", "image")),
+        ("tiny", {"memory": 1}, "memory", ("invalid", "memory")),
+        ("taken", {}, "taken", ("name_taken", "name")),
+        ("future", {"cap_add": ["NET_ADMIN"]}, "not supported yet", ("not_supported", "cap_add")),
     ]
-    for name, params, words in cases:
+    for name, params, words, (code, field) in cases:
         image = params.pop("image", "busybox:latest")
         row, job = create(w, name, image=image, command=["true"], **params)
         job = wait_job(job)
         assert job.state == Job.State.FAILED, name
         assert words in job.error and "Traceback" not in job.error, job.error
+        assert (job.error_code, job.error_field) == (code, field), job.error
         assert not re.match(r"^[A-Z][A-Za-z]+: ", job.error), f"no exception class name: {job.error}"
         assert not Container.objects.filter(pk=row.pk).exists(), f"{name}: the row is gone"
         assert sorted(p.name for p in (w.state_root / "containers").iterdir()) == before, name

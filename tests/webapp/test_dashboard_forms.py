@@ -87,7 +87,7 @@ def test_create_form_offers_online_hosts_and_images_per_host(dash):
     ({"memory": "1"}, "memory", "memory limit 1 B is below the minimum of 6 MiB"),
     ({"memory": "lots"}, "memory", "invalid size"),
     ({"cpus": "0"}, "cpus", "cpus must be more than 0"),
-    ({"pids_limit": "0"}, "pids_limit", "pids_limit must be from 1"),
+    ({"pids_limit": "0"}, "pids_limit", "pids limit 0 is below the minimum of 1"),
     ({"labels": "no equals sign"}, "labels", "expected KEY=VALUE"),
     ({"command": "sh -c 'unclosed"}, "command", "invalid command"),
     ({"restart_policy": "sometimes"}, "restart_policy", "Select a valid choice"),

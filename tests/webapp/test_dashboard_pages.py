@@ -253,8 +253,8 @@ def test_logs_download_form_queues_a_logs_job(dash):
 
 def test_failed_create_page_offers_the_input_back(dash):
     job = Job.objects.create(kind="container.create", host=dash.host, target_type="container", target_id="4242",
-                             requested_by=dash.users["owner"], state="failed",
-                             error="the name web is already in use on this host",
+                             requested_by=dash.users["owner"], state="failed", error_code="name_taken",
+                             error_field="name", error="the name web is already in use on this host",
                              params={"name": "web", "image": "busybox:latest", "memory": 64 << 20,
                                      "command": ["sh", "-c", "echo hi"], "env": {"A": "1"}, "start": True})
     c = dash.client("owner")
@@ -265,3 +265,16 @@ def test_failed_create_page_offers_the_input_back(dash):
     assert "already in use" in name_field and 'value="web"' in name_field
     assert "sh -c &#x27;echo hi&#x27;" in form and "A=1" in form and 'value="67108864"' in form
     assert dash.client("outsider").get(f"/containers/4242/?job={job.pk}").status_code == 404
+
+
+def test_a_host_refusal_lands_at_the_field_the_job_names_not_the_words_of_its_message(dash):
+    """The message mentions memory, image and user first; the job's error_field (workdir) decides."""
+    job = Job.objects.create(kind="container.create", host=dash.host, target_type="container", target_id="4343",
+                             requested_by=dash.users["owner"], state="failed", error_code="invalid",
+                             error_field="workdir", error="memory, image and user are fine; /srv/x is not a directory",
+                             params={"name": "web2", "image": "busybox:latest", "workdir": "/srv/x"})
+    form = dash.client("owner").get(f"/containers/new/?from_job={job.pk}").content.decode()
+    workdir = form.split('data-field-name="workdir"')[1].split("</div>")[0]
+    assert "/srv/x is not a directory" in workdir
+    for other in ("memory", "image", "user"):
+        assert "is not a directory" not in form.split(f'data-field-name="{other}"')[1].split("</div>")[0], other

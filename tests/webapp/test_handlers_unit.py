@@ -113,9 +113,10 @@ def test_create_kwargs_blank_fields_are_unset_and_the_row_gives_id_and_name():
     row = Container(name="web", engine_id="ab" * 32)
     kw = containers.create_kwargs({"image": "busybox", "workdir": "", "memory": None, "cpus": 0.5,
                                    "env": {"A": "1"}, "restart_policy": "", "tty": True}, row)
-    assert kw["id"] == "ab" * 32 and kw["name"] == "web"
-    assert kw["workdir"] is None and kw["memory"] is None and kw["cpus"] == 0.5 and kw["env"] == {"A": "1"}
-    assert kw["restart_policy"] == "no" and kw["tty"] is True and "image" not in kw and "start" not in kw
+    assert kw["id"] == "ab" * 32 and kw["name"] == "web" and kw["bind_roots"] is None
+    spec = kw["spec"]
+    assert spec.workdir is None and spec.memory is None and spec.cpus == 0.5 and spec.env == {"A": "1"}
+    assert spec.restart_policy == "no" and spec.tty is True and "start" not in kw
 
 
 def test_byte_progress_maps_bytes_to_percent_and_throttles(monkeypatch):

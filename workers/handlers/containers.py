@@ -18,20 +18,15 @@ from workers.handlers import common, handler, reporter
 
 log = logging.getLogger(__name__)
 
-# container.create params passed to ContainerManager.create as keyword arguments, with their defaults.
-CREATE_ARGS: dict[str, Any] = {
-    "command": None, "entrypoint": None, "env": None, "workdir": None, "user": None, "hostname": None,
-    "memory": None, "memory_swap": None, "cpus": None, "pids_limit": None, "disk": None, "restart_policy": "no",
-    "labels": None, "mounts": None, "read_only": False, "tty": False, "bind_roots": None,
-}
 RESULT_KEYS = ("id", "name", "state", "pid", "exit_code", "oom_killed", "started_at", "finished_at",
                "restart_policy", "restart_count", "status_message")
 
 
-def _job_error(message: str):
+def _job_error(message: str, cause: BaseException | None = None):
+    """A JobError with `message`, keeping the engine error's code and field (the failed job stores them)."""
     from workers.tasks import JobError
 
-    return JobError(message)
+    return JobError(message, code=getattr(cause, "code", None), field=getattr(cause, "field", None))
 
 
 def _errors():
@@ -50,18 +45,12 @@ def status_result(row: Container, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_kwargs(params: dict[str, Any], row: Container) -> dict[str, Any]:
-    """ContainerManager.create keyword arguments from container.create params (empty strings are unset)."""
-    kwargs: dict[str, Any] = {}
-    for key, default in CREATE_ARGS.items():
-        value = params.get(key, default)
-        if value in ("", None) and default is None:
-            value = None
-        kwargs[key] = value
-    if not kwargs["restart_policy"]:
-        kwargs["restart_policy"] = "no"
-    kwargs["name"] = row.engine_name  # the host's name is scoped by the name space (containers/namespaces.py)
-    kwargs["id"] = row.engine_id
-    return kwargs
+    """ContainerManager.create arguments from container.create params: the spec (its fields among the params;
+    the rest is the job's own: name, start, volumes …), the host's scoped name and the row's id."""
+    from workers.engine.containers.spec import ContainerSpec
+
+    return {"spec": ContainerSpec.from_json(params, strict=False), "name": row.engine_name, "id": row.engine_id,
+            "bind_roots": params.get("bind_roots")}
 
 
 def _discard_row(row: Container) -> None:
@@ -106,7 +95,7 @@ def create(job, report) -> dict[str, Any]:
                 mgr.remove(row.engine_id, force=True)
             _discard_row(row)
             if isinstance(exc, (errors.ContainerError, ImageError)):
-                raise _job_error(str(exc)) from None
+                raise _job_error(str(exc), exc) from None
             raise
     _link_image(row, info, image_ref)
     reporter.save_status(row, info)
@@ -117,7 +106,7 @@ def create(job, report) -> dict[str, Any]:
         except errors.ContainerError as exc:
             info = _inspect_quietly(mgr, row) or info
             reporter.save_status(row, info, message=f"start failed: {exc}")
-            raise _job_error(f"created, but could not start: {exc}") from None
+            raise _job_error(f"created, but could not start: {exc}", exc) from None
         reporter.save_status(row, info)
     return {"container_id": row.pk, "engine_id": row.engine_id, "state": info.get("state")}
 
@@ -172,7 +161,7 @@ def _action(job, report, verb: str, call, done_states: tuple[str, ...]) -> dict[
         info = _inspect_quietly(mgr, row)
         if info is not None:
             reporter.save_status(row, info)
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     if not isinstance(info, dict) or "state" not in info:
         info = mgr.inspect(row.engine_id)
     reporter.save_status(row, info)
@@ -243,7 +232,7 @@ def remove(job, report) -> dict[str, Any]:
         if info is not None and row.state == Container.State.REMOVING:  # marked by the web side: undo
             Container.objects.filter(pk=row.pk).update(state=info.get("state") or row.state)
             row.state = info.get("state") or row.state
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     pk = row.pk
     _discard_row(row)
     return {"container_id": pk, "engine_id": row.engine_id, "removed": True}
@@ -266,7 +255,7 @@ def export(job, report) -> dict[str, Any]:
         raise _gone(row) from None
     except (errors.ContainerError, ImageError) as exc:
         common.remove_quietly(dest)
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     return common.file_result(dest, f"{common.safe_filename(row.name)}.tar", common.TAR_TYPE)
 
 
@@ -280,7 +269,7 @@ def commit(job, report) -> dict[str, Any]:
     try:
         ref = ":".join(common.split_ref(params.get("ref") or ""))
     except ImageError as exc:
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     team = common.job_team(job)
     owner = common.job_owner(job)
     namespace = common.job_namespace(job, team)
@@ -296,7 +285,7 @@ def commit(job, report) -> dict[str, Any]:
     except errors.NoSuchContainer:
         raise _gone(row) from None
     except (errors.ContainerError, ImageError) as exc:
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     image_row = common.sync_image_row(job.host, ref, image, owner=owner, team=team,
                                       shared=bool(params.get("shared")), namespace=namespace)
     return {"image_id": image_row.pk, "ref": image_row.ref, "digest": image_row.digest}
@@ -347,7 +336,7 @@ def logs(job, report) -> dict[str, Any]:
         raise _gone(row) from None
     except errors.ContainerError as exc:
         common.remove_quietly(partial)
-        raise _job_error(str(exc)) from None
+        raise _job_error(str(exc), exc) from None
     except BaseException:
         common.remove_quietly(partial)
         raise

@@ -16,13 +16,14 @@ from celery.signals import worker_shutdown
 from django.db import close_old_connections
 
 from containers.models import Container, Job
+from workers.engine.containers import states
 from workers.handlers import common, on_worker_start
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 DEAD_CHECK_EVERY = 15  # passes between checks for rows the engine lost (they are rare: manual removal)
-ENGINE_STATES = {"created", "running", "paused", "exited", "dead"}
+ENGINE_STATES = set(states.ALL)
 # Rows whose job is making or removing them are not "unknown to the engine", only early or late.
 BUSY_KINDS = ("container.create", "container.remove")
 

@@ -6,12 +6,19 @@ import pytest
 
 from workers.engine.containers import restart
 from workers.engine.containers.bundle import process_args
-from workers.engine.containers.config import merge_env, normalize, parse_mount, parse_size
+from workers.engine.containers.config import merge_env, parse_mount, parse_size
 from workers.engine.containers.errors import InvalidConfig
+from workers.engine.containers.host_checks import check_on_host
+from workers.engine.containers.spec import ContainerSpec
 
-BASE = dict(id=None, name="", command=None, entrypoint=None, env=None, workdir=None, user=None, hostname=None,
-            memory=None, memory_swap=None, cpus=None, cpu_shares=None, pids_limit=None, restart_policy="no",
-            labels=None, mounts=None, read_only=False, tty=False)
+
+def normalize(**values):
+    spec = ContainerSpec.from_json(values)
+    check_on_host(spec)
+    return spec.to_json()
+
+
+BASE: dict = {}
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -20,7 +27,8 @@ BASE = dict(id=None, name="", command=None, entrypoint=None, env=None, workdir=N
     ("memory", "64x", "invalid size '64x': use a number with an optional unit b, k, m or g"),
     ("memory", True, "memory limit must be a number, not True"),
     ("cpus", "abc", "cpus must be a number, not 'abc'"),
-    ("pids_limit", 0, "pids limit 0 must be at least 1"),
+    ("pids_limit", 0, "pids limit 0 is below the minimum of 1"),
+    ("cpus", 4097, "cpus must be more than 0 (at least 0.01) and at most the host's CPUs, not 4097"),
     ("restart_policy", "on-failure:x", "invalid restart policy 'on-failure:x': use no, always, unless-stopped "
                                        "or on-failure[:N]"),
     ("mounts", ["a:b:c:d"], "invalid mount 'a:b:c:d': expected 'source:/destination[:ro]'"),
@@ -28,7 +36,6 @@ BASE = dict(id=None, name="", command=None, entrypoint=None, env=None, workdir=N
     ("mounts", ["/no/such/dir/here:/x"], "bind mount source /no/such/dir/here does not exist on this host"),
     ("mounts", ["v:/a", "w:/a"], "duplicate mount destination /a"),
     ("hostname", "-bad", "invalid hostname '-bad'"),
-    ("id", "XYZ", "invalid container id 'XYZ': expected 64 lowercase hex digits"),
     ("command", [1], "command must be a list of strings"),
     ("env", {"A B": "1"}, "invalid environment variable name 'A B'"),
 ])

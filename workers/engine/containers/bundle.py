@@ -118,14 +118,18 @@ def process_args(cfg: dict, image_cfg: dict) -> list[str]:
 
 
 def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: dict, state_root: Path) -> dict:
-    """The OCI config.json (root.path "rootfs", relative to the bundle)."""
+    """The OCI config.json (root.path "rootfs", relative to the bundle) from `cfg`, the container's stored
+    spec JSON (spec.py) with the host's defaults filled in."""
     layers = [rootfs["upperdir"], *rootfs["lowerdirs"]]
     args = process_args(cfg, image_cfg)
     spec = default_spec(args, terminal=cfg["tty"])
     proc = spec["process"]
     hostname = cfg["hostname"] or cid[:12]
     env = merge_env([DEFAULT_PATH] + (["TERM=xterm"] if cfg["tty"] else []), list(image_cfg.get("Env") or []))
-    proc["env"] = merge_env(env, [f"HOSTNAME={hostname}", *cfg["env"]])
+    user_env = cfg["env"]  # the spec's {"K": "V"} (records older than the spec: ["K=V"])
+    if isinstance(user_env, dict):
+        user_env = [f"{k}={val}" for k, val in user_env.items()]
+    proc["env"] = merge_env(env, [f"HOSTNAME={hostname}", *user_env])
     proc["cwd"] = cfg["workdir"] or image_cfg.get("WorkingDir") or "/"
     if not proc["cwd"].startswith("/"):
         proc["cwd"] = "/" + proc["cwd"]

@@ -1,7 +1,6 @@
-"""Checking and normalising what `create` gets: every refusal is an InvalidConfig naming its field.
-
-The result is a plain JSON-able dict (stored as container.json "config"); bundle.py turns it and
-the image config into config.json.
+"""Parsers of container-spec values (sizes, restart policies, env, mounts): every refusal is an InvalidConfig
+naming its field. Pure: nothing here looks at a host (spec.py uses them on the web side too); what depends on
+the host (a bind source's existence, its CPU count) is checked by the manager when it creates.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def parse_restart_policy(policy: str | None) -> tuple[str, int | None]:
     return p, None
 
 
-def _args(value: Any, field: str) -> list[str] | None:
+def parse_args(value: Any, field: str) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -122,7 +121,7 @@ def merge_env(base: list[str], extra: list[str]) -> list[str]:
     return [f"{k}={values[k]}" for k in order]
 
 
-def _clean_path(path: str, field: str, what: str) -> str:
+def clean_path(path: str, field: str, what: str) -> str:
     if not path.startswith("/"):
         raise InvalidConfig(field, f"{what} {path!r} must be an absolute path")
     if "\x00" in path or any(part == ".." for part in path.split("/")):
@@ -143,111 +142,12 @@ def parse_mount(spec: str) -> dict:
     if len(parts) != 2 or not parts[0] or not parts[1]:
         raise InvalidConfig("mounts", f"invalid mount {spec!r}: expected 'source:/destination[:ro]'")
     src, dst = parts
-    dst = _clean_path(dst, "mounts", "mount destination")
+    dst = clean_path(dst, "mounts", "mount destination")
     if dst == "/":
         raise InvalidConfig("mounts", f"invalid mount {spec!r}: cannot mount over /")
     if src.startswith("/"):
-        src = _clean_path(src, "mounts", "bind mount source")
-        if not os.path.exists(src):
-            raise InvalidConfig("mounts", f"bind mount source {src} does not exist on this host")
+        src = clean_path(src, "mounts", "bind mount source")  # its existence is the host's to check
         return {"type": "bind", "source": src, "destination": dst, "read_only": mode == "ro"}
     if not VOLUME_RE.match(src) or len(src) > 128:
         raise InvalidConfig("mounts", f"invalid volume name {src!r}: use letters, digits, '_', '.', '-'")
     return {"type": "volume", "name": src, "destination": dst, "read_only": mode == "ro"}
-
-
-def _number(value, kind, field: str, what: str):
-    """int/float of a create argument; bools and junk refused readably."""
-    if isinstance(value, bool):
-        raise InvalidConfig(field, f"{what} must be a number, not {value!r}")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise InvalidConfig(field, f"{what} must be a number, not {value!r}") from None
-
-
-def normalize(*, id: str | None, name: str, command, entrypoint, env, workdir, user, hostname, memory,
-              memory_swap, cpus, cpu_shares, pids_limit, restart_policy, labels, mounts, read_only,
-              tty, disk=None, default_pids_limit: int | None = DEFAULT_PIDS_LIMIT) -> dict:
-    """All create arguments checked; returns the stored config (without the image parts).
-
-    `pids_limit` None gets `default_pids_limit`; `disk` (bytes, or "10g") limits the container's writes."""
-    if id is not None and not ID_RE.match(str(id)):
-        raise InvalidConfig("id", f"invalid container id {id!r}: expected 64 lowercase hex digits")
-    if name and not NAME_RE.match(name):
-        raise InvalidConfig("name", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
-                                    "(starting with a letter or digit)")
-    cfg: dict[str, Any] = {
-        "command": _args(command, "command"),
-        "entrypoint": _args(entrypoint, "entrypoint"),
-        "env": normalize_env(env),
-    }
-    if workdir:
-        cfg["workdir"] = _clean_path(str(workdir), "workdir", "working directory")
-    else:
-        cfg["workdir"] = None
-    if user:
-        user = str(user)
-        if not re.match(r"^[a-zA-Z0-9_.][a-zA-Z0-9_.-]*(:[a-zA-Z0-9_.][a-zA-Z0-9_.-]*)?$", user):
-            raise InvalidConfig("user", f"invalid user {user!r}: use user[:group] (names or numbers)")
-    cfg["user"] = user or None
-    if hostname:
-        if not HOSTNAME_RE.match(hostname) or len(hostname) > 64:
-            raise InvalidConfig("hostname", f"invalid hostname {hostname!r}")
-    cfg["hostname"] = hostname or None
-    if memory is not None:
-        memory = parse_size(memory, "memory") if isinstance(memory, str) else _number(memory, int, "memory",
-                                                                                         "memory limit")
-        if memory < MIN_MEMORY:
-            raise InvalidConfig("memory", f"memory limit {human_size(max(memory, 0))} is below the minimum of "
-                                          f"{human_size(MIN_MEMORY)}")
-    if memory_swap is not None:
-        memory_swap = (parse_size(memory_swap, "memory_swap") if isinstance(memory_swap, str) and memory_swap != "-1"
-                       else _number(memory_swap, int, "memory_swap", "memory+swap limit"))
-        if memory is None:
-            raise InvalidConfig("memory_swap", "memory_swap needs a memory limit as well")
-        if memory_swap != -1 and memory_swap < memory:
-            raise InvalidConfig("memory_swap", f"memory+swap limit {human_size(max(memory_swap, 0))} is below "
-                                               f"the memory limit {human_size(memory)}")
-    cfg["memory"], cfg["memory_swap"] = memory, memory_swap
-    if cpus is not None:
-        cpus = _number(cpus, float, "cpus", "cpus")
-        if cpus != cpus:  # NaN
-            raise InvalidConfig("cpus", "cpus must be a number")
-        ncpu = os.cpu_count() or 1
-        if not 0.01 <= cpus <= ncpu:
-            raise InvalidConfig("cpus", f"cpus {cpus:g} is out of range: use a value from 0.01 to {ncpu} "
-                                        "(the CPUs of this host)")
-    cfg["cpus"] = cpus
-    if cpu_shares is not None:
-        cpu_shares = _number(cpu_shares, int, "cpu_shares", "cpu shares")
-        if not 2 <= cpu_shares <= 262144:
-            raise InvalidConfig("cpu_shares", f"cpu shares {cpu_shares} is out of range 2..262144")
-    cfg["cpu_shares"] = cpu_shares
-    if pids_limit is not None:
-        pids_limit = _number(pids_limit, int, "pids_limit", "pids limit")
-        if pids_limit < 1:
-            raise InvalidConfig("pids_limit", f"pids limit {pids_limit} must be at least 1")
-    cfg["pids_limit"] = pids_limit if pids_limit is not None else default_pids_limit
-    if disk is not None:
-        disk = parse_size(disk, "disk") if isinstance(disk, str) else _number(disk, int, "disk", "disk limit")
-        if disk < MIN_DISK:
-            raise InvalidConfig("disk", f"disk limit {human_size(max(disk, 0))} is below the minimum of "
-                                        f"{human_size(MIN_DISK)}")
-    cfg["disk"] = disk
-    parse_restart_policy(restart_policy)
-    cfg["restart_policy"] = (restart_policy or "no").strip()
-    if labels is None:
-        labels = {}
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and k for k in labels):
-        raise InvalidConfig("labels", "labels must be a mapping of non-empty names to strings")
-    cfg["labels"] = {k: "" if v is None else str(v) for k, v in labels.items()}
-    parsed = [parse_mount(m) for m in mounts or []]
-    dests = [m["destination"] for m in parsed]
-    dup = {d for d in dests if dests.count(d) > 1}
-    if dup:
-        raise InvalidConfig("mounts", f"duplicate mount destination {sorted(dup)[0]}")
-    cfg["mounts"] = list(mounts or [])
-    cfg["read_only"] = bool(read_only)
-    cfg["tty"] = bool(tty)
-    return cfg

@@ -20,9 +20,9 @@ import secrets
 import shutil
 import signal as _signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from workers.engine.images.errors import ImageError, ImageNotFound, InvalidReference
 from workers.engine.images.store import ImageStore
@@ -36,8 +36,9 @@ from workers.engine.storage import quota
 from . import logs as _logs
 from . import oci, runtime_probe
 from . import restart as _restart
+from . import states as _states
 from .bundle import build_spec
-from .config import DEFAULT_PIDS_LIMIT, normalize, parse_mount
+from .config import DEFAULT_PIDS_LIMIT, ID_RE, NAME_RE, parse_mount
 from .errors import (
     ContainerError,
     InvalidConfig,
@@ -47,7 +48,9 @@ from .errors import (
     NoSuchImage,
     WaitTimeout,
 )
+from .host_checks import check_on_host
 from .names import generate_name
+from .spec import ContainerSpec
 
 STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT), int(_signal.SIGQUIT)}
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
@@ -165,11 +168,11 @@ class ContainerManager:
 
     def _refresh(self, rec: dict) -> None:
         """Bring rec's state up to date with the runtime and the monitor's exit record."""
-        if rec["state"] not in ("running", "paused"):
+        if rec["state"] not in _states.ACTIVE:
             return
         cid = rec["id"]
         status, pid = self._runtime_status(rec)
-        if status in ("running", "paused"):
+        if status in _states.ACTIVE:
             rec["state"], rec["pid"] = status, pid
             return
         ex = self._exit_record(cid)
@@ -182,12 +185,12 @@ class ContainerManager:
                 return  # gone a moment ago: the monitor has not written its exit record yet
             ex = self._exit_record(cid)  # written between our two looks
         if ex is None:
-            rec.update(state="dead", pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
+            rec.update(state=_states.DEAD, pid=None, finished_at=rec.get("finished_at") or rfc3339_nano(),
                        status_message="the container's process is gone and no exit status was recorded "
                                       "(the monitor is not running)")
             self._release_runtime(rec)
             return
-        rec.update(state="exited", pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
+        rec.update(state=_states.EXITED, pid=None, exit_code=ex.get("exit_code"), oom_killed=bool(ex.get("oom_killed")),
                    finished_at=ex.get("finished_at"))
         if ex.get("reason"):
             rec["status_message"] = ex["reason"]
@@ -211,7 +214,7 @@ class ContainerManager:
         cfg = rec["config"]
         return {
             "id": cid, "name": rec["name"], "image": rec["image"], "image_id": rec["image_id"],
-            "state": rec["state"], "pid": rec.get("pid") if rec["state"] in ("running", "paused") else None,
+            "state": rec["state"], "pid": rec.get("pid") if rec["state"] in _states.ACTIVE else None,
             "exit_code": rec.get("exit_code"), "oom_killed": bool(rec.get("oom_killed")),
             "created": rec.get("created"), "started_at": rec.get("started_at"), "finished_at": rec.get("finished_at"),
             "restart_policy": cfg["restart_policy"], "restart_count": rec.get("restart_count", 0),
@@ -249,26 +252,28 @@ class ContainerManager:
 
     # ---- create ---------------------------------------------------------------------------
 
-    def create(self, image_ref: str, *, id: str | None = None, name: str = "", command=None, entrypoint=None,
-               env: dict | list | None = None, workdir: str | None = None, user: str | None = None,
-               hostname: str | None = None, memory: int | None = None, memory_swap: int | None = None,
-               cpus: float | None = None, cpu_shares: int | None = None, pids_limit: int | None = None,
-               restart_policy: str = "no", labels: dict | None = None, mounts: list[str] | None = None,
-               read_only: bool = False, tty: bool = False, disk: int | str | None = None,
-               bind_roots: list[str] | None = None, runtime: str = "berth") -> dict:
+    def create(self, image_ref: str, spec: ContainerSpec | Mapping[str, Any] | None = None, *, id: str | None = None,
+               name: str = "", bind_roots: list[str] | None = None, runtime: str = "berth", **fields: Any) -> dict:
         """Make a container from an image (not started). Returns its inspect dict.
 
-        `disk` (bytes) caps what the container may write (its upper dir) with a kernel-enforced limit;
-        None gets the manager's default_disk, and pids_limit None its default_pids_limit.
+        What it is asked to be is a ContainerSpec (or its JSON, or its fields as keyword arguments).
+        A spec without disk gets the manager's default_disk, and without pids_limit its default_pids_limit.
         `bind_roots` (for a requester who is not the host's admin): the only host dirs bind sources may lie
         under, reached without symlinks (bundle.confined_bind_source); None = any host path.
         `runtime`: berth, runc or crun, refused (field `runtime`) unless it works on this host."""
-        cfg = normalize(id=id, name=name, command=command, entrypoint=entrypoint, env=env, workdir=workdir,
-                        user=user, hostname=hostname, memory=memory, memory_swap=memory_swap, cpus=cpus,
-                        cpu_shares=cpu_shares, pids_limit=pids_limit, restart_policy=restart_policy,
-                        labels=labels, mounts=mounts, read_only=read_only, tty=tty,
-                        disk=disk if disk is not None else self.default_disk,
-                        default_pids_limit=self.default_pids_limit)
+        if not isinstance(spec, ContainerSpec):
+            spec = ContainerSpec.from_json({**(spec or {}), **fields})
+        elif fields:
+            spec = spec.replace(**fields)
+        if id is not None and not ID_RE.match(str(id)):
+            raise InvalidConfig("id", f"invalid container id {id!r}: expected 64 lowercase hex digits")
+        if name and not NAME_RE.match(name):
+            raise InvalidConfig("name", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
+                                        "(starting with a letter or digit)")
+        check_on_host(spec)
+        cfg = spec.to_json()
+        cfg["disk"] = spec.disk if spec.disk is not None else self.default_disk
+        cfg["pids_limit"] = spec.pids_limit if spec.pids_limit is not None else self.default_pids_limit
         if bind_roots is not None:
             cfg["bind_roots"] = [str(r) for r in bind_roots]
         self._check_runtime(runtime, cfg)
@@ -307,7 +312,7 @@ class ContainerManager:
                 write_json_atomic(bundle / "config.json", spec)
                 (cdir / "logs").mkdir(exist_ok=True)
                 rec = {"id": cid, "name": name, "image": image_ref, "image_id": image.id, "created": rfc3339_nano(),
-                       "state": "created", "pid": None, "exit_code": None, "oom_killed": False,
+                       "state": _states.CREATED, "pid": None, "exit_code": None, "oom_killed": False,
                        "started_at": None, "finished_at": None, "restart_count": 0, "status_message": "",
                        "stopped_by_user": False, "restart_at": None, "config": cfg, "runtime": runtime}
                 self._save(rec)
@@ -325,7 +330,7 @@ class ContainerManager:
 
     def _start(self, rec: dict, *, by_policy: bool = False) -> None:
         cid = rec["id"]
-        if rec["state"] in ("running", "paused"):
+        if rec["state"] in _states.ACTIVE:
             raise InvalidState(f"container {rec['name']} is already {rec['state']}")
         self._release_runtime(rec)  # a previous run's runtime state, if any is left
         self._ensure_disk(rec)
@@ -341,7 +346,7 @@ class ContainerManager:
             rec["status_message"] = f"start failed: {_short(str(e))}"
             self._save(rec)
             raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
-        rec.update(state="running", pid=info.get("pid"), exit_code=None, oom_killed=False,
+        rec.update(state=_states.RUNNING, pid=info.get("pid"), exit_code=None, oom_killed=False,
                    started_at=info.get("started_at") or rfc3339_nano(), finished_at=None,
                    stopped_by_user=False, restart_at=None)
         if by_policy:
@@ -368,7 +373,7 @@ class ContainerManager:
         delay = 0.005
         while True:
             self._refresh(rec)
-            if rec["state"] not in ("running", "paused"):
+            if rec["state"] not in _states.ACTIVE:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -380,12 +385,12 @@ class ContainerManager:
         rec["stopped_by_user"] = True
         rec["restart_at"] = None
         self._save(rec)
-        if rec["state"] not in ("running", "paused"):
+        if rec["state"] not in _states.ACTIVE:
             return
         rt = self._rt(rec)
         with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
             rt.kill(cid, _signal.SIGTERM)
-            if rec["state"] == "paused":
+            if rec["state"] == _states.PAUSED:
                 rt.resume(cid)  # a frozen process cannot act on SIGTERM
         if not self._wait_exit(rec, max(0.0, float(timeout))):
             with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
@@ -413,7 +418,7 @@ class ContainerManager:
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] not in ("running", "paused"):
+            if rec["state"] not in _states.ACTIVE:
                 raise InvalidState(f"container {rec['name']} is not running")
             if signum in STOP_SIGNALS:
                 rec["stopped_by_user"] = True
@@ -439,10 +444,10 @@ class ContainerManager:
             return self._view(rec)
 
     def pause(self, ref: str) -> dict:
-        return self._freeze(ref, "running", "pause", "pause")
+        return self._freeze(ref, _states.RUNNING, "pause", "pause")
 
     def unpause(self, ref: str) -> dict:
-        return self._freeze(ref, "paused", "resume", "unpause")
+        return self._freeze(ref, _states.PAUSED, "resume", "unpause")
 
     def _freeze(self, ref: str, need: str, action: str, verb: str) -> dict:
         """pause/unpause: the runtime's `action` on a container in state `need`, then its new state."""
@@ -486,7 +491,7 @@ class ContainerManager:
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] in ("running", "paused"):
+            if rec["state"] in _states.ACTIVE:
                 if not force:
                     raise InvalidState(f"container {rec['name']} is {rec['state']}: stop it first or remove it "
                                        "with force")
@@ -521,7 +526,7 @@ class ContainerManager:
                 view = self._view(self._current(cid))
             except NoSuchContainer:
                 continue  # removed meanwhile
-            if all or view["state"] in ("running", "paused"):
+            if all or view["state"] in _states.ACTIVE:
                 out.append(view)
         return sorted(out, key=lambda v: v.get("created") or "", reverse=True)
 
@@ -538,7 +543,7 @@ class ContainerManager:
 
         def running() -> bool:
             try:
-                return self._current(cid)["state"] in ("running", "paused")
+                return self._current(cid)["state"] in _states.ACTIVE
             except NoSuchContainer:
                 return False
 
@@ -552,7 +557,7 @@ class ContainerManager:
         delay = 0.01
         while True:
             rec = self._current(cid)
-            if rec["state"] in ("exited", "dead"):
+            if rec["state"] in _states.STOPPED:
                 return self._view(rec)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(f"container {rec['name']} is still {rec['state']} after {timeout:g} s")
@@ -589,7 +594,7 @@ class ContainerManager:
                 return None
             before = dict(rec)
             self._refresh(rec)
-            if rec["state"] in ("exited", "dead") and _restart.should_restart(
+            if rec["state"] in _states.STOPPED and _restart.should_restart(
                     rec["config"]["restart_policy"], rec.get("exit_code"), rec.get("restart_count", 0),
                     rec.get("stopped_by_user", False)):
                 now = time.time()
@@ -638,7 +643,7 @@ class ContainerManager:
                 rec = self._load(cid)
                 states.append(rec["state"])
                 self._ensure_disk(rec)  # mounts are gone after a reboot
-        if "running" in states or "paused" in states:
+        if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())
         self._seen.clear()

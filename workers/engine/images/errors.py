@@ -4,19 +4,24 @@ from __future__ import annotations
 
 
 class ImageError(Exception):
-    """Base of every image-store error."""
+    """Base of every image-store error; `code` is stable (the API's vocabulary), `field` the input to blame."""
+
+    code = "image_error"
+    field: str | None = None
 
 
 class InvalidReference(ImageError):
-    pass
+    code = "invalid"
+    field = "ref"
 
 
 class ImageNotFound(ImageError):
-    pass
+    code = "no_such_image"
+    field = "image"
 
 
 class ImageInUse(ImageError):
-    pass
+    code = "conflict"
 
 
 class RefTaken(ImageError):
@@ -32,6 +37,9 @@ class RefTaken(ImageError):
 
 class ArchiveError(ImageError):
     """A tarball or archive was refused; `entry` names the offending member when there is one."""
+
+    code = "bad_archive"
+    field = "file"
 
     def __init__(self, message: str, entry: str | None = None) -> None:
         self.entry = entry
@@ -56,3 +64,5 @@ class MissingBlob(ArchiveError):
 
 class TooLarge(ArchiveError):
     """The input expands past the size the caller allows (a decompression bomb, or just too big)."""
+
+    code = "too_large"
