@@ -87,8 +87,9 @@ def _proc_cmdline(pid: int) -> str:
 
 
 def clean_state_root(root: Path) -> None:
-    """Remove every container of `root` through the engine, then stop its monitor by the PID it wrote."""
-    from workers.engine.containers import ContainerManager
+    """Remove every container and volume of `root` through the engine (a sized volume is a mounted
+    filesystem), then stop its monitor by the PID it wrote."""
+    from workers.engine.containers import ContainerManager, volumes
 
     if (root / "containers").is_dir():
         mgr = ContainerManager(root)
@@ -100,6 +101,12 @@ def clean_state_root(root: Path) -> None:
                 if info.get("pid"):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(info["pid"], signal.SIGKILL)
+    if (root / "volumes").is_dir():
+        for vol in volumes.list_volumes(root):
+            try:
+                volumes.remove(root, vol["id"], force=True)
+            except Exception as exc:
+                print(f"cleanup: could not remove volume {vol['id'][:12]} under {root}: {exc}")
     pid_file = root / "monitor" / "monitor.pid"
     try:
         pid = int(pid_file.read_text().strip())
