@@ -14,23 +14,9 @@ from rest_framework.response import Response
 from .. import permissions, services_volumes
 from ..models import Volume
 from . import serializers as s
-from .views import (
-    IDEMPOTENCY,
-    PAGE,
-    SEARCH,
-    ThrottleFirst,
-    _idempotency_key,
-    _job_response,
-    _label_filter,
-    _object_for_action,
-    _ordering,
-    _param,
-    _valid,
-    errors,
-    ordering_param,
-    owner_filters,
-    pick_host,
-)
+from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
+from .filters import _label_filter, _ordering, owner_filters
+from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
 
 ORDERING = ["name", "created"]
 
