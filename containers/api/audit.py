@@ -8,12 +8,8 @@ from rest_framework import viewsets
 
 from .. import permissions
 from . import serializers as s
-from .common import (
-    ThrottleFirst,
-)
-from .filters import (
-    filter_audit,
-)
+from .common import ThrottleFirst
+from .filters import filter_audit
 from .schema import PAGE, _param, errors
 
 

@@ -28,14 +28,7 @@ from .common import (
     _valid,
     pick_host,
 )
-from .filters import (
-    LABEL_FILTER_PATTERN,
-    _choice,
-    _filter_id,
-    _id_or_name,
-    _label_filter,
-    _ordering,
-)
+from .filters import LABEL_FILTER_PATTERN, _choice, _filter_id, _id_or_name, _label_filter, _ordering
 from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _action_schema, _param, errors, ordering_param
 

@@ -7,12 +7,8 @@ from rest_framework import viewsets
 
 from .. import permissions
 from . import serializers as s
-from .common import (
-    ThrottleFirst,
-)
-from .filters import (
-    _ordering,
-)
+from .common import ThrottleFirst
+from .filters import _ordering
 from .schema import PAGE, SEARCH, errors, ordering_param
 
 

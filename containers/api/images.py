@@ -16,18 +16,8 @@ from .. import permissions, services
 from ..models import Image
 from . import serializers as s
 from . import uploads
-from .common import (
-    ThrottleFirst,
-    _idempotency_key,
-    _job_response,
-    _object_for_action,
-    _valid,
-    pick_host,
-)
-from .filters import (
-    _ordering,
-    owner_filters,
-)
+from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
+from .filters import _ordering, owner_filters
 from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
 

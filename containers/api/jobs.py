@@ -14,16 +14,8 @@ from .. import audit, permissions, services
 from .. import jobs as job_dispatch
 from ..models import Job
 from . import serializers as s
-from .common import (
-    LenientNegotiation,
-    ThrottleFirst,
-    _object_for_action,
-)
-from .filters import (
-    _choice,
-    _id_or_name,
-    _ordering,
-)
+from .common import LenientNegotiation, ThrottleFirst, _object_for_action
+from .filters import _choice, _id_or_name, _ordering
 from .schema import PAGE, _param, errors, ordering_param
 
 

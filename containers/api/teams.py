@@ -15,10 +15,7 @@ from .. import audit, bounds, permissions, services
 from ..models import Team, TeamMembership
 from . import limits as api_limits
 from . import serializers as s
-from .common import (
-    ThrottleFirst,
-    _valid,
-)
+from .common import ThrottleFirst, _valid
 from .schema import PAGE, errors
 
 

@@ -13,10 +13,7 @@ from .. import audit, bounds, permissions, services
 from ..models import ApiToken
 from . import auth
 from . import serializers as s
-from .common import (
-    ThrottleFirst,
-    _valid,
-)
+from .common import ThrottleFirst, _valid
 from .schema import PAGE, errors
 
 

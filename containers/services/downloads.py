@@ -8,10 +8,7 @@ from django.http import FileResponse
 
 from .. import audit, permissions
 from ..models import Job
-from .common import (
-    ServiceError,
-    _refuse,
-)
+from .common import ServiceError, _refuse
 
 DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
                     "container.logs": "container.logs"}

@@ -22,11 +22,7 @@ from .common import (
     _submit,
     scoped_key,
 )
-from .uploads import (
-    _check_upload,
-    _discard_staged,
-    _stage_upload,
-)
+from .uploads import _check_upload, _discard_staged, _stage_upload
 
 IMAGE_ACTIONS = ("save", "remove", "tag")
 SAVE_FORMATS = ("docker-archive", "oci-archive")

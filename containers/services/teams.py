@@ -7,10 +7,7 @@ from typing import Any
 from .. import audit
 from .. import limits as team_limits
 from ..models import Team
-from .common import (
-    ServiceError,
-    _refuse,
-)
+from .common import ServiceError, _refuse
 
 # --- team limits --------------------------------------------------------------------------------------
 
