@@ -19,11 +19,7 @@ from workers.engine.storage import quota
 from . import oci, runtime_probe
 from . import states as _states
 from .config import parse_mount
-from .errors import (
-    ContainerError,
-    InvalidConfig,
-    NoSuchContainer,
-)
+from .errors import ContainerError, InvalidConfig, NoSuchContainer
 
 
 class RecordsMixin:

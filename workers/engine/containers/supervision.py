@@ -10,10 +10,7 @@ from workers.engine.monitor.client import MonitorError
 
 from . import restart as _restart
 from . import states as _states
-from .errors import (
-    ContainerError,
-    NoSuchContainer,
-)
+from .errors import ContainerError, NoSuchContainer
 
 
 class SupervisionMixin:

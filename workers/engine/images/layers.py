@@ -14,14 +14,7 @@ from typing import Any, BinaryIO
 from .compression import decompressed, media_type
 from .errors import DigestMismatch, RefTaken
 from .expansion import Budget
-from .fsutil import (
-    HashingReader,
-    atomic_write,
-    atomic_write_json,
-    canonical_json,
-    fsync_dir,
-    syncfs,
-)
+from .fsutil import HashingReader, atomic_write, atomic_write_json, canonical_json, fsync_dir, syncfs
 from .layout import REF_NAME
 from .tarsafe import TarPolicy, extract
 

@@ -17,9 +17,7 @@ from typing import Any
 
 from . import refs
 from .errors import ImageError, ImageNotFound, InvalidReference
-from .fsutil import (
-    atomic_write,
-)
+from .fsutil import atomic_write
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -15,10 +15,7 @@ from typing import Any, BinaryIO
 from . import refs
 from .changes import apply_changes
 from .errors import ImageError
-from .fsutil import (
-    atomic_write,
-    atomic_write_json,
-)
+from .fsutil import atomic_write, atomic_write_json
 from .layers import _Txn
 from .layout import now_rfc3339
 from .sources import _open_dest

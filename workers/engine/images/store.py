@@ -23,10 +23,7 @@ from . import refs
 from .changes import apply_changes
 from .errors import ImageInUse, InvalidReference
 from .expansion import Budget
-from .fsutil import (
-    atomic_write,
-    sha256_file,
-)
+from .fsutil import atomic_write, sha256_file
 from .layers import LayersMixin, StagedLayer, _Txn
 from .layout import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, REF_NAME, Image, IndexMixin, host_arch, now_rfc3339
 from .rootfs import COMMIT_POLICY, RootfsMixin

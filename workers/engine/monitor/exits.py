@@ -7,9 +7,7 @@ import os
 
 from workers.engine.monitor import layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
-from workers.engine.monitor.procfs import (
-    cgroup_oom_kills,
-)
+from workers.engine.monitor.procfs import cgroup_oom_kills
 from workers.engine.monitor.records import Container
 
 UNKNOWN_EXIT = -1

@@ -9,9 +9,7 @@ import selectors
 from workers.engine.containers import oci
 from workers.engine.monitor import layout
 from workers.engine.monitor.exits import UNKNOWN_EXIT
-from workers.engine.monitor.procfs import (
-    proc_start_ticks,
-)
+from workers.engine.monitor.procfs import proc_start_ticks
 from workers.engine.monitor.records import Container
 
 

@@ -11,9 +11,7 @@ import sys
 import time
 
 from workers.engine.monitor import layout
-from workers.engine.monitor.procfs import (
-    set_child_subreaper,
-)
+from workers.engine.monitor.procfs import set_child_subreaper
 from workers.engine.monitor.records import Client, Container
 
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024  # an attached client this far behind is dropped

@@ -13,11 +13,7 @@ from pathlib import Path
 from workers.engine.containers import oci
 from workers.engine.monitor import layout
 from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
-from workers.engine.monitor.procfs import (
-    exit_code_of,
-    proc_cgroups,
-    proc_start_ticks,
-)
+from workers.engine.monitor.procfs import exit_code_of, proc_cgroups, proc_start_ticks
 from workers.engine.monitor.records import Client, Container, RuntimeOp
 from workers.engine.monitor.redis_sink import RedisStreamSink
 
