@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from . import audit, permissions, services
 from .api.auth import create_token
-from .api.views import filter_audit
+from .api.filters import filter_audit
 from .models import ApiToken
 
 AUDIT_PAGE_SIZE = 100

@@ -1,6 +1,6 @@
 """Volume pages: the volumes a user may see (own and team volumes), create, and remove.
 
-Changes go through containers/services_volumes.py; a volume the user may not see answers 404, whether it
+Changes go through containers/services/volumes.py; a volume the user may not see answers 404, whether it
 exists or not."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import events, permissions, services_volumes
+from . import events, permissions
 from .forms import _team_choices, add_service_error
 from .models import Host, Volume
 from .services import ServiceError
+from .services import volumes as services_volumes
 from .views import error_json, form_errors_json, refused, wants_json
 
 PAGE_SIZE = 500

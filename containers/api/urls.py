@@ -3,19 +3,19 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import views, volumes
+from . import audit, containers, hosts, images, jobs, teams, tokens, volumes
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
     router = SimpleRouter(trailing_slash=trailing_slash)
-    router.register("hosts", views.HostViewSet, basename="api-host")
-    router.register("images", views.ImageViewSet, basename="api-image")
-    router.register("containers", views.ContainerViewSet, basename="api-container")
+    router.register("hosts", hosts.HostViewSet, basename="api-host")
+    router.register("images", images.ImageViewSet, basename="api-image")
+    router.register("containers", containers.ContainerViewSet, basename="api-container")
     router.register("volumes", volumes.VolumeViewSet, basename="api-volume")
-    router.register("jobs", views.JobViewSet, basename="api-job")
-    router.register("teams", views.TeamViewSet, basename="api-team")
-    router.register("tokens", views.TokenViewSet, basename="api-token")
-    router.register("audit", views.AuditViewSet, basename="api-audit")
+    router.register("jobs", jobs.JobViewSet, basename="api-job")
+    router.register("teams", teams.TeamViewSet, basename="api-team")
+    router.register("tokens", tokens.TokenViewSet, basename="api-token")
+    router.register("audit", audit.AuditViewSet, basename="api-audit")
     return router
 
 

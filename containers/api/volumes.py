@@ -1,5 +1,5 @@
 """/api/v1/volumes: named volumes. Reads come from permissions.visible_volumes (own and team volumes only);
-create and delete go through containers/services_volumes.py and answer 202 with the Job."""
+create and delete go through containers/services/volumes.py and answer 202 with the Job."""
 
 from __future__ import annotations
 
@@ -11,26 +11,13 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import permissions, services_volumes
+from .. import permissions
 from ..models import Volume
+from ..services import volumes as services_volumes
 from . import serializers as s
-from .views import (
-    IDEMPOTENCY,
-    PAGE,
-    SEARCH,
-    ThrottleFirst,
-    _idempotency_key,
-    _job_response,
-    _label_filter,
-    _object_for_action,
-    _ordering,
-    _param,
-    _valid,
-    errors,
-    ordering_param,
-    owner_filters,
-    pick_host,
-)
+from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
+from .filters import _label_filter, _ordering, owner_filters
+from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
 
 ORDERING = ["name", "created"]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from containers import services, services_volumes
+from containers import services
 from containers.models import Container, Job, Volume
+from containers.services import volumes as services_volumes
 from tests.e2e.test_container_jobs import _no_cgroup_parent_left, host_worker, log_text, row_where, seed  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]

@@ -12,7 +12,8 @@ import signal
 
 from . import process  # imported before fork: after setns(mnt) the host's files are out of reach
 from .errors import RuntimeError_
-from .init import err_text, send
+from .init import err_text
+from .sync import send
 
 # setns order: user first (it grants the rights for the others), mount last
 _ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")

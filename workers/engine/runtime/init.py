@@ -17,6 +17,7 @@ import sys
 
 from . import linux as L
 from . import process, rootfs  # imported by the caller once, so forked children need not
+from .sync import send, wait_ack
 
 
 class InitContext:
@@ -50,21 +51,6 @@ def err_text(e: BaseException) -> str:
             return f"{e.strerror}: {e.filename}"
         return e.strerror or str(e)
     return str(e) or type(e).__name__
-
-
-def send(fd: int, line: str) -> None:
-    os.write(fd, (line.replace("\n", " ") + "\n").encode())
-
-
-def wait_ack(fd: int) -> None:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 64)
-        if not chunk:
-            raise OSError(32, "runtime went away")
-        data += chunk
-    if data.strip() != b"ok":
-        raise OSError(125, "aborted by the runtime")
 
 
 def _dup_stdio(stdio: tuple[int, int, int]) -> None:

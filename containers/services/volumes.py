@@ -5,7 +5,7 @@ container's mounts is looked up in the creator's name space (the container's tea
 one), never host-wide; a name not there yet makes a new volume for the creator, as `docker run -v` does.
 The host is then told the volume's engine id, so it mounts exactly that directory.
 
-Same shape as containers/services.py: permission check, validation naming the field, audit (refusals
+Same shape as the other services (containers/services/): permission check, validation naming the field, audit (refusals
 too), and a Job; ServiceError is the one refusal.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import limits, permissions
-from .models import Container, Host, Job, Team, Volume
-from .services import (
+from .. import limits, permissions
+from ..models import Container, Host, Job, Team, Volume
+from .common import (
     ServiceError,
     _as_host,
     _as_team,

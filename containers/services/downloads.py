@@ -1,0 +1,82 @@
+"""Downloads: the file a finished export/save/logs job made, streamed to who may have it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.http import FileResponse
+
+from .. import audit, permissions
+from ..models import Job
+from .common import ServiceError, _refuse
+
+DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
+                    "container.logs": "container.logs"}
+
+
+# --- downloads ----------------------------------------------------------------------------------------
+
+class StreamedFile(FileResponse):
+    """A FileResponse that an ASGI server streams chunk by chunk. Django would otherwise read a
+    synchronous file iterator into memory whole before sending it (the whole export)."""
+
+    block_size = 256 * 1024
+
+    async def __aiter__(self):
+        from asgiref.sync import sync_to_async
+
+        read = sync_to_async(self.file_to_stream.read, thread_sensitive=False)
+        while True:
+            chunk = await read(self.block_size)
+            if not chunk:
+                break
+            yield chunk
+
+
+def download_path(job: Job) -> Path:
+    """The finished job's file, only if it lies inside its host's `<state root>/exports/`."""
+    result = job.result if isinstance(job.result, dict) else {}
+    raw = result.get("path")
+    root = (job.host.facts or {}).get("state_root")
+    if not raw or not root:
+        raise ServiceError("not_found", "this job has no file to download")
+    if result.get("expired"):
+        raise ServiceError("gone", job.message or "the file of this job expired and was removed: run the job "
+                                                  "again")
+    exports = Path(root).resolve() / "exports"
+    path = Path(raw).resolve()
+    if exports not in path.parents or not path.is_file():
+        raise ServiceError("not_found", "the file of this job is gone")
+    return path
+
+
+def download_response(user, job: Job, request=None) -> StreamedFile:
+    """A streamed download of a finished export/save/logs job's file, with type and length."""
+    action = DOWNLOAD_ACTIONS.get(job.kind)
+    if user is None or not user.is_authenticated:
+        raise _refuse(request, user, "job.download", job, ServiceError("not_authenticated", "sign in first",
+                                                                       status=401))
+    if not permissions.can(user, "view", job):
+        raise _refuse(request, user, "job.download", job, ServiceError("not_found", "no such job"))
+    try:
+        if action is None:
+            raise ServiceError("no_download", f"{job.kind} jobs make no file to download", status=404)
+        target = permissions.job_target(job)
+        if target is not None:
+            if not permissions.can(user, action, target):
+                raise ServiceError("forbidden", f"you may not download the result of {job.kind} here", status=403)
+        elif not (user.is_superuser or job.requested_by_id == user.pk):
+            raise ServiceError("forbidden", "only who asked for this job may download it now", status=403)
+        if job.state != Job.State.SUCCEEDED:
+            raise ServiceError("conflict", f"job #{job.pk} is {job.state}: download once it succeeded")
+        path = download_path(job)
+    except ServiceError as exc:
+        raise _refuse(request, user, "job.download", job, exc) from None
+    result = job.result
+    filename = str(result.get("filename") or path.name).replace("/", "_")
+    response = StreamedFile(open(path, "rb"), as_attachment=True, filename=filename,
+                            content_type=str(result.get("content_type") or "application/octet-stream"))
+    size = path.stat().st_size
+    response["Content-Length"] = str(size)
+    audit.record(request, user, "job.download", job, "ok", {"size": size}, status_code=200)
+    return response

@@ -1,0 +1,178 @@
+"""Layers: staged (blob teed to a temp file, hashed both ways, unpacked into a temp dir), then renamed
+into the store together with the manifests and tags of one operation, or all removed."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from .compression import decompressed, media_type
+from .errors import DigestMismatch, RefTaken
+from .expansion import Budget
+from .fsutil import HashingReader, atomic_write, atomic_write_json, canonical_json, fsync_dir, syncfs
+from .layout import REF_NAME
+from .tarsafe import TarPolicy, extract
+
+
+@dataclass
+class StagedLayer:
+    """A layer blob and its unpacked dir, verified, waiting in images/tmp to be renamed in."""
+
+    digest: str
+    diff_id: str
+    size: int
+    diff_size: int
+    media_type: str
+    blob_tmp: str | None
+    layer_tmp: str | None
+
+    @property
+    def descriptor(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass
+class _Txn:
+    """Staged files of one operation; renamed in together, or all removed."""
+
+    layers: list[StagedLayer] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (tmp path, digest) of whole blobs
+
+
+class LayersMixin:
+    """Part of ImageStore: staging layers and blobs and committing them with their tags."""
+
+    # --- staging layers -----------------------------------------------------------------------------
+
+    def _stage_layer(self, raw: BinaryIO, *, what: str, policy: TarPolicy | None = None,
+                     expect_digest: str | None = None, expect_diff_id: str | None = None,
+                     progress=None, total: int | None = None, keep_blob: bool = True,
+                     budget: Budget | None = None) -> StagedLayer:
+        """Read one layer stream: tee it to a temp blob, hash it both ways, unpack it into a temp dir."""
+        fd, blob_tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
+        layer_tmp = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total)
+                kind, plain = decompressed(outer, what)
+                if budget is not None:
+                    plain = budget.wrap(plain)
+                inner = HashingReader(plain, hashing=kind != "plain")  # plain: the diff id is the digest
+                os.chmod(layer_tmp, 0o755)
+                extract(inner, layer_tmp, policy or self.policy, what)
+                inner.drain()
+                outer.drain()
+                out.flush()
+                os.fsync(out.fileno())
+            diff_id = outer.digest if kind == "plain" else inner.digest
+            if expect_digest and outer.digest != expect_digest:
+                raise DigestMismatch(f"digest is {outer.digest}, expected {expect_digest}", what)
+            if expect_diff_id and diff_id != expect_diff_id:
+                raise DigestMismatch(f"uncompressed digest is {diff_id}, the config says {expect_diff_id}",
+                                     what)
+            staged = StagedLayer(outer.digest, diff_id, outer.count, inner.count, media_type(kind),
+                                 blob_tmp if keep_blob else None, layer_tmp)
+            if not keep_blob:
+                os.unlink(blob_tmp)
+            return staged
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(blob_tmp)
+            shutil.rmtree(layer_tmp, ignore_errors=True)
+            raise
+
+    def _discard(self, txn: _Txn) -> None:
+        for layer in txn.layers:
+            if layer.blob_tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(layer.blob_tmp)
+            if layer.layer_tmp:
+                shutil.rmtree(layer.layer_tmp, ignore_errors=True)
+        for tmp, _ in txn.files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _commit(self, txn: _Txn) -> None:
+        """Rename every staged blob and layer dir into place (caller holds the index lock)."""
+        if any(layer.layer_tmp for layer in txn.layers):
+            syncfs(self.tmp)  # unpacked files reach the disk before their dir gets its final name
+        for layer in txn.layers:
+            if layer.blob_tmp:
+                self._adopt(layer.blob_tmp, layer.digest)
+                layer.blob_tmp = None
+            if layer.layer_tmp:
+                final = self.layer_dir(layer.diff_id)
+                if final.exists():
+                    shutil.rmtree(layer.layer_tmp, ignore_errors=True)
+                else:
+                    os.rename(layer.layer_tmp, final)
+                layer.layer_tmp = None
+            diff_meta = self.diffs / (layer.diff_id.split(":", 1)[1] + ".json")
+            if not diff_meta.exists():
+                atomic_write_json(diff_meta, {"size": layer.diff_size, "digest": layer.digest,
+                                              "mediaType": layer.media_type})
+        for tmp, digest in txn.files:
+            self._adopt(tmp, digest)
+        txn.files.clear()
+        for digest, data in txn.blobs.items():
+            path = self.blob_path(digest)
+            if not path.exists():
+                atomic_write(path, data)
+        fsync_dir(self.layers)
+        fsync_dir(self.blobs)
+
+    def _adopt(self, tmp: str, digest: str) -> None:
+        path = self.blob_path(digest)
+        if path.exists():
+            os.unlink(tmp)
+        else:
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+
+    @staticmethod
+    def _put_json(txn: _Txn, obj: dict[str, Any], media: str) -> dict[str, Any]:
+        data = canonical_json(obj)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        txn.blobs[digest] = data
+        return {"mediaType": media, "digest": digest, "size": len(data)}
+
+    @staticmethod
+    def _refuse_taken(index: dict[str, Any], tags: list[str | None]) -> None:
+        """RefTaken for the first of `tags` the index already has (checked under the index lock, before
+        anything is renamed in, so a refused write leaves the store as it was)."""
+        have = {d.get("annotations", {}).get(REF_NAME) for d in index["manifests"]}
+        for tag in tags:
+            if tag is not None and tag in have:
+                raise RefTaken(tag)
+
+    def _finish(self, txn: _Txn, tags: list[tuple[str | None, dict[str, Any]]], replace: bool = True) -> None:
+        """Rename everything in and move the tags, atomically as far as readers of index.json go. With
+        `replace=False` a tag that exists already refuses the whole write (RefTaken)."""
+        with self._lock("index"):
+            if not replace:
+                self._refuse_taken(self._read_index(), [tag for tag, _ in tags])
+            self._commit(txn)
+            index = self._read_index()
+            for tag, descriptor in tags:
+                self._set_tag(index, tag, descriptor)
+            self._write_index(index)
+
+    def ensure_layer(self, diff_id: str, blob: dict[str, Any]) -> None:
+        """Unpack a layer whose dir is missing (e.g. a layout written by another tool) from its blob."""
+        if self.layer_dir(diff_id).exists():
+            return
+        txn = _Txn()
+        try:
+            with open(self.blob_path(blob["digest"]), "rb") as f:
+                txn.layers.append(self._stage_layer(f, what=blob["digest"], expect_diff_id=diff_id,
+                                                    keep_blob=False))
+            with self._lock("index"):
+                self._commit(txn)
+        finally:
+            self._discard(txn)

@@ -1,0 +1,65 @@
+"""A container's exit: the exit record, OOM kills, waiters and attached clients told."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from workers.engine.monitor import layout
+from workers.engine.monitor.jsonlog import rfc3339_nano
+from workers.engine.monitor.procfs import cgroup_oom_kills
+from workers.engine.monitor.records import Container
+
+UNKNOWN_EXIT = -1
+
+
+class ExitsMixin:
+    """Part of Monitor: what happens when a container's init ends."""
+
+    def _container_exited(self, c: Container, code: int, reason: str | None = None) -> None:
+        # Inside its own pid namespace every process has died before the init is reaped, so the
+        # pipes hold all the output there will be; read it before writing the exit record.
+        self._drain_streams(c)
+        if c.tty_master is not None and c.tty_master in c.streams:
+            self._end_stream(c, c.tty_master)
+        c.oom_killed = self._oom_killed(c)
+        c.exit_code = code
+        c.reason = reason
+        c.status = "exited"
+        c.finished_at = rfc3339_nano()
+        c.started_at = c.started_at or c.finished_at
+        exit_record = {"exit_code": code, "oom_killed": c.oom_killed, "finished_at": c.finished_at,
+                       "started_at": c.started_at, "pid": c.pid}
+        if reason:
+            exit_record["reason"] = reason
+        layout.write_json_atomic(layout.exit_path(self.root, c.id), exit_record)
+        self._persist(c)
+        if c.log is not None and not c.streams:
+            c.log.close()
+        info = c.info()
+        for cl, _ in c.waiters:
+            self._reply(cl, {"ok": True, "container": info})
+        c.waiters.clear()
+        for cl in c.attached:
+            self._send(cl, (json.dumps({"exit": info}) + "\n").encode())
+            cl.close_after_flush = True
+            cl.attached_to = None
+            self._flush_client(cl)
+        c.attached.clear()
+
+    def _oom_killed(self, c: Container) -> bool:
+        """Asked before anything deletes the cgroup: the engine deletes only after the exit record."""
+        try:
+            known = c.runtime.oom_killed(c.id) if c.runtime is not None else None
+        except Exception:
+            known = None  # not there yet, or it does not know the container: ask the kernel directly
+        if known is not None:
+            return known
+        return bool(cgroup_oom_kills(c.cgroups))
+
+    def _adopted_exit(self, c: Container) -> None:
+        self.sel.unregister(c.pidfd)
+        os.close(c.pidfd)
+        c.pidfd = None
+        self._container_exited(c, UNKNOWN_EXIT,
+                               "exit status unknown: the monitor was restarted while the container ran")
