@@ -8,8 +8,9 @@ through a directory file descriptor and `openat2(2)`:
 - RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: every component must be a real entry below the directory; a symlink
   anywhere (or a `..` that climbs out) fails with ELOOP/EXDEV instead of being followed. Used when walking a
   tree (export, commit), where symlinks are data to copy, never to follow.
-- RESOLVE_IN_ROOT: symlinks are followed as if the directory were `/` (absolute targets and `..` stay inside),
-  as a process chrooted there would see them. Used to look a path up the way the container sees it.
+- RESOLVE_IN_ROOT semantics (resolve_in_root): symlinks are followed as if the directory were `/` (absolute
+  targets and `..` stay inside), as a process chrooted there would see them; the result is then opened with no
+  symlink allowed. Used to look a path up the way the container sees it (mount destinations).
 
 Kernels before 5.6 lack openat2: there the same rules are applied one component at a time with O_NOFOLLOW
 (each step relative to the previous directory's descriptor, so a swap mid-walk cannot redirect it).
@@ -150,20 +151,6 @@ def resolve_in_root(dirfd: int, path: str) -> list[str]:
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def open_in_root(dirfd: int, path: str, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
-    """Open `path` as a process chrooted at `dirfd` would: symlinks followed, but never out of it."""
-    if _openat2_works():
-        return openat2(dirfd, path or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, mode)
-    # Resolve, then open the result with no symlink allowed: a swap after the resolution fails (ELOOP)
-    # instead of being followed.
-    return _walk_nofollow(dirfd, resolve_in_root(dirfd, path), flags, mode)
-
-
-def open_dir(path: str) -> int:
-    """A directory of the host's own (a state root, a layer, an upper dir) as the anchor of a walk."""
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def fd_path(dirfd: int, name: str = "") -> str:
