@@ -206,7 +206,7 @@ def can(user, action: str, obj: Any) -> bool:
             return True
         return obj.shared and action in SHARED_IMAGE_ACTIONS
     if isinstance(obj, Host):
-        return action in ("view", "host.probe")
+        return action == "view"  # hosts are shared: acting on one (host.probe) is for operators
     if isinstance(obj, Job):
         if action != "view":
             return False

@@ -18,7 +18,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from . import bounds, events, permissions
-from . import jobs as job_dispatch
 from .models import Container, Image, Job
 
 JOBS_PAGE_SIZE = 100
@@ -156,8 +155,13 @@ def job_download(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def probe_host(request: HttpRequest, pk: int) -> HttpResponse:
+    from . import services
+
     host = get_object_or_404(permissions.visible_hosts(request.user), pk=pk)
-    job = job_dispatch.submit("host.probe", host, params={}, requested_by=request.user, target=host)
+    try:
+        job = services.probe_host(request.user, host, request=request)
+    except services.ServiceError as exc:
+        return render(request, "containers/refused.html", {"message": exc.message}, status=exc.status)
     messages.info(request, f"Probe of {host.name} queued as job #{job.pk}.")
     return redirect("jobs")
 

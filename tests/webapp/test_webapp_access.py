@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from containers import jobs
-from containers.models import Host, Job
+from containers.models import AuditEvent, Host, Job
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db
@@ -82,13 +82,32 @@ def test_jobs_page_lists_only_own_jobs_except_for_superusers(host, users):
 def test_probe_button_queues_a_job_for_the_host(client, host, users, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
     monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue: sent.append((name, args, queue)))
-    client.force_login(users[0])
+    root = users[2]
+    client.force_login(root)
+    assert "Probe now" in client.get("/hosts/").content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/hosts/{host.pk}/probe/")
     assert response.status_code == 302
     job = Job.objects.get()
-    assert (job.kind, job.host, job.requested_by, job.target_type) == ("host.probe", host, users[0], "host")
+    assert (job.kind, job.host, job.requested_by, job.target_type) == ("host.probe", host, root, "host")
     assert sent == [(jobs.RUN_JOB_TASK, [job.pk], "host.node-a")]
+    event = AuditEvent.objects.get(action="host.probe")  # through the service: audited like every action
+    assert (event.actor, event.result, event.target_type, event.target_id) == (root, "ok", "host", str(host.pk))
+
+
+def test_probe_by_a_non_operator_is_refused_and_audited(client, host, users, monkeypatch):
+    # hosts are shared by every tenant: a tenant may see one, not make it work (the view once queued the job)
+    sent = []
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    alice = users[0]
+    client.force_login(alice)
+    assert "Probe now" not in client.get("/hosts/").content.decode()
+    response = client.post(f"/hosts/{host.pk}/probe/")
+    assert response.status_code == 403
+    assert "you may not probe this host" in response.content.decode()
+    assert not Job.objects.exists() and sent == []
+    event = AuditEvent.objects.get(action="host.probe")
+    assert (event.actor, event.result, event.status_code, event.target_id) == (alice, "denied", 403, str(host.pk))
 
 
 async def test_static_files_are_served_by_the_asgi_app():
