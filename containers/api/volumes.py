@@ -11,6 +11,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from workers.engine.containers.config import VOLUME_RE
+
 from .. import permissions
 from ..models import Volume
 from ..services import volumes as services_volumes
@@ -36,7 +38,7 @@ class VolumeSerializer(serializers.ModelSerializer):
 
 class VolumeCreateSerializer(serializers.Serializer):
     name = s.Str(max_length=services_volumes.NAME_MAX,
-                 validators=[RegexValidator(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+                 validators=[RegexValidator(VOLUME_RE,
                                             "use letters, digits, '_', '.', '-' (starting with a letter or digit)")],
                  help_text="unique in your name space (or the team's) on the host")
     host = s.HostField(required=False, allow_null=True, help_text="host id or name (default: the least loaded "

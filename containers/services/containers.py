@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal as signal_module
 import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+
+from workers.engine.containers.config import NAME_RE  # the engine's rule: pure, no disk
 
 from .. import events, namespaces, permissions
 from .. import limits as team_limits
@@ -31,7 +32,6 @@ from .common import (
 )
 from .images import _check_image_name_free
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 CONTAINER_ACTIONS = ("start", "stop", "kill", "restart", "pause", "unpause", "remove", "export", "commit", "logs")
 # States from which an action makes sense; anything else is a readable "conflict".
 ACTION_STATES: dict[str, tuple[str, ...]] = {

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from workers.engine.confined import open_beneath
+from workers.engine.defaults import PATH_ENV
 from workers.engine.images.merged import View
 from workers.engine.runtime.mountpoint import NOFOLLOW_SOURCES
 from workers.engine.runtime.seccomp_profile import default_profile
@@ -22,7 +23,6 @@ from .config import CPU_PERIOD, merge_env, parse_mount
 from .errors import InvalidConfig
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _entries(view: View, rel: str) -> list[list[str]]:
@@ -125,7 +125,7 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
     spec = default_spec(args, terminal=cfg["tty"])
     proc = spec["process"]
     hostname = cfg["hostname"] or cid[:12]
-    env = merge_env([DEFAULT_PATH] + (["TERM=xterm"] if cfg["tty"] else []), list(image_cfg.get("Env") or []))
+    env = merge_env([PATH_ENV] + (["TERM=xterm"] if cfg["tty"] else []), list(image_cfg.get("Env") or []))
     user_env = cfg["env"]  # the spec's {"K": "V"} (records older than the spec: ["K=V"])
     if isinstance(user_env, dict):
         user_env = [f"{k}={val}" for k, val in user_env.items()]

@@ -11,6 +11,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..timefmt import rfc3339
 from .busybox import BUSYBOX, make_busybox_rootfs
 from .store import Image, ImageStore
 from .tarsafe import TarPolicy
@@ -32,7 +33,7 @@ def _tar_tree(root: str, out_path: str, mtime: int, skip: tuple[str, ...] = ()) 
 
 
 def _stamp(mtime: int) -> str:
-    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(mtime)
 
 
 def make_busybox_image(store: ImageStore, ref: str = BUSYBOX_REF) -> Image:

@@ -11,10 +11,10 @@ import os
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..timefmt import rfc3339
 from . import refs
 from .errors import ImageError, ImageNotFound, InvalidReference
 from .fsutil import atomic_write
@@ -26,7 +26,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(digits=6)
 
 
 def host_arch() -> str:

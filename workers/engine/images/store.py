@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..defaults import PATH_ENV
 from . import refs
 from .changes import apply_changes
 from .errors import ImageInUse, InvalidReference
@@ -30,11 +31,10 @@ from .rootfs import COMMIT_POLICY, RootfsMixin
 from .sources import _open_dest, _open_source
 from .tarsafe import DEFAULT_POLICY, TarPolicy
 
-__all__ = ["COMMIT_POLICY", "DEFAULT_PATH", "OCI_CONFIG", "OCI_INDEX", "OCI_MANIFEST", "REF_NAME", "Image",
+__all__ = ["COMMIT_POLICY", "OCI_CONFIG", "OCI_INDEX", "OCI_MANIFEST", "REF_NAME", "Image",
            "ImageStore", "StagedLayer", "_Txn", "_open_dest", "_open_source", "blob_digest", "host_arch",
            "now_rfc3339"]
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ImageStore(IndexMixin, LayersMixin, RootfsMixin):
@@ -82,7 +82,7 @@ class ImageStore(IndexMixin, LayersMixin, RootfsMixin):
                                                         total=total, budget=Budget(max_expanded, what)))
                 layer = txn.layers[0]
                 when = created or now_rfc3339()
-                inner = apply_changes({"Env": [DEFAULT_PATH]}, list(changes))
+                inner = apply_changes({"Env": [PATH_ENV]}, list(changes))
                 config = {
                     "created": when, "architecture": host_arch(), "os": "linux", "config": inner,
                     "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},

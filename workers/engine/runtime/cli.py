@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+
+from ..timefmt import rfc3339
 
 VERSION = "berth-runtime 0.1.0\nspec: 1.0.2"
 
@@ -96,8 +97,7 @@ def _parse(args: list[str], spec: dict, stop_at_positional: bool) -> tuple[dict,
 
 
 def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"
+    return rfc3339()
 
 
 def _fail(msg: str, g: dict) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
+from ..timefmt import rfc3339
 from .errors import RuntimeError_
 
 
@@ -34,7 +34,7 @@ def run_hooks(hooks: list[dict], state: dict, kind: str) -> None:
 
 def warn_on_stderr(msg: str) -> None:
     """A warning line in runc's log format (the CLI's errors use the same one with level=error)."""
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    when = rfc3339()
     esc = " ".join(msg.splitlines()).replace("\\", "\\\\").replace('"', '\\"')
     try:
         sys.stderr.write(f'time="{when}" level=warning msg="{esc}"\n')

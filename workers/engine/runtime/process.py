@@ -7,10 +7,9 @@ import os
 import resource  # imported here: after pivot_root the host's stdlib is out of reach
 import signal
 
+from ..defaults import DEFAULT_PATH
 from . import caps as C
 from . import linux as L
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def apply_rlimits(rlimits: list[dict] | None) -> None:

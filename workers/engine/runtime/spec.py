@@ -5,6 +5,8 @@ No seccomp here: the engine adds `linux.seccomp` from seccomp_profile.default_pr
 
 from __future__ import annotations
 
+from ..defaults import PATH_ENV
+
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -37,7 +39,7 @@ def default_spec(args: list[str], *, terminal: bool = False, rootless: bool = Fa
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},
             "args": list(args),
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + (["TERM=xterm"] if terminal else []),
+            "env": [PATH_ENV] + (["TERM=xterm"] if terminal else []),
             "cwd": "/",
             "capabilities": {"bounding": caps, "effective": list(caps), "permitted": list(caps)},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],

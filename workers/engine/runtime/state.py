@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
+from ..timefmt import rfc3339
 from .errors import ContainerNotFound
 
 OCI_VERSION = "1.0.2"
@@ -62,8 +62,7 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def _now_rfc3339() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+    return rfc3339(digits=9)  # runc writes `created` with nanoseconds
 
 
 def _rmtree(path: str) -> None:
