@@ -7,7 +7,6 @@ goes through containers/permissions.py, every action through containers/services
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
@@ -17,15 +16,15 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import bounds, events, permissions
+from . import bounds, events, permissions, selectors
 from .models import Container, Image, Job
 
-JOBS_PAGE_SIZE = 100
+JOBS_PAGE_SIZE = selectors.pages.JOBS_PAGE_SIZE
 
 
 def jobs_visible_to(user):
     """Jobs a user may see (containers/permissions.py decides)."""
-    return permissions.visible_jobs(user)
+    return selectors.jobs(user)
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -99,19 +98,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def hosts(request: HttpRequest) -> HttpResponse:
-    hosts = list(permissions.visible_hosts(request.user))
-    by_host: dict[int, list[Container]] = defaultdict(list)
-    for c in permissions.visible_containers(request.user).filter(host__in=hosts).order_by("name"):
-        by_host[c.host_id].append(c)
-    for host in hosts:
-        host.visible_containers = by_host.get(host.pk, [])
-    context = {"hosts": hosts, "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
+    context = {"hosts": selectors.pages.hosts_with_containers(request.user), "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
     return render(request, "containers/hosts.html", context)
 
 
 @login_required
 def jobs(request: HttpRequest) -> HttpResponse:
-    items = job_rows(list(jobs_visible_to(request.user)[:JOBS_PAGE_SIZE]))
+    items = job_rows(selectors.pages.job_rows(request.user))
     return render(request, "containers/jobs.html", {"jobs": items})
 
 

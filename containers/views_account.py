@@ -10,9 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import audit, permissions, services
+from . import audit, permissions, selectors, services
 from .api.auth import create_token
-from .api.filters import filter_audit
 from .models import ApiToken
 
 AUDIT_PAGE_SIZE = 100
@@ -52,12 +51,11 @@ def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
 def audit_list(request: HttpRequest) -> HttpResponse:
     """Audit events the user may read (team admins: their teams'; superusers: all), filterable."""
     error = ""
-    qs = permissions.visible_audit(request.user)
     try:
-        qs = filter_audit(qs, request.GET)
+        qs = selectors.audit_events(request.user, request.GET, strict=False)
     except services.ServiceError as exc:
         error = exc.message
-        qs = qs.none()
+        qs = selectors.audit_events(request.user).none()
     page = Paginator(qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

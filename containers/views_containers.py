@@ -17,7 +17,7 @@ from django.template.loader import select_template
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import bounds, events, permissions, services
+from . import bounds, events, permissions, selectors, services
 from .forms import (
     FIELD_OF,
     SIGNAL_CHOICES,
@@ -39,7 +39,7 @@ from .views import (
     wants_json,
 )
 
-PAGE_SIZE = 500
+PAGE_SIZE = selectors.pages.PAGE_SIZE
 BULK_ACTIONS = ("start", "stop", "restart", "remove")
 # Buttons on the detail page: action -> states in which it makes sense (the same table as services).
 ACTION_STATES = services.ACTION_STATES
@@ -67,8 +67,7 @@ def _state_event(container: Container) -> dict[str, Any]:
 
 @login_required
 def container_list(request: HttpRequest) -> HttpResponse:
-    containers = list(permissions.visible_containers(request.user).order_by("-created")[:PAGE_SIZE])
-    return render(request, "containers/list.html", {"containers": containers, "bulk_actions": BULK_ACTIONS})
+    return render(request, "containers/list.html", {"containers": selectors.pages.container_rows(request.user), "bulk_actions": BULK_ACTIONS})
 
 
 @login_required
@@ -99,7 +98,7 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
     container = permissions.visible_containers(user).filter(pk=pk).first()
     if container is None:
         return _create_failed(request, pk)
-    history = job_rows(list(jobs_visible_to(user).filter(target_type="container", target_id=str(pk))[:50]))
+    history = job_rows(list(selectors.pages.jobs_of(user, "container", pk)))
     files = [j for j in history if j.kind in FILE_KINDS][:10]
     allowed = {a: permissions.can(user, f"container.{a}", container) for a in services.CONTAINER_ACTIONS}
     try:

@@ -15,33 +15,25 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import events, permissions, services
+from . import events, permissions, selectors, services
 from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
 from .models import Image
 from .views import (
     error_json,
     form_errors_json,
     job_rows,
-    jobs_visible_to,
     refused,
     visible_image_or_404,
     wants_json,
 )
 
-PAGE_SIZE = 500
 ACTIONS = ("save", "remove", "tag")
-
-
-def _images(user) -> list[Image]:
-    return list(permissions.visible_images(user).order_by("name", "tag", "host__name")[:PAGE_SIZE])
 
 
 def _list_context(request: HttpRequest, form: ImportForm | None = None) -> dict[str, Any]:
     user = request.user
-    pending = [j for j in jobs_visible_to(user).filter(kind__in=("image.import", "image.load"),
-                                                        requested_by=user)[:5]
-               if not j.finished_state]
-    return {"images": _images(user), "form": form or ImportForm(user=user), "pending": pending}
+    pending = selectors.pages.pending_imports(user)
+    return {"images": selectors.pages.image_rows(user), "form": form or ImportForm(user=user), "pending": pending}
 
 
 @login_required
@@ -53,7 +45,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def image_rows(request: HttpRequest) -> HttpResponse:
     """The table body alone: the page swaps it in when an import finishes."""
-    return render(request, "images/_rows.html", {"images": _images(request.user)})
+    return render(request, "images/_rows.html", {"images": selectors.pages.image_rows(request.user)})
 
 
 @login_required
@@ -88,13 +80,13 @@ def _history(image: Image) -> list[dict[str, Any]]:
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     image = visible_image_or_404(user, pk)
-    jobs = job_rows(list(jobs_visible_to(user).filter(target_type="image", target_id=str(pk))[:50]))
+    jobs = job_rows(list(selectors.pages.jobs_of(user, "image", pk)))
     allowed = {a.replace(".", "_"): permissions.can(user, a, image) for a in
                ("image.use", "image.save", "image.tag", "image.remove", "image.share")}
     context = {
         "image": image, "history": _history(image), "jobs": jobs,
         "files": [j for j in jobs if j.kind == "image.save"][:10],
-        "containers": list(permissions.visible_containers(user).filter(image=image)),
+        "containers": selectors.pages.containers_using(user, image),
         "allowed": allowed, "tag_form": TagForm(), "save_form": SaveForm(),
         "share_form": ShareForm(user=user, initial={"team": image.team_id or "", "shared": image.shared}),
         "env": (image.config or {}).get("config", {}).get("Env") or [],

@@ -14,14 +14,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import events, permissions
+from . import events, permissions, selectors
 from .forms import _team_choices, add_service_error
 from .models import Host, Volume
 from .services import ServiceError
 from .services import volumes as services_volumes
 from .views import error_json, form_errors_json, refused, wants_json
-
-PAGE_SIZE = 500
 
 
 class VolumeForm(forms.Form):
@@ -40,8 +38,7 @@ class VolumeForm(forms.Form):
 
 def _context(request: HttpRequest, form: VolumeForm | None = None) -> dict[str, Any]:
     user = request.user
-    rows = list(permissions.visible_volumes(user).prefetch_related("containers")
-                .order_by("name", "host__name", "-created")[:PAGE_SIZE])
+    rows = selectors.pages.volume_rows(user)
     for row in rows:
         row.can_remove = permissions.can(user, "volume.remove", row)
         row.used_by = [c for c in row.containers.all() if permissions.can(user, "view", c)]

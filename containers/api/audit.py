@@ -6,10 +6,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
-from .. import permissions
+from .. import selectors
 from . import serializers as s
 from .common import ThrottleFirst
-from .filters import filter_audit
 from .schema import PAGE, _param, errors
 
 
@@ -30,7 +29,5 @@ class AuditViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
-        qs = permissions.visible_audit(self.request.user)
-        if self.action != "list":
-            return qs
-        return filter_audit(qs, self.request.query_params, strict=True)
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.audit_events(self.request.user, params)

@@ -3,7 +3,6 @@ containers/services (checks, validation, audit, job) and answer 202 with the Job
 
 from __future__ import annotations
 
-from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -15,7 +14,7 @@ from rest_framework.response import Response
 
 from workers.engine.containers.spec import ContainerSpec
 
-from .. import bounds, permissions, services
+from .. import bounds, permissions, selectors, services
 from ..models import Container, Image
 from . import logs
 from . import serializers as s
@@ -28,7 +27,7 @@ from .common import (
     _valid,
     pick_host,
 )
-from .filters import LABEL_FILTER_PATTERN, _choice, _filter_id, _id_or_name, _label_filter, _ordering
+from .filters import LABEL_FILTER_PATTERN
 from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _action_schema, _param, errors, ordering_param
 
@@ -38,7 +37,7 @@ CONTAINER_FILTERS = [
     _param("owner", "owner id or username"), _param("team", "team id or name"),
     _param("label", "key or key=value (repeat for several; all must match)",
            {"type": "array", "items": {"type": "string", "pattern": LABEL_FILTER_PATTERN}}), SEARCH,
-    ordering_param(["name", "created", "state", "started", "finished"]), *PAGE,
+    ordering_param(selectors.lists.CONTAINER_ORDERING), *PAGE,
 ]
 
 
@@ -54,30 +53,8 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        qs = permissions.visible_containers(self.request.user)
-        if self.action != "list":
-            return qs
-        p = self.request.query_params
-        states = _choice(self.request, "state", list(Container.State.values))
-        if states:
-            qs = qs.filter(state__in=states)
-        if p.get("host"):
-            qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
-        if p.get("image"):
-            value = p["image"].strip()
-            if value.isascii() and value.isdigit():
-                qs = qs.filter(image_id=_filter_id(value, "image", Image))
-            else:
-                ref = value if ":" in value.rsplit("/", 1)[-1] else f"{value}:latest"
-                qs = qs.filter(Q(image_ref=value) | Q(image_ref=ref))
-        if p.get("owner"):
-            qs = qs.filter(_id_or_name(p["owner"], "owner_id", "owner__username"))
-        if p.get("team"):
-            qs = qs.filter(_id_or_name(p["team"], "team_id", "team__name"))
-        qs = _label_filter(qs, self.request)
-        if p.get("search", "").strip():
-            qs = qs.filter(name__icontains=p["search"].strip())
-        return _ordering(qs, self.request, ["name", "created", "state", "started", "finished"], ["-created"])
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.containers(self.request.user, params)
 
     def _container(self, pk, kind: str) -> Container:
         return _object_for_action(Container, pk, self.request, kind)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
-from .. import permissions
+from .. import selectors
 from . import serializers as s
 from .common import ThrottleFirst
-from .filters import _ordering
 from .schema import PAGE, SEARCH, errors, ordering_param
 
 
@@ -22,10 +21,5 @@ class HostViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
-        qs = permissions.visible_hosts(self.request.user)
-        if self.action == "list":
-            search = self.request.query_params.get("search", "").strip()
-            if search:
-                qs = qs.filter(name__icontains=search)
-            qs = _ordering(qs, self.request, ["name", "created"], ["name"])
-        return qs
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.hosts(self.request.user, params)

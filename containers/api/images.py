@@ -12,12 +12,11 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import permissions, services
+from .. import selectors, services
 from ..models import Image
 from . import serializers as s
 from . import uploads
 from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
-from .filters import _ordering, owner_filters
 from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
 
@@ -38,18 +37,8 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
-        qs = permissions.visible_images(self.request.user)
-        if self.action != "list":
-            return qs
-        p = self.request.query_params
-        qs = owner_filters(qs, p)
-        if p.get("name"):
-            qs = qs.filter(name=p["name"])
-        if "shared" in p:
-            qs = qs.filter(shared=query_bool(p, "shared"))
-        if p.get("search", "").strip():
-            qs = qs.filter(name__icontains=p["search"].strip())
-        return _ordering(qs, self.request, ["name", "tag", "created", "size"], ["name", "tag"])
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.images(self.request.user, params)
 
     def _image(self, pk, kind: str) -> Image:
         return _object_for_action(Image, pk, self.request, kind)

@@ -10,12 +10,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import audit, permissions, services
+from .. import audit, permissions, selectors, services
 from .. import jobs as job_dispatch
 from ..models import Job
 from . import serializers as s
 from .common import LenientNegotiation, ThrottleFirst, _object_for_action
-from .filters import _choice, _id_or_name, _ordering
 from .schema import PAGE, _param, errors, ordering_param
 
 
@@ -34,22 +33,8 @@ class JobViewSet(ThrottleFirst, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
 
     def get_queryset(self):
-        qs = permissions.visible_jobs(self.request.user)
-        if self.action != "list":
-            return qs
-        p = self.request.query_params
-        states = _choice(self.request, "state", list(Job.State.values))
-        if states:
-            qs = qs.filter(state__in=states)
-        if p.get("kind"):
-            qs = qs.filter(kind=p["kind"])
-        if p.get("host"):
-            qs = qs.filter(_id_or_name(p["host"], "host_id", "host__name"))
-        if p.get("target_type"):
-            qs = qs.filter(target_type=p["target_type"])
-        if p.get("target_id"):
-            qs = qs.filter(target_id=p["target_id"])
-        return _ordering(qs, self.request, ["created", "started", "finished", "state", "kind"], ["-created"])
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.jobs(self.request.user, params)
 
     @extend_schema(summary="Download the file a finished export/save/logs job made (streamed)",
                    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,

@@ -11,7 +11,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import audit, bounds, permissions, services
+from .. import audit, bounds, permissions, selectors, services
 from ..models import Team, TeamMembership
 from . import limits as api_limits
 from . import serializers as s
@@ -30,7 +30,7 @@ class TeamViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        return permissions.visible_teams(self.request.user).order_by("name")
+        return selectors.teams(self.request.user)
 
     @extend_schema(summary="Create a team (superusers)", request=s.TeamCreateSerializer,
                    responses={201: s.TeamSerializer, **errors(400, 403, 409)})

@@ -9,7 +9,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import audit, bounds, permissions, services
+from .. import audit, bounds, selectors, services
 from ..models import ApiToken
 from . import auth
 from . import serializers as s
@@ -28,9 +28,7 @@ class TokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        # A revoked token is deleted as far as the API goes (GET and DELETE answer 404); the row stays for
-        # the record and the dashboard's token page.
-        return permissions.visible_tokens(self.request.user).filter(revoked__isnull=True)
+        return selectors.live_tokens(self.request.user)  # revoked: gone as far as the API goes
 
     @extend_schema(summary="Create a token (the response shows it once)", request=s.TokenCreateSerializer,
                    responses={201: s.TokenCreatedSerializer, **errors(400)})

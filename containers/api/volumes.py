@@ -13,12 +13,11 @@ from rest_framework.response import Response
 
 from workers.engine.containers.config import VOLUME_RE
 
-from .. import permissions
+from .. import selectors
 from ..models import Volume
 from ..services import volumes as services_volumes
 from . import serializers as s
 from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
-from .filters import _label_filter, _ordering, owner_filters
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
 
 ORDERING = ["name", "created"]
@@ -71,17 +70,8 @@ class VolumeViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMi
     parser_classes = [JSONParser]
 
     def get_queryset(self):
-        qs = permissions.visible_volumes(self.request.user).prefetch_related("containers")
-        if self.action != "list":
-            return qs
-        p = self.request.query_params
-        qs = owner_filters(qs, p)
-        if p.get("name"):
-            qs = qs.filter(name=p["name"])
-        qs = _label_filter(qs, self.request)
-        if p.get("search", "").strip():
-            qs = qs.filter(name__icontains=p["search"].strip())
-        return _ordering(qs, self.request, ORDERING, ["name", "-created"])
+        params = self.request.query_params if self.action == "list" else None
+        return selectors.volumes(self.request.user, params)
 
     @extend_schema(summary="Create a volume (job volume.create)", request=VolumeCreateSerializer,
                    parameters=[IDEMPOTENCY], responses={202: VolumeCreatedSerializer, **errors(400, 403, 404, 409)})
