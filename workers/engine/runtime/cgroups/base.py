@@ -141,6 +141,16 @@ class Cgroup:
     def _apply(self, res: dict) -> None:
         raise NotImplementedError
 
+    def _apply_cpuset_and_pids(self, res: dict) -> None:
+        cpu = res.get("cpu") or {}
+        if cpu.get("cpus"):
+            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            self._set("cpuset", "cpuset.mems", cpu["mems"])
+        pids = res.get("pids") or {}
+        if pids.get("limit") is not None:
+            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+
     def _set(self, controller: str, name: str, value, optional: bool = False) -> None:
         d = self.dir_for(controller)
         if d is None:

@@ -96,13 +96,7 @@ class CgroupV1(Cgroup):
             self._set("cpu", "cpu.rt_period_us", cpu["realtimePeriod"], optional=True)
         if cpu.get("realtimeRuntime"):
             self._set("cpu", "cpu.rt_runtime_us", cpu["realtimeRuntime"], optional=True)
-        if cpu.get("cpus"):
-            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
-        if cpu.get("mems"):
-            self._set("cpuset", "cpuset.mems", cpu["mems"])
-        pids = res.get("pids") or {}
-        if pids.get("limit") is not None:
-            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+        self._apply_cpuset_and_pids(res)  # the same files on v1 and v2
         if "devices" in res and self.dir_for("devices"):
             self._apply_devices(res.get("devices") or [])
         # limits this host may not support are refused, as runc does, rather than silently dropped

@@ -75,13 +75,7 @@ class CgroupV2(Cgroup):
         if cpu.get("quota") or cpu.get("period"):
             q = cpu.get("quota")
             self._set("cpu", "cpu.max", f"{'max' if not q or q < 0 else q} {cpu.get('period') or 100000}")
-        if cpu.get("cpus"):
-            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
-        if cpu.get("mems"):
-            self._set("cpuset", "cpuset.mems", cpu["mems"])
-        pids = res.get("pids") or {}
-        if pids.get("limit") is not None:
-            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+        self._apply_cpuset_and_pids(res)  # the same files on v1 and v2
         for k, v in (res.get("unified") or {}).items():
             write(os.path.join(self.dirs[UNIFIED], k), v)
 
