@@ -10,6 +10,7 @@ and committing its row leaves nothing after the next sweep. Django-free apart fr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -77,7 +78,7 @@ class Staging:
         os.fsync(self.fd)
         if self._temp_name is None:
             hidden = self.directory / f".{uuid.uuid4().hex}.link"
-            os.link(f"/proc/self/fd/{self.fd}", hidden, follow_symlinks=True)
+            _link_fd(self.fd, hidden)
             self._temp_name = hidden
         os.rename(self._temp_name, path)
         self._temp_name = None
@@ -99,6 +100,16 @@ class Staging:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
         self.release()
+
+
+def _link_fd(fd: int, path: Path) -> None:
+    """Give the anonymous file `fd` the name `path`: linkat(2) following /proc/self/fd/<fd> (os.link does
+    not follow that magic link here, and AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, at_symlink_follow = -100, 0x400
+    if libc.linkat(at_fdcwd, f"/proc/self/fd/{fd}".encode(), at_fdcwd, os.fsencode(path), at_symlink_follow) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
 
 
 _held: dict[str, Staging] = {}
