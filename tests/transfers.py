@@ -47,3 +47,17 @@ def staged_files() -> list[str]:
     root = transfer_files.transfer_dir()
     return sorted(f"{d}/{p.name}" for d in ("uploads", "downloads") if (root / d).is_dir()
                   for p in (root / d).iterdir())
+
+
+def upload_of(job) -> Path:
+    """The staged file of an import/load job (its params name the transfer, never a path)."""
+    import uuid
+
+    return transfer_files.uploads_dir() / f"{uuid.UUID(job.params['upload']).hex}.upload"
+
+
+def make_download(job, data: bytes) -> Path:
+    """The file a download job's worker would have pushed here."""
+    path = transfer.download_file(job)
+    path.write_bytes(data)
+    return path
