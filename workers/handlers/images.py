@@ -27,12 +27,13 @@ def _job_error(message: str):
     return JobError(message)
 
 
-def _readable(exc: Exception, what: str) -> str:
-    """The store names the file by its path (here an anonymous local copy); users know it as "the upload"."""
+def _readable(exc: Exception, upload, what: str) -> str:
+    """The store names the file by its name (here the anonymous local copy's fd); users know it as "the
+    upload"."""
     text = str(exc)
-    head, sep, rest = text.partition(": ")
-    if sep and (head.startswith("/") or head.startswith("<")):
-        text = rest
+    prefix = f"{getattr(upload, 'name', '')}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
     return f"{what}: {text}"
 
 
@@ -80,9 +81,9 @@ def import_image(job, report) -> dict[str, Any]:
         except RefTaken:
             raise _job_error(common.taken_message(job.host, namespace, f"{name}:{tag}")) from None
         except CorruptArchive as exc:
-            raise _job_error(_readable(exc, "the upload is not a tar archive (plain, gzip or zstd)")) from None
+            raise _job_error(_readable(exc, upload, "the upload is not a tar archive (plain, gzip or zstd)")) from None
         except ImageError as exc:
-            raise _job_error(_readable(exc, "import refused")) from None
+            raise _job_error(_readable(exc, upload, "import refused")) from None
         finally:
             transfer.consume_upload(job)
     row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=common.job_owner(job), team=team,
@@ -129,7 +130,7 @@ def load_images(job, report) -> dict[str, Any]:
         except RefTaken as exc:
             raise _job_error(common.taken_message(job.host, namespace, common.user_ref(exc.ref))) from None
         except ImageError as exc:
-            raise _job_error(_readable(exc, "the archive was refused")) from None
+            raise _job_error(_readable(exc, upload, "the archive was refused")) from None
         finally:
             transfer.consume_upload(job)
     out = []
