@@ -82,6 +82,8 @@ def host_facts(state_root: str | os.PathLike[str] | None = None) -> dict[str, An
         "runtimes": runtimes(),
         "runtime_problems": runtime_problems(),
         "state_root": str(root),
+        # the dirs non-superusers may bind-mount here: the web side checks mounts against these
+        "bind_roots": [str(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []],
     }
     probe = root if root.exists() else root.parent
     try:

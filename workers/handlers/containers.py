@@ -13,6 +13,8 @@ import io
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from containers.models import Container, Image
 from workers import transfer
 from workers.engine.images import ImageError, RefTaken
@@ -51,8 +53,10 @@ def create_kwargs(params: dict[str, Any], row: Container) -> dict[str, Any]:
     the rest is the job's own: name, start, volumes …), the host's scoped name and the row's id."""
     from workers.engine.containers.spec import ContainerSpec
 
+    # A confined requester's bind sources must lie under THIS host's roots (its own setting, not the web's).
+    roots = list(getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []) if "bind_roots" in params else None
     return {"spec": ContainerSpec.from_json(params, strict=False), "name": row.engine_name, "id": row.engine_id,
-            "bind_roots": params.get("bind_roots")}
+            "bind_roots": roots}
 
 
 def _discard_row(row: Container) -> None:
