@@ -16,7 +16,8 @@ Real parts, no mocks:
     ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's SQLite FILE database,
     with REDIS_URL, a temporary BERTH_STATE_ROOT (or the one given; reuse it to "restart" a host),
     BERTH_CONTROL_URL (pytest-django's ``live_server``: uploads and downloads travel over HTTP to this process),
-    BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 and BERTH_TEST_HANDLERS=1 (test-only job kinds from
+    BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 (``wrap``: a command prefix that execs the worker, e.g. into
+    its own mount namespace), and BERTH_TEST_HANDLERS=1 (test-only job kinds from
     workers/handlers/testing.py: ``test.fail``, ``test.sleep``, ``test.steps``). It returns once the
     worker's Host has heartbeaten. ``handle.host`` is the Host row, ``handle.kill9()`` SIGKILLs the
     worker and all its pool processes, ``handle.stop()`` shuts it down warm (TERM, then KILL),
@@ -245,7 +246,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
     handles: list[WorkerHandle] = []
 
     def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
-              env: dict[str, str] | None = None, timeout: float = 60) -> WorkerHandle:
+              env: dict[str, str] | None = None, timeout: float = 60, wrap: list[str] | None = None) -> WorkerHandle:
         root = Path(state_root) if state_root else tmp_path_factory.mktemp(f"state-{host_name}")
         log_path = tmp_path_factory.mktemp("worker-log") / f"{host_name}.log"
         full_env = {
@@ -266,7 +267,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
         since = timezone.now()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
+                [*(wrap or []), sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
                  "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
