@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from . import transfer_files
@@ -133,9 +134,9 @@ def sweep() -> list[Path]:
     """Remove staged files whose writer died or whose job ended, expired downloads, and transfer rows
     past their time. Cheap (one directory listing): run on each transfer and at web server start."""
     expire_downloads()
-    removed = transfer_files.sweep(_owned)
-    Transfer.objects.filter(expires__lte=timezone.now()).delete()
-    return removed
+    # Rows past their time or of a finished job (e.g. a push whose worker was killed) grant nothing any more.
+    Transfer.objects.filter(Q(expires__lte=timezone.now()) | Q(job__state__in=Job.FINISHED_STATES)).delete()
+    return transfer_files.sweep(_owned)
 
 
 def sweep_quietly() -> None:
