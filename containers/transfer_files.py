@@ -24,8 +24,7 @@ CHUNK = 1 << 20
 
 
 def transfer_dir() -> Path:
-    configured = getattr(settings, "BERTH_TRANSFER_DIR", None)
-    return Path(configured) if configured else Path(settings.BERTH_STATE_ROOT) / "transfers"
+    return Path(settings.BERTH_TRANSFER_DIR)
 
 
 def _subdir(name: str) -> Path:

@@ -271,7 +271,7 @@ def test_upload_matrix(world, api_client, ids, settings, tmp_path, upload, role:
     import io
     import tarfile
 
-    settings.BERTH_STATE_ROOT = tmp_path / "web-root"
+    settings.BERTH_TRANSFER_DIR = tmp_path / "web-root"
     name, path, kind, params = upload
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
