@@ -61,8 +61,14 @@ def hidden_host(berth_worker, live_redis, tmp_path, settings):
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     root = hidden / "state"
-    wrap = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
-            'mount -t tmpfs -o size=2g,mode=700 berth-hidden "$0" && mkdir -p "$0/state" && exec "$@"', str(hidden)]
+    web_root = tmp_path / "web-root"
+    web_root.mkdir(exist_ok=True)
+    transfers.mkdir(exist_ok=True)
+    # Neither side sees the other's disk: in the worker's namespace the web server's dirs are empty tmpfs too.
+    script = ('mount -t tmpfs -o size=2g,mode=700 berth-hidden "$0" && mkdir -p "$0/state" && '
+              f'mount -t tmpfs -o size=1m berth-no-web {web_root} && mount -t tmpfs -o size=1m berth-no-web {transfers} '
+              '&& exec "$@"')
+    wrap = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", script, str(hidden)]
     worker = None
     try:
         worker = berth_worker("hidden-host", state_root=root, wrap=wrap,
@@ -155,5 +161,6 @@ def test_every_transfer_kind_works_with_a_host_that_shares_no_disk(hidden_host, 
     # Nothing stray on either side: the web side keeps exactly the three finished downloads, the host nothing.
     assert web_files(transfers) == sorted(f"downloads/{j.pk}" for j in (logs, export, save))
     assert host_side_transfers() == []
+    assert in_namespace(worker.pid, "ls", "-A", str(transfers)) == "", "the worker never saw the web's files"
     assert not in_namespace(worker.pid, "sh", "-c", f"ls -A {root}/exports 2>/dev/null || true").split()
     assert list(hidden.iterdir()) == []
