@@ -351,3 +351,6 @@ class Job(models.Model):
     @property
     def finished_state(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+
+from .transfer_model import Transfer  # noqa: E402,F401  (a model of this app, in its own module)

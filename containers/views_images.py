@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from . import events, permissions, selectors, services
+from .api.uploads import StagingUploadHandler
 from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
 from .models import Image
 from .views import (
@@ -50,15 +53,37 @@ def image_rows(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@csrf_exempt  # checked below, once the upload handler is in place (the CSRF check parses the form)
 def image_import(request: HttpRequest) -> HttpResponse:
+    """The file is written anonymously into the web server's staging dir as the form is parsed (nothing
+    stays if the request or the server dies) and handed to the service by its staged path."""
+    handler = StagingUploadHandler(request)
+    request.upload_handlers = [handler]
+    handed: list = []
+    try:
+        return csrf_protect(lambda req: _image_import(req, handler, handed))(request)
+    finally:
+        handler.cleanup(keep=handed[0] if handed else None)
+
+
+def _image_import(request: HttpRequest, handler: StagingUploadHandler, handed: list) -> HttpResponse:
     form = ImportForm(request.POST, request.FILES, user=request.user)
-    if not form.is_valid():
+    valid = form.is_valid()
+    if handler.too_big:  # the handler stopped reading: say why instead of "required"
+        form.errors["file"] = form.error_class([f"the upload is larger than {settings.BERTH_MAX_UPLOAD_BYTES} "
+                                                "bytes"])
+        valid = False
+    if not valid:
         if wants_json(request):
             return form_errors_json(form)
         return render(request, "images/list.html", _list_context(request, form), status=400)
     d = form.cleaned_data
+    staged = getattr(d["file"], "staged_path", None)
+    if staged is not None:
+        handed.append(staged)  # the service owns it from here (deletes it on refusal)
     try:
-        job = services.import_image(request.user, host=int(d["host"]), upload=d["file"], ref=d["ref"],
+        job = services.import_image(request.user, host=int(d["host"]), upload=str(staged) if staged else d["file"],
+                                    ref=d["ref"],
                                     team=d["team"] or None, shared=d["shared"], request=request)
     except services.ServiceError as exc:
         if wants_json(request):

@@ -15,7 +15,9 @@ Real parts, no mocks:
     Factory: ``start(host_name, state_root=None, env=None) -> WorkerHandle`` spawns a REAL
     ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's SQLite FILE database,
     with REDIS_URL, a temporary BERTH_STATE_ROOT (or the one given; reuse it to "restart" a host),
-    BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 and BERTH_TEST_HANDLERS=1 (test-only job kinds from
+    BERTH_CONTROL_URL (pytest-django's ``live_server``: uploads and downloads travel over HTTP to this process),
+    BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 (``wrap``: a command prefix that execs the worker, e.g. into
+    its own mount namespace), and BERTH_TEST_HANDLERS=1 (test-only job kinds from
     workers/handlers/testing.py: ``test.fail``, ``test.sleep``, ``test.steps``). It returns once the
     worker's Host has heartbeaten. ``handle.host`` is the Host row, ``handle.kill9()`` SIGKILLs the
     worker and all its pool processes, ``handle.stop()`` shuts it down warm (TERM, then KILL),
@@ -231,18 +233,20 @@ class WorkerHandle:
 
 
 @pytest.fixture
-def berth_worker(transactional_db, live_redis: str, tmp_path_factory) -> Iterator[Callable[..., WorkerHandle]]:
+def berth_worker(transactional_db, live_redis: str, live_server, settings,
+                 tmp_path_factory) -> Iterator[Callable[..., WorkerHandle]]:
     from django.db import connection
     from django.utils import timezone
 
     from containers.models import Host
 
+    settings.BERTH_TRANSFER_DIR = tmp_path_factory.mktemp("web-transfers")  # this test's own staging dir
     db_path = connection.settings_dict["NAME"]
     assert db_path and db_path != ":memory:" and "mode=memory" not in str(db_path), "workers need a file DB"
     handles: list[WorkerHandle] = []
 
     def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
-              env: dict[str, str] | None = None, timeout: float = 60) -> WorkerHandle:
+              env: dict[str, str] | None = None, timeout: float = 60, wrap: list[str] | None = None) -> WorkerHandle:
         root = Path(state_root) if state_root else tmp_path_factory.mktemp(f"state-{host_name}")
         log_path = tmp_path_factory.mktemp("worker-log") / f"{host_name}.log"
         full_env = {
@@ -255,13 +259,15 @@ def berth_worker(transactional_db, live_redis: str, tmp_path_factory) -> Iterato
             "BERTH_HEARTBEAT_SECONDS": "1",
             "BERTH_TEST_HANDLERS": "1",
             "BERTH_SECRET_KEY": "berth-tests-only-worker-key",
+            # uploads and downloads travel over HTTP to this test process's web side (containers/transfer.py)
+            "BERTH_CONTROL_URL": live_server.url,
             "PYTHONPATH": str(REPO),
             **(env or {}),
         }
         since = timezone.now()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
+                [*(wrap or []), sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
                  "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

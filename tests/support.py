@@ -37,10 +37,13 @@ def start_asgi_server(redis_url: str, state_root: Path, log_path: Path, timeout:
     from django.conf import settings
     from django.db import connection
 
+    from containers.transfer_files import transfer_dir
+
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}", "REDIS_URL": redis_url,
            "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO),
-           **extra_env}
+           # one staging dir with this process's web side (the live_server workers reach): two web servers, one disk
+           "BERTH_TRANSFER_DIR": str(transfer_dir()), **extra_env}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by Playwright's sync API in the test process only
     # Bound here on port 0 and handed over: no other process can take the port between choosing and serving.
     with socket.socket() as sock:

@@ -13,6 +13,9 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from containers.routing import websocket_urlpatterns  # noqa: E402
+from containers.transfer import sweep_quietly  # noqa: E402
+
+sweep_quietly()  # what a killed predecessor left in the staging dir (containers/transfer_files.py)
 
 application = ProtocolTypeRouter(
     {

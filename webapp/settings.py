@@ -24,6 +24,10 @@ Environment variables:
   BERTH_DEFAULT_VOLUME_SIZE / BERTH_MAX_VOLUME_SIZE     volumes (default 10g / 100g)
   BERTH_MAX_EXPANDED_UPLOAD an import/load's size once decompressed (default 32g)
   BERTH_EXPORT_MAX_AGE      seconds an export/save/logs file is kept for download (default 86400)
+  BERTH_TRANSFER_DIR        the web server's own staging dir for uploads and downloads (default <state root>/web/transfers)
+  BERTH_CONTROL_URL         the web server's URL as a worker reaches it, for transfers (default http://127.0.0.1:8000)
+  BERTH_MAX_DOWNLOAD_BYTES  largest export/save/logs file a worker may push (default 64 GiB)
+  BERTH_TRANSFER_TTL        seconds a staged upload waits for its host's worker (default 86400)
   BERTH_LOGIN_FAILURE_LIMIT failed sign-ins per account, and per address, before sign-in is refused (default 10)
   BERTH_LOGIN_LOCKOUT_SECONDS  how long after the last failure those count and the refusal lasts (default 900)
 """
@@ -264,6 +268,12 @@ BERTH_LIMITS = {
     "max_expanded_upload": _env_size("BERTH_MAX_EXPANDED_UPLOAD", 32 << 30),
 }
 BERTH_EXPORT_MAX_AGE = _env_float("BERTH_EXPORT_MAX_AGE", 24 * 3600.0)
+# Transfers between the web server and hosts that share no disk with it (containers/transfer.py).
+# the web server's own files, like its SQLite database above; never a host's state root (containers/transfer.py)
+BERTH_TRANSFER_DIR = Path(os.environ.get("BERTH_TRANSFER_DIR") or BERTH_STATE_ROOT / "web" / "transfers")
+BERTH_CONTROL_URL = os.environ.get("BERTH_CONTROL_URL") or "http://127.0.0.1:8000"
+BERTH_MAX_DOWNLOAD_BYTES = _env_int("BERTH_MAX_DOWNLOAD_BYTES", 64 << 30)
+BERTH_TRANSFER_TTL = _env_float("BERTH_TRANSFER_TTL", 24 * 3600.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",
     "DESCRIPTION": "Containers, images, hosts, jobs, teams, tokens and the audit log of a Berth control plane. "

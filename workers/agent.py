@@ -16,6 +16,7 @@ from django.utils import timezone
 from containers import events
 from containers.jobs import send
 from containers.models import Host, Job
+from workers.engine.runtime.cgroups import host_mode
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +25,9 @@ log = logging.getLogger(__name__)
 # --- facts -------------------------------------------------------------------------------------------
 
 def cgroup_version(mountinfo: str = "/proc/self/mountinfo") -> str:
-    """"v2" (unified), "hybrid" (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified) or "v1"."""
-    fstypes: dict[str, str] = {}
-    with open(mountinfo) as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            if len(fields) >= 5 and right:
-                fstypes[fields[4]] = right.split()[0]
-    if fstypes.get("/sys/fs/cgroup") == "cgroup2":
-        return "v2"
-    if fstypes.get("/sys/fs/cgroup/unified") == "cgroup2":
-        return "hybrid"
-    return "v1"
+    """"v2" (unified), "hybrid" (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified) or "v1": the engine's one
+    detector, so the heartbeat and the runtime never disagree."""
+    return host_mode(mountinfo)
 
 
 def memory_total_bytes() -> int:
@@ -82,6 +73,8 @@ def host_facts(state_root: str | os.PathLike[str] | None = None) -> dict[str, An
         "runtimes": runtimes(),
         "runtime_problems": runtime_problems(),
         "state_root": str(root),
+        # the dirs non-superusers may bind-mount here: the web side checks mounts against these
+        "bind_roots": [str(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []],
     }
     probe = root if root.exists() else root.parent
     try:

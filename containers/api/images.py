@@ -12,7 +12,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import selectors, services
+from .. import selectors, services, transfer_files
 from ..models import Image
 from . import serializers as s
 from . import uploads
@@ -130,6 +130,8 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
                 handler.cleanup(keep=handed)
             elif staged is not None and handed is None:
                 staged.unlink(missing_ok=True)
+            if staged is not None:
+                transfer_files.release_path(staged)
 
     @extend_schema(
         summary="Import a root filesystem tarball as an image (job image.import)",

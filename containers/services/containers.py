@@ -9,12 +9,11 @@ import signal as signal_module
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from workers.engine.containers.config import NAME_RE  # the engine's rule: pure, no disk
 
-from .. import events, namespaces, permissions
+from .. import events, host_facts, namespaces, permissions
 from .. import limits as team_limits
 from ..models import Container, Host, Image, Job, Team
 from .common import (
@@ -96,10 +95,10 @@ def _resolve_image(user, host: Host, image: Image | str, namespace: str = namesp
     return found
 
 
-def _check_mounts(user, mounts: list[str]) -> None:
-    """Bind mounts are for superusers, or under the allowed roots (compared as text: the host checks them
-    again on its own disk, without following links)."""
-    roots = [os.path.normpath(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]
+def _check_mounts(user, mounts: list[str], roots: list[str] | None = None) -> None:
+    """Bind mounts are for superusers, or under the host's allowed roots (its heartbeat's facts, compared as
+    text: the host checks them again on its own disk, without following links)."""
+    roots = roots or []
     for spec in mounts:
         source = spec.split(":", 1)[0]
         if source.startswith("/") and not user.is_superuser:
@@ -122,6 +121,9 @@ def _container_params(user, host: Host, values: dict[str, Any], team: Team | Non
         if spec.cpus is not None and host.cpus and spec.cpus > host.cpus:  # the host's fact, not our CPUs
             raise InvalidConfig("cpus", f"cpus must be more than 0 and at most {host.cpus} (the CPUs of host "
                                         f"{host.name})")
+        if spec.memory and host_facts.memory_bytes(host) and spec.memory > host_facts.memory_bytes(host):
+            raise InvalidConfig("memory", f"memory must be at most {host_facts.memory_bytes(host)} bytes (the "
+                                          f"memory of host {host.name})")
         limited = team_limits.container_values(team_limits.for_team(team), memory=spec.memory, cpus=spec.cpus,
                                                pids_limit=spec.pids_limit, disk=spec.disk)
         spec = spec.replace(**limited)
@@ -129,15 +131,16 @@ def _container_params(user, host: Host, values: dict[str, Any], team: Team | Non
         raise ServiceError(exc.code, str(exc), field=exc.field) from None
     except team_limits.LimitError as exc:
         raise ServiceError("invalid", exc.message, field=exc.field) from None
-    _check_mounts(user, spec.mounts)
-    return {**spec.to_json(), **_bind_roots(user, spec.mounts)}
+    _check_mounts(user, spec.mounts, host_facts.bind_roots(host))
+    return {**spec.to_json(), **_bind_roots(user, spec.mounts, host)}
 
 
-def _bind_roots(user, mounts: list[str]) -> dict[str, Any]:
-    """The host checks a non-superuser's bind sources again, on its own disk and without following links."""
+def _bind_roots(user, mounts: list[str], host: Host) -> dict[str, Any]:
+    """The host checks a non-superuser's bind sources again (against its own roots), on its own disk and
+    without following links."""
     if user.is_superuser or not any(m.startswith("/") for m in mounts):
         return {}
-    return {"bind_roots": [str(r) for r in getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []]}
+    return {"bind_roots": host_facts.bind_roots(host)}
 
 
 def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", start: bool = True,

@@ -1,12 +1,14 @@
-"""Downloads: the file a finished export/save/logs job made, streamed to who may have it."""
+"""Downloads: the file a finished export/save/logs job made (its worker pushed it to this web server,
+see containers/transfer.py), streamed to who may have it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.http import FileResponse
 
-from .. import audit, permissions
+from .. import audit, permissions, transfer
 from ..models import Job
 from .common import ServiceError, _refuse
 
@@ -34,18 +36,17 @@ class StreamedFile(FileResponse):
 
 
 def download_path(job: Job) -> Path:
-    """The finished job's file, only if it lies inside its host's `<state root>/exports/`."""
+    """The finished job's file, which its worker pushed to this web server's staging dir
+    (containers/transfer.py); a file older than BERTH_EXPORT_MAX_AGE expires now."""
     result = job.result if isinstance(job.result, dict) else {}
-    raw = result.get("path")
-    root = (job.host.facts or {}).get("state_root")
-    if not raw or not root:
-        raise ServiceError("not_found", "this job has no file to download")
+    if not result.get("expired") and job.pk in transfer.expire_downloads():
+        job.refresh_from_db()
+        result = job.result
     if result.get("expired"):
         raise ServiceError("gone", job.message or "the file of this job expired and was removed: run the job "
                                                   "again")
-    exports = Path(root).resolve() / "exports"
-    path = Path(raw).resolve()
-    if exports not in path.parents or not path.is_file():
+    path = transfer.download_file(job)
+    if not path.is_file():
         raise ServiceError("not_found", "the file of this job is gone")
     return path
 
@@ -72,11 +73,12 @@ def download_response(user, job: Job, request=None) -> StreamedFile:
         path = download_path(job)
     except ServiceError as exc:
         raise _refuse(request, user, "job.download", job, exc) from None
-    result = job.result
-    filename = str(result.get("filename") or path.name).replace("/", "_")
-    response = StreamedFile(open(path, "rb"), as_attachment=True, filename=filename,
+    result = job.result if isinstance(job.result, dict) else {}
+    f = open(path, "rb")  # an open file outlives a later expiry pass: the download completes
+    filename = str(result.get("filename") or "download").replace("/", "_")
+    response = StreamedFile(f, as_attachment=True, filename=filename,
                             content_type=str(result.get("content_type") or "application/octet-stream"))
-    size = path.stat().st_size
+    size = os.fstat(f.fileno()).st_size
     response["Content-Length"] = str(size)
     audit.record(request, user, "job.download", job, "ok", {"size": size}, status_code=200)
     return response

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import audit, namespaces, permissions
+from .. import audit, namespaces, permissions, transfer, transfer_files
 from .. import limits as team_limits
 from ..models import Container, Host, Image, Job, Team
 from .common import (
@@ -22,7 +22,7 @@ from .common import (
     _submit,
     scoped_key,
 )
-from .uploads import _check_upload, _discard_staged, _stage_upload
+from .uploads import _check_upload, _discard_staged, _stage_upload, discard_upload
 
 IMAGE_ACTIONS = ("save", "remove", "tag")
 SAVE_FORMATS = ("docker-archive", "oci-archive")
@@ -65,15 +65,19 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
             _check_image_name_free(host, namespaces.for_image(user, team_row.pk if team_row else None), name, tag)
         path = _stage_upload(upload)
         _check_upload(path)
-        params = {"path": str(path), "team_id": team_row.pk if team_row else None, "shared": shared,
+        params = {**transfer.upload_params(path), "team_id": team_row.pk if team_row else None, "shared": shared,
                   # the host stops the job once the upload expands past this (a decompression bomb)
                   "max_expanded": team_limits.for_team(team_row).max_expanded_upload, **extra}
         with transaction.atomic():
-            return _submit(request, user, kind, host, ("image", ""), params, key,
-                           audit_target=("image", "", extra.get("ref", "")))
+            job = _submit(request, user, kind, host, ("image", ""), params, key,
+                          audit_target=("image", "", extra.get("ref", "")))
+            transfer.register_upload(host, job, path)  # the row owns the file (and lets the worker fetch it)
+        transfer_files.release_path(path)
+        transfer.sweep_quietly()
+        return job
     except BaseException as exc:
         if path is not None:
-            path.unlink(missing_ok=True)
+            discard_upload(path)
         else:
             _discard_staged(upload)
         if isinstance(exc, ServiceError):

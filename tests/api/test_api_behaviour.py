@@ -12,6 +12,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from containers.models import ApiToken, AuditEvent, Container, Job
+from containers.transfer_files import is_locked
+from containers.transfer_model import Transfer
+from tests.transfers import upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -181,7 +184,7 @@ def test_action_body_validation(world, api_client):
 
 @pytest.fixture
 def uploads(settings, tmp_path):
-    settings.BERTH_STATE_ROOT = tmp_path
+    settings.BERTH_TRANSFER_DIR = tmp_path
     return tmp_path / "uploads"
 
 
@@ -193,7 +196,9 @@ def test_import_raw_body_is_streamed_to_the_uploads_dir(world, api_client, uploa
     assert r.status_code == 202, r.content
     job = Job.objects.get(pk=r.json()["id"])
     assert job.kind == "image.import" and job.params["ref"] == "mine:1" and job.params["team_id"] == world.team_a.pk
-    assert open(job.params["path"], "rb").read() == data and job.params["path"].startswith(str(uploads))
+    assert upload_of(job).read_bytes() == data and upload_of(job).parent == uploads
+    assert not is_locked(upload_of(job)), "the request let go of the file: the Transfer row owns it now"
+    assert Transfer.objects.get(job=job).size == len(data)
 
 
 def test_import_multipart(world, api_client, uploads):
@@ -203,8 +208,8 @@ def test_import_multipart(world, api_client, uploads):
     r = op.post("/api/v1/images/import", {"file": upload, "ref": "multi:2"}, format="multipart")
     assert r.status_code == 202, r.content
     job = Job.objects.get(pk=r.json()["id"])
-    assert open(job.params["path"], "rb").read() == tarball()
-    assert [p.name for p in uploads.iterdir()] == [job.params["path"].rsplit("/", 1)[1]]
+    assert upload_of(job).read_bytes() == tarball()
+    assert [p.name for p in uploads.iterdir()] == [upload_of(job).name]
 
 
 def test_import_refusals_leave_nothing(world, api_client, uploads):

@@ -52,7 +52,7 @@ class Api:
 def test_import_run_logs_export_delete_through_the_api(api_server, berth_worker, world, tmp_path):
     from containers.api.auth import create_token
 
-    worker = berth_worker("api-e2e")
+    worker = berth_worker("api-e2e", env={"BERTH_CONTROL_URL": api_server.url})  # transfers via that server
     cgroups_before = berth_cgroups()
     try:
         _, token = create_token(world.users["owner"], "e2e")
@@ -65,7 +65,9 @@ def test_import_run_logs_export_delete_through_the_api(api_server, berth_worker,
         image_id = job["result"]["image_id"]
         image = api("GET", f"/images/{image_id}", 200).json()
         assert image["ref"] == "e2e-busybox:1" and image["owner"] == "owner" and image["digest"].startswith("sha256:")
-        assert list((Path(api_server.state_root) / "uploads").iterdir()) == []  # the upload is gone
+        from containers.transfer_model import Transfer
+
+        assert not Transfer.objects.exists()  # the worker consumed the upload: the server deleted it
 
         made = api("POST", "/containers", 202, json={
             "image": "e2e-busybox:1", "host": host, "name": "hello",

@@ -10,6 +10,7 @@ from django.test import Client
 
 from containers import events
 from containers.models import Container, Job
+from tests.transfers import make_download
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db
@@ -34,17 +35,14 @@ def test_lists_show_only_the_teams_things(world, api_client):
     assert names(a.get("/api/v1/containers?label=tier=web")) == ["web-a"]
 
 
-def test_guessed_ids_of_team_b_answer_404_and_change_nothing(world, api_client, tmp_path):
+def test_guessed_ids_of_team_b_answer_404_and_change_nothing(world, api_client, tmp_path, settings):
+    settings.BERTH_TRANSFER_DIR = tmp_path
     host = world.host
-    host.facts = {"state_root": str(tmp_path)}
-    host.save()
-    (tmp_path / "exports").mkdir()
-    (tmp_path / "exports" / "b.tar").write_bytes(b"secret of team b")
     job_b = Job.objects.create(kind="container.export", host=host, target_type="container",
                                target_id=str(world.web_b.pk), requested_by=world.users["outsider"],
-                               state="succeeded", result={"path": str(tmp_path / "exports" / "b.tar"),
-                                                          "size": 16, "filename": "b.tar",
+                               state="succeeded", result={"size": 16, "filename": "b.tar",
                                                           "content_type": "application/x-tar"})
+    make_download(job_b, b"secret of team b")
     a = api_client("admin")  # even team A's admin
     before = (list(Container.objects.values()), Job.objects.count())
     b = world.web_b.pk

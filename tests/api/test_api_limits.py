@@ -88,7 +88,7 @@ def test_only_superusers_change_a_teams_limits(world, api_client):
 
 @pytest.fixture
 def uploads(settings, tmp_path):
-    settings.BERTH_STATE_ROOT = tmp_path
+    settings.BERTH_TRANSFER_DIR = tmp_path
     return tmp_path / "uploads"
 
 

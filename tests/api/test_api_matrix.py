@@ -19,6 +19,8 @@ from containers.models import (
     TeamMembership,
     Volume,
 )
+from containers.transfer_files import uploads_dir
+from tests.transfers import make_download, upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -169,15 +171,13 @@ def ids(world, tmp_path):
     host = world.host
     host.facts = {"state_root": str(tmp_path)}
     host.save()
-    (tmp_path / "exports").mkdir()
-    (tmp_path / "exports" / "e.tar").write_bytes(b"t" * 2048)
     job_a = Job.objects.create(kind="container.start", host=host, target_type="container",
                                target_id=str(world.web_a.pk), requested_by=world.users["owner"])
     export_job = Job.objects.create(
         kind="container.export", host=host, target_type="container", target_id=str(world.web_a.pk),
         requested_by=world.users["owner"], state="succeeded",
-        result={"path": str(tmp_path / "exports" / "e.tar"), "size": 2048, "filename": "web-a.tar",
-                "content_type": "application/x-tar"})
+        result={"size": 2048, "filename": "web-a.tar", "content_type": "application/x-tar"})
+    make_download(export_job, b"t" * 2048)  # as its worker pushed it to the web side
     event = audit.record(None, world.users["operator"], "container.stop", world.web_a, "ok")
     token, _ = create_token(world.users["owner"], "owner's")
     volume_a = Volume.objects.create(name="data", host=host, owner=world.users["owner"], team=world.team_a)
@@ -271,7 +271,7 @@ def test_upload_matrix(world, api_client, ids, settings, tmp_path, upload, role:
     import io
     import tarfile
 
-    settings.BERTH_STATE_ROOT = tmp_path / "web-root"
+    settings.BERTH_TRANSFER_DIR = tmp_path / "web-root"
     name, path, kind, params = upload
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -283,7 +283,7 @@ def test_upload_matrix(world, api_client, ids, settings, tmp_path, upload, role:
     response = client.generic("POST", path.format(**ids), buf.getvalue(), content_type="application/x-tar")
     expected = UPLOAD_EXPECT[role]
     assert response.status_code == expected, (role, name, response.content[:300])
-    uploads = tmp_path / "web-root" / "uploads"
+    uploads = uploads_dir()
     if expected >= 400:
         assert snapshot() == before
         assert not uploads.exists() or list(uploads.iterdir()) == []
@@ -294,8 +294,7 @@ def test_upload_matrix(world, api_client, ids, settings, tmp_path, upload, role:
     assert (job.host_id, job.requested_by_id, job.params["team_id"]) == (ids["host"], world.users[role].pk,
                                                                         ids["team_a"])
     assert {k: job.params.get(k) for k in params} == params
-    with open(job.params["path"], "rb") as f:
-        assert f.read() == buf.getvalue()
+    assert upload_of(job).read_bytes() == buf.getvalue()
 
 
 def _operations_under_test() -> set[tuple[str, str]]:

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from containers import services
 from containers.models import AuditEvent, Container, Image, Job
+from tests.transfers import make_download, upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -145,15 +146,15 @@ def test_idempotency_key_is_per_user(world):
 
 
 def test_import_checks_the_upload(world, settings, tmp_path):
-    settings.BERTH_STATE_ROOT = tmp_path
+    settings.BERTH_TRANSFER_DIR = tmp_path
     op = world.users["operator"]
     upload = SimpleUploadedFile("rootfs.tar", tarball())
     job = services.import_image(op, host=world.host, upload=upload, ref="mine:1", team=world.team_a)
     staged = tmp_path / "uploads"
     assert job.kind == "image.import" and job.params["ref"] == "mine:1"
     assert job.params["team_id"] == world.team_a.pk and job.params["shared"] is False
-    assert open(job.params["path"], "rb").read() == tarball()
-    assert [p.name for p in staged.iterdir()] == [job.params["path"].rsplit("/", 1)[1]]
+    assert upload_of(job).read_bytes() == tarball() and "path" not in job.params
+    assert [p.name for p in staged.iterdir()] == [upload_of(job).name]
     refused(services.import_image, "not_a_tarball", "file", user=op, host=world.host,
             upload=SimpleUploadedFile("x.tar", b"this is no archive" * 40), ref="mine:2")
     refused(services.import_image, "not_a_tarball", "file", user=op, host=world.host,
@@ -195,17 +196,14 @@ def test_share_image(world):
     assert AuditEvent.objects.filter(action="image.share", result="ok").count() == 1
 
 
-def test_download_only_from_exports_and_when_allowed(world, tmp_path):
+def test_download_only_from_the_staging_dir_and_when_allowed(world, tmp_path, settings):
+    settings.BERTH_TRANSFER_DIR = tmp_path
     host = world.host
-    host.facts = {"state_root": str(tmp_path)}
-    host.save()
-    (tmp_path / "exports").mkdir()
-    f = tmp_path / "exports" / "7.tar"
-    f.write_bytes(b"x" * 3000)
-    result = {"path": str(f), "size": 3000, "filename": "web-a.tar", "content_type": "application/x-tar"}
+    result = {"size": 3000, "filename": "web-a.tar", "content_type": "application/x-tar"}
     job = Job.objects.create(kind="container.export", host=host, target_type="container",
                              target_id=str(world.web_a.pk), requested_by=world.users["owner"],
                              state="succeeded", result=result)
+    make_download(job, b"x" * 3000)
     response = services.download_response(world.users["operator"], job)
     assert response["Content-Length"] == "3000" and response["Content-Type"] == "application/x-tar"
     assert b"".join(response.streaming_content) == b"x" * 3000
@@ -213,11 +211,13 @@ def test_download_only_from_exports_and_when_allowed(world, tmp_path):
     response.file_to_stream.close()  # (response.close() would signal request_finished)
     refused(services.download_response, "not_found", user=world.users["outsider"], job=job)
     refused(services.download_response, "forbidden", user=world.users["viewer"], job=job)
+    # A path in the result names nothing: only the file the worker pushed for this job is served.
     outside = tmp_path / "secret"
     outside.write_bytes(b"no")
-    Job.objects.filter(pk=job.pk).update(result={**result, "path": str(tmp_path / "exports" / ".." / "secret")})
-    job.refresh_from_db()
-    refused(services.download_response, "not_found", user=world.users["owner"], job=job)
+    other = Job.objects.create(kind="container.export", host=host, target_type="container",
+                               target_id=str(world.web_a.pk), requested_by=world.users["owner"], state="succeeded",
+                               result={**result, "path": str(outside)})
+    refused(services.download_response, "not_found", user=world.users["owner"], job=other)
     Job.objects.filter(pk=job.pk).update(state="running", result=result)
     job.refresh_from_db()
     refused(services.download_response, "conflict", user=world.users["owner"], job=job)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import redis
 from containers import jobs
 from containers.models import Container, Image, Job
 from tests.support import berth_cgroups, clean_state_root
+from tests.transfers import download_of, submit_upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -95,7 +94,7 @@ def row_where(wait_for, row: Container, what: str, timeout: float = 60, **want) 
 
 def log_text(job: Job) -> str:
     assert job.state == Job.State.SUCCEEDED, job.error
-    return Path(job.result["path"]).read_text()
+    return download_of(job).read_text()  # the worker pushed it to this process's staging dir
 
 
 def test_lifecycle_logs_and_states_reported_without_asking(host_worker, wait_job, wait_for, live_redis):
@@ -129,7 +128,7 @@ def test_lifecycle_logs_and_states_reported_without_asking(host_worker, wait_job
     logs = wait_job(jobs.submit("container.logs", w.host, target=printer, params={"timestamps": False}))
     assert sorted(log_text(logs).splitlines()) == [f"line-{i}" for i in range(1, 6)] + ["oops"]
     assert logs.result["filename"] == "printer.log" and logs.result["content_type"].startswith("text/plain")
-    assert Path(logs.result["path"]).parent == (w.state_root / "exports").resolve()
+    assert "path" not in logs.result and not (w.state_root / "exports").exists()
     tail = wait_job(jobs.submit("container.logs", w.host, target=printer,
                                 params={"tail": 2, "timestamps": True, "stderr": False}))
     lines = log_text(tail).splitlines()
@@ -186,14 +185,11 @@ def test_export_import_on_a_second_host_and_commit(host_worker, wait_job, wait_f
     # export on A → upload → image.import on B → a container on B sees the file.
     export = wait_job(jobs.submit("container.export", a.host, target=writer, params={}))
     assert export.state == Job.State.SUCCEEDED, export.error
-    tar = Path(export.result["path"])
-    assert tar.parent == (a.state_root / "exports").resolve() and tar.stat().st_size == export.result["size"]
+    tar = download_of(export)
+    assert tar.stat().st_size == export.result["size"] and not (a.state_root / "exports").exists()
     assert export.result["filename"] == "writer.tar" and export.result["content_type"] == "application/x-tar"
-    upload = tmp_path / "uploads" / f"{uuid.uuid4().hex}.upload"
-    upload.parent.mkdir()
-    shutil.copyfile(tar, upload)
-    imp = wait_job(jobs.submit("image.import", b.host, requested_by=user, target=("image", ""),
-                               params={"path": str(upload), "ref": "from-a:v1"}))
+    imp, _ = submit_upload("image.import", b.host, tar.read_bytes(), requested_by=user, ref="from-a:v1")
+    imp = wait_job(imp)
     assert imp.state == Job.State.SUCCEEDED, imp.error
     assert Image.objects.get(pk=imp.result["image_id"]).host_id == b.host.pk
     reader, job = create(b, "reader", image="from-a:v1", user=user, command=["cat", "/srv/note.txt"])

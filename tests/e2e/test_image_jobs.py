@@ -4,12 +4,10 @@ image store. Each test's worker keeps its store under its own temporary state ro
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import signal
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from django.contrib.auth import get_user_model
 from containers import jobs
 from containers.events import GROUP
 from containers.models import Image, Job
+from tests.transfers import download_of, staged_files, submit_upload, tar_bytes
 from workers.engine.images import ImageStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -41,18 +40,6 @@ def workers(berth_worker):
         handle.stop(timeout=10)
 
 
-def make_upload(dir: Path, files: dict[str, bytes]) -> Path:
-    """A root filesystem tarball where the web side would store an upload."""
-    uploads = dir / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    path = uploads / f"{uuid.uuid4().hex}.upload"
-    with tarfile.open(path, "w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def collect_events(run, until) -> list[dict]:
@@ -92,9 +79,9 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     assert Image.objects.filter(host=a.host, name="busybox", tag="latest").count() == 1
     # Nobody but a superuser moves a system tag: importing as busybox:latest makes the user's own image
     # of that name (in the user's name space, `u<id>/busybox:latest` on the host) and the base stays.
-    hijack = make_upload(tmp_path, {"etc/motd": b"mine now\n"})
-    job = wait_job(jobs.submit("image.import", a.host, requested_by=user, params={"path": str(hijack),
-                                                                                  "ref": "busybox:latest"}))
+    job, hijack = submit_upload("image.import", a.host, tar_bytes({"etc/motd": b"mine now\n"}), requested_by=user,
+                                ref="busybox:latest")
+    job = wait_job(job)
     assert job.state == Job.State.SUCCEEDED, job.error
     own = Image.objects.get(pk=job.result["image_id"])
     assert (own.ref, own.owner_id, own.shared) == ("busybox:latest", user.pk, False) and own.pk != base.pk
@@ -106,13 +93,13 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
 
     # An 8 MiB upload: the job reports byte progress while it imports.
     payload = os.urandom(8 << 20)
-    upload = make_upload(tmp_path, {"data/blob.bin": payload, "etc/greeting": b"hello from the upload\n"})
+    data = tar_bytes({"data/blob.bin": payload, "etc/greeting": b"hello from the upload\n"})
     box: dict = {}
 
     def submit():
-        box["job"] = jobs.submit("image.import", a.host, requested_by=user, target=("image", ""),
-                                 params={"path": str(upload), "ref": "uploaded:v1", "team_id": None,
-                                         "shared": False, "message": "from a test"})
+        box["job"], box["upload"] = submit_upload("image.import", a.host, data, requested_by=user,
+                                                  ref="uploaded:v1", team_id=None, shared=False,
+                                                  message="from a test")
 
     seen = collect_events(submit, lambda e: e["type"] == "job" and e["id"] == box["job"].pk
                           and e["state"] in ("succeeded", "failed"))
@@ -125,7 +112,8 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     assert row.size > len(payload) and row.digest == job.result["digest"]
     assert row.config["history"][-1]["comment"] == "from a test"
     assert any(e["type"] == "image" and e["id"] == row.pk for e in seen)
-    assert not upload.exists(), "the handler deletes the upload"
+    assert not box["upload"].exists(), "the worker consumed the upload: the web side deleted it"
+    assert staged_files() == [], staged_files()
     store_a = ImageStore(a.state_root)
     assert store_a.resolve(ns + "uploaded:v1").digest == row.digest
     assert len(row.layers) == 1 and (store_a.layer_dir(row.layers[0]) / "etc/greeting").read_bytes() == \
@@ -134,15 +122,14 @@ def test_seed_import_with_progress_save_load_tag_remove(workers, wait_job, tmp_p
     # save as docker-archive on A, load it on B: same digest there.
     save = wait_job(jobs.submit("image.save", a.host, target=row, params={"format": "docker-archive"}))
     assert save.state == Job.State.SUCCEEDED, save.error
-    saved = Path(save.result["path"])
-    assert saved == (a.state_root / "exports" / f"{save.pk}.tar").resolve()
+    saved = download_of(save)  # pushed by the worker to this process's staging dir
+    assert "path" not in save.result and not (a.state_root / "exports").exists()
     assert saved.stat().st_size == save.result["size"] and save.result["filename"] == "uploaded_v1.tar"
     assert save.result["content_type"] == "application/x-tar"
     with tarfile.open(saved) as tar:
         assert json.load(tar.extractfile("manifest.json"))[0]["RepoTags"] == ["uploaded:v1"]
-    copy = tmp_path / "uploads" / f"{uuid.uuid4().hex}.upload"
-    copy.write_bytes(saved.read_bytes())
-    load = wait_job(jobs.submit("image.load", b.host, requested_by=user, params={"path": str(copy)}))
+    load, copy = submit_upload("image.load", b.host, saved.read_bytes(), requested_by=user)
+    load = wait_job(load)
     assert load.state == Job.State.SUCCEEDED, load.error
     [loaded] = load.result["images"]
     on_b = Image.objects.get(pk=loaded["image_id"])
@@ -169,16 +156,12 @@ def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(workers, wait
     a = workers("img-bad")
     store = ImageStore(a.state_root)
     blobs_before = sorted(p.name for p in store.blobs.iterdir())
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    upload = uploads / f"{uuid.uuid4().hex}.upload"
-    upload.write_bytes(b"this is a text file, not a tarball\n" * 40)
-
-    job = wait_job(jobs.submit("image.import", a.host, target=("image", ""),
-                               params={"path": str(upload), "ref": "notatar:latest"}))
+    job, upload = submit_upload("image.import", a.host, b"this is a text file, not a tarball\n" * 40,
+                                ref="notatar:latest")
+    job = wait_job(job)
     assert job.state == Job.State.FAILED
     assert "is not a tar archive" in job.error, job.error
-    assert str(upload) not in job.error and "Traceback" not in job.error
+    assert "/proc/" not in job.error and "Traceback" not in job.error
     assert not Image.objects.filter(name="notatar").exists()
     assert not upload.exists(), "a refused upload is deleted too"
     assert sorted(p.name for p in store.blobs.iterdir()) == blobs_before
@@ -186,20 +169,21 @@ def test_import_of_a_non_tarball_fails_readably_and_leaves_nothing(workers, wait
     assert not store.exists("notatar:latest")
 
     # A bad reference is refused before anything is read.
-    upload2 = make_upload(tmp_path, {"a": b"x"})
-    job = wait_job(jobs.submit("image.import", a.host, params={"path": str(upload2), "ref": "Bad Name!"}))
+    job, upload2 = submit_upload("image.import", a.host, tar_bytes({"a": b"x"}), ref="Bad Name!")
+    job = wait_job(job)
     assert job.state == Job.State.FAILED and "invalid" in job.error, job.error
     assert not upload2.exists() and Image.objects.count() == 0
 
-    # Only staged uploads are read: any other file of the host is refused and left alone.
+    # Only uploads the control plane staged are read: a path in the params is no way to name a host's file.
     job = wait_job(jobs.submit("image.import", a.host, params={"path": "/etc/passwd", "ref": "leak:latest"}))
-    assert job.state == Job.State.FAILED and "uploads/" in job.error, job.error
+    assert job.state == Job.State.FAILED and "upload it again" in job.error, job.error
+    assert job.error_field == "file"
     assert Path("/etc/passwd").exists() and not store.exists("leak:latest")
 
     # Saving an image the host does not have says so.
     ghost = Image.objects.create(host=a.host, name="ghost", tag="latest")
     job = wait_job(jobs.submit("image.save", a.host, target=ghost, params={"format": "oci-archive"}))
     assert job.state == Job.State.FAILED and "ghost:latest" in job.error, job.error
-    assert not any((a.state_root / "exports").iterdir())
+    assert staged_files() == [] and not (a.state_root / "exports").exists()
     job = wait_job(jobs.submit("image.save", a.host, target=ghost, params={"format": "zip"}))
     assert job.state == Job.State.FAILED and "unknown format 'zip'" in job.error

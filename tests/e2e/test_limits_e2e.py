@@ -27,7 +27,6 @@ def team_operator(transactional_db):
 
 def test_a_gzip_bomb_upload_fails_readably_and_leaves_nothing(berth_worker, wait_job, team_operator, tmp_path,
                                                                settings):
-    settings.BERTH_STATE_ROOT = tmp_path / "web"  # where the web side stages uploads
     user, team = team_operator
     worker = berth_worker("bomb-host")
     store = ImageStore(worker.state_root)

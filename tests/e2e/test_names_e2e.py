@@ -19,6 +19,7 @@ from django.core.cache import cache
 from containers import jobs
 from containers.models import Container, Image, Job, Team, TeamMembership
 from tests.support import clean_state_root
+from tests.transfers import submit_upload
 from workers.engine.images import ImageStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -205,11 +206,8 @@ def test_import_and_commit_never_replace_a_name(workers, wait_job, wait_for, tmp
     assert r.status_code == 409 and r.json()["error"]["code"] == "name_taken", r.content
     assert "ref" in r.json()["error"]["fields"] and Job.objects.count() == jobs_before
     # A job that slipped past the check (a race) fails on the host without touching the image.
-    upload = Path(tmp_path / "uploads")
-    upload.mkdir()
-    (upload / "race.upload").write_bytes(rootfs_tar({"three": b"3"}))
-    raced = wait_job(jobs.submit("image.import", w.host, requested_by=alice,
-                                 params={"path": str(upload / "race.upload"), "ref": "app:1"}))
+    raced, _ = submit_upload("image.import", w.host, rootfs_tar({"three": b"3"}), requested_by=alice, ref="app:1")
+    raced = wait_job(raced)
     assert raced.state == Job.State.FAILED and "already exists in your name space" in raced.error
     assert Image.objects.get(pk=app.pk).digest == app.digest == store.resolve(app.engine_ref).digest
 

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 import tests.webapp.test_dashboard_pages as pages
 from containers.models import Container, Image, Job
+from tests.transfers import upload_of
 
 dash = pages.dash  # the fixture: two hosts, a team with one user per role, their objects
 snapshot = pages.snapshot
@@ -119,7 +120,7 @@ def test_viewer_may_not_run_a_team_image_and_nothing_is_made(dash):
 
 
 def test_import_accepts_a_tarball_and_refuses_anything_else(dash, settings, tmp_path):
-    settings.BERTH_STATE_ROOT = tmp_path / "web-root"
+    settings.BERTH_TRANSFER_DIR = tmp_path / "web-root"
     c = dash.client("owner")
     uploads = tmp_path / "web-root" / "uploads"
     for name, data, words in (("notes.txt", b"plain text, not an archive\n" * 30, "not a tar archive"),
@@ -141,8 +142,8 @@ def test_import_accepts_a_tarball_and_refuses_anything_else(dash, settings, tmp_
     assert r.status_code == 202
     job = Job.objects.get(kind="image.import")
     assert r.json()["job"]["id"] == job.pk and job.params["ref"] == "mine:1" and job.params["team_id"] == dash.team.pk
-    staged = job.params["path"]
-    assert staged.startswith(str(uploads)) and open(staged, "rb").read() == tarball()
+    staged = upload_of(job)
+    assert staged.parent == uploads and staged.read_bytes() == tarball()
     assert not Image.objects.filter(name="mine").exists()  # the row is the worker's to make
 
 

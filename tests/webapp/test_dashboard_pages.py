@@ -14,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from containers.models import AuditEvent, Container, Host, Image, Job, Team, TeamMembership
+from tests.transfers import make_download
 
 pytestmark = pytest.mark.django_db
 ROLES = ("owner", "viewer", "operator", "admin", "outsider", "root")
@@ -225,14 +226,12 @@ def test_images_pages(dash):
     assert snapshot() == before
 
 
-def test_download_serves_only_finished_export_files(dash, tmp_path):
-    exports = tmp_path / "a" / "exports"
-    exports.mkdir(parents=True)
-    (exports / "77.tar").write_bytes(b"x" * 1000)
+def test_download_serves_only_finished_export_files(dash, tmp_path, settings):
+    settings.BERTH_TRANSFER_DIR = tmp_path
     job = Job.objects.create(kind="container.export", host=dash.host, target_type="container",
                              target_id=str(dash.web.pk), requested_by=dash.users["owner"], state="succeeded",
-                             result={"path": str(exports / "77.tar"), "size": 1000, "filename": "web.tar",
-                                     "content_type": "application/x-tar"})
+                             result={"size": 1000, "filename": "web.tar", "content_type": "application/x-tar"})
+    make_download(job, b"x" * 1000)
     r = dash.client("operator").get(f"/jobs/{job.pk}/download/")
     assert r.status_code == 200 and r["Content-Length"] == "1000" and r["Content-Type"] == "application/x-tar"
     assert b"".join(r.streaming_content) == b"x" * 1000

@@ -53,22 +53,6 @@ def container_manager():
         return _managers[key]
 
 
-def exports_dir() -> Path:
-    """`<state root>/exports`: files a job made for download (the web side serves only from here)."""
-    path = state_root() / "exports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def export_path(job, suffix: str) -> Path:
-    return exports_dir() / f"{job.pk}{suffix}"
-
-
-def file_result(path: Path, filename: str, content_type: str) -> dict[str, Any]:
-    return {"path": str(path.resolve()), "size": path.stat().st_size, "filename": filename,
-            "content_type": content_type}
-
-
 def safe_filename(text: str) -> str:
     """A download name from a container or image name (no path separators, no quotes)."""
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text).strip("._")

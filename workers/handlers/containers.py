@@ -9,10 +9,14 @@ and accepts that (create adopts an existing container of the same id, stop of a 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from containers.models import Container, Image
+from workers import transfer
 from workers.engine.images import ImageError, RefTaken
 from workers.handlers import common, handler, reporter
 
@@ -49,8 +53,10 @@ def create_kwargs(params: dict[str, Any], row: Container) -> dict[str, Any]:
     the rest is the job's own: name, start, volumes …), the host's scoped name and the row's id."""
     from workers.engine.containers.spec import ContainerSpec
 
+    # A confined requester's bind sources must lie under THIS host's roots (its own setting, not the web's).
+    roots = list(getattr(settings, "BERTH_BIND_MOUNT_ROOTS", []) or []) if "bind_roots" in params else None
     return {"spec": ContainerSpec.from_json(params, strict=False), "name": row.engine_name, "id": row.engine_id,
-            "bind_roots": params.get("bind_roots")}
+            "bind_roots": roots}
 
 
 def _discard_row(row: Container) -> None:
@@ -240,23 +246,22 @@ def remove(job, report) -> dict[str, Any]:
 
 @handler("container.export")
 def export(job, report) -> dict[str, Any]:
-    """`docker export`: the container's filesystem as `<state root>/exports/<job id>.tar`."""
+    """`docker export`: the container's filesystem as a tar, written to a nameless local file and pushed to
+    the control plane (workers/transfer.py), which serves the download."""
     row = common.target_container(job)
     mgr = common.container_manager()
     errors = _errors()
-    dest = common.export_path(job, ".tar")
     estimate = row.image.size if row.image_id and row.image and row.image.size else None
     report(2, f"exporting {row.name}")
-    try:
-        mgr.export(row.engine_id, str(dest),
-                   progress=common.byte_progress(report, 2, 95, "written", total=estimate))
-    except errors.NoSuchContainer:
-        common.remove_quietly(dest)
-        raise _gone(row) from None
-    except (errors.ContainerError, ImageError) as exc:
-        common.remove_quietly(dest)
-        raise _job_error(str(exc), exc) from None
-    return common.file_result(dest, f"{common.safe_filename(row.name)}.tar", common.TAR_TYPE)
+    with transfer.local_file() as out:
+        try:
+            mgr.export(row.engine_id, out, progress=common.byte_progress(report, 2, 90, "written", total=estimate))
+        except errors.NoSuchContainer:
+            raise _gone(row) from None
+        except (errors.ContainerError, ImageError) as exc:
+            raise _job_error(str(exc), exc) from None
+        report(91, "sending the file to the control plane")
+        return transfer.push_download(job, out, f"{common.safe_filename(row.name)}.tar", common.TAR_TYPE)
 
 
 @handler("container.commit")
@@ -306,7 +311,8 @@ def _number(params: dict[str, Any], key: str, kind):
 
 @handler("container.logs")
 def logs(job, report) -> dict[str, Any]:
-    """The container's whole log (or its tail/since) as `<state root>/exports/<job id>.log`, plain text."""
+    """The container's whole log (or its tail/since) as plain text, written to a nameless local file and
+    pushed to the control plane (workers/transfer.py), which serves the download."""
     row = common.target_container(job)
     params = job.params
     mgr = common.container_manager()
@@ -314,12 +320,11 @@ def logs(job, report) -> dict[str, Any]:
     tail = _number(params, "tail", int)
     since = _number(params, "since", float)
     stamps = bool(params.get("timestamps"))
-    dest = common.export_path(job, ".log")
-    partial = dest.with_name(dest.name + ".partial")
     report(5, f"reading the log of {row.name}")
     lines = 0
-    try:
-        with open(partial, "w", encoding="utf-8", errors="replace") as out:
+    with transfer.local_file() as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=False)
+        try:
             at_line_start = True
             for rec in mgr.logs(row.engine_id, tail=tail, since=since, timestamps=False, follow=False,
                                 stdout=params.get("stdout", True) is not False,
@@ -330,16 +335,13 @@ def logs(job, report) -> dict[str, Any]:
                 out.write(text)
                 at_line_start = text.endswith("\n")  # a partial record continues the same line
                 lines += at_line_start
-        partial.rename(dest)
-    except errors.NoSuchContainer:
-        common.remove_quietly(partial)
-        raise _gone(row) from None
-    except errors.ContainerError as exc:
-        common.remove_quietly(partial)
-        raise _job_error(str(exc), exc) from None
-    except BaseException:
-        common.remove_quietly(partial)
-        raise
-    result = common.file_result(dest, f"{common.safe_filename(row.name)}.log", common.TEXT_TYPE)
+            out.flush()
+        except errors.NoSuchContainer:
+            raise _gone(row) from None
+        except errors.ContainerError as exc:
+            raise _job_error(str(exc), exc) from None
+        report(90, "sending the log to the control plane")
+        result = transfer.push_download(job, raw, f"{common.safe_filename(row.name)}.log", common.TEXT_TYPE)
+        out.detach()
     result["lines"] = lines
     return result

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from containers import namespaces
 from containers.models import Image, Team
+from workers import transfer
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound, RefTaken
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
 from workers.handlers import common, handler, on_worker_start
@@ -27,29 +27,13 @@ def _job_error(message: str):
     return JobError(message)
 
 
-def _upload_path(job) -> Path:
-    raw = job.params.get("path")
-    if not raw or not isinstance(raw, str) or not os.path.isabs(raw):
-        raise _job_error("no uploaded file was given (params.path must be an absolute path)")
-    path = Path(raw)
-    # Only the web side's staged uploads are read: a job must not turn any file of the host into an image.
-    if path.parent.name != "uploads" or path.resolve().parent.name != "uploads":
-        raise _job_error("params.path must be an upload staged in an uploads/ directory")
-    return path
-
-
-def _discard_upload(path: Path) -> None:
-    """Uploads are the web side's temporary files (`…/uploads/<uuid>.upload`); anything else given as a
-    path is a file on the host we were only asked to read, so it stays."""
-    if path.parent.name == "uploads":
-        common.remove_quietly(path)
-
-
-def _readable(exc: Exception, path: Path, what: str) -> str:
-    """The store names the file by its path; users know it as "the upload"."""
+def _readable(exc: Exception, upload, what: str) -> str:
+    """The store names the file by its name (here the anonymous local copy's fd); users know it as "the
+    upload"."""
     text = str(exc)
-    if text.startswith(f"{path}: "):
-        text = text[len(str(path)) + 2:]
+    prefix = f"{getattr(upload, 'name', '')}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
     return f"{what}: {text}"
 
 
@@ -61,50 +45,54 @@ def _max_expanded(job) -> int | None:
 
 @handler("image.import")
 def import_image(job, report) -> dict[str, Any]:
-    """`docker import`: an uploaded root filesystem tarball becomes a one-layer image `ref` in the name space
-    of who asked (or of params.team_id); an existing `ref` there is refused, never replaced."""
+    """`docker import`: an uploaded root filesystem tarball (fetched from the control plane, see
+    workers/transfer.py) becomes a one-layer image `ref` in the name space of who asked (or of
+    params.team_id); an existing `ref` there is refused, never replaced."""
     params = job.params
     ref = params.get("ref") or ""
-    path = _upload_path(job)
     try:
         name, tag = common.split_ref(ref)
-    except ImageError as exc:
-        _discard_upload(path)
-        raise _job_error(str(exc)) from None
-    try:
         team = common.job_team(job)
+    except ImageError as exc:
+        transfer.consume_upload(job)
+        raise _job_error(str(exc)) from None
     except Exception:
-        _discard_upload(path)
+        transfer.consume_upload(job)
         raise
     namespace = common.job_namespace(job, team)
-    if not path.exists():
-        # A re-run after the worker died between import and finish: the upload is gone, the image is there.
-        row = Image.objects.filter(host=job.host, namespace=namespace, name=name, tag=tag).first()
-        if row is not None and common.image_store().exists(row.engine_ref):
-            return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
-        raise _job_error("the uploaded file is gone from the host; upload it again")
+    # A re-run after the worker died between import and finish: the upload is consumed, the image is there.
+    row = Image.objects.filter(host=job.host, namespace=namespace, name=name, tag=tag).first()
+    if row is not None and not transfer.Transfer.objects.filter(job=job).exists() \
+            and common.image_store().exists(row.engine_ref):
+        return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
     try:
         engine_ref = common.new_engine_ref(job.host, namespace, f"{name}:{tag}")
     except Exception:
-        _discard_upload(path)
+        transfer.consume_upload(job)
         raise
-    report(1, "importing")
-    try:
-        store = common.image_store()
-        progress = common.byte_progress(report, 1, 95, "imported", total=path.stat().st_size)
-        image = store.import_tarball(path, engine_ref, message=str(params.get("message") or ""),
-                                     progress=progress, max_expanded=_max_expanded(job), replace=False)
-    except RefTaken:
-        raise _job_error(common.taken_message(job.host, namespace, f"{name}:{tag}")) from None
-    except CorruptArchive as exc:
-        raise _job_error(_readable(exc, path, "the upload is not a tar archive (plain, gzip or zstd)")) from None
-    except ImageError as exc:
-        raise _job_error(_readable(exc, path, "import refused")) from None
-    finally:
-        _discard_upload(path)
+    report(1, "receiving the upload")
+    with transfer.fetched_upload(job) as upload:
+        report(1, "importing")
+        try:
+            store = common.image_store()
+            progress = common.byte_progress(report, 1, 95, "imported", total=_size(upload))
+            image = store.import_tarball(upload, engine_ref, message=str(params.get("message") or ""),
+                                         progress=progress, max_expanded=_max_expanded(job), replace=False)
+        except RefTaken:
+            raise _job_error(common.taken_message(job.host, namespace, f"{name}:{tag}")) from None
+        except CorruptArchive as exc:
+            raise _job_error(_readable(exc, upload, "the upload is not a tar archive (plain, gzip or zstd)")) from None
+        except ImageError as exc:
+            raise _job_error(_readable(exc, upload, "import refused")) from None
+        finally:
+            transfer.consume_upload(job)
     row = common.sync_image_row(job.host, f"{name}:{tag}", image, owner=common.job_owner(job), team=team,
                                 shared=bool(params.get("shared")), namespace=namespace)
     return {"image_id": row.pk, "ref": row.ref, "digest": row.digest, "size": row.size}
+
+
+def _size(f) -> int:
+    return os.fstat(f.fileno()).st_size
 
 
 @handler("image.load")
@@ -113,13 +101,10 @@ def load_images(job, report) -> dict[str, Any]:
     loader's name space (or params.team_id's): an archive tagged `busybox:latest` never touches the
     system's base image, and a tag the name space has already refuses the whole load before anything
     is written."""
-    path = _upload_path(job)
-    if not path.exists():
-        raise _job_error("the uploaded file is gone from the host; upload it again")
     try:
         team = common.job_team(job)
     except Exception:
-        _discard_upload(path)
+        transfer.consume_upload(job)
         raise
     namespace = common.job_namespace(job, team)
     written: dict[str, str] = {}  # engine ref -> user-facing name:tag
@@ -134,17 +119,20 @@ def load_images(job, report) -> dict[str, Any]:
         written[engine_ref] = tag
         return engine_ref
 
-    report(1, "loading")
-    try:
-        store = common.image_store()
-        progress = common.byte_progress(report, 1, 95, "loaded", total=path.stat().st_size)
-        images = store.load(path, progress=progress, max_expanded=_max_expanded(job), rename=rename, replace=False)
-    except RefTaken as exc:
-        raise _job_error(common.taken_message(job.host, namespace, common.user_ref(exc.ref))) from None
-    except ImageError as exc:
-        raise _job_error(_readable(exc, path, "the archive was refused")) from None
-    finally:
-        _discard_upload(path)
+    report(1, "receiving the upload")
+    with transfer.fetched_upload(job) as upload:
+        report(1, "loading")
+        try:
+            store = common.image_store()
+            progress = common.byte_progress(report, 1, 95, "loaded", total=_size(upload))
+            images = store.load(upload, progress=progress, max_expanded=_max_expanded(job), rename=rename,
+                                replace=False)
+        except RefTaken as exc:
+            raise _job_error(common.taken_message(job.host, namespace, common.user_ref(exc.ref))) from None
+        except ImageError as exc:
+            raise _job_error(_readable(exc, upload, "the archive was refused")) from None
+        finally:
+            transfer.consume_upload(job)
     out = []
     for image in images:
         for engine_ref in image.tags:
@@ -161,22 +149,24 @@ def load_images(job, report) -> dict[str, Any]:
 
 @handler("image.save")
 def save_image(job, report) -> dict[str, Any]:
-    """`docker save`: `<state root>/exports/<job id>.tar` as docker-archive or oci-archive."""
+    """`docker save`: a docker-archive or oci-archive, written to a nameless local file and pushed to the
+    control plane (workers/transfer.py), which serves the download."""
     row = common.target_image(job)
     fmt = job.params.get("format") or "docker-archive"
     if fmt not in SAVE_FORMATS:
         raise _job_error(f"unknown format {fmt!r}: use one of {', '.join(SAVE_FORMATS)}")
-    dest = common.export_path(job, ".tar")
     store = common.image_store()
-    try:
-        image = store.resolve(row.engine_ref)
-        report(1, f"saving {row.ref} as {fmt}")
-        store.save([row.engine_ref], dest, format=fmt, names=[row.ref],
-                   progress=common.byte_progress(report, 1, 99, "written", total=image.size))
-    except ImageError as exc:
-        common.remove_quietly(dest)
-        raise _job_error(str(exc)) from None
-    return common.file_result(dest, f"{common.safe_filename(row.name + '_' + row.tag)}.tar", common.TAR_TYPE)
+    with transfer.local_file() as out:
+        try:
+            image = store.resolve(row.engine_ref)
+            report(1, f"saving {row.ref} as {fmt}")
+            store.save([row.engine_ref], out, format=fmt, names=[row.ref],
+                       progress=common.byte_progress(report, 1, 95, "written", total=image.size))
+        except ImageError as exc:
+            raise _job_error(str(exc)) from None
+        report(96, "sending the file to the control plane")
+        return transfer.push_download(job, out, f"{common.safe_filename(row.name + '_' + row.tag)}.tar",
+                                      common.TAR_TYPE)
 
 
 @handler("image.remove")

@@ -229,6 +229,9 @@ class Command(BaseCommand):
         env["REDIS_URL"] = redis_url
         self._use_redis(redis_url)
 
+        # The worker reaches this web server for uploads and downloads (containers/transfer.py).
+        local = "127.0.0.1" if opts["bind"] in ("0.0.0.0", "::") else opts["bind"]
+        env.setdefault("BERTH_CONTROL_URL", f"http://{local}:{opts['port']}")
         self.worker = self._spawn("worker", [
             sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
             "-n", f"{host_name}@%h", "--concurrency", str(opts["concurrency"]), "--loglevel", "INFO",

@@ -1,0 +1,89 @@
+"""The control plane's internal transfer endpoint, for workers only: `/internal/transfers/<id>/`.
+
+GET streams a staged upload, DELETE consumes it, PUT receives a download (see containers/transfer.py).
+The caller proves it is the worker by the transfer's secret (`Authorization: Bearer <secret>`), which only
+the database holds; a wrong secret, an unknown or expired transfer all answer the same 404. Not part of the
+public API (no session, no CSRF, not in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from . import transfer, transfer_files
+from .models import Job
+from .services.downloads import StreamedFile
+from .transfer_model import Transfer
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "fields": None}}, status=status)
+
+
+def _authenticated(request: HttpRequest, pk) -> Transfer | None:
+    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    row = Transfer.objects.select_related("job").filter(pk=pk, expires__gt=timezone.now()).first()
+    if row is None or scheme != "Bearer" or not hmac.compare_digest(secret.encode(), row.token.encode()):
+        return None
+    return row
+
+
+@csrf_exempt
+def transfer_view(request: HttpRequest, pk) -> HttpResponse:
+    row = _authenticated(request, pk)
+    if row is None:
+        return _error(404, "not_found", "no such transfer")
+    if row.kind == Transfer.Kind.UPLOAD and request.method == "GET":
+        return _send_upload(row)
+    if row.kind == Transfer.Kind.UPLOAD and request.method == "DELETE":
+        transfer.staged_upload(row).unlink(missing_ok=True)
+        row.delete()
+        return HttpResponse(status=204)
+    if row.kind == Transfer.Kind.DOWNLOAD and request.method == "PUT":
+        return _receive_download(request, row)
+    return _error(405, "method_not_allowed", f"{request.method} is not allowed on a {row.kind} transfer")
+
+
+def _send_upload(row: Transfer) -> HttpResponse:
+    path = transfer.staged_upload(row)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return _error(410, "gone", "the staged upload is gone")
+    response = StreamedFile(f, content_type="application/octet-stream")
+    response["Content-Length"] = str(row.size)
+    return response
+
+
+def _receive_download(request: HttpRequest, row: Transfer) -> HttpResponse:
+    job = row.job
+    if job is None or job.state != Job.State.RUNNING or job.kind not in transfer.DOWNLOAD_KINDS:
+        return _error(409, "conflict", "this transfer's job is not running")
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    if not (raw.isascii() and raw.isdigit()):
+        return _error(411, "length_required", "send the file's length (Content-Length)")
+    length, limit = int(raw), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
+    if length > limit:
+        return _error(413, "too_large", f"the file is larger than {limit} bytes (BERTH_MAX_DOWNLOAD_BYTES)")
+    staging = transfer_files.Staging(transfer_files.downloads_dir())
+    try:
+        left = length
+        while left:
+            chunk = request.read(min(transfer_files.CHUNK, left))
+            if not chunk:
+                return _error(400, "incomplete", f"the file ended after {length - left} of {length} bytes")
+            staging.write(chunk)
+            left -= len(chunk)
+        staging.publish(transfer.download_file(job))
+        Transfer.objects.filter(pk=row.pk).delete()  # single use
+    finally:
+        staging.release()
+    transfer.sweep_quietly()
+    return JsonResponse({"size": length}, status=201)
