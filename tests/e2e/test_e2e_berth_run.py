@@ -16,7 +16,6 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -58,13 +57,16 @@ def berth_run(tmp_path):
 def test_berth_run_serves_the_dashboard_with_live_jobs_and_stops_cleanly(berth_run):
     from playwright.sync_api import sync_playwright
 
+    from tests.tools import chromium
+
+    executable = chromium()
     proc, url, out_path = berth_run
     text = out_path.read_text()
     assert f"Berth is up: {url}/" in text and "login: admin" in text
     assert "pw-admin-e2e-123" not in text  # a password from the environment is never printed
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             for width in (1200, 375):
                 page = browser.new_page(viewport={"width": width, "height": 800})
