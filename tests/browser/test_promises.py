@@ -1,0 +1,241 @@
+"""README promises in Debian's chromium against a live Berth (tests/browser/conftest.py: the ASGI server of
+`make run`, a real Celery worker, the real runtime and monitor): the live log viewer on the real container
+page, kill with a chosen signal, team sharing seen and run by a member, commit for a team and shared.
+Containers are made through containers.services, as a signed-up non-superuser, the way the dashboard does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from containers import services
+from containers.models import Container, Image, Job, Team, TeamMembership
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.root]
+
+# What the viewer must render: ANSI colours, a line on stderr, a hostile line (text, not HTML), then a tick
+# every 0.2 s for as long as it runs (lines keep arriving while the test pauses, searches, downloads).
+HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+TALKER = ("printf 'plain start\\n\\033[31mred text\\033[0m and plain\\n'; echo 'an error: needle, needle' >&2; "
+          f"echo '{HOSTILE}'; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
+
+
+def make_user(name: str):
+    """A signed-up non-superuser whose password the server process can check (it has no MD5 hasher)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    hasher = PBKDF2PasswordHasher()
+    user = get_user_model().objects.create_user(name)
+    user.password = hasher.encode(f"pw-{name}-123", hasher.salt(), iterations=1000)
+    user.save(update_fields=["password"])
+    return user
+
+
+def login(page, live_berth, user) -> None:
+    page.goto(live_berth.url + "/login/")
+    page.fill("#id_username", user.get_username())
+    mine = user.pk == live_berth.user.pk
+    page.fill("#id_password", live_berth.password if mine else f"pw-{user.get_username()}-123")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "/login/" not in page.url, page.locator("main").inner_text()
+
+
+def off_loop(fn, *args, **kwargs):
+    """Call a service from another thread: Playwright's sync API runs an event loop in this one, where the
+    services' event publishing (async_to_sync) cannot run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def call():
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
+def running(wait_for, row: Container, timeout: float = 60) -> Container:
+    def reached():
+        row.refresh_from_db()
+        return row.state == "running"
+
+    wait_for(reached, timeout=timeout, what=f"{row.name} to run")
+    return row
+
+
+def disk_records(state_root: Path, engine_id: str) -> list[dict]:
+    from workers.engine.containers import ContainerManager
+
+    out: list[dict] = []
+    for f in ContainerManager(state_root).log_files(engine_id):
+        out += [json.loads(line) for line in f.read_text().splitlines()]
+    return out
+
+
+def test_live_log_viewer_on_the_container_page(live_berth, browser, watch, problems, wait_job, wait_for):
+    row, job = off_loop(services.create_container, live_berth.user, host=live_berth.worker.host, image="busybox:latest",
+                                         name="talker", command=["sh", "-c", TALKER])
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    running(wait_for, row)
+    page = watch(browser.new_context(viewport={"width": 1200, "height": 900}).new_page())
+    login(page, live_berth, live_berth.user)
+    page.goto(f"{live_berth.url}/containers/{row.pk}/")
+    view = page.locator("[data-role=view]")
+    page.wait_for_function("[...document.querySelectorAll('[data-role=view] .ln .tx')]"
+                           ".some(e => e.textContent === 'tick 2')", timeout=60_000)
+    assert page.locator("[data-role=status]").inner_text() == "live"
+    # Log text is text: no element from the hostile line, its characters shown as written.
+    assert view.locator("img, script").count() == 0 and page.evaluate("window.__xss") is None
+    assert view.locator(".ln .tx", has_text="onerror").inner_text() == HOSTILE
+    # ANSI colours rendered, the escape codes gone; stderr styled apart.
+    red_line = view.locator(".ln", has_text="red text")
+    red = red_line.locator("span[style*='color']")
+    assert red.inner_text() == "red text" and "187,0,0" in red.get_attribute("style").replace(" ", "")
+    assert red_line.locator(".tx").inner_text() == "red text and plain"
+    assert view.locator(".ln.err").count() == 1 and "needle" in view.locator(".ln.err").inner_text()
+    # Search: both matches of the stderr line, stepped through.
+    page.fill("[data-role=search]", "NEEDLE")
+    page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '2 matches'")
+    assert view.locator("mark").all_inner_texts() == ["needle", "needle"]
+    page.press("[data-role=search]", "Enter")
+    page.press("[data-role=search]", "Enter")
+    assert page.locator("[data-role=matches]").inner_text() == "2 of 2"
+    page.fill("[data-role=search]", "")
+    # Timestamps on demand: the time the monitor wrote on disk, to the millisecond.
+    assert not view.locator(".ts").first.is_visible()
+    page.check("[data-role=timestamps]")
+    first = disk_records(live_berth.worker.state_root, row.engine_id)[0]
+    assert first["log"] == "plain start\n"
+    assert view.locator(".ln").first.locator(".ts").inner_text() == first["time"][:23].replace("T", " ")
+    # Streams: stderr only hides stdout lines.
+    page.select_option("[data-role=streams]", "stderr")
+    assert view.locator(".ln.out").first.is_hidden() and view.locator(".ln.err").first.is_visible()
+    page.select_option("[data-role=streams]", "all")
+    # Pause: the container goes on printing; the notice counts what is held back, the view does not grow.
+    page.click("[data-role=follow]")
+    shown = view.locator(".ln").count()
+    page.wait_for_function("(() => { const m = document.querySelector('[data-role=notice]').textContent"
+                           ".match(/Paused: ([0-9,]+) new line/); return m && +m[1] >= 3; })()", timeout=30_000)
+    assert view.locator(".ln").count() == shown
+    page.click("[data-role=follow]")
+    page.wait_for_function(f"document.querySelectorAll('[data-role=view] .ln').length >= {shown + 3}")
+    # Download the full log (a container.logs job): the host's file as it was when the job ran, in order.
+    page.click("form.logs-download button")
+    link = page.locator("[data-role=files] a[data-role=download]")
+    link.wait_for(state="visible", timeout=60_000)
+    with page.expect_download() as info:
+        link.click()
+    text = Path(info.value.path()).read_text()
+    lines = text.splitlines()
+    disk = disk_records(live_berth.worker.state_root, row.engine_id)
+    # Timestamps are on in the view, so the download has them too (the form follows the checkbox).
+    assert lines == [f"{r['time']} {r['log']}".rstrip("\n") for r in disk[:len(lines)]]
+    assert lines[0].endswith("Z plain start") and any(x.endswith(f"Z tick {shown - 4}") for x in lines)  # one held while paused
+    ticks = [int(x.split()[-1]) for x in lines if " tick " in x]
+    assert ticks == list(range(len(ticks)))
+    assert problems == []
+
+
+def test_kill_with_a_chosen_signal_through_a_job(live_berth, browser, watch, problems, wait_job, wait_for):
+    # PID 1 of a container gets only the signals it handles (the kernel drops the rest, as under Docker):
+    # this one says which signal came and ends with 128+n, the shell's convention for "killed by n".
+    script = ("trap 'echo got USR1; exit 138' USR1; trap 'echo got TERM; exit 143' TERM; "
+              "echo ready; while true; do sleep 0.1; done")
+    row, job = off_loop(services.create_container, live_berth.user, host=live_berth.worker.host, image="busybox:latest",
+                                         name="target", command=["sh", "-c", script])
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    running(wait_for, row)
+    page = watch(browser.new_context(viewport={"width": 1200, "height": 900}).new_page())
+    login(page, live_berth, live_berth.user)
+    page.goto(f"{live_berth.url}/containers/{row.pk}/")
+    page.wait_for_function("[...document.querySelectorAll('[data-role=view] .ln .tx')]"
+                           ".some(e => e.textContent === 'ready')", timeout=60_000)
+    page.select_option("form[data-action=kill] select[name=signal]", "SIGUSR1")
+    page.click("form[data-action=kill] button")
+    page.wait_for_function("document.querySelector('.container-page h1 [data-field=state]').textContent === 'exited'",
+                           timeout=60_000)
+    kill = Job.objects.get(kind="container.kill", target_id=str(row.pk))
+    assert kill.params == {"signal": "SIGUSR1"} and kill.requested_by == live_berth.user
+    assert wait_job(kill).state == Job.State.SUCCEEDED, kill.error
+    row.refresh_from_db()
+    assert (row.state, row.exit_code) == ("exited", 128 + 10)
+    assert page.locator("[data-role=exit]").inner_text().find("138") >= 0
+    assert any(r["log"] == "got USR1\n" for r in disk_records(live_berth.worker.state_root, row.engine_id))
+    assert problems == []
+
+
+def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_everyone(
+        live_berth, browser, watch, problems, wait_job, wait_for):
+    team = Team.objects.create(name="crew")
+    TeamMembership.objects.create(team=team, user=live_berth.user, role="admin")
+    mate = make_user("mate")
+    TeamMembership.objects.create(team=team, user=mate, role="operator")
+    stranger = make_user("stranger")
+    url = live_berth.url
+
+    # The owner makes a container for the team on the dashboard's form.
+    owner_page = watch(browser.new_context(viewport={"width": 1200, "height": 900}).new_page())
+    login(owner_page, live_berth, live_berth.user)
+    owner_page.goto(url + "/containers/new/")
+    owner_page.fill("#id_name", "shared-box")
+    owner_page.fill("#id_command", "sh -c 'echo made-by-owner > /note; exec sleep 600'")
+    owner_page.click("details.more > summary")
+    owner_page.select_option("#id_team", str(team.pk))
+    owner_page.click("[data-role=submit]")
+    owner_page.wait_for_url("**/containers/*/?job=*", timeout=60_000)
+    row = Container.objects.get(name="shared-box")
+    assert (row.owner, row.team) == (live_berth.user, team)
+    running(wait_for, row)
+
+    # A team operator sees it in the list and stops and starts it from its page.
+    mate_page = watch(browser.new_context(viewport={"width": 1200, "height": 900}).new_page())
+    login(mate_page, live_berth, mate)
+    mate_page.goto(url + "/containers/")
+    mate_page.locator("a", has_text="shared-box").first.click()
+    mate_page.wait_for_url(f"**/containers/{row.pk}/")
+    badge = "document.querySelector('.container-page h1 [data-field=state]').textContent"
+    mate_page.fill("form[data-action=stop] input[name=timeout]", "1")
+    mate_page.click("form[data-action=stop] button")
+    mate_page.wait_for_function(f"{badge} === 'exited'", timeout=60_000)
+    mate_page.click("form[data-action=start] button")
+    mate_page.wait_for_function(f"{badge} === 'running'", timeout=60_000)
+    by_mate = Job.objects.filter(target_id=str(row.pk), requested_by=mate).values_list("kind", "state")
+    assert sorted(by_mate) == [("container.start", "succeeded"), ("container.stop", "succeeded")]
+    # Someone outside the team gets the same answer as for a container that does not exist.
+    stranger_page = watch(browser.new_context().new_page())
+    login(stranger_page, live_berth, stranger)
+    assert stranger_page.goto(f"{url}/containers/{row.pk}/").status == 404
+    stranger_page.goto(url + "/containers/")
+    assert stranger_page.locator("a", has_text="shared-box").count() == 0
+
+    # The owner (team admin) commits it for the team, shared with everyone.
+    owner_page.goto(f"{url}/containers/{row.pk}/")
+    owner_page.click("details.commit > summary")
+    owner_page.fill("form[data-action=commit] [name=ref]", "noted:v1")
+    owner_page.select_option("form[data-action=commit] [name=team]", str(team.pk))
+    owner_page.check("form[data-action=commit] [name=shared]")
+    owner_page.click("form[data-action=commit] button[type=submit]")
+    commit = wait_for(lambda: Job.objects.filter(kind="container.commit", target_id=str(row.pk)).first(),
+                      what="the commit job")
+    assert wait_job(commit).state == Job.State.SUCCEEDED, commit.error
+    image = Image.objects.get(pk=commit.result["image_id"])
+    assert (image.name, image.tag, image.team, image.shared, image.owner) == ("noted", "v1", team, True,
+                                                                             live_berth.user)
+    # Shared with everyone: the stranger sees it and runs a container from it (the committed file is there).
+    stranger_page.goto(url + "/images/")
+    stranger_page.locator("#images tr", has_text="noted").wait_for(timeout=30_000)
+    mine, job = off_loop(services.create_container, stranger, host=live_berth.worker.host, image="noted:v1",
+                                          name="reader", command=["cat", "/note"])
+    assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+    wait_for(lambda: (mine.refresh_from_db(), mine.state == "exited")[1], what="the reader to exit")
+    assert mine.exit_code == 0
+    assert [r["log"] for r in disk_records(live_berth.worker.state_root, mine.engine_id)] == ["made-by-owner\n"]
+    assert problems == []
+
