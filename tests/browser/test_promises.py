@@ -206,10 +206,11 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
     mate_page.wait_for_function(f"{badge} === 'exited'", timeout=60_000)
     mate_page.click("form[data-action=start] button")
     mate_page.wait_for_function(f"{badge} === 'running'", timeout=60_000)
-    by_mate = Job.objects.filter(target_id=str(row.pk), requested_by=mate).values_list("kind", "state")
-    assert sorted(by_mate) == [("container.start", "succeeded"), ("container.stop", "succeeded")]
+    by_mate = [wait_job(j) for j in Job.objects.filter(target_id=str(row.pk), requested_by=mate)]
+    assert sorted((j.kind, j.state) for j in by_mate) == [("container.start", "succeeded"),
+                                                         ("container.stop", "succeeded")]
     # Someone outside the team gets the same answer as for a container that does not exist.
-    stranger_page = watch(browser.new_context().new_page())
+    stranger_page = browser.new_context().new_page()  # not watched: its 404 is the point
     login(stranger_page, live_berth, stranger)
     assert stranger_page.goto(f"{url}/containers/{row.pk}/").status == 404
     stranger_page.goto(url + "/containers/")
