@@ -6,9 +6,14 @@ Containers are made through containers.services, as a signed-up non-superuser, t
 from __future__ import annotations
 
 import json
+import re
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from containers import services
 from containers.models import Container, Image, Job, Team, TeamMembership
@@ -240,3 +245,121 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
     assert [r["log"] for r in disk_records(live_berth.worker.state_root, mine.engine_id)] == ["made-by-owner\n"]
     assert problems == []
 
+
+
+# --- `make run` (manage.py berth_run): Ctrl-C stops web, worker, redis in that order; the next start reconciles ----
+
+class BerthRun:
+    """One `manage.py berth_run` on a state root (its SQLite database lives there too), output in `out`."""
+
+    def __init__(self, root: Path, out: Path, port: int):
+        import os
+        import sys
+
+        self.url, self.out = f"http://127.0.0.1:{port}", out
+        env = {**os.environ, "BERTH_ADMIN_PASSWORD": RUN_PASSWORD, "BERTH_HOST_NAME": "promise-run",
+               "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+        for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY",
+                    "DJANGO_ALLOW_ASYNC_UNSAFE"):
+            env.pop(var, None)
+        with open(out, "wb") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "berth_run", "--root", str(root), "--port", str(port),
+                 "--redis-port", "0", "--concurrency", "1"],
+                cwd=Path(__file__).resolve().parents[2], env=env, stdout=f, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_text(self, pattern: str, wait_for, timeout: float = 120) -> re.Match:
+        def seen():
+            if self.proc.poll() is not None:
+                pytest.fail(f"berth_run exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
+            return re.search(pattern, self.text())
+
+        return wait_for(seen, timeout=timeout, what=f"{pattern!r} in berth_run's output", interval=0.2)
+
+    def pids(self) -> dict[str, int]:
+        return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.text())}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+RUN_PASSWORD = "pw-admin-promise-123"
+
+
+def api_session(url: str) -> requests.Session:
+    s = requests.Session()
+    page = s.get(url + "/login/", timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    r = s.post(url + "/login/", data={"username": "admin", "password": RUN_PASSWORD, "csrfmiddlewaretoken": token},
+               allow_redirects=False, timeout=30)
+    assert r.status_code == 302, r.text[:300]
+    s.headers["X-CSRFToken"] = s.cookies["csrftoken"]
+    s.headers["Referer"] = url + "/"
+    return s
+
+
+def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tmp_path, wait_for):
+    from tests.support import clean_state_root
+
+    root, sync = tmp_path / "root", tmp_path / "sync"
+    sync.mkdir()
+    runs: list[BerthRun] = []
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        first = BerthRun(root, tmp_path / "first.out", port)
+        runs.append(first)
+        first.wait_text(r"Berth is up", wait_for)
+        api = api_session(first.url)
+        # A container that exits with 7 once the test says so (a file in a bind-mounted directory).
+        made = api.post(first.url + "/api/v1/containers", timeout=60, json={
+            "image": "busybox:latest", "host": "promise-run", "name": "waiter", "mounts": [f"{sync}:/sync"],
+            "command": ["sh", "-c", "while [ ! -e /sync/go ]; do sleep 0.1; done; exit 7"]})
+        assert made.status_code == 202, made.text[:500]
+        pk = made.json()["container"]["id"]
+
+        def state():
+            row = api.get(f"{first.url}/api/v1/containers/{pk}", timeout=30).json()
+            return row if row["state"] != "created" else None
+
+        assert wait_for(state, timeout=120, what="the waiter to start")["state"] == "running"
+        engine_id = api.get(f"{first.url}/api/v1/containers/{pk}", timeout=30).json()["engine_id"]
+
+        pids = first.pids()
+        assert set(pids) == {"redis", "worker", "web"}
+        first.proc.send_signal(signal.SIGINT)
+        assert first.proc.wait(90) == 0
+        # Stopped one at a time (each waited for), web first (no new requests), then the worker, then redis.
+        order = re.findall(r"stopping (\w+) \(pid (\d+)\)", first.text())
+        assert order == [(name, str(pids[name])) for name in ("web", "worker", "redis")], first.text()[-2000:]
+        assert [pid for pid in pids.values() if Path(f"/proc/{pid}").exists()] == []
+        # The container outlived Berth (the monitor owns it); it exits while nothing of Berth runs.
+        (sync / "go").touch()
+        wait_for((root / "containers" / engine_id / "exit.json").exists, what="the waiter to exit meanwhile")
+
+        second = BerthRun(root, tmp_path / "second.out", port)
+        runs.append(second)
+        second.wait_text(r"Berth is up", wait_for)
+        api = api_session(second.url)
+
+        def recorded():
+            row = api.get(f"{second.url}/api/v1/containers/{pk}", timeout=30).json()
+            return row if row["state"] == "exited" else None
+
+        row = wait_for(recorded, timeout=120, what="the exit to be recorded by the reconcile at start")
+        assert row["exit_code"] == 7
+    finally:
+        for run in runs:
+            run.close()
+        clean_state_root(root)
