@@ -1,7 +1,9 @@
 """README promises in Debian's chromium against a live Berth (tests/browser/conftest.py: the ASGI server of
 `make run`, a real Celery worker, the real runtime and monitor): the live log viewer on the real container
-page, kill with a chosen signal, team sharing seen and run by a member, commit for a team and shared.
-Containers are made through containers.services, as a signed-up non-superuser, the way the dashboard does."""
+page, kill with a chosen signal, team sharing seen and run by a member (and a member dropped from the team
+losing the live logs), commit for a team and shared; and `make run`'s Ctrl-C order and reconcile on the next
+start. Containers are made through containers.services, as a signed-up non-superuser, as the dashboard does;
+each test's mutant is in tests/README.md."""
 
 from __future__ import annotations
 
@@ -64,6 +66,17 @@ def off_loop(fn, *args, **kwargs):
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(call).result()
+
+
+def client_of(user):
+    """A DRF client signed in with a fresh API token of `user`."""
+    from rest_framework.test import APIClient
+
+    from containers.api.auth import create_token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {create_token(user, 'promises')[1]}")
+    return client
 
 
 def running(wait_for, row: Container, timeout: float = 60) -> Container:
@@ -214,6 +227,11 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
     by_mate = [wait_job(j) for j in Job.objects.filter(target_id=str(row.pk), requested_by=mate)]
     assert sorted((j.kind, j.state) for j in by_mate) == [("container.start", "succeeded"),
                                                          ("container.stop", "succeeded")]
+    # The team's admin drops the operator from the team while the page is open: its log panel stops following
+    # at the consumer's next permission check and says why (checked at the end; the check comes every 30 s).
+    mate_page.wait_for_function("document.querySelector('[data-role=status]').textContent === 'live'")
+    dropped = off_loop(lambda: client_of(live_berth.user).delete(f"/api/v1/teams/{team.pk}/members/{mate.pk}"))
+    assert dropped.status_code == 204, dropped.content[:300]
     # Someone outside the team gets the same answer as for a container that does not exist.
     stranger_page = browser.new_context().new_page()  # not watched: its 404 is the point
     login(stranger_page, live_berth, stranger)
@@ -243,6 +261,9 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
     wait_for(lambda: (mine.refresh_from_db(), mine.state == "exited")[1], what="the reader to exit")
     assert mine.exit_code == 0
     assert [r["log"] for r in disk_records(live_berth.worker.state_root, mine.engine_id)] == ["made-by-owner\n"]
+    mate_page.wait_for_function("document.querySelector('[data-role=notice]').textContent"
+                                ".includes('no longer exists, or you may not see it')", timeout=60_000)
+    assert mate_page.locator("[data-role=status]").inner_text() == "closed"
     assert problems == []
 
 
