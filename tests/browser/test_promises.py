@@ -293,14 +293,6 @@ class BerthRun:
     def text(self) -> str:
         return self.out.read_text(errors="replace")
 
-    def wait_text(self, pattern: str, wait_for, timeout: float = 120) -> re.Match:
-        def seen():
-            if self.proc.poll() is not None:
-                pytest.fail(f"berth_run exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
-            return re.search(pattern, self.text())
-
-        return wait_for(seen, timeout=timeout, what=f"{pattern!r} in berth_run's output", interval=0.2)
-
     def pids(self) -> dict[str, int]:
         return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.text())}
 
@@ -315,6 +307,32 @@ class BerthRun:
 
 
 RUN_PASSWORD = "pw-admin-promise-123"
+
+
+def start_berth_run(root: Path, out: Path, runs: list[BerthRun], wait_for) -> BerthRun:
+    """A berth_run that is up. berth_run binds the port it is given itself: one that another process took
+    after we chose it makes it exit saying so, and another port is tried (no collision under load)."""
+    for _attempt in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        run = BerthRun(root, out, port)
+        runs.append(run)
+
+        def up_or_taken(run: BerthRun = run, port: int = port) -> str | None:
+            text = run.text()
+            if "Berth is up" in text:
+                return "up"
+            if run.proc.poll() is not None:
+                return "taken" if f"port {port} on 127.0.0.1 is taken" in text else "exited"
+            return None
+
+        state = wait_for(up_or_taken, timeout=120, what="berth_run to come up", interval=0.2)
+        if state == "up":
+            return run
+        if state == "exited":
+            pytest.fail(f"berth_run exited ({run.proc.returncode}):\n{run.text()[-3000:]}")
+    pytest.fail("berth_run found no free port in 3 tries")
 
 
 def api_session(url: str) -> requests.Session:
@@ -336,12 +354,7 @@ def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tm
     sync.mkdir()
     runs: list[BerthRun] = []
     try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        first = BerthRun(root, tmp_path / "first.out", port)
-        runs.append(first)
-        first.wait_text(r"Berth is up", wait_for)
+        first = start_berth_run(root, tmp_path / "first.out", runs, wait_for)
         api = api_session(first.url)
         # A container that exits with 7 once the test says so (a file in a bind-mounted directory).
         made = api.post(first.url + "/api/v1/containers", timeout=60, json={
@@ -369,9 +382,7 @@ def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tm
         (sync / "go").touch()
         wait_for((root / "containers" / engine_id / "exit.json").exists, what="the waiter to exit meanwhile")
 
-        second = BerthRun(root, tmp_path / "second.out", port)
-        runs.append(second)
-        second.wait_text(r"Berth is up", wait_for)
+        second = start_berth_run(root, tmp_path / "second.out", runs, wait_for)
         api = api_session(second.url)
 
         def recorded():
