@@ -138,6 +138,8 @@ def test_live_log_viewer_on_the_container_page(live_berth, browser, watch, probl
     page.select_option("[data-role=streams]", "all")
     # Pause: the container goes on printing; the notice counts what is held back, the view does not grow.
     page.click("[data-role=follow]")
+    # A render already scheduled before the pause runs in the next frame: count after two frames.
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     shown = view.locator(".ln").count()
     page.wait_for_function("(() => { const m = document.querySelector('[data-role=notice]').textContent"
                            ".match(/Paused: ([0-9,]+) new line/); return m && +m[1] >= 3; })()", timeout=30_000)
@@ -184,7 +186,7 @@ def test_kill_with_a_chosen_signal_through_a_job(live_berth, browser, watch, pro
     assert wait_job(kill).state == Job.State.SUCCEEDED, kill.error
     row.refresh_from_db()
     assert (row.state, row.exit_code) == ("exited", 128 + 10)
-    assert page.locator("[data-role=exit]").inner_text().find("138") >= 0
+    page.wait_for_function("document.querySelector('[data-role=exit]').textContent.includes('138')")
     assert any(r["log"] == "got USR1\n" for r in disk_records(live_berth.worker.state_root, row.engine_id))
     assert problems == []
 
