@@ -9,7 +9,7 @@ import pytest
 
 from containers import services
 from containers.models import Job
-from tests.browser.test_promises import login, off_loop, running
+from tests.browser.pages import login, off_loop, running
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.root]
 
