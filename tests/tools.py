@@ -21,3 +21,16 @@ def host_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (`make apt` installs it: APT_PACKAGES in the Makefile)")
     return path
+
+
+# Debian's chromium (`make apt`), the one browser the tests drive; Playwright never downloads its own.
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+def chromium() -> str:
+    """The path of Debian's chromium, or skip the calling test saying that it is missing."""
+    for name in CHROMIUM_NAMES:
+        path = find_tool(name)
+        if path is not None:
+            return path
+    pytest.skip("chromium is not installed (`make apt` installs it: APT_PACKAGES in the Makefile)")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from containers import events
 from containers.models import Container, Job
 from tests.transfers import make_download
 from webapp.asgi import application
@@ -69,30 +67,54 @@ def _ws_headers(user):
     return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://127.0.0.1")]
 
 
+async def _events_until(comm: WebsocketCommunicator, done, timeout: float = 60) -> list[dict]:
+    """Job and container events received (host heartbeats skipped) up to and including the one `done` accepts."""
+    got: list[dict] = []
+    while True:
+        event = await comm.receive_json_from(timeout=timeout)
+        if event.get("type") in ("job", "container"):
+            got.append(event)
+            if done(event):
+                return got
+
+
+def _finished(job_pk: int):
+    return lambda e: e["type"] == "job" and e["id"] == job_pk and e["state"] in Job.FINISHED_STATES
+
+
+@pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-async def test_events_websocket_only_delivers_own_team(world, live_redis):
-    """Over the Redis channel layer, as in production: team A's viewer gets A's events, never B's."""
-    headers = await sync_to_async(_ws_headers)(world.users["viewer"])
-    comm = WebsocketCommunicator(application, "/ws/events/", headers=headers)
-    connected, _ = await comm.connect()
-    assert connected
+async def test_events_websocket_only_delivers_own_team(world, live_redis, berth_worker):
+    """As in production: the events come from the services (job queued) and from a real worker running the
+    jobs (job running/failed, container state), over the Redis channel layer. Team B's admin sees B's; team
+    A's viewer sees A's, never B's."""
+    from containers import services
+
+    await sync_to_async(berth_worker)(world.host.name)  # a real worker for the world's host
+    socks = {}
+    for who in ("viewer", "outsider"):
+        headers = await sync_to_async(_ws_headers)(world.users[who])
+        socks[who] = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+        connected, _ = await socks[who].connect()
+        assert connected
     try:
-        layer = get_channel_layer()
-
-        async def send(event):
-            await layer.group_send(events.GROUP, {"type": "berth.event", "event": event})
-
-        job_b = await sync_to_async(Job.objects.create)(kind="container.stop", host=world.host,
-                                                        target_type="container", target_id=str(world.web_b.pk),
-                                                        requested_by=world.users["outsider"])
-        await send(await sync_to_async(events.container_event)(world.web_b))
-        await send(await sync_to_async(events.job_event)(job_b))
-        await send(await sync_to_async(events.container_event)(world.web_a))
-        got = await comm.receive_json_from(timeout=10)
-        assert got["type"] == "container" and got["name"] == "web-a"
-        assert await comm.receive_nothing(timeout=0.5)
+        # B's stop, through the service; the worker finds no such container on its host and says so.
+        job_b = await sync_to_async(services.container_action)(world.users["outsider"], world.web_b, "stop")
+        seen_b = await _events_until(socks["outsider"], _finished(job_b.pk))
+        # The control: B's own admin got B's events, from both processes (queued here, failed on the host).
+        assert {e["state"] for e in seen_b if e["type"] == "job" and e["id"] == job_b.pk} >= {"queued", "failed"}
+        assert any(e["type"] == "container" and e["id"] == world.web_b.pk for e in seen_b), seen_b
+        # The group sends to every socket at once: B's events are already in the viewer's channel, before A's.
+        job_a = await sync_to_async(services.container_action)(world.users["operator"], world.web_a, "stop")
+        seen_a = await _events_until(socks["viewer"], _finished(job_a.pk))
+        assert {e["state"] for e in seen_a if e["type"] == "job" and e["id"] == job_a.pk} >= {"queued", "failed"}
+        assert any(e["type"] == "container" and e["id"] == world.web_a.pk for e in seen_a), seen_a
+        b_ids = {("job", job_b.pk), ("container", world.web_b.pk)}
+        assert [e for e in seen_a if (e["type"], e["id"]) in b_ids] == []
+        assert all(e.get("owner_id") != world.users["outsider"].pk for e in seen_a)
     finally:
-        await comm.disconnect()
+        for comm in socks.values():
+            await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

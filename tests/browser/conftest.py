@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -74,10 +73,13 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
 def browser(monkeypatch) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    from tests.tools import chromium
+
+    executable = chromium()  # skips, saying so, where it is missing
     # Playwright's sync API runs an event loop in this thread; the test's own ORM reads stay synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

@@ -88,7 +88,16 @@ def _zombie(pid: int) -> bool:
 
 @pytest.fixture
 def run(tmp_path):
-    r = Run(tmp_path)
+    # berth_run binds the port itself: one taken by another process after free_port() chose it makes it exit
+    # saying so, and another is tried (no collision under load).
+    for _attempt in range(3):
+        r = Run(tmp_path)
+        deadline = time.monotonic() + 120
+        while "Berth is up" not in r.text() and r.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if "Berth is up" in r.text() or f"port {r.port} on 127.0.0.1 is taken" not in r.text():
+            break
+        r.close()
     try:
         r.wait_text(r"Berth is up")
         yield r

@@ -16,7 +16,6 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -27,26 +26,36 @@ def free_port() -> int:
 
 @pytest.fixture
 def berth_run(tmp_path):
-    port = free_port()
     env = {**os.environ, "BERTH_ADMIN_PASSWORD": "pw-admin-e2e-123", "BERTH_HOST_NAME": "e2e-run",
            "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
     for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY"):
         env.pop(var, None)
     out_path = tmp_path / "berth_run.out"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "berth_run", "--root", str(tmp_path / "root"), "--port", str(port),
-             "--redis-port", "0"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = None
     try:
-        deadline = time.monotonic() + 120
-        while "Berth is up" not in out_path.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
+        # berth_run binds the port itself: one taken by another process after we chose it makes it exit
+        # saying so, and another is tried (no collision under load).
+        for _attempt in range(3):
+            port = free_port()
+            with open(out_path, "wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "manage.py", "berth_run", "--root", str(tmp_path / "root"), "--port",
+                     str(port), "--redis-port", "0"],
+                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.monotonic() + 120
+            while "Berth is up" not in out_path.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            else:
+                break
+            if proc.poll() is None or f"port {port} on 127.0.0.1 is taken" not in out_path.read_text():
                 pytest.fail(f"berth_run did not come up:\n{out_path.read_text()}")
-            time.sleep(0.2)
+        else:
+            pytest.fail("berth_run found no free port in 3 tries")
         yield proc, f"http://127.0.0.1:{port}", out_path
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(60)
@@ -58,13 +67,16 @@ def berth_run(tmp_path):
 def test_berth_run_serves_the_dashboard_with_live_jobs_and_stops_cleanly(berth_run):
     from playwright.sync_api import sync_playwright
 
+    from tests.tools import chromium
+
+    executable = chromium()
     proc, url, out_path = berth_run
     text = out_path.read_text()
     assert f"Berth is up: {url}/" in text and "login: admin" in text
     assert "pw-admin-e2e-123" not in text  # a password from the environment is never printed
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             for width in (1200, 375):
                 page = browser.new_page(viewport={"width": width, "height": 800})

@@ -5,7 +5,6 @@ logs consumer (webapp.asgi with the Redis channel layer). The json-file logs on 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from webapp.asgi import application
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 class LogHost:
     """A host's ContainerManager whose monitor sends lines to the test's redis-server."""
@@ -171,154 +169,6 @@ async def test_flood_loses_nothing_on_disk_while_the_view_is_sampled(log_host):
     assert sent[-1]["log"] == "done\n" or shown[-1] == total
 
 
-# --- the viewer in a real browser ---------------------------------------------------------------------
-
-@pytest.fixture
-def web_server(transactional_db, live_redis, tmp_path):
-    """The served ASGI server (tests.support: what `make run` uses) on a free port, sharing the test's
-    database file and redis-server."""
-
-    from tests.conftest import stop_process
-    from tests.support import start_asgi_server
-
-    proc, port = start_asgi_server(live_redis, tmp_path / "root", tmp_path / "server.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(proc)
-
-
-def write(url: str, engine_id: str, lines: list[tuple[str, str]]) -> None:
-    r = redis.Redis.from_url(url)
-    pipe = r.pipeline(transaction=False)
-    for stream, text in lines:
-        pipe.xadd(f"berth:logs:{engine_id}", {"stream": stream, "time": "2026-11-29T01:02:03.123456789Z",
-                                              "log": text}, maxlen=10000, approximate=True)
-    pipe.execute()
-    r.close()
-
-
-@pytest.mark.browser
-def test_viewer_renders_safely_searches_pauses_and_survives_a_flood(web_server, live_redis):
-    from django.template.loader import render_to_string
-    from django.test import RequestFactory
-    from playwright.sync_api import sync_playwright
-
-    engine_id = uuid.uuid4().hex * 2
-    user = get_user_model().objects.create_user("viewer-e2e", password="pw-viewer-e2e-123")
-    row = Container.objects.create(name="c", host=Host.objects.create(name="h-view"), owner=user,
-                                   engine_id=engine_id, state="running")
-    client = Client()
-    client.force_login(user)
-    panel = render_to_string("containers/_logs.html", {"container": row}, request=RequestFactory().get("/"))
-    page_html = ('<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" '
-                 f'href="/static/css/berth.css"></head><body><main class="content">{panel}</main></body></html>')
-    stranger = get_user_model().objects.create_user("stranger-e2e", password="pw-stranger-e2e-123")
-    theirs = Container.objects.create(name="theirs", host=row.host, owner=stranger, state="running")
-    other_html = page_html.replace(panel, render_to_string("containers/_logs.html", {"container": theirs},
-                                                           request=RequestFactory().get("/")))
-    hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-    write(live_redis, engine_id, [("stdout", "plain start\n"), ("stdout", "\x1b[31mred text\x1b[0m and plain\n"),
-                                  ("stderr", "an error: needle\n"), ("stdout", hostile + "\n")])
-    problems: list[str] = []
-    try:
-        with sync_playwright() as p:
-            # The panel page is fulfilled by Playwright (no address of its own): Chromium's local network
-            # checks would treat its WebSocket to 127.0.0.1 as a public page reaching into the LAN.
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--no-sandbox", "--disable-features=LocalNetworkAccessChecks"])
-            ctx = browser.new_context(viewport={"width": 1000, "height": 800})
-            ctx.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": web_server}])
-            ctx.route(f"{web_server}/logs-panel/", lambda route: route.fulfill(
-                status=200, content_type="text/html; charset=utf-8", body=page_html))
-            ctx.route(f"{web_server}/logs-panel/other/", lambda route: route.fulfill(
-                status=200, content_type="text/html; charset=utf-8", body=other_html))
-            page = ctx.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(f"{web_server}/logs-panel/")
-            view = page.locator("[data-role=view]")
-            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 4")
-            assert page.locator("[data-role=status]").inner_text() == "live"
-            # Log text is text: no element from the hostile line, its characters shown as written.
-            assert view.locator("img, script").count() == 0 and page.evaluate("window.__xss") is None
-            assert view.locator(".ln").nth(3).locator(".tx").inner_text() == hostile
-            # ANSI colours rendered (ansi_up's red), escape codes gone; stderr styled apart.
-            red = view.locator(".ln").nth(1).locator("span[style*='color']")
-            assert red.inner_text() == "red text" and "187,0,0" in red.get_attribute("style").replace(" ", "")
-            assert view.locator(".ln.err").count() == 1 and "needle" in view.locator(".ln.err").inner_text()
-            # Live lines arrive after the tail.
-            write(live_redis, engine_id, [("stdout", "live needle one, needle two\n"), ("stderr", "live two\n")])
-            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 6")
-            # Search highlights matches in the loaded lines (twice in one line, too) and steps through them.
-            page.fill("[data-role=search]", "NEEDLE")
-            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '3 matches'")
-            assert view.locator("mark").all_inner_texts() == ["needle", "needle", "needle"]
-            page.press("[data-role=search]", "Enter")
-            page.press("[data-role=search]", "Enter")
-            assert page.locator("[data-role=matches]").inner_text() == "2 of 3"
-            page.fill("[data-role=search]", "one, need")  # a new query clears the old marks first
-            page.wait_for_function("document.querySelector('[data-role=matches]').textContent === '1 match'")
-            assert view.locator(".ln", has_text="live needle").locator(".tx").inner_text() == "live needle one, needle two"
-            # Timestamps on demand; stream filter.
-            assert not view.locator(".ts").first.is_visible()
-            page.check("[data-role=timestamps]")
-            assert view.locator(".ts").first.inner_text() == "2026-11-29 01:02:03.123"
-            assert page.locator("[data-role=download-timestamps]").input_value() == "1"
-            page.select_option("[data-role=streams]", "stderr")
-            assert view.locator(".ln.out").first.is_hidden() and view.locator(".ln.err").first.is_visible()
-            page.select_option("[data-role=streams]", "all")
-            # Pause holds new lines back (and says so); resume shows them.
-            page.click("[data-role=follow]")
-            write(live_redis, engine_id, [("stdout", "while paused\n")])
-            page.wait_for_function("document.querySelector('[data-role=notice]').textContent.includes('1 new line')")
-            assert view.locator(".ln", has_text="while paused").count() == 0
-            page.click("[data-role=follow]")
-            page.wait_for_function("document.querySelectorAll('[data-role=view] .ln').length === 7")
-            # A flood of 50,000 lines/s for 4 s, paused: the view says it is sampled and holds what comes (about
-            # 1,000 lines/s); on resume at most MAX_PER_FRAME (2,000) lines become DOM per animation frame,
-            # counted per mutation delivery (one follows each frame's render). The DOM stays capped.
-            page.evaluate("""() => { window.__added = [];
-                new MutationObserver((records) => {
-                    let n = 0;
-                    for (const r of records) for (const node of r.addedNodes) if (node.classList?.contains('ln')) n++;
-                    if (n) window.__added.push(n);
-                }).observe(document.querySelector('[data-role=view]'), {childList: true}); }""")
-            page.click("[data-role=follow]")
-            total, chunk = 200_000, 5_000
-            start = time.monotonic()
-            for i in range(0, total, chunk):
-                write(live_redis, engine_id, [("stdout", f"\x1b[32mflood\x1b[0m {j}\n") for j in range(i, i + chunk)])
-                pause = start + (i + chunk) / 50_000 - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-            page.wait_for_function("document.querySelector('[data-role=notice]').textContent.includes('Sampled view')",
-                                   timeout=30_000)
-            # more lines held than one frame may render
-            page.wait_for_function("(() => { const m = document.querySelector('[data-role=notice]').textContent"
-                                   ".match(/Paused: ([0-9,]+) new line/); return m && +m[1].replace(/,/g, '') > 2000; })()",
-                                   timeout=30_000)
-            assert page.evaluate("window.__added") == []  # nothing rendered while paused
-            page.click("[data-role=follow]")
-            page.wait_for_function(f"Array.from(document.querySelectorAll('[data-role=view] .ln .tx'))"
-                                   f".some(e => e.textContent === 'flood {total - 1}')", timeout=60_000)
-            n_lines = view.locator(".ln").count()
-            assert n_lines <= 5000
-            assert view.locator(".ln.gap").count() > 0  # where lines were left out, the view says so
-            page.wait_for_function("document.querySelector('[data-role=notice]').textContent"
-                                   ".includes('left out of this view while it was sampled')", timeout=30_000)
-            added = page.evaluate("window.__added")
-            assert added[0] == 2000 and max(added) == 2000, added  # the held lines: 2,000 in the first frame, never more
-            # Someone else's container: the panel says why it shows nothing, and stops trying.
-            other = page.context.new_page()
-            other.on("pageerror", lambda e: problems.append(str(e)))
-            other.goto(f"{web_server}/logs-panel/other/")
-            other.wait_for_function("document.querySelector('[data-role=notice]').textContent"
-                                    ".includes('no longer exists, or you may not see it')")
-            assert other.locator("[data-role=status]").inner_text() == "closed"
-            browser.close()
-    finally:
-        r = redis.Redis.from_url(live_redis)
-        r.delete(f"berth:logs:{engine_id}")
-        r.close()
-    assert problems == []
+# The viewer in a real browser, on the real container page with a real container and monitor:
+# tests/browser/test_promises.py (ANSI, hostile text, search, timestamps, pause, download) and
+# tests/browser/test_logs_viewer.py (a flood: sampled, held while paused, rendered a frame at a time).
