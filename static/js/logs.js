@@ -350,9 +350,14 @@ class LogsPanel {
       this.matchesEl.textContent = "";
       return;
     }
+    // New lines arriving must not lose the reader's place among the matches ("2 of 5").
+    const here = this.matches[this.current];
     this.matches = this.visibleMarks();
     const n = this.matches.length;
-    this.matchesEl.textContent = n ? `${n.toLocaleString()} match${n === 1 ? "" : "es"}` : "no matches";
+    this.current = here ? this.matches.indexOf(here) : -1;
+    this.matchesEl.textContent = !n ? "no matches"
+      : this.current >= 0 ? `${this.current + 1} of ${n.toLocaleString()}`
+        : `${n.toLocaleString()} match${n === 1 ? "" : "es"}`;
   }
 
   nextMatch(step) {

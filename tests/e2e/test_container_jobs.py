@@ -43,8 +43,8 @@ def host_worker(berth_worker):
     container and the monitor of each state root used."""
     handles = []
 
-    def start(name: str, state_root=None):
-        handle = berth_worker(name, state_root=state_root)
+    def start(name: str, state_root=None, env=None):
+        handle = berth_worker(name, state_root=state_root, env=env)
         handles.append(handle)
         return handle
 
@@ -219,15 +219,17 @@ def test_export_import_on_a_second_host_and_commit(host_worker, owner, wait_job,
 
 
 def test_worker_killed_running_containers_survive_and_exits_meanwhile_are_recorded(
-        host_worker, owner, wait_job, wait_for, tmp_path, settings):
+        host_worker, owner, wait_job, wait_for, tmp_path):
     from workers.engine.containers import ContainerManager
 
-    w = host_worker("ctr-crash")
-    seed(w, wait_job)
     signal_dir = tmp_path / "signal"
     signal_dir.mkdir()
+    # The host's admin lets non-superusers bind-mount under this dir; the host reports it in its facts.
+    w = host_worker("ctr-crash", env={"BERTH_BIND_MOUNT_ROOTS": str(signal_dir)})
+    seed(w, wait_job)
+    w.host.refresh_from_db()
+    assert w.host.facts.get("bind_roots") == [str(signal_dir)]
     keeper, kjob = create(w, "keeper", owner, command=LONG)
-    settings.BERTH_BIND_MOUNT_ROOTS = [str(signal_dir)]  # a non-superuser may bind-mount only under these
     waiter, wjob = create(w, "waiter", owner, mounts=[f"{signal_dir}:/signal"],
                           command=["sh", "-c", "while [ ! -e /signal/go ]; do sleep 0.1; done; exit 7"])
     lost, ljob = create(w, "lost", owner, command=LONG)
