@@ -232,8 +232,18 @@ def ports(value: Any, field: str) -> list[str]:
 def networks(value: Any, field: str) -> list[str]:
     out = strings(value, field, "network names")
     for name in out:
+        if name.startswith("container:") and NETWORK_RE.match(name.removeprefix("container:")):
+            continue
         if not NETWORK_RE.match(name):
             raise InvalidConfig(field, f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
+    return out
+
+
+def network_aliases(value: Any, field: str) -> list[str]:
+    out = strings(value, field, "names")
+    for name in out:
+        if not HOSTNAME_RE.match(name) or len(name) > 63:
+            raise InvalidConfig(field, f"invalid network alias {name!r}")
     return out
 
 

@@ -80,5 +80,7 @@ class SupervisionMixin:
         if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())
+        with contextlib.suppress(ContainerError, OSError):
+            self.net.reconcile(set(self._ids()))  # networking of containers removed while we were down
         self._seen.clear()
         return self.supervise()
