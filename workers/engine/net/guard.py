@@ -32,3 +32,25 @@ def ensure() -> None:
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise NetworkError(f"cannot install the loopback guard rule: {proc.stderr.strip()[:300]}")
+
+
+PUBLISHED = ["-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", "berth published ports",
+             "-j", "ACCEPT"]
+
+
+def ensure_published_forwarding() -> None:
+    """Published ports reachable from containers on other networks, as the host is.
+
+    netavark's isolation rules drop every packet between two bridges, including connections the host's own
+    port DNAT sent there; such connections were asked for by publishing a port, so the first FORWARD rule
+    accepts what was DNAT-ed (both directions). Plain traffic between networks still meets the isolation."""
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.splitlines()
+    body = [r for r in rules if r.startswith("-A FORWARD")]
+    if body and "berth published ports" in body[0]:
+        return
+    for r in body:
+        if "berth published ports" in r:
+            subprocess.run(["iptables", "-w", "-D", "FORWARD", *PUBLISHED], capture_output=True)
+    proc = subprocess.run(["iptables", "-w", "-I", "FORWARD", "1", *PUBLISHED], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"cannot install the published-ports forwarding rule: {proc.stderr.strip()[:300]}")
