@@ -50,6 +50,7 @@ from .errors import (
 )
 from .host_checks import check_on_host
 from .names import generate_name
+from .networking import NetworkingMixin
 from .records import RecordsMixin
 from .spec import ContainerSpec
 from .supervision import SupervisionMixin
@@ -58,7 +59,7 @@ STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT),
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
 
 
-class ContainerManager(RecordsMixin, SupervisionMixin):
+class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin):
     """The verbs; records and live state are in records.py, supervision in supervision.py."""
 
     def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,
