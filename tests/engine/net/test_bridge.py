@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from tests.engine.net.conftest import (
@@ -12,6 +14,7 @@ from tests.engine.net.conftest import (
     ports_of,
     run_out,
 )
+from tests.engine.net.frames import send_udp_frame, udp_listener
 from workers.engine.net import NetworkInUse
 
 SLEEP = ["sleep", "300"]
@@ -131,3 +134,55 @@ def test_force_remove_disconnects_and_stop_tears_down(mgr):
     mgr.net.remove("gone", force=True)
     assert net["bridge"] not in bridges()
     assert mgr.inspect("g1")["network"]["networks"] == {}
+
+
+def test_internal_network_has_no_way_out(mgr):
+    mgr.net.create("inside", subnet="10.231.22.0/24", internal=True)
+    mgr.net.create("outside", subnet="10.231.23.0/24")
+    mgr.create("busybox", name="sealed", command=SLEEP, networks=["inside"])
+    mgr.create("busybox", name="peer", command=SLEEP, networks=["inside"])
+    mgr.create("busybox", name="free", command=HTTPD, networks=["outside"])
+    for n in ("sealed", "peer", "free"):
+        mgr.start(n)
+    assert run_out(mgr, "sealed", ["ping", "-c1", "-W5", "peer"])[0] == 0  # inside works
+    code, routes = run_out(mgr, "sealed", ["ip", "route"])
+    assert code == 0 and "default" not in routes
+    free_ip = mgr.inspect("free")["network"]["ip"]
+    assert run_out(mgr, "sealed", ["timeout", "3", "wget", "-qO-", f"http://{free_ip}/hostname"])[0] != 0
+
+
+def test_a_restarted_worker_keeps_running_containers_reachable(mgr):
+    from workers.engine.containers import ContainerManager
+
+    mgr.net.create("keep", subnet="10.231.24.0/24")
+    mgr.create("busybox", name="k1", command=HTTPD, networks=["keep"], ports=["80"])
+    mgr.create("busybox", name="k2", command=SLEEP, networks=["keep"])
+    mgr.start("k1")
+    mgr.start("k2")
+    again = ContainerManager(mgr.root, default_network="bridge")  # what a worker does when it starts again
+    again.reconcile()
+    assert run_out(again, "k2", ["wget", "-qO-", "http://k1/hostname"])[0] == 0
+    port = again.inspect("k1")["network"]["ports"][0]["host_port"]
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10).status == 200
+    assert sorted(again.net.store.get("keep")["allocations"]) == ["10.231.24.2", "10.231.24.3"]
+
+
+def test_a_container_cannot_send_with_a_neighbours_address(mgr):
+    """IP spoofing with CAP_NET_RAW: C writes a frame to A claiming to come from B. With the control (C's own
+    address) A hears it; with B's address it is dropped at the bridge."""
+    mgr.net.create("spoof", subnet="10.231.25.0/24")
+    ids = {n: mgr.create("busybox", name=n, command=SLEEP, networks=["spoof"])["id"] for n in ("a", "b", "c")}
+    for n in ids:
+        mgr.start(n)
+    net = {n: mgr.inspect(n)["network"] for n in ids}
+    ns = {n: mgr.root / "net" / "ns" / cid for n, cid in ids.items()}
+    for src_ip, heard in ((net["c"]["ip"], True), (net["b"]["ip"], False)):
+        listener = udp_listener(ns["a"], 9999, wait=2)  # a bound on the wait for a packet, not a sync
+        try:
+            send_udp_frame(ns["c"], dst_mac=net["a"]["mac"], src_mac=net["c"]["mac"], src_ip=src_ip,
+                           dst_ip=net["a"]["ip"], port=9999)
+            line = listener.stdout.readline().strip()
+        finally:
+            listener.kill()
+            listener.wait()
+        assert (line == f"{src_ip} spoofed") if heard else (line == "nothing")

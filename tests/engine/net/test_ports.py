@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.engine.net.conftest import bridges, firewall_rules_mentioning, netns_mounts_under, run_out
+from tests.engine.net.frames import send_udp_frame
 from workers.engine.net import PortTaken
 from workers.engine.net.ports import probe
 
@@ -134,25 +135,6 @@ def test_container_cannot_reach_host_loopback_services_through_its_gateway(mgr):
             assert code != 0 and "host-secret" not in out
 
 
-FRAME = """
-import socket, struct, sys
-dst_mac, src_mac, src_ip, port = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-payload = b"spoofed-to-loopback"
-udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src_ip),
-                  socket.inet_aton("127.0.0.1"))
-csum = sum(struct.unpack("!10H", hdr))
-while csum > 0xffff:
-    csum = (csum & 0xffff) + (csum >> 16)
-hdr = hdr[:10] + struct.pack("!H", ~csum & 0xffff) + hdr[12:]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
-for _ in range(3):
-    s.send(dst_mac + src_mac + b"\\x08\\x00" + hdr + udp)
-print("sent", flush=True)
-"""
-
-
 def test_hand_made_frame_to_127_0_0_1_from_a_container_is_dropped(mgr):
     """CVE-2020-8558's pattern: netavark sets route_localnet on the bridge (for published 127.0.0.1 ports),
     so a frame a container crafts with CAP_NET_RAW (in Docker's default set) to the gateway's MAC with
@@ -166,9 +148,7 @@ def test_hand_made_frame_to_127_0_0_1_from_a_container_is_dropped(mgr):
         victim.bind(("127.0.0.1", 0))
         victim.settimeout(2)  # a bound on how long we listen for the packet, not a synchronisation
         ns = mgr.root / "net" / "ns" / info["id"]
-        out = subprocess.run(["nsenter", f"--net={ns}", sys.executable, "-c", FRAME, gw_mac,
-                              view["mac"].replace(":", ""), view["ip"], str(victim.getsockname()[1])],
-                             capture_output=True, text=True, timeout=30)
-        assert out.stdout.strip() == "sent", out.stderr
+        send_udp_frame(ns, dst_mac=gw_mac, src_mac=view["mac"], src_ip=view["ip"], dst_ip="127.0.0.1",
+                       port=victim.getsockname()[1])
         with pytest.raises(TimeoutError):
             victim.recvfrom(100)

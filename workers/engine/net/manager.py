@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import files, guard, netavark, netns, ports
+from . import antispoof, files, guard, netavark, netns, ports
 from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
 from .store import DEFAULT_NETWORK, NetworkStore
 
@@ -246,8 +246,13 @@ class NetworkManager:
             st["applied"].append(name)  # teardown undoes it even when setup fails half-way
             self._save(st)
         res = netavark.run("setup", self.run_dir, self._ns(st["id"]), opts)
-        with contextlib.suppress(KeyError, TypeError):
+        try:
             att["mac"] = res[net["name"]]["interfaces"][att["interface"]]["mac_address"]
+        except (KeyError, TypeError):
+            raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
+        att["veth"] = antispoof.host_veth(self._ns(st["id"]), att["interface"])
+        antispoof.allow(att["veth"], att["mac"], att["ip"])
+        self._save(st)
 
     def teardown(self, cid: str) -> None:
         """After a stop: the attachments undone and the namespace gone; addresses stay reserved."""
@@ -276,6 +281,9 @@ class NetworkManager:
                 with contextlib.suppress(NetworkError):
                     netavark.run("teardown", self.run_dir, path,
                                  netavark.options(st["id"], st["name"], net, att, port_maps))
+        if att is not None and att.get("veth"):
+            antispoof.forget(att["veth"], att["mac"], att["ip"])
+            att["veth"] = None
         if name in st.get("applied", []):
             st["applied"].remove(name)
 
