@@ -124,10 +124,12 @@ class NetworkStore:
     @staticmethod
     def _subnet(subnet: str | None, taken: list) -> ipaddress.IPv4Network:
         if subnet is None:
-            for cand in POOL.subnets(new_prefix=24):
-                if not any(cand.overlaps(t) for t in taken):
-                    return cand
-            raise InvalidConfig("subnet", f"no free /24 left in {POOL}: give a subnet")
+            # a random free /24: several hosts (state roots) on one machine rarely pick the same one before
+            # either has made its bridge (the host's addresses show only bridges already up)
+            free = [c for c in POOL.subnets(new_prefix=24) if not any(c.overlaps(t) for t in taken)]
+            if not free:
+                raise InvalidConfig("subnet", f"no free /24 left in {POOL}: give a subnet")
+            return free[secrets.randbelow(len(free))]
         try:
             net = ipaddress.ip_network(subnet, strict=True)
         except ValueError as e:
