@@ -58,7 +58,7 @@ class NetworkCreateSerializer(serializers.Serializer):
     subnet = s.Str(required=False, allow_null=True, allow_blank=True, max_length=43,
                    help_text="IPv4 subnet, e.g. 10.90.1.0/24 (default: a free /24 the host chooses)")
     gateway = s.Str(required=False, allow_null=True, allow_blank=True, max_length=45)
-    internal = serializers.BooleanField(required=False, default=False, help_text="no outbound access")
+    internal = s.Bool(required=False, default=False, help_text="no outbound access")
     labels = serializers.DictField(child=s.Str(allow_blank=True), required=False, allow_null=True)
 
 
