@@ -240,9 +240,10 @@ def networks(value: Any, field: str) -> list[str]:
 
 
 def network_aliases(value: Any, field: str) -> list[str]:
+    """More DNS names on user networks; container names are allowed as they are (docker's allow '_')."""
     out = strings(value, field, "names")
     for name in out:
-        if not HOSTNAME_RE.match(name) or len(name) > 63:
+        if not NETWORK_RE.match(name):
             raise InvalidConfig(field, f"invalid network alias {name!r}")
     return out
 
