@@ -102,7 +102,7 @@ def time_starts(m: ContainerManager, runs: int) -> dict[str, float]:
 
 def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
     root = tmp / "podman"
-    base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"), "--network-backend", "netavark"]
+    base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"), "--network-backend", "netavark", "--runtime", "runc"]
     tar = tmp / "busybox.tar"
     subprocess.run(["tar", "-C", "/", "-cf", str(tar), "bin/busybox"], check=True)
     imp = subprocess.run(base + ["import", "--change", "CMD /bin/busybox sleep 1000", str(tar), "bbx"],
@@ -113,7 +113,7 @@ def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
     try:
         for _ in range(runs):
             for kind in out:
-                cid = subprocess.run(base + ["create", "--network", kind, "--ulimit", "nofile=1024:1024", "bbx", "/bin/busybox", "sleep", "1000"],
+                cid = subprocess.run(base + ["create", "--network", kind, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "bbx", "/bin/busybox", "sleep", "1000"],
                                      capture_output=True, text=True)
                 if cid.returncode != 0:
                     return f"podman create failed: {cid.stderr.strip()[-300:]}"

@@ -35,16 +35,34 @@ def _nft(script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
 
 
+_ready = False  # the table exists (checked once per process; `nft list` costs a process start)
+
+
 def ensure() -> None:
-    if subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True).returncode == 0:
+    global _ready
+    if _ready:
         return
-    proc = _nft(RULESET)
-    if proc.returncode != 0:
-        raise NetworkError(f"cannot install the anti-spoofing rules: {proc.stderr.strip()[:300]}")
+    if subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True).returncode != 0:
+        proc = _nft(RULESET)
+        if proc.returncode != 0:
+            raise NetworkError(f"cannot install the anti-spoofing rules: {proc.stderr.strip()[:300]}")
+    _ready = True
+
+
+def bridge_ports(bridge: str) -> set[str]:
+    """The interfaces enslaved to `bridge` (netlink, in-process)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            return set()
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == found[0]}
 
 
 def host_veth(netns: Path, iface: str) -> str:
-    """The host-side name of the veth whose container end is `iface` in `netns`."""
+    """The host-side name of the veth whose container end is `iface` in `netns` (two processes: for when the
+    bridge's ports before the setup do not tell it)."""
     inner = subprocess.run(["nsenter", f"--net={netns}", "ip", "-j", "link", "show", iface],
                            capture_output=True, text=True)
     try:
@@ -56,11 +74,13 @@ def host_veth(netns: Path, iface: str) -> str:
 
 
 def allow(veth: str, mac: str, ip: str) -> None:
+    global _ready
     ensure()
     proc = _nft(f'add element bridge {TABLE} mac_ok {{ "{veth}" . {mac} }}\n'
                 f'add element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n'
                 f'add element bridge {TABLE} ports {{ "{veth}" }}\n')
     if proc.returncode != 0:
+        _ready = False  # the table may have been removed behind our back: the next call makes it again
         raise NetworkError(f"cannot add the anti-spoofing entry for {veth}: {proc.stderr.strip()[:300]}")
 
 

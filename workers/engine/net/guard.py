@@ -23,15 +23,23 @@ table ip {TABLE} {{
 """
 
 
+_ready = False  # installed (checked once per process)
+
+
 def ensure() -> None:
     """Install (or replace) the guard table."""
+    global _ready
+    if _ready:
+        return
     have = subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True, text=True)
     if have.returncode == 0 and "127.0.0.0/8 drop" in have.stdout:
+        _ready = True
         return
     script = (f"table ip {TABLE}\ndelete table ip {TABLE}\n" if have.returncode == 0 else "") + RULESET
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise NetworkError(f"cannot install the loopback guard rule: {proc.stderr.strip()[:300]}")
+    _ready = True
 
 
 PUBLISHED = ["-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", "berth published ports",
