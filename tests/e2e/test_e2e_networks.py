@@ -71,3 +71,25 @@ def _engine_networks(w) -> list[dict]:
     from workers.engine.net import NetworkManager
 
     return NetworkManager(w.state_root).list()
+
+
+def test_kill_9_of_the_worker_keeps_containers_reachable(host_worker, wait_job, wait_for):  # noqa: F811
+    """The data plane is the kernel's: a worker killed with SIGKILL and started again (reconcile) leaves the
+    published port answering and the container's address reserved; removal afterwards leaves nothing."""
+    alice = get_user_model().objects.create_user("alice", password="pw-alice-123")
+    w = host_worker("net-k9")
+    seed(w, wait_job)
+    web = run(alice, w, wait_job, "web", ["httpd", "-f", "-p", "80", "-h", "/etc"], ports=["80"])
+    port = web.network["ports"][0]["host_port"]
+    ip = web.network["ip"]
+    w.kill9()
+    again = host_worker("net-k9", state_root=w.state_root)  # reconciles at start
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10).status == 200
+    from workers.engine.net import NetworkManager
+
+    nets = NetworkManager(again.state_root).list()
+    assert [ip] == [c["ip"] for n in nets for c in n["containers"].values()]
+    job = wait_job(services.container_action(alice, Container.objects.get(pk=web.pk), "remove",
+                                             params={"force": True}))
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert all(not n["containers"] for n in NetworkManager(again.state_root).list())
