@@ -186,3 +186,14 @@ def test_a_container_cannot_send_with_a_neighbours_address(mgr):
             listener.kill()
             listener.wait()
         assert (line == f"{src_ip} spoofed") if heard else (line == "nothing")
+
+
+def test_a_container_that_exits_by_itself_gives_back_its_interfaces_at_the_next_supervise(mgr):
+    net = mgr.net.create("brief", subnet="10.231.26.0/24")
+    info = mgr.create("busybox", name="once", command=["true"], networks=["brief"])
+    mgr.start("once")
+    mgr.wait("once", timeout=30)
+    mgr.supervise()
+    assert net["bridge"] not in bridges() and netns_mounts_under(mgr.root) == []
+    assert firewall_rules_mentioning(info["id"], "10.231.26.") == []
+    assert mgr.net.store.get("brief")["allocations"] == {"10.231.26.2": info["id"]}  # kept until removed

@@ -256,6 +256,11 @@ class NetworkManager:
         antispoof.allow(att["veth"], att["mac"], att["ip"])
         self._save(st)
 
+    def active(self, cid: str) -> bool:
+        """Whether the container's networking is set up (a start happened and no teardown since)."""
+        st = self._load(cid)
+        return bool(st and st.get("active"))
+
     def teardown(self, cid: str) -> None:
         """After a stop: the attachments undone and the namespace gone; addresses stay reserved."""
         st = self._load(cid)
