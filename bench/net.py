@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--skip-podman", action="store_true")
+    ap.add_argument("--many", type=int, default=0, help="also start this many containers on one network")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bnet", dir="/tmp"))
     ensure_base_images(ImageStore(tmp))
@@ -165,6 +166,8 @@ def main() -> int:
         starts = time_starts(m, args.runs)
         print(f"Start (median of {args.runs}, ms): " + ", ".join(f"{k} {v:.1f}" for k, v in starts.items())
               + f"; networking adds {starts['bridge'] - starts['no networking']:.1f} ms (bridge)")
+        if args.many:
+            many(m, args.many)
         if not args.skip_podman:
             pod = podman_starts(tmp, args.runs)
             if isinstance(pod, str):
@@ -181,6 +184,29 @@ def main() -> int:
         from tests.engine.containers.conftest import teardown_root
         teardown_root(tmp)
     return 0
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def many(m: ContainerManager, n: int) -> None:
+    """n `sleep` containers on one DNS-enabled network: start times, and the memory networking keeps
+    (aardvark-dns is the only resident process of the data plane)."""
+    m.net.create("crowd", subnet="10.231.201.0/24")
+    times = []
+    for i in range(n):
+        c = m.create("busybox", name=f"crowd{i}", command=["sleep", "1000"], networks=["crowd"])
+        t = time.perf_counter()
+        m.start(c["id"])
+        times.append((time.perf_counter() - t) * 1000)
+    pid = int((m.root / "net" / "run" / "aardvark-dns" / "aardvark.pid").read_text())
+    print(f"{n} containers on one network: start median {statistics.median(times):.1f} ms, first {times[0]:.1f}, "
+          f"last {times[-1]:.1f}; aardvark-dns RSS {_rss_kib(pid) / 1024:.1f} MiB")
+    for i in range(n):
+        m.remove(f"crowd{i}", force=True)
+    m.net.remove("crowd")
 
 
 def iperf_published(server_ns: str, host_port: int, seconds: float) -> float:
