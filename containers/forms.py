@@ -102,6 +102,17 @@ class ContainerCreateForm(forms.Form):
                              help_text="One KEY=VALUE per line.")
     volumes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                               help_text="One per line: volname:/data or /host/dir:/dst[:ro] (bind mounts: admins).")
+    # networking (spec fields of the same names; containers/services/networks.py)
+    networks = forms.CharField(required=False, help_text="Your networks to join, comma-separated. Empty: your "
+                                                         "bridge network; none: no network.")
+    ports = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Published ports",
+                            help_text="One per line: [host_port:]port[/udp], on 127.0.0.1 (empty host port: a free "
+                                      "one).")
+    network_aliases = forms.CharField(required=False, label="Network aliases",
+                                      help_text="More names others on its networks reach it by, comma-separated.")
+    dns = forms.CharField(required=False, label="DNS servers", help_text="Addresses, comma-separated.")
+    extra_hosts = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Extra hosts",
+                                  help_text="One name:ip per line, added to /etc/hosts.")
     team = forms.ChoiceField(required=False, help_text="Members of the team see and operate it by role.")
     read_only = forms.BooleanField(required=False, label="Read-only root filesystem")
     tty = forms.BooleanField(required=False, label="Allocate a terminal (tty)")
@@ -145,6 +156,9 @@ class ContainerCreateForm(forms.Form):
     def clean_volumes(self) -> list[str]:
         return lines(self.cleaned_data.get("volumes", ""))
 
+    def _items(self, field: str) -> list[str]:
+        return [p.strip() for line in lines(self.cleaned_data.get(field, "")) for p in line.split(",") if p.strip()]
+
     def restart(self) -> str:
         policy = self.cleaned_data.get("restart_policy") or "no"
         retries = (self.cleaned_data.get("max_retries") or "").strip()
@@ -158,7 +172,9 @@ class ContainerCreateForm(forms.Form):
         d = self.cleaned_data
         spec = {name: (d[name].strip() or None) for name in SPEC_TEXT_FIELDS}
         spec.update(env=d["env"], labels=d["labels"], mounts=d["volumes"], restart_policy=self.restart(),
-                    read_only=d["read_only"], tty=d["tty"])
+                    read_only=d["read_only"], tty=d["tty"], networks=self._items("networks"),
+                    ports=self._items("ports"), network_aliases=self._items("network_aliases"),
+                    dns=self._items("dns"), extra_hosts=lines(d["extra_hosts"]))
         return {"host": int(d["host"]), "image": d["image"], "name": d["name"].strip(), "spec": spec,
                 "start": d["start"], "team": d["team"] or None}
 
@@ -190,6 +206,10 @@ def initial_from_params(params: dict[str, Any], container_or_job) -> dict[str, A
         "labels": "\n".join(f"{k}={v}" for k, v in (params.get("labels") or {}).items()),
         "volumes": "\n".join(params.get("requested_mounts") or params.get("mounts") or []), "read_only": bool(params.get("read_only")),
         "tty": bool(params.get("tty")), "start": bool(params.get("start", True)),
+        "networks": ", ".join(params.get("requested_networks") or params.get("networks") or []),
+        "ports": "\n".join(params.get("ports") or []), "dns": ", ".join(params.get("dns") or []),
+        "network_aliases": ", ".join(a for a in params.get("network_aliases") or [] if a != params.get("name")),
+        "extra_hosts": "\n".join(params.get("extra_hosts") or []),
     }
 
 

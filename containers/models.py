@@ -191,6 +191,8 @@ class Container(models.Model):
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # The host's view of its networking (addresses, MAC, gateway, networks, published ports), from the engine.
+    network = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created"]
@@ -248,6 +250,45 @@ class Volume(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Network(models.Model):
+    """A bridge network on one host. Its name lives in its owner's name space (a team's in the team's), as
+    containers' names do; the host knows it by `engine_name` (namespaces.engine_name)."""
+
+    class State(models.TextChoices):
+        READY = "ready"
+        REMOVING = "removing"
+
+    name = models.CharField(max_length=64)
+    namespace = models.CharField(max_length=24, blank=True, default="")
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="networks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="networks"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="networks")
+    subnet = models.CharField(max_length=64, blank=True)  # "" until the host chose one
+    gateway = models.CharField(max_length=64, blank=True)
+    internal = models.BooleanField(default=False)
+    labels = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.READY)
+    containers = models.ManyToManyField(Container, related_name="networks", blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "namespace", "name"], name="unique_network_name_per_namespace"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def engine_name(self) -> str:
+        from .namespaces import engine_name
+
+        return engine_name(self.namespace, self.name)
 
 
 class ApiToken(models.Model):

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
-from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership, Volume
+from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Network, Team, TeamMembership, Volume
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLE_RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
@@ -29,6 +29,10 @@ REQUIRED_ROLE: dict[str, str] = {
     "image.use": OPERATOR,
     "volume.use": OPERATOR,
     "volume.remove": ADMIN,
+    "network.use": OPERATOR,
+    "network.connect": OPERATOR,
+    "network.disconnect": OPERATOR,
+    "network.remove": ADMIN,
     "image.save": OPERATOR,
     "container.remove": ADMIN,
     "image.remove": ADMIN,
@@ -123,6 +127,16 @@ def visible_volumes(user) -> QuerySet[Volume]:
     return qs.filter(Q(owner_id=user.pk) | Q(team_id__in=teams_with_role(user)))
 
 
+def visible_networks(user) -> QuerySet[Network]:
+    """Own networks and those of the user's teams; nobody else's, whatever their name."""
+    qs = Network.objects.select_related("host", "owner", "team")
+    if not _signed_in(user):
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(Q(owner_id=user.pk) | Q(team_id__in=teams_with_role(user)))
+
+
 def _ids_as_text(qs: QuerySet) -> QuerySet:
     return qs.annotate(_sid=Cast("pk", CharField())).values("_sid")
 
@@ -138,11 +152,13 @@ def visible_jobs(user) -> QuerySet[Job]:
     containers = Container.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
     images = Image.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
     volumes = Volume.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
+    networks = Network.objects.filter(Q(owner_id=user.pk) | Q(team_id__in=teams))
     return qs.filter(
         Q(requested_by_id=user.pk)
         | Q(target_type="container", target_id__in=_ids_as_text(containers))
         | Q(target_type="image", target_id__in=_ids_as_text(images))
         | Q(target_type="volume", target_id__in=_ids_as_text(volumes))
+        | Q(target_type="network", target_id__in=_ids_as_text(networks))
     )
 
 
@@ -190,6 +206,8 @@ def job_target(job: Job) -> Container | Image | Volume | None:
         return Image.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
     if job.target_type == "volume":
         return Volume.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
+    if job.target_type == "network":
+        return Network.objects.filter(pk=job.target_id).first() if job.target_id.isdigit() else None
     return None
 
 
@@ -199,7 +217,7 @@ def can(user, action: str, obj: Any) -> bool:
         return False
     if user.is_superuser:
         return True
-    if isinstance(obj, (Container, Volume)):
+    if isinstance(obj, (Container, Volume, Network)):
         return _owned_or_team(user, obj, action)
     if isinstance(obj, Image):
         if _owned_or_team(user, obj, action):
@@ -252,7 +270,7 @@ def event_visible(user, event: dict[str, Any]) -> bool:
         return event.get("team_id") is not None and role_in(user, event.get("team_id")) is not None
     if kind == "job":
         target_type, target_id = event.get("target_type"), str(event.get("target_id") or "")
-        model = {"container": Container, "image": Image, "volume": Volume}.get(target_type)
+        model = {"container": Container, "image": Image, "volume": Volume, "network": Network}.get(target_type)
         if model is None or not target_id.isdigit():
             return False
         row = model.objects.filter(pk=target_id).values_list("owner_id", "team_id").first()

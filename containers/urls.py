@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_containers, views_images, views_volumes
+from . import views, views_containers, views_images, views_networks, views_volumes
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,9 @@ urlpatterns = [
     path("volumes/", views_volumes.volume_list, name="volumes"),
     path("volumes/new/", views_volumes.volume_create, name="volume-create"),
     path("volumes/<int:pk>/remove/", views_volumes.volume_remove, name="volume-remove"),
+    path("networks/", views_networks.network_list, name="networks"),
+    path("networks/new/", views_networks.network_create, name="network-create"),
+    path("networks/<int:pk>/remove/", views_networks.network_remove, name="network-remove"),
     path("images/", views_images.image_list, name="images"),
     path("images/rows/", views_images.image_rows, name="image-rows"),
     path("images/import/", views_images.image_import, name="image-import"),

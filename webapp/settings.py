@@ -253,6 +253,8 @@ BERTH_API_THROTTLE_RATES = {
 BERTH_API_LOGS_WAIT = _env_float("BERTH_API_LOGS_WAIT", 30.0)
 BERTH_MAX_UPLOAD_BYTES = _env_int("BERTH_MAX_UPLOAD_BYTES", 20 << 30)
 BERTH_BIND_MOUNT_ROOTS = [r.strip() for r in os.environ.get("BERTH_BIND_MOUNT_ROOTS", "").split(",") if r.strip()]
+# Publishing a host port below 1024 or on an address other than loopback: superusers only, unless this is on.
+BERTH_PUBLISH_ANY_PORT = os.environ.get("BERTH_PUBLISH_ANY_PORT", "").lower() in ("1", "true", "yes")
 # System-wide container limits (containers/limits.py); 0 means "none" (for a maximum: no cap).
 BERTH_LIMITS = {
     "default_pids_limit": _env_int("BERTH_DEFAULT_PIDS_LIMIT", 2048),

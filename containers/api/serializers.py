@@ -100,7 +100,9 @@ class ContainerSerializer(serializers.ModelSerializer):
         model = Container
         fields = ["id", "engine_id", "name", "image", "image_ref", "host", "host_name", "owner", "owner_id",
                   "team", "command", "config", "state", "exit_code", "oom_killed", "labels", "restart_policy",
-                  "restart_count", "status_message", "created", "started", "finished"]
+                  "restart_count", "status_message", "created", "started", "finished", "network"]
+        extra_kwargs = {"network": {"help_text": "the host's view: mode, networks (ip, mac, gateway, aliases), "
+                                                 "ports (host_ip, host_port, container_port, protocol)"}}
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -273,6 +275,8 @@ class ContainerCreateSerializer(serializers.Serializer):
     # them, so a client never believes they were applied.
     ports = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("ports"))
     networks = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("networks"))
+    network_aliases = serializers.ListField(child=Str(), required=False, allow_null=True,
+                                            help_text=field_doc("network_aliases"))
     dns = serializers.ListField(child=Str(), required=False, allow_null=True, help_text=field_doc("dns"))
     dns_search = serializers.ListField(child=Str(), required=False, allow_null=True,
                                        help_text=field_doc("dns_search"))

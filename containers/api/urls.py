@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import audit, containers, hosts, images, jobs, teams, tokens, volumes
+from . import audit, containers, hosts, images, jobs, networks, teams, tokens, volumes
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
@@ -12,6 +12,7 @@ def _router(trailing_slash: bool) -> SimpleRouter:
     router.register("images", images.ImageViewSet, basename="api-image")
     router.register("containers", containers.ContainerViewSet, basename="api-container")
     router.register("volumes", volumes.VolumeViewSet, basename="api-volume")
+    router.register("networks", networks.NetworkViewSet, basename="api-network")
     router.register("jobs", jobs.JobViewSet, basename="api-job")
     router.register("teams", teams.TeamViewSet, basename="api-team")
     router.register("tokens", tokens.TokenViewSet, basename="api-token")

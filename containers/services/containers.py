@@ -151,6 +151,7 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
     What the container is asked to be is `spec` (container spec JSON) and/or its fields as keyword
     arguments; `user_spec` is the spec's `user` (the first argument is who asks)."""
     """Make the Container row (state "created") and queue container.create (and its start)."""
+    from . import networks as services_networks
     from . import volumes as services_volumes
 
     action = "container.create"
@@ -178,6 +179,7 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         start = _bool(start, "start")
         # Volume names are looked up in the creator's (or the team's) name space, never host-wide.
         planned = services_volumes.plan_mounts(user, host, team_row, params["mounts"])
+        planned_nets = services_networks.plan_networks(user, host, namespace, params)  # in the name space too
         # Names are per name space (yours or your team's): another tenant's names are never revealed.
         if name and Container.objects.filter(host=host, namespace=namespace, name=name).exists():
             raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}", field="name")
@@ -186,12 +188,14 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         try:
             with transaction.atomic():
                 volumes = services_volumes.attach_volumes(request, user, host, team_row, planned, params)
+                nets = services_networks.attach_networks(user, host, namespace, team_row, planned_nets, params, name)
                 container = Container.objects.create(
                     name=name, namespace=namespace, host=host, image=image_row, image_ref=image_row.ref,
                     owner=user, team=team_row,
                     command=params["command"] or [], config=params, state=Container.State.CREATED,
                     labels=params["labels"], restart_policy=params["restart_policy"])
                 container.volumes.set(volumes)
+                container.networks.set(nets)
                 job = _submit(request, user, action, host, container, params, key)
         except IntegrityError:
             raise ServiceError("name_taken", f"the name {name} is already in use on host {host.name}",

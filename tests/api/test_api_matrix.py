@@ -14,6 +14,7 @@ from containers.models import (
     Container,
     Image,
     Job,
+    Network,
     Team,
     TeamLimits,
     TeamMembership,
@@ -89,6 +90,16 @@ CASES = [
     Case("image delete", "delete", "/api/v1/images/{image_a}?force=1", ADMIN, job_kind="image.remove",
          target="image_a", params={"force": True}),
     Case("volume", "get", "/api/v1/volumes/{volume_a}", VIEW, returns="volume_a"),
+    Case("network", "get", "/api/v1/networks/{network_a}", VIEW, returns="network_a"),
+    Case("network delete", "delete", "/api/v1/networks/{network_a}?force=1", ADMIN, job_kind="network.remove",
+         target="network_a", params={"force": True}),
+    Case("network create", "post", "/api/v1/networks", {r: 202 for r in ROLES}, {"name": "net1", "host": "{host}"},
+         job_kind="network.create", target="new:network:net1", params={"name": "net1"}),
+    Case("network connect", "post", "/api/v1/networks/{network_a}/connect", OPERATE, {"container": "{db_a}"},
+         job_kind="network.connect", target="network_a", params={"container": "{db_a_engine}", "aliases": ["db-a"]}),
+    Case("network disconnect", "post", "/api/v1/networks/{network_a}/disconnect", OPERATE,
+         {"container": "{web_a}"}, job_kind="network.disconnect", target="network_a",
+         params={"container": "{web_a_engine}"}),
     Case("volume delete", "delete", "/api/v1/volumes/{volume_a}", ADMIN, job_kind="volume.remove", target="volume_a",
          params={"name": "data", "engine_id": "{volume_a_engine}"}),
     Case("volume create", "post", "/api/v1/volumes", {r: 202 for r in ROLES}, {"name": "data", "host": "{host}"},
@@ -132,6 +143,7 @@ CASES = [
     Case("images", "get", "/api/v1/images", {r: 200 for r in ROLES}, lists=("image_a", "VIEW")),
     Case("jobs", "get", "/api/v1/jobs", {r: 200 for r in ROLES}, lists=("job_a", "VIEW")),
     Case("volumes", "get", "/api/v1/volumes", {r: 200 for r in ROLES}, lists=("volume_a", "VIEW")),
+    Case("networks", "get", "/api/v1/networks", {r: 200 for r in ROLES}, lists=("network_a", "VIEW")),
     Case("teams", "get", "/api/v1/teams", {r: 200 for r in ROLES}, lists=("team_a", "TEAM_VIEW")),
     Case("tokens", "get", "/api/v1/tokens", {r: 200 for r in ROLES}, lists=("owner_token", "OWNER")),
     Case("audit", "get", "/api/v1/audit", {r: 200 for r in ROLES}, lists=("audit_a", "AUDIT")),
@@ -153,6 +165,8 @@ def snapshot() -> dict[str, list]:
         "containers": list(Container.objects.order_by("pk").values()),
         "images": list(Image.objects.order_by("pk").values()),
         "volumes": list(Volume.objects.order_by("pk").values()),
+        "networks": list(Network.objects.order_by("pk").values()),
+        "network_members": list(Network.containers.through.objects.order_by("pk").values()),
         "jobs": list(Job.objects.order_by("pk").values()),
         "teams": list(Team.objects.order_by("pk").values()),
         "members": list(TeamMembership.objects.order_by("pk").values()),
@@ -182,7 +196,13 @@ def ids(world, tmp_path):
     event = audit.record(None, world.users["operator"], "container.stop", world.web_a, "ok")
     token, _ = create_token(world.users["owner"], "owner's")
     volume_a = Volume.objects.create(name="data", host=host, owner=world.users["owner"], team=world.team_a)
-    return {"host": host.pk, "web_a": world.web_a.pk, "image_a": world.image_a.pk, "base": world.base.pk,
+    network_a = Network.objects.create(name="app", namespace=world.web_a.namespace, host=host,
+                                       owner=world.users["owner"], team=world.team_a)
+    network_a.containers.add(world.web_a)
+    db_a = Container.objects.create(name="db-a", host=host, image=world.image_a, image_ref="app-a:1",
+                                    owner=world.users["owner"], team=world.team_a, state="running")
+    return {"network_a": network_a.pk, "db_a": db_a.pk, "db_a_engine": db_a.engine_id, "web_a_engine": world.web_a.engine_id,
+            "host": host.pk, "web_a": world.web_a.pk, "image_a": world.image_a.pk, "base": world.base.pk,
             "job_a": job_a.pk, "export_job": export_job.pk, "team_a": world.team_a.pk,
             "viewer": world.users["viewer"].pk, "audit_a": event.pk, "owner_token": token.pk,
             "volume_a": volume_a.pk, "volume_a_engine": volume_a.engine_id}
@@ -254,9 +274,9 @@ def _target(target: str | None, ids: dict) -> tuple[str, str]:
     assert target, "a job case names its target"
     if target.startswith("new:"):
         _, kind, name = target.split(":")
-        model = {"container": Container, "volume": Volume}[kind]
+        model = {"container": Container, "volume": Volume, "network": Network}[kind]
         return kind, str(model.objects.filter(name=name).latest("pk").pk)  # the row this request made
-    kind = {"web_a": "container", "image_a": "image", "volume_a": "volume"}[target]
+    kind = {"web_a": "container", "image_a": "image", "volume_a": "volume", "network_a": "network"}[target]
     return kind, str(ids[target])
 
 
@@ -308,7 +328,7 @@ def _operations_under_test() -> set[tuple[str, str]]:
     for method, path in [(c.method, c.path) for c in CASES] + [("post", u[1]) for u in UPLOADS]:
         template = path.split("?")[0]
         for key in ("host", "web_a", "image_a", "base", "job_a", "export_job", "team_a", "audit_a",
-                    "owner_token", "volume_a"):
+                    "owner_token", "volume_a", "network_a"):
             template = template.replace("{" + key + "}", "{id}")
         ops.add((method, template.replace("{viewer}", "{user_id}")))
     return ops

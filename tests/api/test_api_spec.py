@@ -9,7 +9,7 @@ import pytest
 from containers.models import AuditEvent, Container, Job
 
 
-@pytest.mark.parametrize("field,value", [("ports", ["8080:80"]), ("cap_add", ["NET_ADMIN"]), ("init", True),
+@pytest.mark.parametrize("field,value", [("cap_drop", ["NET_RAW"]), ("cap_add", ["NET_ADMIN"]), ("init", True),
                                          ("healthcheck", {"test": ["CMD", "true"]}), ("stop_timeout", 3)])
 def test_a_field_not_applied_yet_is_refused_at_that_field(world, api_client, field, value):
     before = (Job.objects.count(), Container.objects.count())

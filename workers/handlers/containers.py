@@ -19,6 +19,7 @@ from containers.models import Container, Image
 from workers import transfer
 from workers.engine.images import ImageError, RefTaken
 from workers.handlers import common, handler, reporter
+from workers.handlers.networks import ensure_networks
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def create(job, report) -> dict[str, Any]:
         report(10, f"creating from {image_ref}")
         try:
             _make_sized_volumes(params)
+            ensure_networks(params)  # its networks' network.create jobs may run after this one
             # The row's image (the service resolved it in the user's name spaces) by its scoped engine ref.
             info = mgr.create(row.image.engine_ref if row.image else image_ref, **create_kwargs(params, row))
         except Exception as exc:

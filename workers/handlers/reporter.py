@@ -78,6 +78,8 @@ def row_changes(row: Container, status: dict[str, Any], message: str | None = No
         "restart_count": max(int(status.get("restart_count") or 0), 0),
         "status_message": (message if message is not None else derive_message(row, status))[:500],
     }
+    if isinstance(status.get("network"), dict):
+        want["network"] = status["network"]  # addresses and published ports, shown on the container page
     started = parse_time(status.get("started_at"))
     finished = parse_time(status.get("finished_at"))
     if started is not None:

@@ -16,7 +16,8 @@ FULL = {
     "env": {"A": "1", "EMPTY": ""}, "workdir": "/srv/app", "user": "1000:1000", "hostname": "web.local",
     "memory": 64 << 20, "memory_swap": -1, "cpus": 0.5, "cpu_shares": 512, "pids_limit": 100, "disk": 1 << 30,
     "restart_policy": "on-failure:3", "labels": {"tier": "web"}, "mounts": ["data:/data:ro", "/srv:/host-srv"],
-    "read_only": True, "tty": True,
+    "read_only": True, "tty": True, "networks": ["backend"], "network_aliases": ["db"], "ports": ["8080:80/tcp"],
+    "dns": ["192.0.2.53"], "dns_search": ["example.org"], "extra_hosts": ["db:192.0.2.10"],
 }
 
 # One bad value per field, with the words its message must have: the field is named every time.
@@ -30,7 +31,7 @@ BAD = [
     ("mounts", ["v:/a", "w:/a"], "duplicate mount destination"), ("read_only", "maybe", "true or false"),
     ("tty", 2, "true or false"), ("ports", ["99999"], "ports are 1..65535"), ("networks", ["a b"], "invalid network"),
     ("dns", ["not-an-ip"], "not an IP address"), ("dns_search", ["-bad-"], "invalid search domain"),
-    ("extra_hosts", ["db"], "use name:ip"), ("cap_add", ["FLY"], "unknown capability"),
+    ("extra_hosts", ["db"], "use name:ip"), ("network_aliases", ["a b"], "invalid network alias"), ("cap_add", ["FLY"], "unknown capability"),
     ("cap_drop", [1], "capability names"), ("devices", ["dev/null"], "absolute path"),
     ("sysctls", {"Bad Name": "1"}, "invalid sysctl"), ("ulimits", {"nofile": "2:1"}, "above the hard limit"),
     ("init", "perhaps", "true or false"), ("stop_signal", "SIGNOPE", "unknown signal"),
@@ -39,8 +40,7 @@ BAD = [
 
 # A valid, non-default value for each field the engine does not apply yet.
 NOT_YET = {
-    "ports": ["8080:80/tcp"], "networks": ["backend"], "dns": ["192.0.2.53"], "dns_search": ["example.org"],
-    "extra_hosts": ["db:192.0.2.10"], "cap_add": ["NET_ADMIN"], "cap_drop": ["cap_chown"],
+    "cap_add": ["NET_ADMIN"], "cap_drop": ["cap_chown"],
     "devices": ["/dev/fuse:/dev/fuse:rwm"], "sysctls": {"net.ipv4.ip_forward": "1"}, "ulimits": {"nofile": "1024:2048"},
     "init": True, "stop_signal": "SIGINT", "stop_timeout": 5,
     "healthcheck": {"test": ["CMD", "true"], "interval": 30, "retries": 3},

@@ -14,12 +14,14 @@ import time
 from ..containers import ContainerError, ContainerManager, volumes
 from ..containers.config import parse_size
 from ..containers.logs import parse_time
+from .netflags import network_fields, network_flags
 
 EXIT_ERROR = 125
 
 
 def _manager(args: argparse.Namespace) -> ContainerManager:
-    return ContainerManager(args.root, log_redis_url=os.environ.get("BERTH_LOG_REDIS_URL") or None)
+    return ContainerManager(args.root, log_redis_url=os.environ.get("BERTH_LOG_REDIS_URL") or None,
+                            default_network=os.environ.get("BERTH_DEFAULT_NETWORK", "bridge") or None)
 
 
 def _engine_errors(fn):
@@ -61,7 +63,8 @@ def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
         if args.memory_swap else None,
         cpus=args.cpus, cpu_shares=args.cpu_shares, pids_limit=args.pids_limit,
         restart_policy=args.restart, labels=_pairs(args.label), mounts=volumes.mounts_by_name(args.root, args.volume),
-        read_only=args.read_only, tty=args.tty, disk=parse_size(args.disk, "disk") if args.disk else None)
+        read_only=args.read_only, tty=args.tty, disk=parse_size(args.disk, "disk") if args.disk else None,
+        **network_fields(args))
 
 
 def _since(text: str | None) -> float | None:
@@ -260,6 +263,7 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--label", action="append", metavar="KEY=VALUE")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("--entrypoint")
+    network_flags(p)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 

@@ -28,6 +28,7 @@ from workers.engine.images.store import ImageStore
 from workers.engine.monitor.client import MonitorClient, MonitorError
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
+from workers.engine.net import NetworkManager
 from workers.engine.runtime import errors as rterr
 from workers.engine.runtime.api import parse_signal
 from workers.engine.storage import quota
@@ -49,6 +50,7 @@ from .errors import (
 )
 from .host_checks import check_on_host
 from .names import generate_name
+from .networking import NetworkingMixin
 from .records import RecordsMixin
 from .spec import ContainerSpec
 from .supervision import SupervisionMixin
@@ -57,13 +59,18 @@ STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT),
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
 
 
-class ContainerManager(RecordsMixin, SupervisionMixin):
+class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin):
     """The verbs; records and live state are in records.py, supervision in supervision.py."""
 
     def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,
                  log_max_size: int = 10 * 1024 * 1024, log_max_files: int = 3,
-                 default_pids_limit: int | None = DEFAULT_PIDS_LIMIT, default_disk: int | None = None):
+                 default_pids_limit: int | None = DEFAULT_PIDS_LIMIT, default_disk: int | None = None,
+                 default_network: str | None = None):
         self.root = Path(state_root).resolve()
+        # networking (workers/engine/net): a spec without networks joins `default_network` ("bridge" as
+        # Docker's, set by the CLI and the worker); None keeps such a container in a namespace with only lo
+        self.default_network = default_network
+        self.net = NetworkManager(self.root, default_network=default_network or "bridge")
         # what a create without pids_limit / disk gets (None: no limit)
         self.default_pids_limit, self.default_disk = default_pids_limit, default_disk
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
@@ -123,7 +130,10 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
             except InvalidReference as e:
                 raise InvalidConfig("image", str(e)) from None
             rw = self._rw_dir(cid) if cfg["disk"] else None
+            networked = bool(cfg["networks"] or cfg["ports"] or self.default_network)
             try:
+                if networked:
+                    self.net.prepare(cid, name, cfg, resolve=self._resolve)
                 if rw is not None:
                     cdir.mkdir(parents=True)
                     try:
@@ -133,6 +143,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
                 rootfs = store.prepare_rootfs(image.digest, cdir, rw_dir=rw)
                 spec = build_spec(cid=cid, cfg=cfg, image_ref=image_ref, image_cfg=image.config.get("config") or {},
                                   rootfs=rootfs, state_root=self.root)
+                if networked:
+                    self.net.oci(spec, cid)
                 bundle = cdir / "bundle"
                 (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
                 write_json_atomic(bundle / "config.json", spec)
@@ -143,6 +155,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
                        "stopped_by_user": False, "restart_at": None, "config": cfg, "runtime": runtime}
                 self._save(rec)
             except BaseException:
+                with contextlib.suppress(Exception):
+                    self.net.release(cid)
                 with contextlib.suppress(Exception):
                     store.release_rootfs(cdir)
                 if rw is not None:
@@ -161,6 +175,12 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
         self._release_runtime(rec)  # a previous run's runtime state, if any is left
         self._ensure_disk(rec)
         try:
+            self.net.setup(cid)
+        except ContainerError as e:
+            rec["status_message"] = f"start failed: {e}"
+            self._save(rec)
+            raise
+        try:
             self.monitor.ensure_running(env=self._monitor_env())
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
                                                 runtime_cmd=self._rt(rec).command(),
@@ -169,6 +189,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
                                                 log_redis_url=self.log_redis_url)
         except MonitorError as e:
             self._release_runtime(rec)
+            self.net.teardown(cid)
             rec["status_message"] = f"start failed: {_short(str(e))}"
             self._save(rec)
             raise ContainerError(f"cannot start container {rec['name']}: {_short(str(e))}") from None
@@ -222,6 +243,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
             with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
                 rt.kill(cid, _signal.SIGKILL, all=True)
             self._wait_exit(rec, EXIT_WAIT)
+        if rec["state"] not in _states.ACTIVE:
+            self.net.teardown(cid)  # veth, rules and namespace go with the process; addresses stay
         self._save(rec)
 
     def stop(self, ref: str, timeout: float = 10) -> dict:
@@ -328,6 +351,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin):
                 # the monitor writes exit.json into the container dir: wait for it before removing the dir
                 self._wait_exit(rec, EXIT_WAIT)
             self._release_runtime(rec)
+            self.net.release(cid)
             with contextlib.suppress(ImageError, OSError):
                 ImageStore(self.root).release_rootfs(self._cdir(cid))
             rw = self._rw_dir(cid)

@@ -174,6 +174,7 @@ class RecordsMixin:
             "labels": dict(cfg["labels"]), "bundle": str(self._cdir(cid) / "bundle"),
             "runtime": rec.get("runtime") or "berth",
             "log_path": str(self._log_path(cid)),
+            "network": self.net.view(cid),
         }
 
     def _rw_dir(self, cid: str) -> Path:

@@ -52,14 +52,15 @@ class ContainerSpec:
     mounts: list[str] = _f(v.mounts, "'volume:/dst[:ro]' or '/host/path:/dst[:ro]'", [])
     read_only: bool = _f(v.boolean, "read-only root filesystem", False)
     tty: bool = _f(v.boolean, "allocate a terminal", False)
+    # networking: workers/engine/net (networks: names, or one of none, host, container:<ref>)
+    networks: list[str] = _f(v.networks, "networks to join, or none, host, container:<name>; [] the default", [])
+    network_aliases: list[str] = _f(v.network_aliases, "more names on user networks' DNS", [])
+    ports: list[str] = _f(v.ports, "published ports '[ip:][host_port:]port[/proto]' (bind 127.0.0.1 unless given)",
+                          [])
+    dns: list[str] = _f(v.dns, "DNS server addresses", [])
+    dns_search: list[str] = _f(v.dns_search, "DNS search domains", [])
+    extra_hosts: list[str] = _f(v.extra_hosts, "'name:ip' lines for /etc/hosts", [])
     # Declared for what comes next; refused with "not supported yet" until the engine applies them.
-    ports: list[str] = _f(v.ports, "published ports '[ip:][host_port:]port[/proto]' (not supported yet)", [],
-                          supported=False)
-    networks: list[str] = _f(v.networks, "networks to join (not supported yet)", [], supported=False)
-    dns: list[str] = _f(v.dns, "DNS server addresses (not supported yet)", [], supported=False)
-    dns_search: list[str] = _f(v.dns_search, "DNS search domains (not supported yet)", [], supported=False)
-    extra_hosts: list[str] = _f(v.extra_hosts, "'name:ip' lines for /etc/hosts (not supported yet)", [],
-                                supported=False)
     cap_add: list[str] = _f(v.capabilities, "capabilities added to the default set (not supported yet)", [],
                             supported=False)
     cap_drop: list[str] = _f(v.capabilities, "capabilities dropped from the default set (not supported yet)", [],

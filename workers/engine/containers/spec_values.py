@@ -232,8 +232,19 @@ def ports(value: Any, field: str) -> list[str]:
 def networks(value: Any, field: str) -> list[str]:
     out = strings(value, field, "network names")
     for name in out:
+        if name.startswith("container:") and NETWORK_RE.match(name.removeprefix("container:")):
+            continue
         if not NETWORK_RE.match(name):
             raise InvalidConfig(field, f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
+    return out
+
+
+def network_aliases(value: Any, field: str) -> list[str]:
+    """More DNS names on user networks; container names are allowed as they are (docker's allow '_')."""
+    out = strings(value, field, "names")
+    for name in out:
+        if not NETWORK_RE.match(name):
+            raise InvalidConfig(field, f"invalid network alias {name!r}")
     return out
 
 

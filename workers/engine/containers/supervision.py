@@ -28,6 +28,8 @@ class SupervisionMixin:
                 return None
             before = dict(rec)
             self._refresh(rec)
+            if rec["state"] in _states.STOPPED and self.net.active(cid):
+                self.net.teardown(cid)  # exited by itself: its veth, rules and DNS name go; its address stays
             if rec["state"] in _states.STOPPED and _restart.should_restart(
                     rec["config"]["restart_policy"], rec.get("exit_code"), rec.get("restart_count", 0),
                     rec.get("stopped_by_user", False)):
@@ -80,5 +82,7 @@ class SupervisionMixin:
         if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())
+        with contextlib.suppress(ContainerError, OSError):
+            self.net.reconcile(set(self._ids()))  # networking of containers removed while we were down
         self._seen.clear()
         return self.supervise()

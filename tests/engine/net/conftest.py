@@ -1,0 +1,103 @@
+"""Fixtures for the network tests: a ContainerManager on its own state root (busybox imported) whose
+containers join the `bridge` network by default, and listing helpers for what networking leaves on the
+host. Teardown removes every container through the engine, then whatever is left by name we made
+(bridges bth<network id>, namespaces under the root), aardvark-dns by its pid file, and the root.
+
+Each test uses its own subnets (10.231.<n>.0/24, n unique per test), so no two tests' networks meet."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine.containers.conftest import teardown_root
+from workers.engine.containers import ContainerManager
+from workers.engine.images.base import ensure_base_images
+from workers.engine.images.store import ImageStore
+from workers.engine.net import netavark
+
+
+def _needs() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        netavark.binary()
+    except Exception:
+        pytest.skip("netavark is not installed")
+
+
+@pytest.fixture
+def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerManager]:
+    _needs()
+    root = tmp_path_factory.mktemp("nt")
+    ensure_base_images(ImageStore(root))
+    m = ContainerManager(root, default_network="bridge")
+    try:
+        yield m
+    finally:
+        cleanup(m)
+        teardown_root(root)
+
+
+def cleanup(m: ContainerManager) -> None:
+    for info in m.list(all=True):
+        with contextlib.suppress(Exception):
+            m.remove(info["id"], force=True)
+    cdir = m.root / "net" / "containers"
+    for d in cdir.glob("*") if cdir.exists() else []:
+        with contextlib.suppress(Exception):
+            m.net.release(d.name)
+    for net in m.net.store.all():
+        if net["bridge"] in bridges():
+            subprocess.run(["ip", "link", "del", net["bridge"]], check=False)
+    pid_file = m.root / "net" / "run" / "aardvark-dns" / "aardvark.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+def bridges() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    return {link["ifname"] for link in json.loads(out or "[]")}
+
+
+def links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    return {link["ifname"] for link in json.loads(out or "[]")}
+
+
+def ports_of(bridge: str) -> set[str]:
+    """The host-side veths enslaved to `bridge`."""
+    out = subprocess.run(["ip", "-j", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    return {link["ifname"] for link in json.loads(out or "[]")}
+
+
+def firewall_rules_mentioning(*needles: str) -> list[str]:
+    """iptables (nft backend) rules and nft rules that name any of `needles` (subnets, container ids)."""
+    text = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    text += subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    return [ln for ln in text.splitlines() if any(n in ln for n in needles)]
+
+
+def netns_mounts_under(root: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root / "net"))]
+
+
+def run_out(m: ContainerManager, ref: str, args: list[str]) -> tuple[int, str]:
+    """exec in a running container; (exit code, stdout+stderr)."""
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        code = m.exec(ref, args, stdout=w, stderr=w, stdin=null)
+    finally:
+        os.close(w)
+        os.close(null)
+    with os.fdopen(r) as f:
+        return code, f.read()

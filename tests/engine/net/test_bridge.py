@@ -1,0 +1,199 @@
+"""Bridge networks with real namespaces, bridges and packets: names, isolation, modes, teardown."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.engine.net.conftest import (
+    bridges,
+    firewall_rules_mentioning,
+    links,
+    netns_mounts_under,
+    ports_of,
+    run_out,
+)
+from tests.engine.net.frames import send_udp_frame, udp_listener
+from workers.engine.net import NetworkInUse
+
+SLEEP = ["sleep", "300"]
+HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
+
+
+def test_two_containers_reach_each_other_by_name_and_alias(mgr):
+    mgr.net.create("app", subnet="10.231.1.0/24")
+    mgr.create("busybox", name="web", command=HTTPD, networks=["app"], network_aliases=["www"])
+    mgr.create("busybox", name="cli", command=SLEEP, networks=["app"])
+    mgr.start("web")
+    mgr.start("cli")
+    assert run_out(mgr, "cli", ["ping", "-c1", "-W5", "web"])[0] == 0
+    code, out = run_out(mgr, "cli", ["wget", "-qO-", "http://www/hostname"])
+    assert code == 0 and out.strip() == mgr.inspect("web")["id"][:12]
+    web = mgr.inspect("web")["network"]
+    assert web["ip"].startswith("10.231.1.") and web["gateway"] == "10.231.1.1" and web["mac"]
+    code, hosts = run_out(mgr, "cli", ["cat", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"])
+    assert mgr.inspect("cli")["network"]["ip"] in hosts and "nameserver 10.231.1.1" in hosts
+
+
+def test_networks_are_isolated(mgr):
+    mgr.net.create("a", subnet="10.231.2.0/24")
+    mgr.net.create("b", subnet="10.231.3.0/24")
+    mgr.create("busybox", name="in-a", command=HTTPD, networks=["a"])
+    mgr.create("busybox", name="in-b", command=SLEEP, networks=["b"])
+    mgr.create("busybox", name="also-a", command=SLEEP, networks=["a"])
+    for n in ("in-a", "in-b", "also-a"):
+        mgr.start(n)
+    ip_a = mgr.inspect("in-a")["network"]["ip"]
+    assert run_out(mgr, "also-a", ["timeout", "3", "wget", "-qO-", f"http://{ip_a}/hostname"])[0] == 0  # the control
+    assert run_out(mgr, "in-b", ["timeout", "3", "wget", "-qO-", f"http://{ip_a}/hostname"])[0] != 0
+    assert run_out(mgr, "in-b", ["ping", "-c1", "-W2", ip_a])[0] != 0
+    assert run_out(mgr, "in-b", ["nslookup", "in-a"])[0] != 0  # not in b's DNS either
+
+
+def test_none_has_only_loopback(mgr):
+    mgr.create("busybox", name="alone", command=SLEEP, networks=["none"])
+    mgr.start("alone")
+    code, out = run_out(mgr, "alone", ["ls", "/sys/class/net"])
+    assert code == 0 and out.split() == ["lo"]
+    assert mgr.inspect("alone")["network"]["ip"] is None
+
+
+def test_host_mode_sees_host_interfaces(mgr):
+    mgr.create("busybox", name="onhost", command=SLEEP, networks=["host"])
+    mgr.start("onhost")
+    code, out = run_out(mgr, "onhost", ["ls", "/sys/class/net"])
+    assert code == 0 and set(out.split()) == links()
+
+
+def test_container_mode_shares_the_namespace(mgr):
+    mgr.net.create("share", subnet="10.231.4.0/24")
+    mgr.create("busybox", name="srv", command=HTTPD, networks=["share"])
+    mgr.start("srv")
+    mgr.create("busybox", name="side", command=SLEEP, networks=["container:srv"])
+    mgr.start("side")
+    code, out = run_out(mgr, "side", ["wget", "-qO-", "http://127.0.0.1/hostname"])
+    assert code == 0 and out.strip() == mgr.inspect("srv")["id"][:12]
+
+
+def test_connect_and_disconnect_a_running_container(mgr):
+    mgr.net.create("front", subnet="10.231.5.0/24")
+    mgr.net.create("back", subnet="10.231.6.0/24")
+    mgr.create("busybox", name="db", command=HTTPD, networks=["back"])
+    mgr.create("busybox", name="app", command=SLEEP, networks=["front"])
+    mgr.start("db")
+    mgr.start("app")
+    assert run_out(mgr, "app", ["timeout", "3", "wget", "-qO-", "http://db/hostname"])[0] != 0
+    view = mgr.net.connect(mgr.inspect("app")["id"], "back")
+    assert set(view["networks"]) == {"front", "back"}
+    assert run_out(mgr, "app", ["timeout", "3", "wget", "-qO-", "http://db/hostname"])[0] == 0
+    code, out = run_out(mgr, "app", ["ls", "/sys/class/net"])
+    assert set(out.split()) == {"lo", "eth0", "eth1"}
+    back_ip = view["networks"]["back"]["ip"]
+    mgr.net.disconnect(mgr.inspect("app")["id"], "back")
+    code, out = run_out(mgr, "app", ["ls", "/sys/class/net"])
+    assert set(out.split()) == {"lo", "eth0"}
+    assert back_ip not in mgr.net.store.get("back")["allocations"]
+
+
+def test_remove_leaves_nothing_behind(mgr):
+    net = mgr.net.create("tidy", subnet="10.231.7.0/24", labels={"team": "x"})
+    assert net["labels"] == {"team": "x"}
+    info = mgr.create("busybox", name="t1", command=HTTPD, networks=["tidy"], ports=["80"])
+    mgr.create("busybox", name="t2", command=SLEEP, networks=["tidy"])
+    mgr.start("t1")
+    mgr.start("t2")
+    assert net["bridge"] in bridges()
+    veths = ports_of(net["bridge"])
+    assert len(veths) == 2
+    assert firewall_rules_mentioning("10.231.7.", info["id"])
+    assert len(netns_mounts_under(mgr.root)) == 2
+    with pytest.raises(NetworkInUse):
+        mgr.net.remove("tidy")
+    mgr.remove("t1", force=True)
+    mgr.remove("t2", force=True)
+    assert net["bridge"] not in bridges()
+    assert veths & links() == set()
+    assert firewall_rules_mentioning("10.231.7.", info["id"]) == []
+    assert netns_mounts_under(mgr.root) == []
+    assert mgr.net.store.get("tidy")["allocations"] == {}
+    assert list((mgr.root / "net" / "containers").iterdir()) == []
+    mgr.net.remove("tidy")
+    assert [n["name"] for n in mgr.net.list()] == []
+
+
+def test_force_remove_disconnects_and_stop_tears_down(mgr):
+    net = mgr.net.create("gone", subnet="10.231.8.0/24")
+    mgr.create("busybox", name="g1", command=SLEEP, networks=["gone"])
+    mgr.start("g1")
+    mgr.stop("g1", timeout=0)
+    assert net["bridge"] not in bridges() and netns_mounts_under(mgr.root) == []
+    assert mgr.inspect("g1")["network"]["ip"] == "10.231.8.2"  # kept while the container exists
+    mgr.start("g1")
+    assert mgr.inspect("g1")["network"]["ip"] == "10.231.8.2"
+    mgr.net.remove("gone", force=True)
+    assert net["bridge"] not in bridges()
+    assert mgr.inspect("g1")["network"]["networks"] == {}
+
+
+def test_internal_network_has_no_way_out(mgr):
+    mgr.net.create("inside", subnet="10.231.22.0/24", internal=True)
+    mgr.net.create("outside", subnet="10.231.23.0/24")
+    mgr.create("busybox", name="sealed", command=SLEEP, networks=["inside"])
+    mgr.create("busybox", name="peer", command=SLEEP, networks=["inside"])
+    mgr.create("busybox", name="free", command=HTTPD, networks=["outside"])
+    for n in ("sealed", "peer", "free"):
+        mgr.start(n)
+    assert run_out(mgr, "sealed", ["ping", "-c1", "-W5", "peer"])[0] == 0  # inside works
+    code, routes = run_out(mgr, "sealed", ["ip", "route"])
+    assert code == 0 and "default" not in routes
+    free_ip = mgr.inspect("free")["network"]["ip"]
+    assert run_out(mgr, "sealed", ["timeout", "3", "wget", "-qO-", f"http://{free_ip}/hostname"])[0] != 0
+
+
+def test_a_restarted_worker_keeps_running_containers_reachable(mgr):
+    from workers.engine.containers import ContainerManager
+
+    mgr.net.create("keep", subnet="10.231.24.0/24")
+    mgr.create("busybox", name="k1", command=HTTPD, networks=["keep"], ports=["80"])
+    mgr.create("busybox", name="k2", command=SLEEP, networks=["keep"])
+    mgr.start("k1")
+    mgr.start("k2")
+    again = ContainerManager(mgr.root, default_network="bridge")  # what a worker does when it starts again
+    again.reconcile()
+    assert run_out(again, "k2", ["wget", "-qO-", "http://k1/hostname"])[0] == 0
+    port = again.inspect("k1")["network"]["ports"][0]["host_port"]
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10).status == 200
+    assert sorted(again.net.store.get("keep")["allocations"]) == ["10.231.24.2", "10.231.24.3"]
+
+
+def test_a_container_cannot_send_with_a_neighbours_address(mgr):
+    """IP spoofing with CAP_NET_RAW: C writes a frame to A claiming to come from B. With the control (C's own
+    address) A hears it; with B's address it is dropped at the bridge."""
+    mgr.net.create("spoof", subnet="10.231.25.0/24")
+    ids = {n: mgr.create("busybox", name=n, command=SLEEP, networks=["spoof"])["id"] for n in ("a", "b", "c")}
+    for n in ids:
+        mgr.start(n)
+    net = {n: mgr.inspect(n)["network"] for n in ids}
+    ns = {n: mgr.root / "net" / "ns" / cid for n, cid in ids.items()}
+    for src_ip, heard in ((net["c"]["ip"], True), (net["b"]["ip"], False)):
+        listener = udp_listener(ns["a"], 9999, wait=2)  # a bound on the wait for a packet, not a sync
+        try:
+            send_udp_frame(ns["c"], dst_mac=net["a"]["mac"], src_mac=net["c"]["mac"], src_ip=src_ip,
+                           dst_ip=net["a"]["ip"], port=9999)
+            line = listener.stdout.readline().strip()
+        finally:
+            listener.kill()
+            listener.wait()
+        assert (line == f"{src_ip} spoofed") if heard else (line == "nothing")
+
+
+def test_a_container_that_exits_by_itself_gives_back_its_interfaces_at_the_next_supervise(mgr):
+    net = mgr.net.create("brief", subnet="10.231.26.0/24")
+    info = mgr.create("busybox", name="once", command=["true"], networks=["brief"])
+    mgr.start("once")
+    mgr.wait("once", timeout=30)
+    mgr.supervise()
+    assert net["bridge"] not in bridges() and netns_mounts_under(mgr.root) == []
+    assert firewall_rules_mentioning(info["id"], "10.231.26.") == []
+    assert mgr.net.store.get("brief")["allocations"] == {"10.231.26.2": info["id"]}  # kept until removed

@@ -1,0 +1,85 @@
+"""IPAM and network records: file-locked, never an address twice, kept across restarts, freed on remove."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from workers.engine.net import NetworkInUse
+from workers.engine.net.errors import InvalidConfig, NetworkNameTaken
+from workers.engine.net.manager import NetworkManager
+from workers.engine.net.store import NetworkStore
+
+
+def _grab(root: str, n: int, q) -> None:
+    store = NetworkStore(root)
+    q.put([store.allocate("pool", f"{os.getpid()}-{i}")[1] for i in range(n)])
+
+
+@pytest.fixture
+def root(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (host addresses are read over netlink)")
+    return tmp_path
+
+
+def test_concurrent_allocations_never_hand_out_an_address_twice(root):
+    NetworkStore(root).create("pool", subnet="10.231.40.0/24")
+    q = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_grab, args=(str(root), 30, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [ip for _ in procs for ip in q.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+    assert len(got) == 120 and len(set(got)) == 120
+    assert "10.231.40.1" not in got  # the gateway
+    assert len(NetworkStore(root).get("pool")["allocations"]) == 120  # a new store (a restart) sees them
+
+
+def test_release_frees_and_the_same_container_keeps_its_address(root):
+    store = NetworkStore(root)
+    store.create("n", subnet="10.231.41.0/29")
+    a = store.allocate("n", "c1")[1]
+    assert store.allocate("n", "c1")[1] == a
+    ips = {store.allocate("n", f"c{i}")[1] for i in range(2, 6)}
+    with pytest.raises(InvalidConfig, match="no free address"):
+        store.allocate("n", "c9")
+    store.release("n", "c3")
+    assert store.allocate("n", "c9")[1] in ips
+
+
+def test_names_subnets_and_reserved_words(root):
+    store = NetworkStore(root)
+    store.create("one", subnet="10.231.42.0/24")
+    with pytest.raises(NetworkNameTaken):
+        store.create("one", subnet="10.231.43.0/24")
+    with pytest.raises(InvalidConfig) as e:
+        store.create("two", subnet="10.231.42.128/25")
+    assert e.value.field == "subnet"
+    for bad in ("host", "none", "../x", ""):
+        with pytest.raises(InvalidConfig) as e:
+            store.create(bad)
+        assert e.value.field == "name"
+    with pytest.raises(InvalidConfig) as e:
+        store.create("three", subnet="10.231.44.0/24", gateway="10.231.45.1")
+    assert e.value.field == "gateway"
+    auto = store.create("auto")
+    assert auto["subnet"].startswith("10.89.") and auto["gateway"].endswith(".1")
+
+
+def test_remove_in_use_refused_and_reconcile_frees_gone_containers(root):
+    nm = NetworkManager(root)
+    nm.create("busy", subnet="10.231.46.0/24")
+    nm.prepare("a" * 64, "ghost", {"networks": ["busy"]}, resolve=lambda r: r)
+    with pytest.raises(NetworkInUse):
+        nm.remove("busy")
+    assert nm.inspect("busy")["containers"]["a" * 64]["ip"] == "10.231.46.2"
+    done = nm.reconcile(live=set())  # the container is gone (removed while the worker was down)
+    assert done["containers"] == ["a" * 64]
+    assert nm.store.get("busy")["allocations"] == {}
+    assert not (root / "net" / "containers" / ("a" * 64)).exists()
+    nm.remove("busy")
+    assert nm.list() == []

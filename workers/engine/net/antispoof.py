@@ -1,0 +1,90 @@
+"""Address spoofing from inside a container: dropped at the bridge.
+
+A container has CAP_NET_RAW (Docker's default set), so it can write any Ethernet frame: ARP replies that
+claim a neighbour's address, or IP packets with a neighbour's source address. netavark does not filter
+them; these bridge-family rules do. Every host-side veth of a container (set `ports`) may only send from
+its own MAC (set `mac_ok`) and its own IPv4 address (set `ip_ok`), in IP and in ARP. Elements are added at
+setup and removed at teardown (veth names are reused by netavark, so a stale element would be wrong)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from .errors import NetworkError
+
+TABLE = "berth_spoof"
+RULESET = f"""
+table bridge {TABLE} {{
+  set ports {{ type ifname; }}
+  set ip_ok {{ type ifname . ipv4_addr; }}
+  set mac_ok {{ type ifname . ether_addr; }}
+  chain prerouting {{
+    type filter hook prerouting priority 0; policy accept;
+    iifname @ports iifname . ether saddr != @mac_ok drop
+    iifname @ports ether type ip iifname . ip saddr != @ip_ok drop
+    iifname @ports ether type arp iifname . arp saddr ip != @ip_ok drop
+    iifname @ports ether type arp iifname . arp saddr ether != @mac_ok drop
+  }}
+}}
+"""
+
+
+def _nft(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+
+
+_ready = False  # the table exists (checked once per process; `nft list` costs a process start)
+
+
+def ensure() -> None:
+    global _ready
+    if _ready:
+        return
+    if subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True).returncode != 0:
+        proc = _nft(RULESET)
+        if proc.returncode != 0:
+            raise NetworkError(f"cannot install the anti-spoofing rules: {proc.stderr.strip()[:300]}")
+    _ready = True
+
+
+def bridge_ports(bridge: str) -> set[str]:
+    """The interfaces enslaved to `bridge` (netlink, in-process)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            return set()
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == found[0]}
+
+
+def host_veth(netns: Path, iface: str) -> str:
+    """The host-side name of the veth whose container end is `iface` in `netns` (two processes: for when the
+    bridge's ports before the setup do not tell it)."""
+    inner = subprocess.run(["nsenter", f"--net={netns}", "ip", "-j", "link", "show", iface],
+                           capture_output=True, text=True)
+    try:
+        peer = json.loads(inner.stdout)[0]["link_index"]
+        host = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+        return next(link["ifname"] for link in json.loads(host) if link["ifindex"] == peer)
+    except (ValueError, LookupError, StopIteration):
+        raise NetworkError(f"cannot find the host side of {iface} in {netns}") from None
+
+
+def allow(veth: str, mac: str, ip: str) -> None:
+    global _ready
+    ensure()
+    proc = _nft(f'add element bridge {TABLE} mac_ok {{ "{veth}" . {mac} }}\n'
+                f'add element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n'
+                f'add element bridge {TABLE} ports {{ "{veth}" }}\n')
+    if proc.returncode != 0:
+        _ready = False  # the table may have been removed behind our back: the next call makes it again
+        raise NetworkError(f"cannot add the anti-spoofing entry for {veth}: {proc.stderr.strip()[:300]}")
+
+
+def forget(veth: str, mac: str, ip: str) -> None:
+    """Remove the entries (each on its own: one already gone does not keep the others)."""
+    for elem in (f'ports {{ "{veth}" }}', f'mac_ok {{ "{veth}" . {mac} }}', f'ip_ok {{ "{veth}" . {ip} }}'):
+        _nft(f"delete element bridge {TABLE} {elem}\n")

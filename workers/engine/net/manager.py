@@ -1,0 +1,378 @@
+"""NetworkManager: the networks of one host and every container's attachment to them.
+
+The container manager calls `prepare` at create (addresses, ports, /etc files), `oci` to point config.json at
+them, `setup` before a start, `teardown` after a stop and `release` at remove; `reconcile` at worker start
+frees what belongs to containers that are gone. A container's state is <state_root>/net/containers/<id>/
+(net.json, hosts, hostname, resolv.conf); its namespace is bind-mounted at <state_root>/net/ns/<id>.
+
+Modes as Docker's: a list of networks (default: the `bridge` network), `none` (only lo), `host` (the
+host's namespace), `container:<ref>` (another container's namespace and /etc files)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from . import antispoof, files, guard, netavark, netns, ports
+from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
+from .store import DEFAULT_NETWORK, NetworkStore
+
+MODES = ("none", "host")
+
+
+class NetworkManager:
+    def __init__(self, state_root: str | os.PathLike[str], *, default_network: str = DEFAULT_NETWORK):
+        self.root = Path(state_root)
+        self.store = NetworkStore(self.root)
+        self.cdir = self.store.base / "containers"
+        self.nsdir = self.store.base / "ns"
+        self.run_dir = self.store.base / "run"  # netavark's --config: aardvark-dns state
+        self.default_network = default_network
+        self.cdir.mkdir(parents=True, exist_ok=True)
+
+    # ---- networks ----------------------------------------------------------------------------
+
+    def create(self, name: str, **kw) -> dict:
+        return self.view_network(self.store.create(name, **kw))
+
+    def list(self) -> list[dict]:
+        return [self.view_network(r) for r in self.store.all()]
+
+    def inspect(self, ref: str) -> dict:
+        return self.view_network(self.store.get(ref))
+
+    def remove(self, ref: str, force: bool = False) -> dict:
+        with self.store.locked():
+            rec = self.store.get(ref)
+            if force:
+                for cid in self.store.users(rec):
+                    with contextlib.suppress(NoSuchNetwork, InvalidConfig):
+                        self.disconnect(cid, rec["name"])
+            return self.view_network(self.store.delete(rec["id"]))
+
+    def prune(self) -> list[str]:
+        """Remove every unused network but the default one; their names."""
+        gone = []
+        with self.store.locked():
+            for rec in self.store.all():
+                if rec["name"] != DEFAULT_NETWORK and not rec["allocations"]:
+                    self.store.delete(rec["id"])
+                    gone.append(rec["name"])
+        return gone
+
+    def view_network(self, rec: dict) -> dict:
+        containers = {}
+        for ip, cid in rec["allocations"].items():
+            st = self._load(cid)
+            containers[cid] = {"name": st.get("name", "") if st else "", "ip": ip,
+                               "mac": ((st or {}).get("attachments", {}).get(rec["name"]) or {}).get("mac")}
+        return {k: rec[k] for k in ("id", "name", "driver", "subnet", "gateway", "internal", "dns", "labels",
+                                    "created", "bridge")} | {"containers": containers}
+
+    # ---- per-container state ----------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        return self.cdir / cid
+
+    def _load(self, cid: str) -> dict | None:
+        try:
+            return json.loads((self._dir(cid) / "net.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _save(self, st: dict) -> None:
+        d = self._dir(st["id"])
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "net.json.tmp"
+        tmp.write_text(json.dumps(st, indent=1))
+        os.replace(tmp, d / "net.json")
+
+    def _ns(self, cid: str) -> Path:
+        return self.nsdir / cid
+
+    def _others_ports(self, cid: str) -> list[dict]:
+        out = []
+        for d in self.cdir.iterdir():
+            if d.name != cid and (st := self._load(d.name)):
+                out += [dict(p, container=d.name) for p in st.get("ports", [])]
+        return out
+
+    # ---- create / oci ----------------------------------------------------------------------------
+
+    def prepare(self, cid: str, name: str, cfg: dict, resolve: Callable[[str], str]) -> dict:
+        """At create: the mode, an address on each network, the published ports, the /etc files.
+        `resolve` turns a container reference into an id (for container:<ref>)."""
+        nets = list(cfg.get("networks") or []) or [self.default_network]
+        aliases = list(cfg.get("network_aliases") or [])
+        hostname = cfg.get("hostname") or cid[:12]
+        st: dict = {"id": cid, "name": name, "hostname": hostname, "mode": "bridge", "target": None,
+                    "attachments": {}, "ports": [], "order": []}
+        special = [n for n in nets if n in MODES or n.startswith("container:")]
+        if special and len(nets) > 1:
+            raise InvalidConfig("networks", f"network mode {special[0]!r} cannot be combined with other networks")
+        if special:
+            st["mode"] = special[0].split(":", 1)[0]
+        if st["mode"] != "bridge" and (cfg.get("ports") or aliases):
+            field = "ports" if cfg.get("ports") else "network_aliases"
+            raise InvalidConfig(field, f"{field} need a bridge network, not network mode {special[0]!r}")
+        if st["mode"] == "container":
+            ref = special[0].split(":", 1)[1]
+            target = resolve(ref)
+            if target == cid or not self._load(target):
+                raise InvalidConfig("networks", f"container {ref!r} has no network namespace to share")
+            st["target"] = target
+        with self.store.locked():
+            try:
+                if st["mode"] == "bridge":
+                    for n in nets:
+                        if n == DEFAULT_NETWORK:
+                            self.store.ensure_default()
+                        self._attach(st, n, aliases)
+                    st["ports"] = ports.resolve(cfg.get("ports") or [], self._others_ports(cid))
+                self._save(st)
+                self._write_files(st, cfg)
+            except BaseException:
+                self.release(cid)
+                for n in nets:
+                    with contextlib.suppress(Exception):
+                        self.store.release(n, cid)
+                raise
+        return self.view(cid)
+
+    def _attach(self, st: dict, net_ref: str, aliases: list[str]) -> dict:
+        try:
+            rec, ip = self.store.allocate(net_ref, st["id"])
+        except NoSuchNetwork:
+            raise InvalidConfig("networks", f"no such network '{net_ref}'") from None
+        used = {a["interface"] for a in st["attachments"].values()}
+        iface = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+        names = list(dict.fromkeys([st["name"], st["id"][:12], *aliases])) if rec["dns"] else []
+        att = {"network_id": rec["id"], "ip": ip, "interface": iface, "aliases": names, "mac": None}
+        st["attachments"][rec["name"]] = att
+        st["order"].append(rec["name"])
+        return att
+
+    def _write_files(self, st: dict, cfg: dict) -> None:
+        d = self._dir(st["id"])
+        if st["mode"] == "container":
+            return  # the target's files are used
+        first = self._first(st)
+        ip = first[1]["ip"] if first else None
+        files.write_in_place(d / "hostname", st["hostname"] + "\n")
+        if st["mode"] == "host":
+            hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
+            files.write_in_place(d / "hosts", hosts + "".join(
+                f"{e.partition(':')[2].strip('[]')}\t{e.partition(':')[0]}\n" for e in cfg.get("extra_hosts") or []))
+        else:
+            files.write_in_place(d / "hosts", files.hosts_text(st["hostname"], [st["name"]], ip,
+                                                               cfg.get("extra_hosts") or []))
+        servers, search = files.host_resolvers()
+        dns_net = next((self._net(n) for n in st["order"] if self._net(n)["dns"]), None)
+        if cfg.get("dns"):
+            servers = list(cfg["dns"])
+        elif dns_net is not None:
+            servers = [dns_net["gateway"]]  # aardvark-dns answers there, and forwards the rest upstream
+        if cfg.get("dns_search"):
+            search = list(cfg["dns_search"])
+        files.write_in_place(d / "resolv.conf", files.resolv_text(servers, search))
+
+    def _net(self, name: str) -> dict:
+        return self.store.get(name)
+
+    def _first(self, st: dict) -> tuple[str, dict] | None:
+        for n in st["order"]:
+            if n in st["attachments"]:
+                return n, st["attachments"][n]
+        return None
+
+    def oci(self, spec: dict, cid: str) -> None:
+        """Point config.json at the container's namespace and /etc files."""
+        st = self._load(cid)
+        if st is None:
+            return
+        linux = spec["linux"]
+        nss = [ns for ns in linux.get("namespaces", []) if ns["type"] != "network"]
+        if st["mode"] != "host":
+            owner = st["target"] if st["mode"] == "container" else cid
+            nss.append({"type": "network", "path": str(self._ns(owner))})
+        linux["namespaces"] = nss
+        fdir = self._dir(st["target"] if st["mode"] == "container" else cid)
+        for name in ("hosts", "hostname", "resolv.conf"):
+            spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": str(fdir / name),
+                                   "options": ["rbind", "rprivate"]})
+
+    # ---- start / stop -------------------------------------------------------------------------
+
+    def setup(self, cid: str) -> None:
+        """Before a start: the namespace and every attachment, or nothing at all (a failure undoes it)."""
+        st = self._load(cid)
+        if st is None or st["mode"] == "host":
+            return
+        if st["mode"] == "container":
+            if not netns.is_mounted(self._ns(st["target"])):
+                raise InvalidState(f"container {st['target'][:12]} whose network it shares is not running")
+            return
+        with self.store.locked():
+            self.teardown(cid)  # what a previous run left (an exit without stop, a crash)
+            ports.check(st["ports"], self._others_ports(cid))
+            if st["attachments"]:
+                guard.ensure()
+            path = self._ns(cid)
+            try:
+                netns.create(path)
+            except OSError as e:
+                raise NetworkError(str(e)) from None
+            try:
+                for i, n in enumerate(st["order"]):
+                    self._setup_one(st, n, st["ports"] if i == 0 else [])
+                if st["ports"]:
+                    guard.ensure_published_forwarding()  # after netavark: its isolation jump goes first
+            except BaseException:
+                self.teardown(cid)
+                raise
+            st["active"] = True
+            self._save(st)
+
+    def _setup_one(self, st: dict, name: str, port_maps: list[dict]) -> None:
+        att = st["attachments"][name]
+        net = self.store.get(att["network_id"])
+        opts = netavark.options(st["id"], st["name"], net, att, port_maps)
+        st.setdefault("applied", [])
+        if name not in st["applied"]:
+            st["applied"].append(name)  # teardown undoes it even when setup fails half-way
+            self._save(st)
+        before = antispoof.bridge_ports(net["bridge"])  # under the network lock: the new port is ours
+        res = netavark.run("setup", self.run_dir, self._ns(st["id"]), opts)
+        try:
+            att["mac"] = res[net["name"]]["interfaces"][att["interface"]]["mac_address"]
+        except (KeyError, TypeError):
+            raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
+        new = antispoof.bridge_ports(net["bridge"]) - before
+        att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
+        antispoof.allow(att["veth"], att["mac"], att["ip"])
+        self._save(st)
+
+    def active(self, cid: str) -> bool:
+        """Whether the container's networking is set up (a start happened and no teardown since)."""
+        st = self._load(cid)
+        return bool(st and st.get("active"))
+
+    def teardown(self, cid: str) -> None:
+        """After a stop: the attachments undone and the namespace gone; addresses stay reserved."""
+        st = self._load(cid)
+        if st is None or st["mode"] != "bridge":
+            return
+        with self.store.locked():
+            path = self._ns(cid)
+            for name in list(st.get("applied", [])):
+                self._teardown_one(st, name)
+            st["applied"], st["active"] = [], False
+            netns.remove(path)
+            self._save(st)
+
+    def _teardown_one(self, st: dict, name: str) -> None:
+        att = st["attachments"].get(name)
+        path = self._ns(st["id"])
+        if att is not None and netns.is_mounted(path):
+            try:
+                net = self.store.get(att["network_id"])
+            except NoSuchNetwork:
+                net = None
+            if net is not None:
+                first = self._first(st)
+                port_maps = st["ports"] if first and first[0] == name else []
+                with contextlib.suppress(NetworkError):
+                    netavark.run("teardown", self.run_dir, path,
+                                 netavark.options(st["id"], st["name"], net, att, port_maps))
+        if att is not None and att.get("veth"):
+            antispoof.forget(att["veth"], att["mac"], att["ip"])
+            att["veth"] = None
+        if name in st.get("applied", []):
+            st["applied"].remove(name)
+
+    def release(self, cid: str) -> None:
+        """At remove: everything of the container's networking, addresses included."""
+        with self.store.locked():
+            st = self._load(cid)
+            if st is not None:
+                self.teardown(cid)
+                for att in st["attachments"].values():
+                    self.store.release(att["network_id"], cid)
+            netns.remove(self._ns(cid))
+            shutil.rmtree(self._dir(cid), ignore_errors=True)
+
+    # ---- connect / disconnect ----------------------------------------------------------------
+
+    def connect(self, cid: str, net_ref: str, aliases: list[str] | None = None) -> dict:
+        with self.store.locked():
+            st = self._load(cid)
+            if st is None or st["mode"] != "bridge":
+                raise InvalidConfig("network", "only a container on bridge networks can be connected to another")
+            rec = self.store.get(net_ref)
+            if rec["name"] in st["attachments"]:
+                raise InvalidConfig("network", f"container {st['name']} is already on network {rec['name']}")
+            self._attach(st, rec["name"], list(aliases or []))
+            self._save(st)
+            if netns.is_mounted(self._ns(cid)):
+                try:
+                    self._setup_one(st, rec["name"], [])
+                except BaseException:
+                    self._teardown_one(st, rec["name"])
+                    self._drop(st, rec["name"])
+                    raise
+            self._save(st)
+            return self.view(cid)
+
+    def disconnect(self, cid: str, net_ref: str) -> dict:
+        with self.store.locked():
+            st = self._load(cid)
+            rec = self.store.get(net_ref)
+            if st is None or rec["name"] not in st["attachments"]:
+                raise InvalidConfig("network", f"container {cid[:12]} is not on network {rec['name']}")
+            self._teardown_one(st, rec["name"])
+            self._drop(st, rec["name"])
+            return self.view(cid)
+
+    def _drop(self, st: dict, name: str) -> None:
+        att = st["attachments"].pop(name)
+        st["order"] = [n for n in st["order"] if n != name]
+        self.store.release(att["network_id"], st["id"])
+        self._save(st)
+
+    # ---- views and reconcile ---------------------------------------------------------------------
+
+    def view(self, cid: str) -> dict:
+        st = self._load(cid)
+        if st is None:
+            return {"mode": "none", "networks": {}, "ports": [], "ip": None, "mac": None, "gateway": None}
+        nets = {}
+        for name in st["order"]:
+            att = st["attachments"][name]
+            try:
+                rec = self.store.get(att["network_id"])
+            except NoSuchNetwork:
+                continue
+            nets[name] = {"network_id": att["network_id"], "ip": att["ip"], "mac": att.get("mac"),
+                          "gateway": rec["gateway"], "prefix_len": int(rec["subnet"].split("/")[1]),
+                          "interface": att["interface"], "aliases": att["aliases"]}
+        first = next(iter(nets.values()), {})
+        mode = st["mode"] if st["mode"] != "container" else f"container:{st['target']}"
+        return {"mode": mode, "networks": nets, "ports": [dict(p) for p in st["ports"]],
+                "ip": first.get("ip"), "mac": first.get("mac"), "gateway": first.get("gateway"),
+                "hostname": st["hostname"]}
+
+    def reconcile(self, live: set[str]) -> dict:
+        """At worker start: the networking of containers that are gone is removed, their addresses freed."""
+        gone = [d.name for d in self.cdir.iterdir() if d.is_dir() and d.name not in live]
+        for cid in gone:
+            self.release(cid)
+        if self.nsdir.exists():
+            for p in self.nsdir.iterdir():
+                if p.name not in live:
+                    netns.remove(p)
+        freed = self.store.release_all_but(live)
+        return {"containers": gone, "addresses": freed}

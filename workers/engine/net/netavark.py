@@ -1,0 +1,76 @@
+"""netavark, Podman's network stack, driven through its JSON interface: `netavark --config <dir> setup
+<netns> < options` (and teardown). It makes the bridge, the veth pair, the addresses and routes, the
+iptables rules (masquerade, isolation, published ports) and runs aardvark-dns for name resolution on
+networks with DNS. IPAM stays ours: netavark is always given the address (static_ips).
+
+One call per network, as `podman network connect` does, so connecting and disconnecting a running
+container is the same operation as starting one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import NetworkError
+
+CANDIDATES = ("/usr/lib/podman/netavark", "/usr/libexec/podman/netavark")
+AARDVARK = ("/usr/lib/podman/aardvark-dns", "/usr/libexec/podman/aardvark-dns")
+
+
+def _find(cands: tuple[str, ...], name: str) -> str | None:
+    for c in cands:
+        if os.access(c, os.X_OK):
+            return c
+    return shutil.which(name)
+
+
+def binary() -> str:
+    found = _find(CANDIDATES, "netavark")
+    if not found:
+        raise NetworkError("netavark is not installed on this host (Debian package netavark)")
+    return found
+
+
+def network_info(net: dict) -> dict:
+    """netavark's description of one of our network records."""
+    return {"name": net["name"], "id": net["id"], "driver": "bridge", "network_interface": net["bridge"],
+            "subnets": [{"subnet": net["subnet"], "gateway": net["gateway"]}], "ipv6_enabled": False,
+            "internal": net["internal"], "dns_enabled": net["dns"], "ipam_options": {"driver": "host-local"},
+            "options": {"isolate": "true"}}
+
+
+def options(cid: str, name: str, net: dict, att: dict, ports: list[dict]) -> dict:
+    return {"container_id": cid, "container_name": name,
+            "port_mappings": [{"host_ip": p["host_ip"], "container_port": p["container_port"],
+                               "host_port": p["host_port"], "range": 1, "protocol": p["protocol"]} for p in ports],
+            "networks": {net["name"]: {"static_ips": [att["ip"]], "aliases": list(att.get("aliases") or []),
+                                       "interface_name": att["interface"]}},
+            "network_info": {net["name"]: network_info(net)}}
+
+
+def run(verb: str, config_dir: Path, netns: Path, opts: dict) -> dict:
+    """`netavark setup|teardown`; its JSON answer (setup: the interfaces it made)."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [binary(), "--config", str(config_dir)]
+    aardvark = _find(AARDVARK, "aardvark-dns")
+    if aardvark:
+        cmd += ["--aardvark-binary", aardvark]
+    proc = subprocess.run([*cmd, verb, str(netns)], input=json.dumps(opts), capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "RUST_LOG": "error"})
+    if proc.returncode != 0:
+        raise NetworkError(f"network {verb} failed: {_message(proc.stdout, proc.stderr)}")
+    try:
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except ValueError:
+        return {}
+
+
+def _message(out: str, err: str) -> str:
+    try:
+        return str(json.loads(out)["error"])
+    except (ValueError, KeyError, TypeError):
+        lines = [ln for ln in (err or out).splitlines() if ln.strip() and "syslog" not in ln]
+        return " ".join(lines[-3:])[:500] or "no message"
