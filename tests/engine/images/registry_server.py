@@ -5,7 +5,6 @@ small token issuer written per Docker's token spec (ES256 JWT with an x5c chain 
 from __future__ import annotations
 
 import base64
-import crypt  # bcrypt for htpasswd through libxcrypt, no new dependency (deprecated, still in 3.11/3.12)
 import datetime
 import http.client
 import http.server
@@ -15,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -26,6 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import die_with_parent, stop_process
+
+with warnings.catch_warnings():  # bcrypt for htpasswd through libxcrypt: no new dependency (still in 3.11/3.12)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
 
 REGISTRY = "/usr/bin/docker-registry"
 
