@@ -40,6 +40,14 @@ def registry_ca(domain: str) -> str | None:
     return None
 
 
+class _BigBlocks(requests.adapters.HTTPAdapter):
+    """Send request bodies in 1 MiB blocks (http.client's default 8 KiB costs a third of push throughput)."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        kwargs["blocksize"] = 1 << 20
+        super().init_poolmanager(*args, **kwargs)
+
+
 class RegistryClient:
     """Requests to one registry host; thread-safe for the parallel layer transfers of one pull or push."""
 
@@ -52,6 +60,8 @@ class RegistryClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        for prefix in ("https://", "http://"):
+            self.session.mount(prefix, _BigBlocks(pool_maxsize=8))
         self.session.trust_env = False  # no proxy or netrc surprises: credentials come from us only
         ca = ca_file or registry_ca(self.host)
         self.session.verify = ca if ca else (SYSTEM_CA if Path(SYSTEM_CA).exists() else True)

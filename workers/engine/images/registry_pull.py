@@ -106,19 +106,28 @@ def choose_platform(index: dict[str, Any], platform: str | None, ref: RegistryRe
 
 
 class _Capped:
-    """A response body that may not run past its descriptor's size (a registry streaming without end)."""
+    """A response body that may not run past its descriptor's size (a registry streaming without end), read
+    from the socket in 1 MiB blocks whatever size the decompressor asks for (urllib3's small reads are slow)."""
+
+    BLOCK = 1 << 20
 
     def __init__(self, raw, size: int, what: str) -> None:
         self.raw, self.left, self.what = raw, size, what
+        self.buf, self.pos = b"", 0
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            data = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
-        except Exception as e:  # urllib3's ProtocolError / IncompleteRead: the registry went away
-            raise RegistryUnreachable(f"{self.what}: transfer cut short ({type(e).__name__})") from None
-        self.left -= len(data)
-        if self.left < 0:
-            raise DigestMismatch("the registry sent more bytes than the manifest's size", self.what)
+        want = self.BLOCK if n is None or n < 0 else n
+        if self.pos >= len(self.buf):
+            self.pos = 0
+            try:
+                self.buf = self.raw.read(max(want, self.BLOCK))
+            except Exception as e:  # urllib3's ProtocolError / IncompleteRead: the registry went away
+                raise RegistryUnreachable(f"{self.what}: transfer cut short ({type(e).__name__})") from None
+            self.left -= len(self.buf)
+            if self.left < 0:
+                raise DigestMismatch("the registry sent more bytes than the manifest's size", self.what)
+        data = self.buf[self.pos:self.pos + want]
+        self.pos += len(data)
         return data
 
     def readable(self) -> bool:
