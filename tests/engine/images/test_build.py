@@ -199,3 +199,16 @@ def test_a_symlink_in_the_context_is_copied_as_a_link_never_followed(root: Path,
     top = store.layer_dir(image.diff_ids[-1]) / "got"
     assert os.readlink(top / "shadow-link") == "/etc/shadow" and os.readlink(top / "etc-link") == "/etc"
     assert sorted(p.name for p in top.iterdir()) == ["etc-link", "shadow-link"]
+
+
+def test_berth_build_command_line(root: Path, ctx: Path) -> None:
+    from tests.engine.images.test_cli import berth
+
+    out = berth(root, "build", "-t", "cli:1", "-f", str(ctx / "Containerfile"), "--build-arg", "GREETING=yo",
+                str(ctx)).stdout
+    assert "STEP 17/17: CMD" in out and "tagged cli:1" in out
+    again = json.loads(berth(root, "--json", "build", "-t", "cli:2", "--build-arg", "GREETING=yo", str(ctx)).stdout)
+    assert again["NewLayers"] == [] and again["Cached"] == 4 and again["RepoTags"] == ["cli:2"]
+    (ctx / "Containerfile").write_text("FROM busybox\nRUN echo visible-output; exit 7\n")
+    failed = berth(root, "build", "-t", "cli:3", str(ctx), check=False)
+    assert failed.returncode == 125 and "exit code 7" in failed.stderr and "visible-output" in failed.stderr

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     images.register(sub)
     registry.register(sub)
+    registry.register_build(sub)
     containers.register(sub)
     volumes.register(sub)
     return parser

@@ -1,4 +1,4 @@
-"""Registry verbs as Docker's: `pull`, `push`, `login`, `logout`. Credentials: `--creds`, else the auths of
+"""Registry verbs as Docker's: `pull`, `push`, `login`, `logout`; and `build`. Credentials: `--creds`, else the auths of
 Docker's config.json (`--authfile`, default $DOCKER_CONFIG/config.json or ~/.docker/config.json)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import threading
 from typing import Any
@@ -147,3 +148,38 @@ def register(sub) -> None:
     p.add_argument("server", nargs="?")
     p.add_argument("--authfile")
     p.set_defaults(func=cmd_logout)
+
+
+def cmd_build(args) -> int:
+    from ..images.build import build
+
+    build_args = {}
+    for item in args.build_arg or []:
+        name, eq, value = item.partition("=")
+        build_args[name] = value if eq else os.environ.get(name, "")
+    quiet = args.quiet or args.json
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    result = build(_store(args), args.context, dockerfile_path=args.file, tags=args.tag or [],
+                   build_args=build_args, no_cache=args.no_cache, log=log, target=args.target)
+    if args.json:
+        print(json.dumps({"Id": result.image.id, "Digest": result.image.digest, "RepoTags": result.image.tags,
+                          "Steps": result.steps, "Cached": result.cached, "NewLayers": result.new_layers}))
+    elif args.quiet:
+        print(result.image.id)
+    return 0
+
+
+def register_build(sub) -> None:
+    p = sub.add_parser("build", help="build an image from a Containerfile or Dockerfile")
+    p.add_argument("context", help="the build context directory")
+    p.add_argument("-t", "--tag", action="append", help="name:tag for the image (repeatable)")
+    p.add_argument("-f", "--file", help="the Containerfile (default: Containerfile or Dockerfile in the context)")
+    p.add_argument("--build-arg", action="append", metavar="NAME[=VALUE]")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--target", help="build up to this stage")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.set_defaults(func=cmd_build)
