@@ -351,3 +351,6 @@ class Job(models.Model):
     @property
     def finished_state(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+
+from .registry_models import RegistryCredential  # noqa: E402,F401  (issue 15; its own module)
