@@ -212,3 +212,41 @@ def test_berth_build_command_line(root: Path, ctx: Path) -> None:
     (ctx / "Containerfile").write_text("FROM busybox\nRUN echo visible-output; exit 7\n")
     failed = berth(root, "build", "-t", "cli:3", str(ctx), check=False)
     assert failed.returncode == 125 and "exit code 7" in failed.stderr and "visible-output" in failed.stderr
+
+
+def _tgz(path: Path, entries: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tf.addfile(info, io.BytesIO(data))
+
+
+def test_add_unpacks_a_local_archive_and_copies_other_files(root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    _tgz(ctx / "bundle.tar.gz", {"app/run.sh": b"echo run\n", "app/data/x.txt": b"x" * 3000})
+    (ctx / "notes.txt").write_text("plain\n")
+    store = ImageStore(root)
+    image = build(store, ctx, dockerfile="FROM busybox\nADD bundle.tar.gz notes.txt /opt/\n", tags=["add:1"]).image
+    top = store.layer_dir(image.diff_ids[-1])
+    assert (top / "opt/app/run.sh").read_text() == "echo run\n"
+    assert (top / "opt/app/data/x.txt").stat().st_size == 3000
+    assert (top / "opt/notes.txt").read_text() == "plain\n" and not (top / "opt/bundle.tar.gz").exists()
+    # COPY never unpacks
+    copied = build(store, ctx, dockerfile="FROM busybox\nCOPY bundle.tar.gz /opt/\n", tags=["add:2"]).image
+    assert (store.layer_dir(copied.diff_ids[-1]) / "opt/bundle.tar.gz").is_file()
+
+
+def test_add_refuses_an_archive_that_climbs_out(root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    _tgz(ctx / "evil.tgz", {"../../etc/evil": b"pwned\n"})
+    store = ImageStore(root)
+    before = [(i.digest, i.tags) for i in store.list()]
+    with pytest.raises(BuildError, match="climbs out"):
+        build(store, ctx, dockerfile="FROM busybox\nADD evil.tgz /opt/\n", tags=["evil:1"])
+    assert [(i.digest, i.tags) for i in store.list()] == before

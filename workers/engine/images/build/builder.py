@@ -281,10 +281,12 @@ class Builder:
             walker = copying.context_walker(self.context, self.ignore)
             origin = ["context"]
         plan = copying.plan(walker, sources, dest, state.inner.get("WorkingDir") or "/", where)
+        if inst.keyword == "ADD":
+            copying.mark_archives(walker, plan)
         own_layers = self._layer_dirs(state)
         owner = copying.lookup_owner(expand(flags["chown"], state.env()), own_layers, where) \
             if flags.get("chown") else (0, 0)
-        key = step_key(state.key, inst.keyword, origin, sorted(plan.mapping.items()),
+        key = step_key(state.key, inst.keyword, origin, sorted(plan.mapping.items()), sorted(plan.archives),
                        copying.content_digest(walker, plan, owner), owner)
         if self._from_cache(state, key, inst):
             return
@@ -293,7 +295,7 @@ class Builder:
             fd, tmp = tempfile.mkstemp(prefix="copy-", dir=self.store.tmp)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    copying.write_layer(out, walker, plan, owner, own_layers)
+                    copying.write_layer(out, walker, plan, owner, own_layers, where)
                 with open(tmp, "rb") as f:
                     txn.layers.append(self.store._stage_layer(f, what=f"{inst.keyword} {rest[:80]}"))
             finally:

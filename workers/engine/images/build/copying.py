@@ -13,9 +13,11 @@ import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from ..compression import decompressed
+from ..errors import ImageError
 from ..merged import Node, View
 from ..tarwrite import TarWriter, walk_merged, walk_tree
 from .errors import BuildError
@@ -109,6 +111,8 @@ class Plan:
 
     mapping: dict[str, str]
     parents: list[str]  # dest dirs above the copied entries, outermost first
+    dest_dir: str = ""  # the destination as a directory (where ADD unpacks a local archive)
+    archives: set[str] = field(default_factory=set)  # ADD: sources unpacked rather than copied
 
 
 def plan(walker: Walker, sources: list[str], dest: str, workdir: str, where: str) -> Plan:
@@ -150,7 +154,67 @@ def plan(walker: Walker, sources: list[str], dest: str, workdir: str, where: str
     while cur:
         parents.insert(0, cur)
         cur = posixpath.dirname(cur)
-    return Plan(mapping, parents)
+    return Plan(mapping, parents, dest_rel)
+
+
+def mark_archives(walker: Walker, p: Plan) -> None:
+    """ADD: a mapped regular file that is a tar archive (plain, gzip or zstd) is unpacked into the destination
+    directory, as Docker does with local archives."""
+    for rel, node in walker():
+        if rel in p.mapping and stat.S_ISREG(node.st.st_mode) and _is_tar(node):
+            p.archives.add(rel)
+    if p.archives and p.dest_dir:
+        cur, parents = p.dest_dir, []
+        while cur:
+            parents.insert(0, cur)
+            cur = posixpath.dirname(cur)
+        p.parents = sorted(set(p.parents) | set(parents), key=lambda d: d.count("/"))
+
+
+def _open_node(node: Node) -> BinaryIO:
+    fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=node.dirfd)
+    return os.fdopen(fd, "rb")
+
+
+def _is_tar(node: Node) -> bool:
+    with _open_node(node) as f:
+        try:
+            _, plain = decompressed(f, node.name)
+            head = plain.read(512)
+        except ImageError:
+            return False
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def _unpack_into(writer: TarWriter, node: Node, dest_dir: str, where: str) -> None:
+    """Re-emit the archive's entries under `dest_dir`; a name climbing out with `..` refuses the build (the
+    layer itself is extracted later with the store's hostile-archive rules)."""
+    def under(name: str) -> str:
+        clean = posixpath.normpath(name.lstrip("/"))
+        if clean == ".." or clean.startswith("../"):
+            raise BuildError(f"{where}: the archive entry {name!r} climbs out of the destination",
+                             field="dockerfile")
+        return posixpath.join(dest_dir, clean) if dest_dir else clean
+
+    with _open_node(node) as f:
+        _, plain = decompressed(f, node.name)
+        try:
+            with tarfile.open(fileobj=plain, mode="r|") as tf:
+                for member in tf:
+                    if posixpath.normpath(member.name.lstrip("/")) == ".":
+                        continue
+                    member.name = under(member.name)
+                    if member.islnk():
+                        member.linkname = under(member.linkname)
+                    data = tf.extractfile(member) if member.isreg() else None
+                    writer._header(member)
+                    if data is not None:
+                        while chunk := data.read(1 << 20):
+                            writer._write(chunk)
+                        if member.size % tarfile.BLOCKSIZE:
+                            writer._write(b"\0" * (tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE))
+        except tarfile.TarError as e:
+            raise BuildError(f"{where}: cannot unpack {node.name}: {e}", field="dockerfile") from None
 
 
 def content_digest(walker: Walker, p: Plan, chown: tuple[int, int] | None) -> str:
@@ -187,7 +251,8 @@ class _Writer(TarWriter):
         return info
 
 
-def write_layer(out: BinaryIO, walker: Walker, p: Plan, owner: tuple[int, int], stage_layers: list[str]) -> None:
+def write_layer(out: BinaryIO, walker: Walker, p: Plan, owner: tuple[int, int], stage_layers: list[str],
+                where: str = "") -> None:
     """The COPY as a layer: its parent dirs (as they are in the stage, or 0755 root when missing), then the
     mapped entries."""
     writer = _Writer(out, owner)
@@ -204,7 +269,9 @@ def write_layer(out: BinaryIO, walker: Walker, p: Plan, owner: tuple[int, int], 
             writer._header(info)
     for rel, node in walker():
         target = p.mapping.get(rel)
-        if target is not None:
+        if rel in p.archives:
+            _unpack_into(writer, node, p.dest_dir, where)
+        elif target is not None:
             writer.add(target, node)
     writer.close()
 
