@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.db import connections
 from django.utils import timezone
 
 from containers import permissions
@@ -79,6 +80,8 @@ class _LayerProgress:
             self.last = now
         pct = self.start + int((self.end - self.start) * min(done, total) / total)
         self.report(pct, f"{self.verb} {_mb(done)} of {_mb(total)} ({finished}/{len(self.layers)} layers)")
+        if threading.current_thread() is not threading.main_thread():
+            connections.close_all()  # this transfer thread's own connection: closed, not leaked
 
 
 def _mb(n: int) -> str:
@@ -146,14 +149,21 @@ def build_image(job, report) -> dict[str, Any]:
     from .images import _discard_upload, _upload_path
 
     params = job.params
-    team = common.job_team(job)
-    namespace = common.job_namespace(job, team)
-    local = params.get("ref") or ""
-    engine_ref = common.new_engine_ref(job.host, namespace, local)
     work = common.state_root() / "build-contexts" / str(job.pk)
     shutil.rmtree(work, ignore_errors=True)
     lines: list[str] = []
+    pending: list[str] = []
+    last = [0.0]
     try:
+        try:
+            team = common.job_team(job)
+            namespace = common.job_namespace(job, team)
+            local = params.get("ref") or ""
+            engine_ref = common.new_engine_ref(job.host, namespace, local)
+        except Exception:
+            if params.get("path"):
+                _discard_upload(Path(params["path"]))  # removes only a staged upload (…/uploads/…)
+            raise
         context = work / "context"
         if params.get("path"):
             upload = _upload_path(job)
@@ -170,8 +180,14 @@ def build_image(job, report) -> dict[str, Any]:
             context.mkdir(parents=True)
 
         def log(line: str) -> None:
+            # Lines go to the job's message (and so to the browser) in batches, at most 4 writes a second.
             lines.append(line)
-            report(min(95, 5 + len(lines) // 4), line[:480])
+            pending.append(line)
+            now = time.monotonic()
+            if now - last[0] >= 0.25 or line.startswith("STEP "):
+                last[0] = now
+                report(min(95, 5 + len(lines) // 4), "\n".join(pending)[-480:])
+                pending.clear()
 
         try:
             result = build(common.image_store(), context, dockerfile=params.get("dockerfile") or None,
