@@ -63,7 +63,8 @@ class BuildFormSerializer(serializers.Serializer):
                      help_text="the Containerfile's text (default: Containerfile/Dockerfile of the context)")
     host = HostField(required=False, allow_null=True)
     team = Int(required=False, allow_null=True)
-    build_args = Str(required=False, allow_blank=True, help_text='a JSON object, e.g. {"VERSION": "1"}')
+    build_args = serializers.JSONField(required=False, help_text='an object, e.g. {"VERSION": "1"} (in a form: '
+                                                                 'its JSON text)')
     no_cache = Bool(required=False, default=False)
     target = Str(required=False, allow_blank=True, max_length=128)
 
@@ -107,7 +108,8 @@ BUILD_SCHEMA = extend_schema(
     summary="Build an image from a Containerfile (job image.build)",
     description="A multipart form: `ref`, and the context as a tar in `file` and/or the Containerfile's text in "
                 "`dockerfile`; the job's messages carry the build's log.",
-    request={"multipart/form-data": BuildFormSerializer}, parameters=[IDEMPOTENCY],
+    request={"multipart/form-data": BuildFormSerializer, "application/json": BuildFormSerializer},
+    parameters=[IDEMPOTENCY],
     responses={202: None, **errors(400, 403, 404, 409, 413)})
 
 
@@ -132,15 +134,16 @@ def build(request: Request) -> Response:
     form = BuildFormSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     opts = dict(form.validated_data)
-    raw_args = opts.pop("build_args", "") or ""
-    try:
-        build_args = json.loads(raw_args) if raw_args.strip() else {}
-    except ValueError:
-        raise services.ServiceError("invalid", "build_args must be a JSON object", field="build_args") from None
+    build_args = opts.pop("build_args", None) or {}
+    if isinstance(build_args, str):
+        try:
+            build_args = json.loads(build_args) if build_args.strip() else {}
+        except ValueError:
+            raise services.ServiceError("invalid", "build_args must be a JSON object", field="build_args") from None
     host = pick_host(request.user, opts.pop("host", None), None)
     job = registries.build_image(request.user, host=host, upload=opts.pop("file", None), build_args=build_args,
                                  request=request, idempotency_key=_idempotency_key(request), **opts)
     return _job_response(job, request)
 
 
-BUILD_PARSERS = [MultiPartParser]
+BUILD_PARSERS = [MultiPartParser, JSONParser]  # JSON: a Containerfile without a context

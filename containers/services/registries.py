@@ -140,7 +140,7 @@ def _pick_credential(user, domain: str, team: Team | None, explicit: Any) -> Reg
     mine = RegistryCredential.objects.filter(owner=user, team__isnull=True, registry=domain).first()
     if team is None:
         return mine
-    if permissions.role_in(user, team.pk) in (permissions.OPERATOR, permissions.ADMIN) or user.is_superuser:
+    if permissions.role_in(user, team.pk) in (permissions.OPERATOR, permissions.ADMIN):  # not a superuser's
         return RegistryCredential.objects.filter(team=team, registry=domain).first() or mine
     return mine
 

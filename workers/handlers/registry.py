@@ -38,8 +38,7 @@ def _credentials(job, team) -> Credentials | None:
     usable = row is not None and user is not None and (
         (row.team_id is None and row.owner_id == user.pk)
         or (row.team_id is not None and team is not None and row.team_id == team.pk
-            and (user.is_superuser or permissions.role_in(user, row.team_id) in (permissions.OPERATOR,
-                                                                                   permissions.ADMIN))))
+            and permissions.role_in(user, row.team_id) in (permissions.OPERATOR, permissions.ADMIN)))
     if not usable:
         raise _job_error("the registry credential of this job no longer exists or is not yours to use")
     from containers import registry_secrets
