@@ -87,7 +87,7 @@ class PushForm(forms.Form):
 
 def _job_answer(request: HttpRequest, job, note: str, back: str) -> HttpResponse:
     if wants_json(request):
-        return JsonResponse({"job": events.job_event(job)}, status=202)
+        return JsonResponse({"job": events.job_event(job), "message": f"{note}: job #{job.pk} queued."}, status=202)
     messages.info(request, f"{note} (job #{job.pk}).")
     return redirect(back)
 
