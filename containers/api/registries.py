@@ -56,22 +56,26 @@ class PushSerializer(serializers.Serializer):
     insecure = Bool(required=False, default=False)
 
 
-class BuildFormSerializer(serializers.Serializer):
+class BuildJsonSerializer(serializers.Serializer):
     ref = Str(max_length=400, help_text="name[:tag] of the image to build")
-    file = serializers.FileField(required=False, help_text="the build context as a tar (tar.gz, tar.zst)")
     dockerfile = Str(required=False, allow_blank=True, max_length=registries.MAX_DOCKERFILE,
                      help_text="the Containerfile's text (default: Containerfile/Dockerfile of the context)")
     host = HostField(required=False, allow_null=True)
     team = Int(required=False, allow_null=True)
-    build_args = serializers.JSONField(required=False, help_text='an object, e.g. {"VERSION": "1"} (in a form: '
+    build_args = serializers.JSONField(required=False, allow_null=True, help_text='an object, e.g. {"VERSION": "1"} (in a form: '
                                                                  'its JSON text)')
     no_cache = Bool(required=False, default=False)
     target = Str(required=False, allow_blank=True, max_length=128)
 
 
+class BuildFormSerializer(BuildJsonSerializer):
+    file = serializers.FileField(required=False, help_text="the build context as a tar (tar.gz, tar.zst)")
+
+
 @extend_schema_view(
     list=extend_schema(summary="Your and your teams' saved registry credentials (never the secret)",
-                       parameters=PAGE, responses={200: RegistryCredentialSerializer(many=True), **errors(400)}),
+                       parameters=PAGE, responses={200: RegistryCredentialSerializer(many=True),
+                                                   **errors(400, 404)}),
     retrieve=extend_schema(summary="A saved registry credential", responses={200: RegistryCredentialSerializer,
                                                                              **errors(404)}),
 )
@@ -108,7 +112,7 @@ BUILD_SCHEMA = extend_schema(
     summary="Build an image from a Containerfile (job image.build)",
     description="A multipart form: `ref`, and the context as a tar in `file` and/or the Containerfile's text in "
                 "`dockerfile`; the job's messages carry the build's log.",
-    request={"multipart/form-data": BuildFormSerializer, "application/json": BuildFormSerializer},
+    request={"multipart/form-data": BuildFormSerializer, "application/json": BuildJsonSerializer},
     parameters=[IDEMPOTENCY],
     responses={202: None, **errors(400, 403, 404, 409, 413)})
 
@@ -131,7 +135,8 @@ def push(request: Request, image) -> Response:
 def build(request: Request) -> Response:
     from .. import services
 
-    form = BuildFormSerializer(data=request.data)
+    is_json = (request.content_type or "").split(";")[0].strip().lower() == "application/json"
+    form = (BuildJsonSerializer if is_json else BuildFormSerializer)(data=request.data)
     form.is_valid(raise_exception=True)
     opts = dict(form.validated_data)
     build_args = opts.pop("build_args", None) or {}
