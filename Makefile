@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Debian packages the engine, the tests and the dashboard need.
 APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 gcc libc6-dev \
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
-	e2fsprogs mount netavark aardvark-dns nftables iptables
+	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3
 
 .PHONY: install apt venv npm pyc run test test-fast fuzz lint images clean
 

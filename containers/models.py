@@ -394,4 +394,5 @@ class Job(models.Model):
         return self.state in self.FINISHED_STATES
 
 
+from .registry_models import RegistryCredential  # noqa: E402,F401  (issue 15; its own module)
 from .transfer_model import Transfer  # noqa: E402,F401  (a model of this app, in its own module)

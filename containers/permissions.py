@@ -34,6 +34,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "network.disconnect": OPERATOR,
     "network.remove": ADMIN,
     "image.save": OPERATOR,
+    "image.push": OPERATOR,  # issue 15: sends the image to a registry, as save sends it to a file
     "container.remove": ADMIN,
     "image.remove": ADMIN,
     "image.tag": ADMIN,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_containers, views_images, views_networks, views_volumes
+from . import views, views_containers, views_images, views_networks, views_registries, views_volumes
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,6 +27,11 @@ urlpatterns = [
     path("images/", views_images.image_list, name="images"),
     path("images/rows/", views_images.image_rows, name="image-rows"),
     path("images/import/", views_images.image_import, name="image-import"),
+    path("images/pull/", views_registries.pull_page, name="image-pull"),
+    path("images/build/", views_registries.build_page, name="image-build"),
+    path("images/<int:pk>/push/", views_registries.image_push, name="image-push"),
+    path("registries/", views_registries.registries_page, name="registries"),
+    path("registries/<int:pk>/remove/", views_registries.registry_delete, name="registry-delete"),
     path("images/<int:pk>/", views_images.image_detail, name="image-detail"),
     path("images/<int:pk>/share/", views_images.image_share, name="image-share"),
     path("images/<int:pk>/<str:action>/", views_images.image_action, name="image-action"),

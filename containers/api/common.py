@@ -18,7 +18,11 @@ from . import serializers as s
 
 
 def _idempotency_key(request: Request) -> str | None:
-    return request.headers.get("Idempotency-Key") or None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not services.IDEMPOTENCY_KEY.fullmatch(key):  # an empty or blank one too
+        raise services.ServiceError("invalid", "Idempotency-Key must be 1 to 150 printable ASCII characters "
+                                    "without spaces", field="idempotency_key")
+    return key
 
 
 def _job_response(job: Job, request: Request) -> Response:

@@ -14,8 +14,8 @@ from rest_framework.response import Response
 
 from .. import selectors, services, transfer_files
 from ..models import Image
+from . import registries, uploads
 from . import serializers as s
-from . import uploads
 from .common import ThrottleFirst, _idempotency_key, _job_response, _object_for_action, _valid, pick_host
 from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _param, errors, ordering_param
@@ -83,6 +83,23 @@ class ImageViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMix
         image = services.share_image(request.user, image, body.get("team"), body.get("shared", False),
                                      request=request)
         return Response(s.ImageSerializer(image, context={"request": request}).data)
+
+    # --- registries and builds (issue 15): the bodies are in registries.py ---------------------------------
+
+    @registries.PULL_SCHEMA
+    @action(detail=False, methods=["post"])
+    def pull(self, request: Request) -> Response:
+        return registries.pull(request)
+
+    @registries.PUSH_SCHEMA
+    @action(detail=True, methods=["post"])
+    def push(self, request: Request, pk=None) -> Response:
+        return registries.push(request, self._image(pk, "image.push"))
+
+    @registries.BUILD_SCHEMA
+    @action(detail=False, methods=["post"], parser_classes=registries.BUILD_PARSERS)
+    def build(self, request: Request) -> Response:
+        return registries.build(request)
 
     def _upload(self, request: Request, kind: str, form_serializer) -> Response:
         ctype = (request.content_type or "").split(";")[0].strip().lower()

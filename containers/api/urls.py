@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import audit, containers, hosts, images, jobs, networks, teams, tokens, volumes
+from . import audit, containers, hosts, images, jobs, networks, registries, teams, tokens, volumes
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
@@ -17,6 +17,7 @@ def _router(trailing_slash: bool) -> SimpleRouter:
     router.register("teams", teams.TeamViewSet, basename="api-team")
     router.register("tokens", tokens.TokenViewSet, basename="api-token")
     router.register("audit", audit.AuditViewSet, basename="api-audit")
+    router.register("registries", registries.RegistryViewSet, basename="api-registry")
     return router
 
 

@@ -15,6 +15,7 @@ from containers.models import (
     Image,
     Job,
     Network,
+    RegistryCredential,
     Team,
     TeamLimits,
     TeamMembership,
@@ -31,6 +32,7 @@ OPERATE = {"viewer": 403, "operator": 202, "admin": 202, "outsider": 404, "root"
 ADMIN = {"viewer": 403, "operator": 403, "admin": 202, "outsider": 404, "root": 202, "owner": 202}
 TEAM_VIEW = {"viewer": 200, "operator": 200, "admin": 200, "outsider": 404, "root": 200, "owner": 404}
 TEAM_ADMIN = {"viewer": 403, "operator": 403, "admin": 200, "outsider": 404, "root": 200, "owner": 404}
+CRED = {"viewer": 404, "operator": 200, "admin": 200, "outsider": 404, "root": 404, "owner": 404}
 SUPERUSER = {"viewer": 403, "operator": 403, "admin": 403, "outsider": 404, "root": 200, "owner": 404}
 
 
@@ -138,6 +140,23 @@ CASES = [
          returns="owner_token"),
     Case("revoke token", "delete", "/api/v1/tokens/{owner_token}", {r: 200 if r == "owner" else 404 for r in ROLES},
          effect=lambda ids, user: _row(ApiToken, ids["owner_token"], "revoked") != (None,)),
+    # registries (issue 15): a team's saved credential is its operators' and admins' only (not even root's)
+    Case("push", "post", "/api/v1/images/{image_a}/push", OPERATE, {"destination": "reg.example:5000/a/app:1"},
+         job_kind="image.push", target="image_a", params={"destination": "reg.example:5000/a/app:1"}),
+    Case("team pull", "post", "/api/v1/images/pull", OPERATE | {"owner": 404},
+         {"ref": "reg.example:5000/a/app:9", "host": "{host}", "team": "{team_a}"}, job_kind="image.pull",
+         target="none:image", params={"local": "reg.example-5000/a/app:9"}),
+    Case("team build", "post", "/api/v1/images/build", OPERATE | {"owner": 404},
+         {"ref": "built:1", "host": "{host}", "team": "{team_a}", "dockerfile": "FROM busybox\n"},
+         job_kind="image.build", target="none:image", params={"ref": "built:1"}),
+    Case("registry", "get", "/api/v1/registries/{cred_a}", CRED, returns="cred_a"),
+    Case("save registry", "post", "/api/v1/registries", {r: 201 for r in ROLES},
+         {"registry": "ghcr.io", "username": "u", "password": "p"},
+         effect=lambda ids, user: RegistryCredential.objects.filter(owner=user, team__isnull=True,
+                                                                    registry="ghcr.io").count() == 1),
+    Case("drop registry", "delete", "/api/v1/registries/{cred_a}", _with(CRED | {"operator": 403}, 204),
+         effect=lambda ids, user: not RegistryCredential.objects.filter(pk=ids["cred_a"]).exists()),
+    Case("registries", "get", "/api/v1/registries", {r: 200 for r in ROLES}, lists=("cred_a", "CRED")),
     # the lists: every role may ask; an object is listed exactly when that role may see it
     Case("containers", "get", "/api/v1/containers", {r: 200 for r in ROLES}, lists=("web_a", "VIEW")),
     Case("images", "get", "/api/v1/images", {r: 200 for r in ROLES}, lists=("image_a", "VIEW")),
@@ -151,7 +170,7 @@ CASES = [
          effect=lambda ids, user: list(ApiToken.objects.filter(name="ci").values_list("user_id", flat=True))
          == [user.pk]),
 ]
-LIST_VISIBLE = {"VIEW": VIEW, "TEAM_VIEW": TEAM_VIEW, "OWNER": {r: 200 if r == "owner" else 404 for r in ROLES},
+LIST_VISIBLE = {"VIEW": VIEW, "TEAM_VIEW": TEAM_VIEW, "CRED": CRED, "OWNER": {r: 200 if r == "owner" else 404 for r in ROLES},
                 "AUDIT": {"viewer": 404, "operator": 200, "admin": 200, "outsider": 404, "root": 200, "owner": 404}}
 
 
@@ -196,6 +215,8 @@ def ids(world, tmp_path):
     event = audit.record(None, world.users["operator"], "container.stop", world.web_a, "ok")
     token, _ = create_token(world.users["owner"], "owner's")
     volume_a = Volume.objects.create(name="data", host=host, owner=world.users["owner"], team=world.team_a)
+    cred_a = RegistryCredential.objects.create(registry="reg.example:5000", username="bot", team=world.team_a,
+                                               owner=world.users["admin"], secret="not-a-real-token")
     network_a = Network.objects.create(name="app", namespace=world.web_a.namespace, host=host,
                                        owner=world.users["owner"], team=world.team_a)
     network_a.containers.add(world.web_a)
@@ -205,7 +226,7 @@ def ids(world, tmp_path):
             "host": host.pk, "web_a": world.web_a.pk, "image_a": world.image_a.pk, "base": world.base.pk,
             "job_a": job_a.pk, "export_job": export_job.pk, "team_a": world.team_a.pk,
             "viewer": world.users["viewer"].pk, "audit_a": event.pk, "owner_token": token.pk,
-            "volume_a": volume_a.pk, "volume_a_engine": volume_a.engine_id}
+            "volume_a": volume_a.pk, "volume_a_engine": volume_a.engine_id, "cred_a": cred_a.pk}
 
 
 def _fill(value, ids):
@@ -272,6 +293,8 @@ def test_role_matrix(world, api_client, ids, case: Case, role: str):
 def _target(target: str | None, ids: dict) -> tuple[str, str]:
     """The (target_type, target_id) a job case must have."""
     assert target, "a job case names its target"
+    if target == "none:image":  # a pull or build: the image row is made by the job
+        return "image", ""
     if target.startswith("new:"):
         _, kind, name = target.split(":")
         model = {"container": Container, "volume": Volume, "network": Network}[kind]
@@ -328,7 +351,7 @@ def _operations_under_test() -> set[tuple[str, str]]:
     for method, path in [(c.method, c.path) for c in CASES] + [("post", u[1]) for u in UPLOADS]:
         template = path.split("?")[0]
         for key in ("host", "web_a", "image_a", "base", "job_a", "export_job", "team_a", "audit_a",
-                    "owner_token", "volume_a", "network_a"):
+                    "owner_token", "volume_a", "network_a", "cred_a"):
             template = template.replace("{" + key + "}", "{id}")
         ops.add((method, template.replace("{viewer}", "{user_id}")))
     return ops

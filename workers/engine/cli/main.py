@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..images.errors import ImageError
-from . import containers, images, networks, volumes
+from . import containers, images, networks, registry, volumes
 
 EXIT_ERROR = 125  # podman's code for an error of the engine itself
 
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     images.register(sub)
+    registry.register(sub)
+    registry.register_build(sub)
     containers.register(sub)
     volumes.register(sub)
     networks.register(sub)

@@ -66,3 +66,24 @@ class TooLarge(ArchiveError):
     """The input expands past the size the caller allows (a decompression bomb, or just too big)."""
 
     code = "too_large"
+
+
+class RegistryError(ImageError):
+    """A registry refused or failed a request; the message carries the registry's own error text."""
+
+    code = "registry_error"
+    field = "ref"
+
+
+class RegistryAuthError(RegistryError):
+    """Credentials missing or refused (401/403 after the auth handshake)."""
+
+    code = "unauthorized"
+    field = "credentials"
+
+
+class RegistryUnreachable(RegistryError):
+    """No connection (refused, reset mid-transfer, TLS failure); a retry may succeed."""
+
+    code = "registry_unreachable"
+    field = "ref"

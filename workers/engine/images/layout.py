@@ -173,7 +173,8 @@ class IndexMixin:
                 manifests.remove(d)
                 if d["digest"] != descriptor["digest"] and not any(m["digest"] == d["digest"] for m in manifests):
                     manifests.append({k: v for k, v in d.items() if k != "annotations"})
-        entry = {"mediaType": OCI_MANIFEST, "digest": descriptor["digest"], "size": descriptor["size"]}
+        entry = {"mediaType": descriptor.get("mediaType", OCI_MANIFEST), "digest": descriptor["digest"],
+                 "size": descriptor["size"]}  # a pulled Docker schema 2 manifest keeps its own type
         if tag is None:
             if not any(m["digest"] == descriptor["digest"] for m in manifests):
                 manifests.append(entry)
@@ -190,7 +191,8 @@ class IndexMixin:
             image = self._resolve(source, index)
             if not replace:
                 self._refuse_taken(index, [tag])
-            self._set_tag(index, tag, {"digest": image.digest, "size": self.blob_path(image.digest).stat().st_size})
+            self._set_tag(index, tag, {"digest": image.digest, "size": self.blob_path(image.digest).stat().st_size,
+                                      "mediaType": image.manifest.get("mediaType", OCI_MANIFEST)})
             self._write_index(index)
         return self.resolve(tag)
 
