@@ -69,7 +69,9 @@ class ExecSessionsMixin:
         try:
             return self.exec_client.start(cid, proc, interactive=interactive, rows=rows, cols=cols)
         except MonitorError as e:
-            raise ContainerError(f"cannot exec in container {rec['name']}: {e}") from None
+            from .manager import _short  # the runtime's own msg="..." when it gave one
+
+            raise ContainerError(f"cannot exec in container {rec['name']}: {_short(str(e))}") from None
 
     def _session_of(self, ref: str, sid: str) -> dict:
         cid = self._resolve(ref)

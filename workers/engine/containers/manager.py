@@ -49,6 +49,7 @@ from .errors import (
 )
 from .exec_sessions import ExecSessionsMixin
 from .host_checks import check_on_host
+from .live import LiveMixin
 from .names import generate_name
 from .records import RecordsMixin
 from .spec import ContainerSpec
@@ -58,7 +59,7 @@ STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT),
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
 
 
-class ContainerManager(RecordsMixin, SupervisionMixin, ExecSessionsMixin):
+class ContainerManager(RecordsMixin, SupervisionMixin, ExecSessionsMixin, LiveMixin):
     """The verbs; records and live state are in records.py, supervision in supervision.py."""
 
     def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,
