@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..images.errors import ImageError
-from . import containers, images, volumes
+from . import containers, images, volumes, way_in
 
 EXIT_ERROR = 125  # podman's code for an error of the engine itself
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.register(sub)
     containers.register(sub)
     volumes.register(sub)
+    way_in.register(sub)
     return parser
 
 
