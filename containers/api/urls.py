@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import audit, containers, hosts, images, jobs, teams, tokens, volumes
+from . import audit, containers, hosts, images, jobs, teams, tokens, volumes, way_in
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
@@ -11,6 +11,7 @@ def _router(trailing_slash: bool) -> SimpleRouter:
     router.register("hosts", hosts.HostViewSet, basename="api-host")
     router.register("images", images.ImageViewSet, basename="api-image")
     router.register("containers", containers.ContainerViewSet, basename="api-container")
+    router.register("containers", way_in.ContainerWayInViewSet, basename="api-container-way-in")
     router.register("volumes", volumes.VolumeViewSet, basename="api-volume")
     router.register("jobs", jobs.JobViewSet, basename="api-job")
     router.register("teams", teams.TeamViewSet, basename="api-team")

@@ -1,0 +1,145 @@
+"""/api/v1/containers/{id}/exec, …/exec/{session}, …/top, …/stats, …/files, …/archive: the way into a
+running container. The services (containers/services/exec.py) check, validate, audit and queue; quick reads
+wait for their job and answer with its result."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers as rf
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FileUploadParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import services
+from ..models import Container
+from ..services import exec as exec_services
+from . import serializers as s
+from .common import LenientNegotiation, ThrottleFirst, _object_for_action, _valid
+from .schema import _param, errors
+
+
+class ExecSerializer(rf.Serializer):
+    command = rf.JSONField(help_text='argv list (["sh", "-c", "…"]) or one command line')
+    user = rf.CharField(required=False, allow_blank=True, max_length=64, help_text="name or uid[:gid]")
+    env = rf.ListField(child=rf.CharField(max_length=8192), required=False, max_length=256,
+                       help_text="KEY=VALUE strings")
+    workdir = rf.CharField(required=False, allow_blank=True, max_length=4096)
+    tty = rf.BooleanField(required=False, default=False)
+    interactive = rf.BooleanField(required=False, allow_null=True, default=None,
+                                  help_text="keep stdin open (default: as tty)")
+    rows = rf.IntegerField(required=False, min_value=1, max_value=1000)
+    cols = rf.IntegerField(required=False, min_value=1, max_value=1000)
+    wait = rf.BooleanField(required=False, default=True, help_text="wait for the session to start (its id in "
+                                                                    "the answer) instead of answering 202 at once")
+
+
+SESSION = inline_serializer("ExecSession", {
+    "session": rf.CharField(), "status": rf.CharField(), "pid": rf.IntegerField(allow_null=True),
+    "exit_code": rf.IntegerField(allow_null=True), "tty": rf.BooleanField(), "job": s.JobSerializer(),
+    "console": rf.CharField(help_text="WebSocket path of the session's console")})
+TOP = inline_serializer("ContainerTop", {"titles": rf.ListField(child=rf.CharField()),
+                                         "processes": rf.ListField(child=rf.DictField())})
+STATS = inline_serializer("ContainerStats", {"container": rf.IntegerField(), "state": rf.CharField(),
+                                             "sample": rf.DictField(allow_null=True),
+                                             "history": rf.ListField(child=rf.DictField())})
+FILES = inline_serializer("ContainerFiles", {"path": rf.CharField(), "entries": rf.ListField(child=rf.DictField())})
+PATH = _param("path", "absolute path in the container (symlinks resolved inside it)")
+
+
+def _session_body(job, container: Container, request: Request) -> dict:
+    result = job.result or {}
+    return {"session": result.get("session"), "status": result.get("status"), "pid": result.get("pid"),
+            "exit_code": result.get("exit_code"), "tty": bool(result.get("tty")),
+            "job": s.JobSerializer(job, context={"request": request}).data,
+            "console": f"/ws/containers/{container.pk}/console/?session={result.get('session')}"}
+
+
+class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
+    """Detail routes only (registered beside ContainerViewSet under the same prefix)."""
+
+    queryset = Container.objects.none()
+    lookup_value_regex = "[^/]+"
+    parser_classes = [JSONParser]
+
+    def _container(self, pk, kind: str) -> Container:
+        return _object_for_action(Container, pk, self.request, kind)
+
+    @extend_schema(summary="Start an exec session in a running container (job container.exec)",
+                   description="Operator role. With wait (the default) the answer is 201 with the session once "
+                               "it runs; its output and input go through the console WebSocket, or "
+                               "GET …/exec/{session} for its state and exit code.",
+                   request=ExecSerializer, responses={201: SESSION, 202: s.JobSerializer,
+                                                      **errors(400, 403, 404, 409, 502)})
+    @action(detail=True, methods=["post"], url_path="exec")
+    def exec(self, request: Request, pk=None) -> Response:
+        container = self._container(pk, "container.exec")
+        body = _valid(ExecSerializer, request)
+        job = exec_services.start_exec(request.user, container, command=body["command"], user_spec=body.get("user"),
+                                       env=body.get("env"), workdir=body.get("workdir"), tty=body.get("tty"),
+                                       interactive=body.get("interactive"), rows=body.get("rows"),
+                                       cols=body.get("cols"), request=request)
+        if not body.get("wait", True):
+            return Response(s.JobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        job = exec_services.wait_finished(job)
+        return Response(_session_body(job, container, request), status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="An exec session: its state and exit code", responses={200: SESSION, **errors(403, 404)})
+    @action(detail=True, methods=["get"], url_path=r"exec/(?P<session>[A-Za-z0-9]{1,64})")
+    def exec_session(self, request: Request, pk=None, session=None) -> Response:
+        container = self._container(pk, "container.exec")
+        exec_services.console_check(request.user, container, request)
+        job = exec_services.exec_job(request.user, container, session)
+        return Response(_session_body(job, container, request))
+
+    @extend_schema(summary="The processes of a running container, as it and as the host see them "
+                           "(job container.top; viewer role)", responses={200: TOP, **errors(403, 404, 409, 502)})
+    @action(detail=True, methods=["get"])
+    def top(self, request: Request, pk=None) -> Response:
+        container = self._container(pk, "container.top")
+        job = exec_services.wait_finished(exec_services.top(request.user, container, request))
+        return Response(job.result)
+
+    @extend_schema(summary="Resource use: the latest sample and the history (viewer role)",
+                   parameters=[_param("seconds", "history span (10 to 86400; beyond an hour: per minute)",
+                                      {"type": "integer", "minimum": 10, "maximum": 86400})],
+                   responses={200: STATS, **errors(400, 403, 404)})
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk=None) -> Response:
+        container = self._container(pk, "container.stats")
+        return Response(exec_services.stats(request.user, container, seconds=request.query_params.get("seconds"),
+                                            request=request))
+
+    @extend_schema(summary="List a directory of a running container (job container.files; operator role)",
+                   parameters=[PATH], responses={200: FILES, **errors(400, 403, 404, 409, 502)})
+    @action(detail=True, methods=["get"])
+    def files(self, request: Request, pk=None) -> Response:
+        container = self._container(pk, "container.files")
+        job = exec_services.list_files(request.user, container, request.query_params.get("path") or "/", request)
+        return Response(exec_services.wait_finished(job).result)
+
+    @extend_schema(methods=["GET"], summary="A file or directory of a running container as a tar (operator role)",
+                   parameters=[PATH],
+                   responses={(200, "application/x-tar"): OpenApiTypes.BINARY, **errors(400, 403, 404, 409, 502)})
+    @extend_schema(methods=["PUT"], summary="Extract a tar into a directory of a running container "
+                                            "(job container.archive_put; operator role)",
+                   parameters=[PATH], request={"application/x-tar": OpenApiTypes.BINARY},
+                   responses={200: s.JobSerializer, **errors(400, 403, 404, 409, 413, 502)})
+    @action(detail=True, methods=["get", "put"], content_negotiation_class=LenientNegotiation,
+            parser_classes=[FileUploadParser, MultiPartParser])
+    def archive(self, request: Request, pk=None):
+        path = request.query_params.get("path")
+        if request.method == "PUT":
+            container = self._container(pk, "container.archive_put")
+            from .uploads import stage_raw_body
+
+            staged = stage_raw_body(request._request) if "multipart" not in (request.content_type or "") \
+                else request.data.get("file")
+            job = exec_services.archive_put(request.user, container, path, staged, request)
+            job = exec_services.wait_finished(job)
+            return Response(s.JobSerializer(job, context={"request": request}).data)
+        container = self._container(pk, "container.archive_get")
+        job = exec_services.wait_finished(exec_services.archive_get(request.user, container, path, request))
+        return services.download_response(request.user, job, request)
