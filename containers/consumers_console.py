@@ -72,8 +72,10 @@ def _open_session(user, container, query: dict[str, str], scope) -> tuple[str | 
         command = query.get("command") or SHELL
         job = exec_services.start_exec(user, container, command=command, tty=True,
                                        rows=query.get("rows") or 24, cols=query.get("cols") or 80, request=scope)
-        job = exec_services.wait_finished(job)
-        return job.result["session"], None, ""
+        done = exec_services.wait_finished(job, timeout=60)
+        if done is None:
+            return None, 1011, f"host {container.host.name} did not start the session in time (job #{job.pk})"
+        return done.result["session"], None, ""
     except ServiceError as exc:
         code = {404: CLOSE_NOT_FOUND, 403: CLOSE_FORBIDDEN, 409: CLOSE_CONFLICT, 400: CLOSE_BAD_REQUEST}
         return None, code.get(exc.status, 1011), exc.message

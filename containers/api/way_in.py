@@ -17,7 +17,7 @@ from .. import services
 from ..models import Container
 from ..services import exec as exec_services
 from . import serializers as s
-from .common import LenientNegotiation, ThrottleFirst, _object_for_action, _valid
+from .common import LenientNegotiation, ThrottleFirst, _job_response, _object_for_action, _valid
 from .schema import _param, errors
 
 
@@ -43,6 +43,7 @@ SESSION = inline_serializer("ExecSession", {
 TOP = inline_serializer("ContainerTop", {"titles": rf.ListField(child=rf.CharField()),
                                          "processes": rf.ListField(child=rf.DictField())})
 STATS = inline_serializer("ContainerStats", {"container": rf.IntegerField(), "state": rf.CharField(),
+                                             "available": rf.BooleanField(),
                                              "sample": rf.DictField(allow_null=True),
                                              "history": rf.ListField(child=rf.DictField())})
 FILES = inline_serializer("ContainerFiles", {"path": rf.CharField(), "entries": rf.ListField(child=rf.DictField())})
@@ -81,10 +82,10 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
                                        env=body.get("env"), workdir=body.get("workdir"), tty=body.get("tty"),
                                        interactive=body.get("interactive"), rows=body.get("rows"),
                                        cols=body.get("cols"), request=request)
-        if not body.get("wait", True):
-            return Response(s.JobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
-        job = exec_services.wait_finished(job)
-        return Response(_session_body(job, container, request), status=status.HTTP_201_CREATED)
+        done = exec_services.wait_finished(job) if body.get("wait", True) else None
+        if done is None:
+            return _job_response(job, request)
+        return Response(_session_body(done, container, request), status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="An exec session: its state and exit code", responses={200: SESSION, **errors(403, 404)})
     @action(detail=True, methods=["get"], url_path=r"exec/(?P<session>[A-Za-z0-9]{1,64})")
@@ -95,12 +96,13 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
         return Response(_session_body(job, container, request))
 
     @extend_schema(summary="The processes of a running container, as it and as the host see them "
-                           "(job container.top; viewer role)", responses={200: TOP, **errors(403, 404, 409, 502)})
+                           "(job container.top; viewer role)", responses={200: TOP, 202: s.JobSerializer, **errors(403, 404, 409, 502)})
     @action(detail=True, methods=["get"])
     def top(self, request: Request, pk=None) -> Response:
         container = self._container(pk, "container.top")
-        job = exec_services.wait_finished(exec_services.top(request.user, container, request))
-        return Response(job.result)
+        job = exec_services.top(request.user, container, request)
+        done = exec_services.wait_finished(job)
+        return Response(done.result) if done else _job_response(job, request)
 
     @extend_schema(summary="Resource use: the latest sample and the history (viewer role)",
                    parameters=[_param("seconds", "history span (10 to 86400; beyond an hour: per minute)",
@@ -113,20 +115,22 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
                                             request=request))
 
     @extend_schema(summary="List a directory of a running container (job container.files; operator role)",
-                   parameters=[PATH], responses={200: FILES, **errors(400, 403, 404, 409, 502)})
+                   parameters=[PATH], responses={200: FILES, 202: s.JobSerializer, **errors(400, 403, 404, 409, 502)})
     @action(detail=True, methods=["get"])
     def files(self, request: Request, pk=None) -> Response:
         container = self._container(pk, "container.files")
         job = exec_services.list_files(request.user, container, request.query_params.get("path") or "/", request)
-        return Response(exec_services.wait_finished(job).result)
+        done = exec_services.wait_finished(job)
+        return Response(done.result) if done else _job_response(job, request)
 
     @extend_schema(methods=["GET"], summary="A file or directory of a running container as a tar (operator role)",
                    parameters=[PATH],
-                   responses={(200, "application/x-tar"): OpenApiTypes.BINARY, **errors(400, 403, 404, 409, 502)})
+                   responses={(200, "application/x-tar"): OpenApiTypes.BINARY, 202: s.JobSerializer,
+                              **errors(400, 403, 404, 409, 502)})
     @extend_schema(methods=["PUT"], summary="Extract a tar into a directory of a running container "
                                             "(job container.archive_put; operator role)",
                    parameters=[PATH], request={"application/x-tar": OpenApiTypes.BINARY},
-                   responses={200: s.JobSerializer, **errors(400, 403, 404, 409, 413, 502)})
+                   responses={200: s.JobSerializer, 202: s.JobSerializer, **errors(400, 403, 404, 409, 413, 502)})
     @action(detail=True, methods=["get", "put"], content_negotiation_class=LenientNegotiation,
             parser_classes=[FileUploadParser, MultiPartParser])
     def archive(self, request: Request, pk=None):
@@ -138,8 +142,10 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
             staged = stage_raw_body(request._request) if "multipart" not in (request.content_type or "") \
                 else request.data.get("file")
             job = exec_services.archive_put(request.user, container, path, staged, request)
-            job = exec_services.wait_finished(job)
-            return Response(s.JobSerializer(job, context={"request": request}).data)
+            done = exec_services.wait_finished(job)
+            return Response(s.JobSerializer(done, context={"request": request}).data) if done \
+                else _job_response(job, request)
         container = self._container(pk, "container.archive_get")
-        job = exec_services.wait_finished(exec_services.archive_get(request.user, container, path, request))
-        return services.download_response(request.user, job, request)
+        job = exec_services.archive_get(request.user, container, path, request)
+        done = exec_services.wait_finished(job)
+        return services.download_response(request.user, done, request) if done else _job_response(job, request)

@@ -20,7 +20,6 @@ from .uploads import _check_upload, _discard_staged, _stage_upload
 MAX_PATH = 4096
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
 MAX_ARGS = 256
-WAIT_SECONDS = 60.0
 
 
 def _running(user, request, kind: str, container: Container) -> None:
@@ -116,7 +115,7 @@ def top(user, container: Container, request=None) -> Job:
     kind = "container.top"
     _authorize(request, user, kind, container)
     _running(user, request, kind, container)
-    return job_dispatch.submit(kind, container.host, params={}, requested_by=user, target=container)
+    return _submit(request, user, kind, container, {})
 
 
 def list_files(user, container: Container, path: Any, request=None) -> Job:
@@ -127,7 +126,7 @@ def list_files(user, container: Container, path: Any, request=None) -> Job:
     except ServiceError as exc:
         raise _refuse(request, user, kind, container, exc) from None
     _running(user, request, kind, container)
-    return job_dispatch.submit(kind, container.host, params=params, requested_by=user, target=container)
+    return _submit(request, user, kind, container, params)
 
 
 def archive_get(user, container: Container, path: Any, request=None) -> Job:
@@ -177,27 +176,34 @@ def stats(user, container: Container, *, seconds: Any = None, request=None) -> d
 
     _authorize(request, user, "container.stats", container)
     span = _int(seconds, "seconds", low=10, high=86400, default=3600)
-    r = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    out = {"container": container.pk, "state": container.state, "sample": None, "history": [], "available": True}
+    r = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
     try:
-        return {"container": container.pk, "state": container.state,
-                "sample": stats_history.latest(r, container.engine_id),
-                "history": stats_history.history(r, container.engine_id, span)}
+        out.update(sample=stats_history.latest(r, container.engine_id),
+                   history=stats_history.history(r, container.engine_id, span))
+    except redis.RedisError:
+        out["available"] = False  # no figures now; the page says so instead of failing
     finally:
         r.close()
+    return out
 
 
-def wait_finished(job: Job, timeout: float = WAIT_SECONDS) -> Job:
-    """Block until the host has run `job` (a quick read or copy); ServiceError with the job's own error if it
-    failed, a 504 if the host did not answer in time."""
+def wait_finished(job: Job, timeout: float | None = None) -> Job | None:
+    """Wait until the host has run `job` (a quick read or copy), at most `timeout` seconds (default: the logs
+    endpoint's BERTH_API_LOGS_WAIT; 0 when the host is offline). None if it is still queued or running then (the
+    caller answers 202 with the Job); ServiceError with the job's own error if it failed."""
+    from django.conf import settings
+
+    if timeout is None:
+        timeout = float(settings.BERTH_API_LOGS_WAIT) if job.host.online else 0.0
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
         job.refresh_from_db()
         if job.state in Job.FINISHED_STATES:
             break
-        if time.monotonic() > deadline:
-            raise ServiceError("timeout", f"host {job.host.name} did not run job #{job.pk} in {timeout:g} s",
-                               status=502)
+        if time.monotonic() >= deadline:
+            return None
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     if job.state != Job.State.SUCCEEDED:
