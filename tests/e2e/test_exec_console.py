@@ -11,6 +11,7 @@ import tarfile
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -52,7 +53,7 @@ def box(host_worker, wait_job, wait_for):  # noqa: F811 - the fixture imported a
     w = host_worker("way-in")
     seed(w, wait_job)
     team_a, users = _users()
-    row, job = create(w, "shellbox", command=["sleep", "1000"], user=users["op"])
+    row, job = create(w, "shellbox", command=["sleep", "1000"])  # no owner: the team role decides
     Container.objects.filter(pk=row.pk).update(team=team_a)
     assert wait_job(job).state == Job.State.SUCCEEDED, job.error
     row_where(wait_for, row, "running", state="running")
@@ -181,3 +182,33 @@ def test_files_top_and_stats_through_the_api(box, wait_for):
     body = sampled()
     assert body["sample"]["pids"] >= 1 and body["sample"]["memory"] > 0
     assert _api(users["outsider"]).get(f"/api/v1/containers/{row.pk}/stats").status_code == 404
+
+
+def test_losing_the_role_closes_the_console_and_its_session(box, wait_for):
+    _, row, users = box
+    headers = _ws_headers(users["op"])
+    demote = database_sync_to_async(lambda: TeamMembership.objects.filter(user=users["op"]).update(role="viewer"))
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, f"/ws/containers/{row.pk}/console/", headers=headers)
+        assert (await comm.connect(timeout=30))[0]
+        first = json.loads(await comm.receive_from(timeout=60))
+        assert first["type"] == "session"
+        await demote()
+        while True:  # output (the prompt) may come first; then the refusal and the close
+            msg = await comm.receive_output(timeout=60)
+            if msg["type"] == "websocket.close":
+                assert msg["code"] == 4403
+                return first["session"]
+            if msg.get("text"):
+                assert json.loads(msg["text"])["type"] == "error"
+
+    sid = async_to_sync(scenario)()
+    job = Job.objects.get(kind="container.exec", result__session=sid)
+
+    def killed():
+        job.refresh_from_db()
+        return job.result.get("status") == "exited"
+
+    wait_for(killed, 60, "the session of the demoted user to end")
+    assert job.result["exit_code"] == 137

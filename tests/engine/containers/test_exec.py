@@ -140,3 +140,21 @@ def test_exec_refusals_name_the_problem(manager: ContainerManager):
     other = _running(manager)
     with pytest.raises(ContainerError):  # a session is reached only through its own container
         manager.exec_status(other["id"], s["id"])
+
+
+def test_exec_through_the_seam_under_runc(manager: ContainerManager):
+    """The same sessions with runc behind the runtime seam (its `exec --detach --console-socket`)."""
+    from workers.engine.containers import runtime_probe
+
+    why = runtime_probe.problem("runc")
+    if why is not None:
+        pytest.skip(f"runc does not work here: {why}")
+    c = _running(manager, runtime="runc")
+    s = manager.exec_start(c["id"], ["sh", "-c", "echo $(id -u); exit 4"], user="nobody")
+    info, out = _output(manager, c["id"], s["id"])
+    assert info["exit_code"] == 4 and out["stdout"] == b"65534\n"
+    t = manager.exec_start(c["id"], ["sh"], tty=True, rows=20, cols=70)
+    it = iter(manager.exec_attach(c["id"], t["id"]))
+    manager.exec_input(c["id"], t["id"], b"stty size; exit 2\n")
+    _read_until(it, b"20 70", bytearray())
+    assert manager.exec_wait(c["id"], t["id"], timeout=30)["exit_code"] == 2
