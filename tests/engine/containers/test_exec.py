@@ -158,3 +158,11 @@ def test_exec_through_the_seam_under_runc(manager: ContainerManager):
     manager.exec_input(c["id"], t["id"], b"stty size; exit 2\n")
     _read_until(it, b"20 70", bytearray())
     assert manager.exec_wait(c["id"], t["id"], timeout=30)["exit_code"] == 2
+
+
+def test_exec_process_holds_only_its_stdio(manager: ContainerManager):
+    """The monitor forks to run the exec: none of its descriptors (sockets, other containers' terminals) leak."""
+    c = _running(manager, tty=True)  # the monitor holds this container's pty master
+    s = manager.exec_start(c["id"], ["sh", "-c", "ls /proc/$$/fd; true"])  # `; true`: sh does not exec ls
+    info, out = _output(manager, c["id"], s["id"])
+    assert info["exit_code"] == 0 and sorted(out["stdout"].split()) == [b"0", b"1", b"2"], out
