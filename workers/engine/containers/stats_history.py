@@ -69,13 +69,23 @@ class StatsSampler:
             except Exception:  # noqa: BLE001 - a bad tick must not end the sampling
                 log.exception("stats sampler tick failed")
 
+    def _running(self) -> list[dict]:
+        """The running containers with their init's pid: one question to the monitor (refreshing every record
+        from disk was most of a pass's cost)."""
+        from workers.engine.monitor.client import MonitorError
+
+        try:
+            return [c for c in self.m.monitor.list() if c.get("status") == "running"]
+        except MonitorError:
+            return []  # no monitor: nothing runs
+
     def tick(self, r) -> int:
         """One pass: every running container sampled; returns how many."""
         maxlen = int(HOUR / self.interval) + 1
         pipe = r.pipeline(transaction=False)
         seen = set()
-        for c in self.m.list(all=False):
-            if c.get("state") != "running" or not c.get("pid"):
+        for c in self._running():
+            if not c.get("pid"):
                 continue
             cid = c["id"]
             try:
