@@ -9,6 +9,7 @@ from . import audit, containers, hosts, images, jobs, teams, tokens, volumes, wa
 def _router(trailing_slash: bool) -> SimpleRouter:
     router = SimpleRouter(trailing_slash=trailing_slash)
     router.register("hosts", hosts.HostViewSet, basename="api-host")
+    router.register("hosts", way_in.HostStatsViewSet, basename="api-host-stats")
     router.register("images", images.ImageViewSet, basename="api-image")
     router.register("containers", containers.ContainerViewSet, basename="api-container")
     router.register("containers", way_in.ContainerWayInViewSet, basename="api-container-way-in")

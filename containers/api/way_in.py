@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import services
-from ..models import Container
+from ..models import Container, Host
 from ..services import exec as exec_services
 from . import serializers as s
 from .common import LenientNegotiation, ThrottleFirst, _job_response, _object_for_action, _valid
@@ -149,3 +149,25 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
         job = exec_services.archive_get(request.user, container, path, request)
         done = exec_services.wait_finished(job)
         return services.download_response(request.user, done, request) if done else _job_response(job, request)
+
+
+HOST_STATS = inline_serializer("HostStats", {"host": rf.IntegerField(), "available": rf.BooleanField(),
+                                             "containers": rf.ListField(child=rf.DictField())})
+
+
+class HostStatsViewSet(ThrottleFirst, viewsets.GenericViewSet):
+    """GET /api/v1/hosts/{id}/stats (registered beside HostViewSet under the same prefix)."""
+
+    queryset = Host.objects.none()
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(summary="The latest resource figures of every running container of a host you may see",
+                   responses={200: HOST_STATS, **errors(404)})
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk=None) -> Response:
+        from .. import bounds
+
+        host = Host.objects.filter(pk=bounds.as_id(pk, Host) or 0).first()
+        if host is None:
+            raise services.ServiceError("not_found", "no such host")
+        return Response(exec_services.host_stats(request.user, host))

@@ -211,3 +211,30 @@ def wait_finished(job: Job, timeout: float | None = None) -> Job | None:
         raise ServiceError(code, job.error or f"job #{job.pk} {job.state}", field=job.error_field or None,
                            status={"not_found": 404, "invalid": 400, "conflict": 409}.get(code, 502))
     return job
+
+
+def host_stats(user, host) -> dict[str, Any]:
+    """The latest sample of every running container of `host` that `user` may see (stats need the viewer role,
+    which seeing a container already means), for an overview sortable by CPU and memory."""
+    import redis
+    from django.conf import settings
+
+    from workers.engine.containers import stats_history
+
+    from .. import permissions
+
+    rows = list(permissions.visible_containers(user).filter(host=host, state=Container.State.RUNNING)
+                .order_by("name").values("pk", "name", "engine_id"))
+    out: dict[str, Any] = {"host": host.pk, "available": True, "containers": []}
+    r = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        for row in rows:
+            out["containers"].append({"id": row["pk"], "name": row["name"],
+                                      "sample": stats_history.latest(r, row["engine_id"]) if row["engine_id"]
+                                      else None})
+    except redis.RedisError:
+        out.update(available=False, containers=[{"id": row["pk"], "name": row["name"], "sample": None}
+                                                for row in rows])
+    finally:
+        r.close()
+    return out

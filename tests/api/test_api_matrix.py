@@ -80,6 +80,7 @@ CASES = [
     Case("top", "get", "/api/v1/containers/{web_a}/top", _with(VIEW, 202), job_kind="container.top",
          target="web_a"),
     Case("stats", "get", "/api/v1/containers/{web_a}/stats", VIEW),
+    Case("host stats", "get", "/api/v1/hosts/{host}/stats", {r: 200 for r in ROLES}),
     Case("files", "get", "/api/v1/containers/{web_a}/files?path=/etc", OPERATE, job_kind="container.files",
          target="web_a", params={"path": "/etc"}),
     Case("archive get", "get", "/api/v1/containers/{web_a}/archive?path=/etc", OPERATE,

@@ -67,4 +67,9 @@ def test_console_stats_and_files_in_the_browser(live_berth, browser, watch, prob
     _type(page, "cat /tmp/note.txt")
     page.wait_for_function("document.querySelector('[data-role=terminal] .xterm-rows').innerText"
                            ".split('\\n').some(l => l.trim() === 'tuned-by-browser')", timeout=30_000)
+    # the host page's overview lists it with its figures, sortable
+    page.goto(f"{live_berth.url}/hosts/")
+    page.wait_for_selector(f"[data-host-stats] tr[data-container-id='{container.pk}']", timeout=30_000)
+    page.click("[data-host-stats] [data-sort=memory]")
+    assert page.locator("[data-host-stats]").first.get_attribute("data-sorted-by") == "memory:desc"
     assert problems == []

@@ -182,6 +182,12 @@ def test_files_top_and_stats_through_the_api(box, wait_for):
     body = sampled()
     assert body["sample"]["pids"] >= 1 and body["sample"]["memory"] > 0
     assert _api(users["outsider"]).get(f"/api/v1/containers/{row.pk}/stats").status_code == 404
+    # the host's overview: the container and its figures for the team, nothing of it for team B
+    overview = viewer.get(f"/api/v1/hosts/{row.host_id}/stats").json()
+    (mine,) = [c for c in overview["containers"] if c["id"] == row.pk]
+    assert mine["sample"]["memory"] > 0
+    assert row.pk not in [c["id"] for c in _api(users["outsider"]).get(f"/api/v1/hosts/{row.host_id}/stats")
+                          .json()["containers"]]
 
 
 def test_losing_the_role_closes_the_console_and_its_session(box, wait_for):
