@@ -166,3 +166,14 @@ def test_exec_process_holds_only_its_stdio(manager: ContainerManager):
     s = manager.exec_start(c["id"], ["sh", "-c", "ls /proc/$$/fd; true"])  # `; true`: sh does not exec ls
     info, out = _output(manager, c["id"], s["id"])
     assert info["exit_code"] == 0 and sorted(out["stdout"].split()) == [b"0", b"1", b"2"], out
+
+
+def test_sessions_of_a_restarted_monitor_are_recorded_as_lost(manager: ContainerManager, state_root):
+    from tests.engine.monitor.conftest import stop_pid
+
+    c = _running(manager)
+    s = manager.exec_start(c["id"], ["sleep", "1000"])
+    stop_pid(manager.monitor.pid())  # the monitor dies (its stdio of the session with it)
+    manager.monitor.ensure_running()
+    info = manager.exec_status(c["id"], s["id"])
+    assert info["status"] == "exited" and info["exit_code"] is None and "monitor restarted" in info["error"]

@@ -246,6 +246,20 @@ class ExecMixin:
         self._reply(cl, {"ok": True, "sessions": [s.info() for s in self.sessions.values()
                                                    if cid is None or s.container == str(cid)]})
 
+    def exec_recover(self) -> None:
+        """After a monitor restart: sessions the records say ran lost their stdio with the old monitor (it held
+        the pipes and the pty). They are recorded as ended, exit status unknown, so nobody waits on them."""
+        for path in sorted(sessions_dir(self.root).glob("*.json")):
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if rec.get("status") == "exited":
+                continue
+            rec.update(status="exited", exit_code=None, finished_at=rfc3339_nano(),
+                       error="the host's monitor restarted during the session: its output and exit status are lost")
+            layout.write_json_atomic(path, rec)
+
     # ---- the loop's events ------------------------------------------------------------
 
     def _on_exec_stream(self, s: ExecSession, fd: int) -> None:

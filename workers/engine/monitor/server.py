@@ -56,6 +56,7 @@ class ServerMixin:
 
     def serve(self) -> None:
         self.recover()
+        self.exec_recover()
         self.reap()
         while not self.stopping:
             for key, events in self.sel.select(self._next_timeout()):
