@@ -50,6 +50,28 @@ FILES = inline_serializer("ContainerFiles", {"path": rf.CharField(), "entries": 
 PATH = _param("path", "absolute path in the container (symlinks resolved inside it)")
 
 
+async def _session_output(session: str):
+    """The relay's output stream of `session` from its start, until the exit entry."""
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    from workers.engine.monitor.exec_relay import out_key
+
+    r = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=30)
+    last = "0-0"
+    try:
+        while True:
+            got = await r.xread({out_key(session): last}, count=200, block=1000)
+            for _key, entries in got or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get(b"t") == b"exit":
+                        return
+                    yield fields.get(b"d", b"")
+    finally:
+        await r.aclose()
+
+
 def _session_body(job, container: Container, request: Request) -> dict:
     result = job.result or {}
     return {"session": result.get("session"), "status": result.get("status"), "pid": result.get("pid"),
@@ -94,6 +116,40 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
         exec_services.console_check(request.user, container, request)
         job = exec_services.exec_job(request.user, container, session)
         return Response(_session_body(job, container, request))
+
+    @extend_schema(summary="An exec session's output as it comes (raw bytes, stdout and stderr merged), until it ends",
+                   description="Plain HTTP streaming for clients without a WebSocket: the output the host's relay "
+                               "kept from the start, then live. Operator role.",
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(403, 404)})
+    @action(detail=True, methods=["get"], url_path=r"exec/(?P<session>[A-Za-z0-9]{1,64})/output",
+            content_negotiation_class=LenientNegotiation)
+    def exec_output(self, request: Request, pk=None, session=None):
+        from django.http import StreamingHttpResponse
+
+        container = self._container(pk, "container.exec")
+        exec_services.console_check(request.user, container, request)
+        exec_services.exec_job(request.user, container, session)
+        response = StreamingHttpResponse(_session_output(session), content_type="application/octet-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    @extend_schema(summary="Input for an interactive exec session (the raw request body; eof=true closes it)",
+                   parameters=[_param("eof", "close the session's input after this", OpenApiTypes.BOOL)],
+                   request={"application/octet-stream": OpenApiTypes.BINARY},
+                   responses={204: None, **errors(400, 403, 404)})
+    @action(detail=True, methods=["post"], url_path=r"exec/(?P<session>[A-Za-z0-9]{1,64})/input",
+            parser_classes=[])
+    def exec_input(self, request: Request, pk=None, session=None) -> Response:
+        container = self._container(pk, "container.exec")
+        exec_services.console_check(request.user, container, request)
+        exec_services.exec_job(request.user, container, session)
+        data = request._request.read(exec_services.MAX_INPUT + 1)
+        if len(data) > exec_services.MAX_INPUT:
+            raise services.ServiceError("invalid", f"at most {exec_services.MAX_INPUT} bytes of input per request",
+                                        field="body")
+        exec_services.send_input(session, data, eof=request.query_params.get("eof") in ("1", "true", "yes"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(summary="The processes of a running container, as it and as the host see them "
                            "(job container.top; viewer role)", responses={200: TOP, 202: s.JobSerializer, **errors(403, 404, 409, 502)})

@@ -18,6 +18,7 @@ from .common import ServiceError, _authorize, _bool, _int, _refuse
 from .uploads import _check_upload, _discard_staged, _stage_upload
 
 MAX_PATH = 4096
+MAX_INPUT = 64 * 1024
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
 MAX_ARGS = 256
 
@@ -238,3 +239,21 @@ def host_stats(user, host) -> dict[str, Any]:
     finally:
         r.close()
     return out
+
+
+def send_input(session: str, data: bytes, eof: bool = False) -> None:
+    """Bytes (and/or the end of input) for a session, through its relay's input stream (the caller has
+    checked, with exec_job, that the session is the user's to reach)."""
+    import redis
+    from django.conf import settings
+
+    from workers.engine.monitor.exec_relay import in_key
+
+    r = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    try:
+        if data:
+            r.xadd(in_key(session), {"k": "input", "d": data}, maxlen=1000, approximate=True)
+        if eof:
+            r.xadd(in_key(session), {"k": "eof"}, maxlen=1000, approximate=True)
+    finally:
+        r.close()

@@ -13,7 +13,9 @@ from containers.models import AuditEvent, Job
 pytestmark = pytest.mark.django_db
 
 # Operations whose role matrix is here rather than in test_api_matrix.py (a tar body, a session id).
-COVERED = {("put", "/api/v1/containers/{id}/archive"), ("get", "/api/v1/containers/{id}/exec/{session}")}
+COVERED = {("put", "/api/v1/containers/{id}/archive"), ("get", "/api/v1/containers/{id}/exec/{session}"),
+           ("get", "/api/v1/containers/{id}/exec/{session}/output"),
+           ("post", "/api/v1/containers/{id}/exec/{session}/input")}
 UPLOAD = {"viewer": 403, "operator": 202, "admin": 202, "outsider": 404, "root": 202, "owner": 202}
 
 
@@ -78,6 +80,12 @@ def test_a_session_is_reached_only_through_its_container(world, api_client):
         assert r.status_code == code, (role, pk, r.content[:200])
     assert api_client("outsider").get(f"/api/v1/containers/{world.web_b.pk}/exec/feedbeef").json()["session"] \
         == "feedbeef"
+    for role, pk, code in (("operator", world.web_a.pk, 404), ("viewer", world.web_a.pk, 403),
+                           ("outsider", world.web_a.pk, 404)):
+        client = api_client(role)
+        assert client.get(f"/api/v1/containers/{pk}/exec/feedbeef/output").status_code == code
+        assert client.generic("POST", f"/api/v1/containers/{pk}/exec/feedbeef/input", b"x",
+                              content_type="application/octet-stream").status_code == code
 
 
 def test_way_in_is_in_the_schema():

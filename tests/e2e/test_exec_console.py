@@ -74,6 +74,14 @@ def test_exec_api_exit_code_survives_a_killed_worker(box, wait_for):
     r = api.post(f"/api/v1/containers/{row.pk}/exec", {"command": ["sh", "-c", "exit 3"]}, format="json")
     assert r.status_code == 201, r.content
     assert _exit_code(api, row.pk, r.json()["session"], wait_for) == 3
+    # plain HTTP for clients without a WebSocket: input in the request body, output streamed until the end
+    r = api.post(f"/api/v1/containers/{row.pk}/exec", {"command": ["tr", "a-z", "A-Z"], "interactive": True},
+                 format="json")
+    sid = r.json()["session"]
+    assert api.generic("POST", f"/api/v1/containers/{row.pk}/exec/{sid}/input?eof=1", b"shout\n",
+                       content_type="application/octet-stream").status_code == 204
+    assert b"".join(api.get(f"/api/v1/containers/{row.pk}/exec/{sid}/output")) == b"SHOUT\n"
+    assert _exit_code(api, row.pk, sid, wait_for) == 0
     # a session that waits for its input: the worker that started it is killed -9, the session lives on
     r = api.post(f"/api/v1/containers/{row.pk}/exec", {"command": ["sh", "-c", "read x; exit $x"],
                                                         "interactive": True}, format="json")
