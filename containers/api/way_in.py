@@ -84,6 +84,7 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
     """Detail routes only (registered beside ContainerViewSet under the same prefix)."""
 
     queryset = Container.objects.none()
+    serializer_class = ExecSerializer  # what OPTIONS describes for the POST routes
     lookup_value_regex = "[^/]+"
     parser_classes = [JSONParser]
 
@@ -185,7 +186,8 @@ class ContainerWayInViewSet(ThrottleFirst, viewsets.GenericViewSet):
                               **errors(400, 403, 404, 409, 502)})
     @extend_schema(methods=["PUT"], summary="Extract a tar into a directory of a running container "
                                             "(job container.archive_put; operator role)",
-                   parameters=[PATH], request={"application/x-tar": OpenApiTypes.BINARY},
+                   parameters=[PATH], request={"application/x-tar": OpenApiTypes.BINARY,
+                                               "application/octet-stream": OpenApiTypes.BINARY},
                    responses={200: s.JobSerializer, 202: s.JobSerializer, **errors(400, 403, 404, 409, 413, 502)})
     @action(detail=True, methods=["get", "put"], content_negotiation_class=LenientNegotiation,
             parser_classes=[FileUploadParser, MultiPartParser])
