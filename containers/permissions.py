@@ -26,6 +26,10 @@ REQUIRED_ROLE: dict[str, str] = {
     "view": VIEWER,
     **{f"container.{a}": OPERATOR for a in
        ("start", "stop", "kill", "restart", "pause", "unpause", "logs", "exec", "export", "commit")},
+    # the way in (containers/services/exec.py): files are an operator's, like exec; figures a viewer's
+    **{f"container.{a}": OPERATOR for a in ("archive_get", "archive_put", "files")},
+    "container.top": VIEWER,
+    "container.stats": VIEWER,
     "image.use": OPERATOR,
     "volume.use": OPERATOR,
     "volume.remove": ADMIN,

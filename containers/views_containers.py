@@ -112,6 +112,9 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "action_states": json.dumps(ACTION_STATES), "signals": [s for s, _ in SIGNAL_CHOICES],
         "commit_form": CommitForm(user=user, initial={"team": container.team_id or ""}),
         "pending_job": request.GET.get("job", ""),
+        # the console, stats and files panels (templates/containers/_way_in.html)
+        "way_in": {a: permissions.can(user, f"container.{a}", container) for a in ("exec", "stats", "files",
+                                                                                   "archive_put")},
     }
     return render(request, "containers/detail.html", context)
 

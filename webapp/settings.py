@@ -221,6 +221,9 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Browser libraries installed by `make npm` (package.json), served as /static/vendor/<file>.
     ("vendor", BASE_DIR / "node_modules" / "ansi_up"),
+    ("vendor/xterm", BASE_DIR / "node_modules" / "@xterm" / "xterm"),
+    ("vendor/xterm-fit", BASE_DIR / "node_modules" / "@xterm" / "addon-fit" / "lib"),
+    ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist"),
 ]
 STATIC_ROOT = BERTH_STATE_ROOT / "static"
 

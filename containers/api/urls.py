@@ -3,14 +3,16 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import audit, containers, hosts, images, jobs, networks, registries, teams, tokens, volumes
+from . import audit, containers, hosts, images, jobs, networks, registries, teams, tokens, volumes, way_in
 
 
 def _router(trailing_slash: bool) -> SimpleRouter:
     router = SimpleRouter(trailing_slash=trailing_slash)
     router.register("hosts", hosts.HostViewSet, basename="api-host")
+    router.register("hosts", way_in.HostStatsViewSet, basename="api-host-stats")
     router.register("images", images.ImageViewSet, basename="api-image")
     router.register("containers", containers.ContainerViewSet, basename="api-container")
+    router.register("containers", way_in.ContainerWayInViewSet, basename="api-container-way-in")
     router.register("volumes", volumes.VolumeViewSet, basename="api-volume")
     router.register("networks", networks.NetworkViewSet, basename="api-network")
     router.register("jobs", jobs.JobViewSet, basename="api-job")

@@ -13,7 +13,7 @@ from ..models import Job
 from .common import ServiceError, _refuse
 
 DOWNLOAD_ACTIONS = {"container.export": "container.export", "image.save": "image.save",
-                    "container.logs": "container.logs"}
+                    "container.logs": "container.logs", "container.archive_get": "container.archive_get"}
 
 
 # --- downloads ----------------------------------------------------------------------------------------

@@ -79,6 +79,17 @@ CASES = [
          job_kind="container.commit", target="web_a", params={"ref": "snap:1"}),
     Case("logs", "get", "/api/v1/containers/{web_a}/logs?tail=5", OPERATE, job_kind="container.logs",
          target="web_a", params={"tail": 5}),
+    # the way in (containers/api/way_in.py): exec and files are an operator's, top and stats a viewer's
+    Case("exec", "post", "/api/v1/containers/{web_a}/exec", OPERATE, {"command": ["sh", "-c", "true"]},
+         job_kind="container.exec", target="web_a", params={"command": ["sh", "-c", "true"]}),
+    Case("top", "get", "/api/v1/containers/{web_a}/top", _with(VIEW, 202), job_kind="container.top",
+         target="web_a"),
+    Case("stats", "get", "/api/v1/containers/{web_a}/stats", VIEW),
+    Case("host stats", "get", "/api/v1/hosts/{host}/stats", {r: 200 for r in ROLES}),
+    Case("files", "get", "/api/v1/containers/{web_a}/files?path=/etc", OPERATE, job_kind="container.files",
+         target="web_a", params={"path": "/etc"}),
+    Case("archive get", "get", "/api/v1/containers/{web_a}/archive?path=/etc", OPERATE,
+         job_kind="container.archive_get", target="web_a", params={"path": "/etc"}),
     Case("remove", "post", "/api/v1/containers/{web_a}/remove", ADMIN, {"force": True}, job_kind="container.remove",
          target="web_a", params={"force": True}),
     Case("delete", "delete", "/api/v1/containers/{web_a}?force=true", ADMIN, job_kind="container.remove",
@@ -354,7 +365,9 @@ def _operations_under_test() -> set[tuple[str, str]]:
                     "owner_token", "volume_a", "network_a", "cred_a"):
             template = template.replace("{" + key + "}", "{id}")
         ops.add((method, template.replace("{viewer}", "{user_id}")))
-    return ops
+    from tests.api.test_api_way_in import COVERED  # the tar upload has its own matrix there
+
+    return ops | COVERED
 
 
 def test_every_operation_is_in_the_matrix(world):

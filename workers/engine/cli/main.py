@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..images.errors import ImageError
-from . import containers, images, networks, registry, volumes
+from . import containers, images, networks, registry, volumes, way_in
 
 EXIT_ERROR = 125  # podman's code for an error of the engine itself
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     containers.register(sub)
     volumes.register(sub)
     networks.register(sub)
+    way_in.register(sub)
     return parser
 
 

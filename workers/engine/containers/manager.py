@@ -48,7 +48,9 @@ from .errors import (
     NoSuchImage,
     WaitTimeout,
 )
+from .exec_sessions import ExecSessionsMixin
 from .host_checks import check_on_host
+from .live import LiveMixin
 from .names import generate_name
 from .networking import NetworkingMixin
 from .records import RecordsMixin
@@ -59,7 +61,7 @@ STOP_SIGNALS = {int(_signal.SIGKILL), int(_signal.SIGTERM), int(_signal.SIGINT),
 EXIT_WAIT = 30.0  # how long to wait for the monitor's exit record after a SIGKILL
 
 
-class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin):
+class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSessionsMixin, LiveMixin):
     """The verbs; records and live state are in records.py, supervision in supervision.py."""
 
     def __init__(self, state_root: str | os.PathLike[str], *, log_redis_url: str | None = None,

@@ -61,6 +61,13 @@ class OCIRuntime:
     def start_argv(self, id: str) -> list[str]:
         return [*self.command(), "start", id]
 
+    def exec_argv(self, id: str, process_file: str, *, pid_file: str, console_socket: str | None = None) -> list[str]:
+        """`exec --detach` of a full OCI process (a JSON file): the monitor owns the process's stdio."""
+        argv = [*self.command(), "exec", "--detach", "--pid-file", pid_file, "--process", process_file]
+        if console_socket:
+            argv += ["--console-socket", console_socket]
+        return [*argv, id]
+
     # -- verbs --------------------------------------------------------------------------------
 
     def create(self, id: str, bundle: str | os.PathLike[str], *, stdin: int = 0, stdout: int = 1, stderr: int = 2,

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from workers.engine.monitor import layout
+from workers.engine.monitor.exec_sessions import ExecMixin, ExecSession
 from workers.engine.monitor.exits import UNKNOWN_EXIT, ExitsMixin
 from workers.engine.monitor.procfs import (
     cgroup_oom_kills,
@@ -43,7 +44,7 @@ __all__ = ["Client", "Container", "Monitor", "RuntimeOp", "UNKNOWN_EXIT", "cgrou
            "exit_code_of", "proc_cgroups", "proc_start_ticks", "run_foreground", "set_child_subreaper"]
 
 
-class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin):
+class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, ExecMixin):
     """The daemon's state; its behaviour lives in the mixins, one module per concern."""
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -54,6 +55,8 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.ops: dict[int, RuntimeOp] = {}
         self.unclaimed: dict[int, int] = {}  # reaped pids nobody had claimed yet -> status
         self.fd_owner: dict[int, Container] = {}
+        self.sessions: dict[str, ExecSession] = {}  # exec sessions (exec_sessions.py)
+        self.exec_by_pid: dict[int, ExecSession] = {}
         self.stopping = False
         self.sink = RedisStreamSink.from_env()
         # by URL, for start requests that name one; a request naming the env's URL shares its sink

@@ -56,6 +56,7 @@ class ServerMixin:
 
     def serve(self) -> None:
         self.recover()
+        self.exec_recover()
         self.reap()
         while not self.stopping:
             for key, events in self.sel.select(self._next_timeout()):
@@ -73,6 +74,8 @@ class ServerMixin:
                         self._receive_console(obj)
                     elif kind == "pidfd":
                         self._adopted_exit(obj)
+                    else:  # e.g. exec_stream, exec_console (exec_sessions.py)
+                        getattr(self, f"_on_{kind}")(obj, key.fd)
                 except Exception as exc:  # one bad event must not take every container's monitor down
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()
@@ -84,6 +87,7 @@ class ServerMixin:
     def _next_timeout(self) -> float | None:
         deadlines = [op.deadline for op in self.ops.values()]
         deadlines += [d for c in self.containers.values() for _, d in c.waiters]
+        deadlines += self._exec_deadlines()
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -188,6 +192,7 @@ class ServerMixin:
                 c.attached.remove(cl)
         for c in self.containers.values():
             c.waiters = [(w, d) for w, d in c.waiters if w is not cl]
+        self._exec_forget_client(cl)
 
     def _get(self, req: dict) -> Container:
         cid = str(req["id"])

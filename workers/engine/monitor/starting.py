@@ -42,6 +42,8 @@ class StartMixin:
                 self._op_done(pid, status)
             elif pid in self.by_pid:
                 self._container_exited(self.by_pid.pop(pid), exit_code_of(status))
+            elif pid in self.exec_by_pid:
+                self._exec_exited(self.exec_by_pid.pop(pid), exit_code_of(status))
             else:
                 # A runtime helper, or an init whose pid file we have not read yet.
                 self.unclaimed[pid] = status
@@ -76,6 +78,9 @@ class StartMixin:
 
     def _op_done(self, pid: int, status: int) -> None:
         op = self.ops.pop(pid)
+        if op.kind == "exec":
+            self._exec_op_done(op, status)
+            return
         op.errfile.seek(0)
         err = op.errfile.read().decode("utf-8", "replace")
         op.errfile.close()
@@ -140,6 +145,7 @@ class StartMixin:
                 except ProcessLookupError:
                     pass
                 op.deadline = now + 3600
+        self._exec_check_deadlines(now)
         for c in list(self.containers.values()):
             for cl, d in list(c.waiters):
                 if now > d:
