@@ -34,7 +34,7 @@ from . import transfer_files
 from .models import Host, Job
 from .transfer_model import Transfer
 
-DOWNLOAD_KINDS = ("container.export", "image.save", "container.logs")
+DOWNLOAD_KINDS = ("container.export", "image.save", "container.logs", "container.archive_get")
 
 
 def ttl() -> timedelta:

@@ -11,11 +11,13 @@ import shlex
 import time
 from typing import Any
 
-from .. import audit
+from django.db import transaction
+
+from .. import audit, transfer, transfer_files
 from .. import jobs as job_dispatch
 from ..models import Container, Job
 from .common import ServiceError, _authorize, _bool, _int, _refuse
-from .uploads import _check_upload, _discard_staged, _stage_upload
+from .uploads import _check_upload, _discard_staged, _stage_upload, discard_upload
 
 MAX_PATH = 4096
 MAX_INPUT = 64 * 1024
@@ -162,10 +164,19 @@ def archive_put(user, container: Container, path: Any, upload: Any, request=None
         if head[:2] == b"\x1f\x8b" or head == b"\x28\xb5\x2f\xfd":
             raise ServiceError("invalid", "the archive must be a plain (uncompressed) tar", field="file")
     except ServiceError as exc:
-        staged.unlink(missing_ok=True)
+        discard_upload(staged)
         raise _refuse(request, user, kind, container, exc) from None
-    params["upload"] = str(staged)
-    return _submit(request, user, kind, container, params, {"path": params["path"]})
+    # The host fetches the staged file over HTTP (containers/transfer.py): it shares no disk with us.
+    params.update(transfer.upload_params(staged))
+    try:
+        with transaction.atomic():
+            job = _submit(request, user, kind, container, params, {"path": params["path"]})
+            transfer.register_upload(container.host, job, staged)  # the row owns the file now
+    except BaseException:
+        discard_upload(staged)
+        raise
+    transfer_files.release_path(staged)
+    return job
 
 
 def stats(user, container: Container, *, seconds: Any = None, request=None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from containers.models import AuditEvent, Job
+from tests.transfers import staged_files, upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -30,20 +31,19 @@ def _tar() -> bytes:
 
 @pytest.mark.parametrize("role", list(UPLOAD))
 def test_archive_put_matrix(world, api_client, settings, tmp_path, role):
-    settings.BERTH_STATE_ROOT = tmp_path / "web-root"
+    settings.BERTH_TRANSFER_DIR = tmp_path / "web-transfers"
     r = api_client(role).generic("PUT", f"/api/v1/containers/{world.web_a.pk}/archive?path=/tmp", _tar(),
                                  content_type="application/x-tar")
     assert r.status_code == UPLOAD[role], r.content[:300]
-    uploads = tmp_path / "web-root" / "uploads"
     jobs = list(Job.objects.filter(kind="container.archive_put"))
     if r.status_code >= 400:
-        assert jobs == [] and (not uploads.exists() or list(uploads.iterdir()) == [])
+        assert jobs == [] and staged_files() == []
         assert AuditEvent.objects.filter(action="container.archive_put", result="denied").exists()
         return
     (job,) = jobs
     assert r.json()["id"] == job.pk and job.params["path"] == "/tmp" and job.requested_by == world.users[role]
-    with open(job.params["upload"], "rb") as f:
-        assert f.read() == _tar()
+    assert "/" not in job.params["upload"]  # a transfer id the host fetches over HTTP, never a web-side path
+    assert upload_of(job).read_bytes() == _tar()
 
 
 def test_bad_input_is_named(world, api_client, settings, tmp_path):

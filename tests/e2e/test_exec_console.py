@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
 
-from containers.models import AuditEvent, Container, Job, Team, TeamMembership
+from containers.models import AuditEvent, Job, Team, TeamMembership
 from tests.e2e.test_container_jobs import create, host_worker, row_where, seed  # noqa: F401 - fixture
 from webapp.asgi import application
 
@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(300)]
 def _users():
     User = get_user_model()
     team_a, team_b = Team.objects.create(name="way-a"), Team.objects.create(name="way-b")
-    users = {n: User.objects.create_user(n, password=f"pw-{n}-123") for n in ("op", "viewer", "outsider")}
+    users = {n: User.objects.create_user(n, password=f"pw-{n}-123") for n in ("lead", "op", "viewer", "outsider")}
+    TeamMembership.objects.create(team=team_a, user=users["lead"], role="admin")
     TeamMembership.objects.create(team=team_a, user=users["op"], role="operator")
     TeamMembership.objects.create(team=team_a, user=users["viewer"], role="viewer")
     TeamMembership.objects.create(team=team_b, user=users["outsider"], role="admin")
@@ -53,8 +54,8 @@ def box(host_worker, wait_job, wait_for):  # noqa: F811 - the fixture imported a
     w = host_worker("way-in")
     seed(w, wait_job)
     team_a, users = _users()
-    row, job = create(w, "shellbox", command=["sleep", "1000"])  # no owner: the team role decides
-    Container.objects.filter(pk=row.pk).update(team=team_a)
+    # Made by the team's admin for the team: for everyone else the team role decides who may get in.
+    row, job = create(w, "shellbox", users["lead"], team=team_a, command=["sleep", "1000"])
     assert wait_job(job).state == Job.State.SUCCEEDED, job.error
     row_where(wait_for, row, "running", state="running")
     return w, row, users

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from workers import transfer
 from workers.handlers import common, handler
 
 from .containers import _errors, _job_error
@@ -85,32 +86,32 @@ def files(job, report) -> dict[str, Any]:
 
 @handler("container.archive_get")
 def archive_get(job, report) -> dict[str, Any]:
+    """`docker cp` out: the path as a tar, written to a nameless local file and pushed to the control plane."""
     row = common.target_container(job)
     errors = _errors()
     path = job.params["path"]
-    dest = common.export_path(job, ".tar")
-    try:
-        with open(dest, "wb") as out:
-            _mgr().get_archive(row.engine_id, path, out)
-    except errors.ContainerError as exc:
-        common.remove_quietly(dest)
-        raise _job_error(str(exc), exc) from None
     name = os.path.basename(path.rstrip("/")) or "root"
-    return {**common.file_result(dest, f"{common.safe_filename(name)}.tar", common.TAR_TYPE), "source": path}
+    with transfer.local_file() as out:
+        try:
+            _mgr().get_archive(row.engine_id, path, out)
+        except errors.ContainerError as exc:
+            raise _job_error(str(exc), exc) from None
+        out.seek(0)
+        result = transfer.push_download(job, out, f"{common.safe_filename(name)}.tar", common.TAR_TYPE)
+    return {**result, "source": path}
 
 
 @handler("container.archive_put")
 def archive_put(job, report) -> dict[str, Any]:
+    """`docker cp` in: the uploaded tar, fetched from the control plane, extracted into the container's path."""
     row = common.target_container(job)
     errors = _errors()
-    upload = Path(job.params["upload"])
     try:
-        with open(upload, "rb") as src:
-            n = _mgr().put_archive(row.engine_id, job.params["path"], src)
-    except FileNotFoundError:
-        raise _job_error("the uploaded archive is gone (already used by an earlier attempt of this job)") from None
-    except errors.ContainerError as exc:
-        raise _job_error(str(exc), exc) from None
+        with transfer.fetched_upload(job) as src:
+            try:
+                n = _mgr().put_archive(row.engine_id, job.params["path"], src)
+            except errors.ContainerError as exc:
+                raise _job_error(str(exc), exc) from None
     finally:
-        common.remove_quietly(upload)
+        transfer.consume_upload(job)
     return {"path": job.params["path"], "entries": n}
