@@ -8,7 +8,8 @@ export async function send(form, submitter, extra) {
   if (extra) Object.entries(extra).forEach(([k, v]) => data.append(k, v));
   let response;
   try {
-    response = await fetch(form.action, {
+    // getAttribute: a control named "action" (the bulk buttons) shadows the form.action property.
+    response = await fetch(form.getAttribute("action") || window.location.pathname, {
       method: "POST", body: data, credentials: "same-origin",
       headers: { Accept: "application/json", "X-CSRFToken": csrf(form) },
     });
