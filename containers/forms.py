@@ -79,7 +79,9 @@ def _team_choices(user, least: str) -> list[tuple[str, str]]:
 
 class ContainerCreateForm(forms.Form):
     host = OpenChoiceField(help_text="Online hosts only.")
-    image = OpenChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.")
+    image = OpenChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.",
+                            error_messages={"required": "pick an image: none you may run is on the chosen host "
+                                                        "(pick another host, or import one on the Images page)"})
     name = forms.CharField(required=False, max_length=128,
                            help_text="Letters, digits, _ . - ; left empty, one is made up.")
     command = forms.CharField(required=False, help_text="As in a shell, e.g. sh -c 'echo hi'. Empty: the image's.")
@@ -118,6 +120,15 @@ class ContainerCreateForm(forms.Form):
         self.fields["image"].choices = [
             (str(i.pk), f"{i.ref} ({i.host.name})" if multi else i.ref) for i in images]
         self.fields["image"].widget.host_of = {str(i.pk): i.host_id for i in images}
+        if not self.is_bound and not self.initial.get("host"):
+            from .form_defaults import default_host
+
+            chosen = default_host(user, hosts, ("container.create",))
+            if chosen is not None:
+                self.initial["host"] = str(chosen.pk)
+                first = next((i for i in images if i.host_id == chosen.pk), None)
+                if first is not None and not self.initial.get("image"):
+                    self.initial["image"] = str(first.pk)
         self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
         for name in ("name", "command", "entrypoint", "workdir", "user", "hostname"):
             self.fields[name].widget.attrs.setdefault("autocomplete", "off")
@@ -144,6 +155,18 @@ class ContainerCreateForm(forms.Form):
 
     def clean_volumes(self) -> list[str]:
         return lines(self.cleaned_data.get("volumes", ""))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        from .spec_fields import field_errors
+
+        # All the bad spec fields at once (memory, cpus and processes wrong: three messages, not one).
+        typed = {n: (data.get(n) or "").strip() for n in SPEC_TEXT_FIELDS if n not in self.errors}
+        for field, message in field_errors(typed).items():
+            name = form_field(self, field)
+            if name and name not in self.errors:
+                self.add_error(name, message)
+        return data
 
     def restart(self) -> str:
         policy = self.cleaned_data.get("restart_policy") or "no"
@@ -213,8 +236,15 @@ class ImportForm(forms.Form):
 
     def __init__(self, *args: Any, user, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["host"].choices = [(str(h.pk), h.name) for h in Host.objects.online()]
+        hosts = list(Host.objects.online())
+        self.fields["host"].choices = [(str(h.pk), h.name) for h in hosts]
         self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
+        if not self.is_bound and not self.initial.get("host"):
+            from .form_defaults import default_host
+
+            chosen = default_host(user, hosts, ("image.import", "image.load", "container.create"))
+            if chosen is not None:
+                self.initial["host"] = str(chosen.pk)
 
 
 class TagForm(forms.Form):

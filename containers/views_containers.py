@@ -112,7 +112,7 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "jobs": history, "files": files, "allowed": allowed, "logs_panel": logs_panel,
         "action_states": json.dumps(ACTION_STATES), "signals": [s for s, _ in SIGNAL_CHOICES],
         "commit_form": CommitForm(user=user, initial={"team": container.team_id or ""}),
-        "pending_job": request.GET.get("job", ""),
+        "pending_job": request.GET.get("job", "") if bounds.as_id(request.GET.get("job", ""), Job) else "",
     }
     return render(request, "containers/detail.html", context)
 

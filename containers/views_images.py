@@ -6,10 +6,12 @@ made); static/js/images.js sends the form by XHR for an upload progress bar, the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import events, permissions, services
 from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
-from .models import Image
+from .models import Image, Job
 from .views import (
     error_json,
     form_errors_json,
@@ -79,20 +81,33 @@ def image_import(request: HttpRequest) -> HttpResponse:
     return redirect("images")
 
 
+# A staged upload's path on the server (`…/uploads/<hex>.upload`), which older imports wrote into the history.
+STAGED_PATH = re.compile(r"\S*/uploads/[0-9a-f]+\.upload")
+
+
 def _history(image: Image) -> list[dict[str, Any]]:
     history = (image.config or {}).get("history") or []
-    return [h for h in history if isinstance(h, dict)]
+    return [{**h, "created_by": STAGED_PATH.sub("(upload)", str(h.get("created_by") or ""))}
+            for h in history if isinstance(h, dict)]
+
+
+def _origin(user, image: Image) -> Job | None:
+    """The job that made this image (import, load, commit, pull, build), if the user may see it."""
+    made = Q(kind__in=("image.import", "container.commit", "image.pull", "image.build"), result__image_id=image.pk)
+    return jobs_visible_to(user).filter(made, host=image.host).order_by("-created").first()
 
 
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     image = visible_image_or_404(user, pk)
-    jobs = job_rows(list(jobs_visible_to(user).filter(target_type="image", target_id=str(pk))[:50]))
+    origin = _origin(user, image)
+    own = Q(target_type="image", target_id=str(pk)) | Q(pk=origin.pk if origin else None)
+    jobs = job_rows(list(jobs_visible_to(user).filter(own)[:50]))
     allowed = {a.replace(".", "_"): permissions.can(user, a, image) for a in
                ("image.use", "image.save", "image.tag", "image.remove", "image.share")}
     context = {
-        "image": image, "history": _history(image), "jobs": jobs,
+        "image": image, "history": _history(image), "jobs": jobs, "origin": origin,
         "files": [j for j in jobs if j.kind == "image.save"][:10],
         "containers": list(permissions.visible_containers(user).filter(image=image)),
         "allowed": allowed, "tag_form": TagForm(), "save_form": SaveForm(),
@@ -144,7 +159,8 @@ def image_share(request: HttpRequest, pk: int) -> HttpResponse:
     who = f"team {image.team.name}" if image.team else "no team"
     text = f"{image.ref} now belongs to {who}" + (" and is shared with everyone." if image.shared else ".")
     if wants_json(request):
-        return JsonResponse({"message": text})
+        return JsonResponse({"message": text, "image": {"team": image.team.name if image.team else None,
+                                                        "shared": "with everyone" if image.shared else "no"}})
     messages.info(request, text)
     return redirect("image-detail", pk=image.pk)
 

@@ -132,10 +132,45 @@ function status(text, bad) {
   el.classList.toggle("error-text", !!bad);
 }
 
-function announce(job) {
+// The banner follows the latest action sent from this page (not the create job it was opened with).
+function retarget(job) {
+  const banner = document.querySelector('[data-role="job-banner"]');
+  if (!banner) return;
+  banner.setAttribute("data-job-id", job.id);
+  banner.hidden = false;
+  banner.querySelector('[data-role="job-text"]').textContent = `${VERB[job.kind] || job.kind} queued…`;
+  const link = banner.querySelector("a[data-role=job-link]");
+  if (link) link.href = `/jobs/${job.id}/`;
+}
+
+// "Download full log": its entry (state, then the link) appears next to the button that asked for it.
+function inlineFile(form, job) {
+  let slot = form.parentNode.querySelector('[data-role="log-file"]');
+  if (!slot) {
+    slot = document.createElement("span");
+    slot.className = "log-file";
+    slot.setAttribute("data-role", "log-file");
+    slot.setAttribute("role", "status");
+    form.after(slot);
+  }
+  slot.setAttribute("data-job-id", job.id);
+  slot.innerHTML = 'Full log: <span class="badge" data-field="state"></span> '
+    + '<a data-role="download" download hidden>Download</a>';
+  slot.querySelector("a").href = `/jobs/${job.id}/download/`;
+  window.Berth.fill(slot, { state: job.state });
+}
+
+function announce(job, form) {
   addFile(job, FILE_KINDS);
+  retarget(job);
+  if (form && form.classList.contains("logs-download")) inlineFile(form, job);
   document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
 }
+
+const VERB = { "container.create": "Create", "container.start": "Start", "container.stop": "Stop",
+  "container.restart": "Restart", "container.kill": "Kill", "container.pause": "Pause",
+  "container.unpause": "Unpause", "container.remove": "Remove", "container.export": "Export",
+  "container.logs": "Log download", "container.commit": "Commit" };
 
 document.addEventListener("berth:job", (e) => {
   const job = e.detail;
@@ -148,7 +183,7 @@ document.addEventListener("berth:job", (e) => {
   banner.querySelector('[data-role="job-progress"]').value = job.progress || 0;
   banner.className = `job-banner state-${job.state}`;
   if (job.state === "failed") {
-    text.textContent = `${job.kind} failed: ${job.error || "no reason given"}`;
+    text.textContent = `${VERB[job.kind] || job.kind} failed: ${job.error || "no reason given"}`;
     if (job.kind === "container.create") {
       const retry = document.createElement("a");
       retry.href = `/containers/new/?from_job=${job.id}`;
@@ -156,9 +191,17 @@ document.addEventListener("berth:job", (e) => {
       text.appendChild(retry);
     }
   } else if (job.state === "succeeded") {
-    text.textContent = `${job.kind} done.`;
+    text.textContent = `${VERB[job.kind] || job.kind} done.`;
+    const made = job.result && job.result.image_id;
+    if (job.kind === "container.commit" && made) {
+      const open = document.createElement("a");
+      open.href = `/images/${made}/`;
+      open.setAttribute("data-role", "new-image");
+      open.textContent = ` Open image ${job.result.ref || ""}`;
+      text.appendChild(open);
+    }
   } else {
-    text.textContent = `${job.kind}: ${job.state}${job.message ? ` — ${job.message}` : ""}`;
+    text.textContent = `${VERB[job.kind] || job.kind}: ${job.state}${job.message ? ` — ${job.message}` : ""}`;
   }
 });
 
@@ -181,7 +224,7 @@ if (page) {
       return;
     }
     status(body.message || "Queued.");
-    if (body.job) announce(body.job);
+    if (body.job) announce(body.job, form);
     const details = form.closest("details.commit");
     if (details && body.job) details.open = false;
   }));

@@ -120,8 +120,11 @@ document.querySelectorAll(".actions form[data-action]").forEach((f) => f.addEven
   out.textContent = body.message || (ok ? "Done." : "Refused.");
   out.classList.toggle("error-text", !ok);
   if (!ok) { showErrors(f, body.errors); return; }
+  // Sharing changes the facts shown beside the form.
+  if (body.image) window.Berth.fill(document.querySelector(".facts"), body.image);
   if (body.job) {
-    addFile(body.job, FILE_KINDS);
+    const format = f.querySelector("select[name=format]");
+    addFile(body.job, FILE_KINDS, format ? format.value : "");
     document.dispatchEvent(new CustomEvent("berth:job", { detail: body.job }));
     if (body.job.kind === "image.remove") {
       document.addEventListener("berth:job", (ev) => {
