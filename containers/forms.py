@@ -247,6 +247,17 @@ class ImportForm(forms.Form):
                 self.initial["host"] = str(chosen.pk)
 
 
+class LoadForm(ImportForm):
+    """`docker load`: an archive's own tags name the images (no name:tag to give)."""
+
+    file = forms.FileField(label="Image archive", help_text="docker-archive (docker save) or OCI archive")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        kwargs.setdefault("auto_id", "id_load_%s")
+        super().__init__(*args, user=user, **kwargs)
+        del self.fields["ref"]
+
+
 class TagForm(forms.Form):
     ref = forms.CharField(label="New name:tag", max_length=300)
 

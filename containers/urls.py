@@ -24,6 +24,7 @@ urlpatterns = [
     path("images/", views_images.image_list, name="images"),
     path("images/rows/", views_images.image_rows, name="image-rows"),
     path("images/import/", views_images.image_import, name="image-import"),
+    path("images/load/", views_images.image_load, name="image-load"),
     path("images/<int:pk>/", views_images.image_detail, name="image-detail"),
     path("images/<int:pk>/share/", views_images.image_share, name="image-share"),
     path("images/<int:pk>/<str:action>/", views_images.image_action, name="image-action"),

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import events, permissions, services
-from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
+from .forms import ImportForm, LoadForm, SaveForm, ShareForm, TagForm, add_service_error
 from .models import Image, Job
 from .views import (
     error_json,
@@ -43,7 +43,9 @@ def _list_context(request: HttpRequest, form: ImportForm | None = None) -> dict[
     pending = [j for j in jobs_visible_to(user).filter(kind__in=("image.import", "image.load"),
                                                         requested_by=user)[:5]
                if not j.finished_state]
-    return {"images": _images(user), "form": form or ImportForm(user=user), "pending": pending}
+    return {"images": _images(user), "form": form if isinstance(form, ImportForm) and not isinstance(form, LoadForm)
+            else ImportForm(user=user), "load_form": form if isinstance(form, LoadForm) else LoadForm(user=user),
+            "pending": pending}
 
 
 @login_required
@@ -83,6 +85,30 @@ def image_import(request: HttpRequest) -> HttpResponse:
 
 # A staged upload's path on the server (`…/uploads/<hex>.upload`), which older imports wrote into the history.
 STAGED_PATH = re.compile(r"\S*/uploads/[0-9a-f]+\.upload")
+
+
+@login_required
+@require_POST
+def image_load(request: HttpRequest) -> HttpResponse:
+    """`docker load` from the dashboard: the archive's tags go to the user's (or the team's) name space."""
+    form = LoadForm(request.POST, request.FILES, user=request.user)
+    if not form.is_valid():
+        if wants_json(request):
+            return form_errors_json(form)
+        return render(request, "images/list.html", _list_context(request, form), status=400)
+    d = form.cleaned_data
+    try:
+        job = services.load_images(request.user, host=int(d["host"]), upload=d["file"], team=d["team"] or None,
+                                   shared=d["shared"], request=request)
+    except services.ServiceError as exc:
+        if wants_json(request):
+            return error_json(exc)
+        add_service_error(form, exc)
+        return render(request, "images/list.html", _list_context(request, form), status=exc.status)
+    if wants_json(request):
+        return JsonResponse({"job": events.job_event(job)}, status=202)
+    messages.info(request, f"Loading {d['file'].name} (job #{job.pk}); its images appear below when done.")
+    return redirect("images")
 
 
 def _history(image: Image) -> list[dict[str, Any]]:
