@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_containers, views_images, views_volumes
+from . import views, views_containers, views_images, views_teams, views_volumes
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +18,11 @@ urlpatterns = [
     path("containers/<int:pk>/logs/download/", views_containers.container_logs_download,
          name="container-logs-download"),
     path("containers/<int:pk>/<str:action>/", views_containers.container_action, name="container-action"),
+    path("teams/", views_teams.team_list, name="teams"),
+    path("teams/new/", views_teams.team_create, name="team-create"),
+    path("teams/<int:pk>/", views_teams.team_detail, name="team-detail"),
+    path("teams/<int:pk>/members/", views_teams.team_member_add, name="team-member-add"),
+    path("teams/<int:pk>/members/<int:user_id>/", views_teams.team_member_change, name="team-member"),
     path("volumes/", views_volumes.volume_list, name="volumes"),
     path("volumes/new/", views_volumes.volume_create, name="volume-create"),
     path("volumes/<int:pk>/remove/", views_volumes.volume_remove, name="volume-remove"),

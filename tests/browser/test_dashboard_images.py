@@ -35,8 +35,7 @@ def test_import_refusals_load_origin_and_share(live_berth, browser, watch, probl
 
     # The team's image, then the same name:tag again for the team: refused at the name, the image untouched.
     upload(page, "#import-form", "busybox.tar", rootfs, ref="shared:1", team="ops")
-    page.wait_for_function("document.querySelector('#import-form [data-role=phase]').textContent === 'Import done.'",
-                           timeout=90_000)
+    page.locator("#images td:first-child a:text-is('shared')").wait_for(timeout=90_000)
     before = Image.objects.get(name="shared", tag="1", team=team)
     upload(page, "#import-form", "other.tar", rootfs, ref="shared:1", team="ops")
     ref_error = page.locator("#import-form [data-error-for=ref]")
@@ -48,7 +47,7 @@ def test_import_refusals_load_origin_and_share(live_berth, browser, watch, probl
 
     # My own image (no team): its page says where it came from, shows the import job and a clean history.
     upload(page, "#import-form", "busybox.tar", rootfs, ref="mybox:1")
-    page.locator("#images tr", has_text="mybox").wait_for(timeout=90_000)
+    page.locator("#images td:first-child a:text-is('mybox')").wait_for(timeout=90_000)
     mine = Image.objects.get(name="mybox", tag="1", owner=live_berth.user)
     imported = Job.objects.get(kind="image.import", params__ref="mybox:1")
     page.goto(f"{live_berth.url}/images/{mine.pk}/")
