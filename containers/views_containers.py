@@ -68,7 +68,8 @@ def _state_event(container: Container) -> dict[str, Any]:
 @login_required
 def container_list(request: HttpRequest) -> HttpResponse:
     containers = list(permissions.visible_containers(request.user).order_by("-created")[:PAGE_SIZE])
-    return render(request, "containers/list.html", {"containers": containers, "bulk_actions": BULK_ACTIONS})
+    return render(request, "containers/list.html", {"containers": containers, "bulk_actions": BULK_ACTIONS,
+                                                    "states": [s for s, _ in Container.State.choices]})
 
 
 @login_required
