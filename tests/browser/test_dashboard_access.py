@@ -7,7 +7,9 @@ you are on another page is announced there."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -128,7 +130,8 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     ctx.close()
     assert found == []
 
-    phone = browser.new_context(viewport={"width": 375, "height": 740})
+    # A phone in Tokyo: times are shown in its time zone, in one format.
+    phone = browser.new_context(viewport={"width": 375, "height": 740}, timezone_id="Asia/Tokyo")
     page = watch(phone.new_page())
     live_berth.login(page)
     for path in pages:
@@ -139,6 +142,19 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     page.goto(live_berth.url + "/containers/")
     host_line = page.locator(f"#container-{container.pk} .phone-only")
     assert host_line.is_visible() and host_line.inner_text() == f"on {live_berth.worker.host.name}"
+    page.goto(live_berth.url + "/jobs/")
+    page.wait_for_selector("#live-status.on")
+    tokyo = job.created.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
+    assert page.locator(f"#job-{job.pk} time[data-local]").inner_text() == tokyo
+    page.goto(f"{live_berth.url}/containers/{container.pk}/")
+    page.wait_for_selector("#live-status.on")
+    dates = page.eval_on_selector_all("time[data-local]", "ts => ts.map(t => t.textContent)")
+    assert dates and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|—", d) for d in dates), dates
+    # Job progress bars are whole on a phone (they were clipped).
+    bars = page.eval_on_selector_all("#jobs progress", "ps => ps.map(p => { const r = p.getBoundingClientRect(); "
+                                     "const c = p.closest('td').getBoundingClientRect(); "
+                                     "return r.width > 40 && r.right <= c.right + 1 && r.right <= window.innerWidth; })")
+    assert bars and all(bars), bars
     page.goto(live_berth.url + "/audit/")
     result = page.locator("#audit-table tbody tr").first.locator("td").last
     assert result.evaluate("td => td.getBoundingClientRect().right <= window.innerWidth")
