@@ -225,9 +225,52 @@ if (page) {
     }
     status(body.message || "Queued.");
     if (body.job) announce(body.job, form);
+    if (form.getAttribute("data-action") === "stop") countdown(form);
     const details = form.closest("details.commit");
     if (details && body.job) details.open = false;
   }));
+}
+
+// Stop: how long until SIGKILL, counted down until the container has stopped.
+let counting = null;
+function countdown(form) {
+  const input = form.querySelector("input[name=timeout]");
+  let left = Math.max(0, parseInt(input && input.value, 10) || 0);
+  window.clearInterval(counting);
+  const show = () => status(left > 0 ? `Stopping: SIGKILL in ${left} s unless it exits first…` : "Stopping: SIGKILL sent…");
+  show();
+  counting = window.setInterval(() => {
+    const badge = page.querySelector('[data-field="state"]');
+    if (badge && !["running", "paused"].includes(badge.textContent.trim())) {
+      window.clearInterval(counting);
+      status(`Stopped (${badge.textContent.trim()}).`);
+      return;
+    }
+    left = Math.max(0, left - 1);
+    show();
+  }, 1000);
+}
+
+// A restart is marked in the log view where it happened (not a log line: search and counts skip it).
+let restarts = null;
+document.addEventListener("berth:container", (e) => {
+  const c = e.detail;
+  if (!page || String(c.id) !== page.getAttribute("data-container-id") || !("restart_count" in c)) return;
+  if (restarts !== null && c.restart_count > restarts) {
+    const view = page.querySelector('[data-logs] [data-role="view"]');
+    if (view) {
+      const mark = document.createElement("div");
+      mark.className = "log-marker";
+      mark.setAttribute("role", "note");
+      mark.textContent = `— restarted (${c.restart_count}) at ${window.Berth.formatDate(new Date().toISOString())} —`;
+      view.appendChild(mark);
+    }
+  }
+  restarts = c.restart_count;
+});
+if (page) {
+  const count = page.querySelector('[data-field="restart_count"]');
+  restarts = count ? parseInt(count.textContent, 10) || 0 : null;
 }
 
 // --- list page: bulk actions -------------------------------------------------------------------------

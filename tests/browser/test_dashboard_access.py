@@ -24,6 +24,7 @@ AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.m
 
 def axe_problems(page) -> list[str]:
     """Serious and critical axe-core violations of the page as it is now."""
+    assert AXE.exists(), f"{AXE} is missing: run `make npm` (package.json lists axe-core)"
     page.add_script_tag(path=str(AXE))
     found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
                           ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
