@@ -126,6 +126,9 @@ def test_banner_commit_link_log_download_and_job_rows(live_berth, browser, watch
     page.wait_for_function("document.querySelector('[data-role=job-banner] [data-role=job-text]')"
                            ".textContent === 'Stop done.'", timeout=60_000)
     state_is(page, box.pk, "exited")
+    # The countdown to SIGKILL ends when the container has stopped.
+    page.wait_for_function("document.querySelector('[data-role=action-status]').textContent === "
+                           "'Stopped (exited).'", timeout=30_000)
 
     # Commit: when it is done, the banner links the new image.
     page.click("details.commit > summary")

@@ -69,5 +69,17 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     inspect = page.locator("[data-role=inspect]")
     assert inspect.is_visible() and '"name": "web-1"' in inspect.inner_text()
     assert inspect.evaluate("e => e.getBoundingClientRect().top < window.innerHeight")
+
+    # A container that keeps failing under restart "always": each restart is marked in its log view.
+    flappy, job = services.create_container(live_berth.user, host=live_berth.worker.host, image=busybox,
+                                            name="flappy", spec={"command": "sh -c 'echo run; sleep 1; exit 3'",
+                                                                 "restart_policy": "always"})
+    assert wait_job(job, timeout=60).state == "succeeded", job.error
+    page.goto(f"{live_berth.url}/containers/{flappy.pk}/")
+    page.wait_for_selector("#live-status.on")
+    marker = page.locator("[data-logs] [data-role=view] .log-marker").first
+    marker.wait_for(timeout=90_000)
+    assert marker.inner_text().startswith("— restarted (")
+    services.container_action(live_berth.user, Container.objects.get(pk=flappy.pk), "kill", params={})
     ctx.close()
     assert problems == []
