@@ -137,6 +137,7 @@ function retarget(job) {
   const banner = document.querySelector('[data-role="job-banner"]');
   if (!banner) return;
   banner.setAttribute("data-job-id", job.id);
+  banner.className = "job-banner";
   banner.hidden = false;
   banner.querySelector('[data-role="job-text"]').textContent = `${VERB[job.kind] || job.kind} queued…`;
   const link = banner.querySelector("a[data-role=job-link]");
@@ -165,6 +166,8 @@ function announce(job, form) {
   retarget(job);
   if (form && form.classList.contains("logs-download")) inlineFile(form, job);
   document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
+  // It may have finished before the POST was answered: show that, not "queued".
+  if (lastEnded[job.id]) document.dispatchEvent(new CustomEvent("berth:job", { detail: lastEnded[job.id] }));
 }
 
 const VERB = { "container.create": "Create", "container.start": "Start", "container.stop": "Stop",
@@ -179,6 +182,8 @@ document.addEventListener("berth:job", (e) => {
   }
   const banner = document.querySelector(`[data-role="job-banner"][data-job-id="${job.id}"]`);
   if (!banner) return;
+  const ended = ["succeeded", "failed", "cancelled"];
+  if (ended.some((s) => banner.classList.contains(`state-${s}`)) && !ended.includes(job.state)) return;
   const text = banner.querySelector('[data-role="job-text"]');
   banner.querySelector('[data-role="job-progress"]').value = job.progress || 0;
   banner.className = `job-banner state-${job.state}`;
@@ -205,7 +210,20 @@ document.addEventListener("berth:job", (e) => {
   }
 });
 
+// The job the page was opened for: its state now (jobs.js's resync on connect may run before this module).
+function bannerResync() {
+  const banner = document.querySelector('[data-role="job-banner"]');
+  const id = banner && !banner.hidden && banner.getAttribute("data-job-id");
+  if (!id) return;
+  fetch(`/jobs/state/?ids=${id}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : { jobs: [] }))
+    .then((d) => d.jobs.forEach((job) => document.dispatchEvent(new CustomEvent("berth:job", { detail: job }))))
+    .catch(() => {});
+}
+document.addEventListener("berth:open", bannerResync);
+
 if (page) {
+  bannerResync();
   const badge = page.querySelector('[data-field="state"]');
   enableActions(badge ? badge.textContent.trim() : "");
   const forms = [...page.querySelectorAll("form[data-action]"), ...page.querySelectorAll("form.logs-download")];
@@ -225,7 +243,7 @@ if (page) {
     }
     status(body.message || "Queued.");
     if (body.job) announce(body.job, form);
-    if (form.getAttribute("data-action") === "stop") countdown(form);
+    if (form.getAttribute("data-action") === "stop" && body.job) countdown(form, body.job.id);
     const details = form.closest("details.commit");
     if (details && body.job) details.open = false;
   }));
@@ -233,23 +251,42 @@ if (page) {
 
 // Stop: how long until SIGKILL, counted down until the container has stopped.
 let counting = null;
-function countdown(form) {
+let stopJob = null;
+const finishedJobs = {}; // job id -> final state, for jobs that end before their POST is answered
+const lastEnded = {}; // job id -> its final event
+function stopped() {
+  const badge = page.querySelector('.page-head [data-field="state"]');
+  const state = badge ? badge.textContent.trim() : "";
+  if (["running", "paused"].includes(state) && finishedJobs[stopJob] !== "succeeded") return false;
+  window.clearInterval(counting);
+  counting = null;
+  if (finishedJobs[stopJob] === "failed") status("The stop failed: see the job below.", true);
+  else status(`Stopped (${["running", "paused"].includes(state) ? "exited" : state}).`);
+  return true;
+}
+function countdown(form, jobId) {
   const input = form.querySelector("input[name=timeout]");
   let left = Math.max(0, parseInt(input && input.value, 10) || 0);
   window.clearInterval(counting);
+  stopJob = jobId;
   const show = () => status(left > 0 ? `Stopping: SIGKILL in ${left} s unless it exits first…` : "Stopping: SIGKILL sent…");
+  if (stopped()) return;
   show();
   counting = window.setInterval(() => {
-    const badge = page.querySelector('[data-field="state"]');
-    if (badge && !["running", "paused"].includes(badge.textContent.trim())) {
-      window.clearInterval(counting);
-      status(`Stopped (${badge.textContent.trim()}).`);
-      return;
-    }
+    if (stopped()) return;
     left = Math.max(0, left - 1);
     show();
   }, 1000);
 }
+document.addEventListener("berth:job", (e) => {
+  const job = e.detail;
+  if (["succeeded", "failed", "cancelled"].includes(job.state)) {
+    finishedJobs[job.id] = job.state;
+    lastEnded[job.id] = job;
+  }
+  if (counting && job.id === stopJob && finishedJobs[job.id]) stopped();
+});
+document.addEventListener("berth:container", () => { if (counting) window.setTimeout(stopped, 0); });
 
 // A restart is marked in the log view where it happened (not a log line: search and counts skip it).
 let restarts = null;

@@ -131,6 +131,7 @@ if (form) {
       return;
     }
     waiting = { id: body.job.id, url: body.container.url, container: body.container.id, name: body.container.name };
+    if (window.Berth && window.Berth.following) window.Berth.following.add(body.job.id);
     setStatus(`Creating ${body.container.name}…`);
     follow(seen[body.job.id] || body.job);
   });

@@ -56,6 +56,7 @@
 
   window.Berth = window.Berth || {};
   window.Berth.formatDate = formatDate;
+  window.Berth.following = new Set(); // job ids a page's own form follows (notify.js leaves them to it)
   // Set every [data-field] inside `root` from `values` (text, progress value, badge class, datetime).
   window.Berth.fill = function (root, values) {
     root.querySelectorAll("[data-field]").forEach(function (el) {

@@ -101,6 +101,7 @@ forms.forEach((f) => {
         return;
       }
       waiting.set(body.job.id, f);
+      if (window.Berth && window.Berth.following) window.Berth.following.add(body.job.id);
       phase(f, "Uploaded; waiting for the host…", 50);
       follow(seen[body.job.id] || body.job);
     });

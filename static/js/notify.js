@@ -31,8 +31,9 @@
     var job = e.detail;
     if (!me || String(job.owner_id) !== me || !FINISHED[job.state] || told[job.id]) return;
     told[job.id] = true;
-    // The page already shows this job (its row, banner or file entry): it says so there.
+    // The page already shows this job (its row, banner, file entry, or a form following it): it says so there.
     if (document.querySelector('[data-job-id="' + job.id + '"]')) return;
+    if (window.Berth.following && window.Berth.following.has(job.id)) return;
     var note = document.createElement("div");
     note.className = "toast state-" + job.state;
     note.setAttribute("data-notice-job", job.id);

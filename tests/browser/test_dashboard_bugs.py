@@ -127,8 +127,11 @@ def test_banner_commit_link_log_download_and_job_rows(live_berth, browser, watch
                            ".textContent === 'Stop done.'", timeout=60_000)
     state_is(page, box.pk, "exited")
     # The countdown to SIGKILL ends when the container has stopped.
-    page.wait_for_function("document.querySelector('[data-role=action-status]').textContent === "
-                           "'Stopped (exited).'", timeout=30_000)
+    try:
+        page.wait_for_function("document.querySelector('[data-role=action-status]').textContent === "
+                               "'Stopped (exited).'", timeout=30_000)
+    except Exception:
+        raise AssertionError(page.locator("[data-role=action-status]").inner_text() + repr(problems)) from None
 
     # Commit: when it is done, the banner links the new image.
     page.click("details.commit > summary")
