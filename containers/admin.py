@@ -3,25 +3,40 @@ from django.contrib import admin
 from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamLimits, TeamMembership
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the hosts' engines own (made and removed by jobs): the admin shows them, never adds, edits or
+    deletes them (a row the engine knows nothing about would be a lie). Changes go through the dashboard
+    or the API, which submit jobs."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(ReadOnlyAdmin):
     list_display = ("name", "kernel", "cgroup_version", "cpus", "memory_bytes", "last_heartbeat")
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ReadOnlyAdmin):
     list_display = ("name", "tag", "host", "owner", "size", "created")
     list_filter = ("host",)
 
 
 @admin.register(Container)
-class ContainerAdmin(admin.ModelAdmin):
+class ContainerAdmin(ReadOnlyAdmin):
     list_display = ("name", "image_ref", "host", "owner", "state", "exit_code", "created")
     list_filter = ("host", "state")
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     list_display = ("id", "kind", "host", "state", "progress", "attempts", "requested_by", "created")
     list_filter = ("state", "kind", "host")
 

@@ -76,6 +76,7 @@ def container_event(container) -> dict[str, Any]:
         "team_id": container.team_id,
         "started": _iso(container.started),
         "finished": _iso(container.finished),
+        "restart_count": container.restart_count,
     }
 
 

@@ -79,7 +79,9 @@ def _team_choices(user, least: str) -> list[tuple[str, str]]:
 
 class ContainerCreateForm(forms.Form):
     host = OpenChoiceField(help_text="Online hosts only.")
-    image = OpenChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.")
+    image = OpenChoiceField(widget=ImageSelect, help_text="Images on the chosen host you may run.",
+                            error_messages={"required": "pick an image: none you may run is on the chosen host "
+                                                        "(pick another host, or import one on the Images page)"})
     name = forms.CharField(required=False, max_length=128,
                            help_text="Letters, digits, _ . - ; left empty, one is made up.")
     command = forms.CharField(required=False, help_text="As in a shell, e.g. sh -c 'echo hi'. Empty: the image's.")
@@ -129,6 +131,15 @@ class ContainerCreateForm(forms.Form):
         self.fields["image"].choices = [
             (str(i.pk), f"{i.ref} ({i.host.name})" if multi else i.ref) for i in images]
         self.fields["image"].widget.host_of = {str(i.pk): i.host_id for i in images}
+        if not self.is_bound and not self.initial.get("host"):
+            from .form_defaults import default_host
+
+            chosen = default_host(user, hosts, ("container.create",))
+            if chosen is not None:
+                self.initial["host"] = str(chosen.pk)
+                first = next((i for i in images if i.host_id == chosen.pk), None)
+                if first is not None and not self.initial.get("image"):
+                    self.initial["image"] = str(first.pk)
         self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
         for name in ("name", "command", "entrypoint", "workdir", "user", "hostname"):
             self.fields[name].widget.attrs.setdefault("autocomplete", "off")
@@ -158,6 +169,18 @@ class ContainerCreateForm(forms.Form):
 
     def _items(self, field: str) -> list[str]:
         return [p.strip() for line in lines(self.cleaned_data.get(field, "")) for p in line.split(",") if p.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        from .spec_fields import field_errors
+
+        # All the bad spec fields at once (memory, cpus and processes wrong: three messages, not one).
+        typed = {n: (data.get(n) or "").strip() for n in SPEC_TEXT_FIELDS if n not in self.errors}
+        for field, message in field_errors(typed).items():
+            name = form_field(self, field)
+            if name and name not in self.errors:
+                self.add_error(name, message)
+        return data
 
     def restart(self) -> str:
         policy = self.cleaned_data.get("restart_policy") or "no"
@@ -233,8 +256,26 @@ class ImportForm(forms.Form):
 
     def __init__(self, *args: Any, user, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["host"].choices = [(str(h.pk), h.name) for h in Host.objects.online()]
+        hosts = list(Host.objects.online())
+        self.fields["host"].choices = [(str(h.pk), h.name) for h in hosts]
         self.fields["team"].choices = _team_choices(user, permissions.OPERATOR)
+        if not self.is_bound and not self.initial.get("host"):
+            from .form_defaults import default_host
+
+            chosen = default_host(user, hosts, ("image.import", "image.load", "container.create"))
+            if chosen is not None:
+                self.initial["host"] = str(chosen.pk)
+
+
+class LoadForm(ImportForm):
+    """`docker load`: an archive's own tags name the images (no name:tag to give)."""
+
+    file = forms.FileField(label="Image archive", help_text="docker-archive (docker save) or OCI archive")
+
+    def __init__(self, *args: Any, user, **kwargs: Any):
+        kwargs.setdefault("auto_id", "id_load_%s")
+        super().__init__(*args, user=user, **kwargs)
+        del self.fields["ref"]
 
 
 class TagForm(forms.Form):

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from . import views, views_containers, views_images, views_networks, views_registries, views_volumes
+from . import (
+    views,
+    views_containers,
+    views_images,
+    views_networks,
+    views_registries,
+    views_teams,
+    views_volumes,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +26,11 @@ urlpatterns = [
     path("containers/<int:pk>/logs/download/", views_containers.container_logs_download,
          name="container-logs-download"),
     path("containers/<int:pk>/<str:action>/", views_containers.container_action, name="container-action"),
+    path("teams/", views_teams.team_list, name="teams"),
+    path("teams/new/", views_teams.team_create, name="team-create"),
+    path("teams/<int:pk>/", views_teams.team_detail, name="team-detail"),
+    path("teams/<int:pk>/members/", views_teams.team_member_add, name="team-member-add"),
+    path("teams/<int:pk>/members/<int:user_id>/", views_teams.team_member_change, name="team-member"),
     path("volumes/", views_volumes.volume_list, name="volumes"),
     path("volumes/new/", views_volumes.volume_create, name="volume-create"),
     path("volumes/<int:pk>/remove/", views_volumes.volume_remove, name="volume-remove"),
@@ -32,6 +45,7 @@ urlpatterns = [
     path("images/<int:pk>/push/", views_registries.image_push, name="image-push"),
     path("registries/", views_registries.registries_page, name="registries"),
     path("registries/<int:pk>/remove/", views_registries.registry_delete, name="registry-delete"),
+    path("images/load/", views_images.image_load, name="image-load"),
     path("images/<int:pk>/", views_images.image_detail, name="image-detail"),
     path("images/<int:pk>/share/", views_images.image_share, name="image-share"),
     path("images/<int:pk>/<str:action>/", views_images.image_action, name="image-action"),

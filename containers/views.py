@@ -75,17 +75,21 @@ def target_url(job: Job) -> str | None:
     return None
 
 
+FILE_KINDS = ("container.export", "container.logs", "image.save")
+
+
 def job_rows(jobs: list[Job]) -> list[Job]:
-    """Jobs with `.target_url` and `.download_url` set for the row template."""
+    """Jobs with `.target_url`, `.download_url` and `.file_kind` (it makes a file) set for the row template."""
     for job in jobs:
         job.target_url = target_url(job)
         job.download_url = download_url(job)
+        job.file_kind = job.kind in FILE_KINDS
     return jobs
 
 
 def download_url(job: Job) -> str | None:
     expired = isinstance(job.result, dict) and job.result.get("expired")
-    if job.kind in ("container.export", "container.logs", "image.save") and job.state == Job.State.SUCCEEDED \
+    if job.kind in FILE_KINDS and job.state == Job.State.SUCCEEDED \
             and not expired:
         return f"/jobs/{job.pk}/download/"
     return None

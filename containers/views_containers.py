@@ -67,7 +67,9 @@ def _state_event(container: Container) -> dict[str, Any]:
 
 @login_required
 def container_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "containers/list.html", {"containers": selectors.pages.container_rows(request.user), "bulk_actions": BULK_ACTIONS})
+    return render(request, "containers/list.html", {"containers": selectors.pages.container_rows(request.user),
+                                                    "bulk_actions": BULK_ACTIONS,
+                                                    "states": [s for s, _ in Container.State.choices]})
 
 
 @login_required
@@ -111,7 +113,7 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "jobs": history, "files": files, "allowed": allowed, "logs_panel": logs_panel,
         "action_states": json.dumps(ACTION_STATES), "signals": [s for s, _ in SIGNAL_CHOICES],
         "commit_form": CommitForm(user=user, initial={"team": container.team_id or ""}),
-        "pending_job": request.GET.get("job", ""),
+        "pending_job": request.GET.get("job", "") if bounds.as_id(request.GET.get("job", ""), Job) else "",
         # the console, stats and files panels (templates/containers/_way_in.html)
         "way_in": {a: permissions.can(user, f"container.{a}", container) for a in ("exec", "stats", "files",
                                                                                    "archive_put")},

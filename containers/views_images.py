@@ -6,11 +6,13 @@ made); static/js/images.js sends the form by XHR for an upload progress bar, the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,12 +21,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import events, permissions, selectors, services
 from .api.uploads import StagingUploadHandler
-from .forms import ImportForm, SaveForm, ShareForm, TagForm, add_service_error
-from .models import Image
+from .forms import ImportForm, LoadForm, SaveForm, ShareForm, TagForm, add_service_error
+from .models import Image, Job
 from .views import (
     error_json,
     form_errors_json,
     job_rows,
+    jobs_visible_to,
     refused,
     visible_image_or_404,
     wants_json,
@@ -35,8 +38,12 @@ ACTIONS = ("save", "remove", "tag")
 
 def _list_context(request: HttpRequest, form: ImportForm | None = None) -> dict[str, Any]:
     user = request.user
-    pending = selectors.pages.pending_imports(user)
-    return {"images": selectors.pages.image_rows(user), "form": form or ImportForm(user=user), "pending": pending}
+    pending = [j for j in jobs_visible_to(user).filter(kind__in=("image.import", "image.load"),
+                                                        requested_by=user)[:5]
+               if not j.finished_state]
+    return {"images": selectors.pages.image_rows(user), "form": form if isinstance(form, ImportForm) and not isinstance(form, LoadForm)
+            else ImportForm(user=user), "load_form": form if isinstance(form, LoadForm) else LoadForm(user=user),
+            "pending": pending}
 
 
 @login_required
@@ -96,20 +103,57 @@ def _image_import(request: HttpRequest, handler: StagingUploadHandler, handed: l
     return redirect("images")
 
 
+# A staged upload's path on the server (`…/uploads/<hex>.upload`), which older imports wrote into the history.
+STAGED_PATH = re.compile(r"\S*/uploads/[0-9a-f]+\.upload")
+
+
+@login_required
+@require_POST
+def image_load(request: HttpRequest) -> HttpResponse:
+    """`docker load` from the dashboard: the archive's tags go to the user's (or the team's) name space."""
+    form = LoadForm(request.POST, request.FILES, user=request.user)
+    if not form.is_valid():
+        if wants_json(request):
+            return form_errors_json(form)
+        return render(request, "images/list.html", _list_context(request, form), status=400)
+    d = form.cleaned_data
+    try:
+        job = services.load_images(request.user, host=int(d["host"]), upload=d["file"], team=d["team"] or None,
+                                   shared=d["shared"], request=request)
+    except services.ServiceError as exc:
+        if wants_json(request):
+            return error_json(exc)
+        add_service_error(form, exc)
+        return render(request, "images/list.html", _list_context(request, form), status=exc.status)
+    if wants_json(request):
+        return JsonResponse({"job": events.job_event(job)}, status=202)
+    messages.info(request, f"Loading {d['file'].name} (job #{job.pk}); its images appear below when done.")
+    return redirect("images")
+
+
 def _history(image: Image) -> list[dict[str, Any]]:
     history = (image.config or {}).get("history") or []
-    return [h for h in history if isinstance(h, dict)]
+    return [{**h, "created_by": STAGED_PATH.sub("(upload)", str(h.get("created_by") or ""))}
+            for h in history if isinstance(h, dict)]
+
+
+def _origin(user, image: Image) -> Job | None:
+    """The job that made this image (import, load, commit, pull, build), if the user may see it."""
+    made = Q(kind__in=("image.import", "container.commit", "image.pull", "image.build"), result__image_id=image.pk)
+    return jobs_visible_to(user).filter(made, host=image.host).order_by("-created").first()
 
 
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     image = visible_image_or_404(user, pk)
-    jobs = job_rows(list(selectors.pages.jobs_of(user, "image", pk)))
+    origin = _origin(user, image)
+    own = Q(target_type="image", target_id=str(pk)) | Q(pk=origin.pk if origin else None)
+    jobs = job_rows(list(jobs_visible_to(user).filter(own)[:50]))
     allowed = {a.replace(".", "_"): permissions.can(user, a, image) for a in
                ("image.use", "image.save", "image.tag", "image.remove", "image.share")}
     context = {
-        "image": image, "history": _history(image), "jobs": jobs,
+        "image": image, "history": _history(image), "jobs": jobs, "origin": origin,
         "files": [j for j in jobs if j.kind == "image.save"][:10],
         "containers": selectors.pages.containers_using(user, image),
         "allowed": allowed, "tag_form": TagForm(), "save_form": SaveForm(),
@@ -161,7 +205,8 @@ def image_share(request: HttpRequest, pk: int) -> HttpResponse:
     who = f"team {image.team.name}" if image.team else "no team"
     text = f"{image.ref} now belongs to {who}" + (" and is shared with everyone." if image.shared else ".")
     if wants_json(request):
-        return JsonResponse({"message": text})
+        return JsonResponse({"message": text, "image": {"team": image.team.name if image.team else None,
+                                                        "shared": "with everyone" if image.shared else "no"}})
     messages.info(request, text)
     return redirect("image-detail", pk=image.pk)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def _check_image_name_free(host: Host, namespace: str, name: str, tag: str) -> N
                                          "another name or tag, or remove that image first", field="ref")
 
 
+def _refuse_image_archive(path: Path) -> None:
+    """A docker save / OCI archive given to Import is refused at the file field, pointing to Load."""
+    from workers.engine.images.errors import NotARootfs
+    from workers.engine.images.sniff import refuse_image_archive
+
+    try:
+        refuse_image_archive(path)
+    except NotARootfs as exc:
+        raise ServiceError("image_archive", str(exc), field="file") from None
+
+
 def _import_like(kind: str, user, *, host, upload, team, shared, request, idempotency_key,
                  extra: dict[str, Any]) -> Job:
     path: Path | None = None
@@ -65,6 +77,8 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
             _check_image_name_free(host, namespaces.for_image(user, team_row.pk if team_row else None), name, tag)
         path = _stage_upload(upload)
         _check_upload(path)
+        if kind == "image.import":
+            _refuse_image_archive(path)
         params = {**transfer.upload_params(path), "team_id": team_row.pk if team_row else None, "shared": shared,
                   # the host stops the job once the upload expands past this (a decompression bomb)
                   "max_expanded": team_limits.for_team(team_row).max_expanded_upload, **extra}
@@ -96,9 +110,12 @@ def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: T
         raise _refuse(request, user, "image.import", ("image", "", str(ref)[:100]), exc) from None
     if not isinstance(message, str):
         message = ""
+    # The browser's file name (a staged path's own name is the server's, never shown).
+    filename = "" if isinstance(upload, (str, PathLike)) else Path(str(getattr(upload, "name", "") or "")).name[:200]
     return _import_like("image.import", user, host=host, upload=upload, team=team, shared=shared,
                         request=request, idempotency_key=idempotency_key,
-                        extra={"ref": f"{name}:{tag}", "message": message[:500]})
+                        extra={"ref": f"{name}:{tag}", "message": message[:500],
+                               **({"filename": filename} if filename else {})})
 
 
 def load_images(user, *, host: Host | int | str, upload: Any, team: Team | int | None = None,

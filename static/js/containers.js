@@ -132,10 +132,48 @@ function status(text, bad) {
   el.classList.toggle("error-text", !!bad);
 }
 
-function announce(job) {
-  addFile(job, FILE_KINDS);
-  document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
+// The banner follows the latest action sent from this page (not the create job it was opened with).
+function retarget(job) {
+  const banner = document.querySelector('[data-role="job-banner"]');
+  if (!banner) return;
+  banner.setAttribute("data-job-id", job.id);
+  banner.className = "job-banner";
+  banner.hidden = false;
+  banner.querySelector('[data-role="job-text"]').textContent = `${VERB[job.kind] || job.kind} queued…`;
+  const link = banner.querySelector("a[data-role=job-link]");
+  if (link) link.href = `/jobs/${job.id}/`;
 }
+
+// "Download full log": its entry (state, then the link) appears next to the button that asked for it.
+function inlineFile(form, job) {
+  let slot = form.parentNode.querySelector('[data-role="log-file"]');
+  if (!slot) {
+    slot = document.createElement("span");
+    slot.className = "log-file";
+    slot.setAttribute("data-role", "log-file");
+    slot.setAttribute("role", "status");
+    form.after(slot);
+  }
+  slot.setAttribute("data-job-id", job.id);
+  slot.innerHTML = 'Full log: <span class="badge" data-field="state"></span> '
+    + '<a data-role="download" download hidden>Download</a>';
+  slot.querySelector("a").href = `/jobs/${job.id}/download/`;
+  window.Berth.fill(slot, { state: job.state });
+}
+
+function announce(job, form) {
+  addFile(job, FILE_KINDS);
+  retarget(job);
+  if (form && form.classList.contains("logs-download")) inlineFile(form, job);
+  document.dispatchEvent(new CustomEvent("berth:job", { detail: job }));
+  // It may have finished before the POST was answered: show that, not "queued".
+  if (lastEnded[job.id]) document.dispatchEvent(new CustomEvent("berth:job", { detail: lastEnded[job.id] }));
+}
+
+const VERB = { "container.create": "Create", "container.start": "Start", "container.stop": "Stop",
+  "container.restart": "Restart", "container.kill": "Kill", "container.pause": "Pause",
+  "container.unpause": "Unpause", "container.remove": "Remove", "container.export": "Export",
+  "container.logs": "Log download", "container.commit": "Commit" };
 
 document.addEventListener("berth:job", (e) => {
   const job = e.detail;
@@ -144,11 +182,13 @@ document.addEventListener("berth:job", (e) => {
   }
   const banner = document.querySelector(`[data-role="job-banner"][data-job-id="${job.id}"]`);
   if (!banner) return;
+  const ended = ["succeeded", "failed", "cancelled"];
+  if (ended.some((s) => banner.classList.contains(`state-${s}`)) && !ended.includes(job.state)) return;
   const text = banner.querySelector('[data-role="job-text"]');
   banner.querySelector('[data-role="job-progress"]').value = job.progress || 0;
   banner.className = `job-banner state-${job.state}`;
   if (job.state === "failed") {
-    text.textContent = `${job.kind} failed: ${job.error || "no reason given"}`;
+    text.textContent = `${VERB[job.kind] || job.kind} failed: ${job.error || "no reason given"}`;
     if (job.kind === "container.create") {
       const retry = document.createElement("a");
       retry.href = `/containers/new/?from_job=${job.id}`;
@@ -156,13 +196,34 @@ document.addEventListener("berth:job", (e) => {
       text.appendChild(retry);
     }
   } else if (job.state === "succeeded") {
-    text.textContent = `${job.kind} done.`;
+    text.textContent = `${VERB[job.kind] || job.kind} done.`;
+    const made = job.result && job.result.image_id;
+    if (job.kind === "container.commit" && made) {
+      const open = document.createElement("a");
+      open.href = `/images/${made}/`;
+      open.setAttribute("data-role", "new-image");
+      open.textContent = ` Open image ${job.result.ref || ""}`;
+      text.appendChild(open);
+    }
   } else {
-    text.textContent = `${job.kind}: ${job.state}${job.message ? ` — ${job.message}` : ""}`;
+    text.textContent = `${VERB[job.kind] || job.kind}: ${job.state}${job.message ? ` — ${job.message}` : ""}`;
   }
 });
 
+// The job the page was opened for: its state now (jobs.js's resync on connect may run before this module).
+function bannerResync() {
+  const banner = document.querySelector('[data-role="job-banner"]');
+  const id = banner && !banner.hidden && banner.getAttribute("data-job-id");
+  if (!id) return;
+  fetch(`/jobs/state/?ids=${id}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : { jobs: [] }))
+    .then((d) => d.jobs.forEach((job) => document.dispatchEvent(new CustomEvent("berth:job", { detail: job }))))
+    .catch(() => {});
+}
+document.addEventListener("berth:open", bannerResync);
+
 if (page) {
+  bannerResync();
   const badge = page.querySelector('[data-field="state"]');
   enableActions(badge ? badge.textContent.trim() : "");
   const forms = [...page.querySelectorAll("form[data-action]"), ...page.querySelectorAll("form.logs-download")];
@@ -181,10 +242,72 @@ if (page) {
       return;
     }
     status(body.message || "Queued.");
-    if (body.job) announce(body.job);
+    if (body.job) announce(body.job, form);
+    if (form.getAttribute("data-action") === "stop" && body.job) countdown(form, body.job.id);
     const details = form.closest("details.commit");
     if (details && body.job) details.open = false;
   }));
+}
+
+// Stop: how long until SIGKILL, counted down until the container has stopped.
+let counting = null;
+let stopJob = null;
+const finishedJobs = {}; // job id -> final state, for jobs that end before their POST is answered
+const lastEnded = {}; // job id -> its final event
+function stopped() {
+  const badge = page.querySelector('.page-head [data-field="state"]');
+  const state = badge ? badge.textContent.trim() : "";
+  if (["running", "paused"].includes(state) && finishedJobs[stopJob] !== "succeeded") return false;
+  window.clearInterval(counting);
+  counting = null;
+  if (finishedJobs[stopJob] === "failed") status("The stop failed: see the job below.", true);
+  else status(`Stopped (${["running", "paused"].includes(state) ? "exited" : state}).`);
+  return true;
+}
+function countdown(form, jobId) {
+  const input = form.querySelector("input[name=timeout]");
+  let left = Math.max(0, parseInt(input && input.value, 10) || 0);
+  window.clearInterval(counting);
+  stopJob = jobId;
+  const show = () => status(left > 0 ? `Stopping: SIGKILL in ${left} s unless it exits first…` : "Stopping: SIGKILL sent…");
+  if (stopped()) return;
+  show();
+  counting = window.setInterval(() => {
+    if (stopped()) return;
+    left = Math.max(0, left - 1);
+    show();
+  }, 1000);
+}
+document.addEventListener("berth:job", (e) => {
+  const job = e.detail;
+  if (["succeeded", "failed", "cancelled"].includes(job.state)) {
+    finishedJobs[job.id] = job.state;
+    lastEnded[job.id] = job;
+  }
+  if (counting && job.id === stopJob && finishedJobs[job.id]) stopped();
+});
+document.addEventListener("berth:container", () => { if (counting) window.setTimeout(stopped, 0); });
+
+// A restart is marked in the log view where it happened (not a log line: search and counts skip it).
+let restarts = null;
+document.addEventListener("berth:container", (e) => {
+  const c = e.detail;
+  if (!page || String(c.id) !== page.getAttribute("data-container-id") || !("restart_count" in c)) return;
+  if (restarts !== null && c.restart_count > restarts) {
+    const view = page.querySelector('[data-logs] [data-role="view"]');
+    if (view) {
+      const mark = document.createElement("div");
+      mark.className = "log-marker";
+      mark.setAttribute("role", "note");
+      mark.textContent = `— restarted (${c.restart_count}) at ${window.Berth.formatDate(new Date().toISOString())} —`;
+      view.appendChild(mark);
+    }
+  }
+  restarts = c.restart_count;
+});
+if (page) {
+  const count = page.querySelector('[data-field="restart_count"]');
+  restarts = count ? parseInt(count.textContent, 10) || 0 : null;
 }
 
 // --- list page: bulk actions -------------------------------------------------------------------------

@@ -19,11 +19,24 @@ function filterImages() {
     if (match && !firstVisible) firstVisible = o;
   });
   const current = image.selectedOptions[0];
-  if ((!current || current.disabled) && firstVisible) firstVisible.selected = true;
+  if (!current || current.disabled) {
+    if (firstVisible) firstVisible.selected = true;
+    else image.selectedIndex = -1; // never show another host's image as the choice
+  }
   const hint = form.querySelector('[data-error-for="image"]');
-  if (hint && !firstVisible) {
-    hint.textContent = "No image you may run is on this host: import one on the Images page.";
+  if (!hint) return;
+  const field = hint.closest(".field");
+  if (!firstVisible) {
+    const where = host.selectedOptions[0] ? host.selectedOptions[0].textContent : "this host";
+    hint.textContent = `No image you may run is on ${where}: pick another host, or import one on the Images page.`;
     hint.hidden = false;
+    hint.setAttribute("data-host-hint", "1");
+    field.classList.add("has-error");
+  } else if (hint.hasAttribute("data-host-hint")) {
+    hint.textContent = "";
+    hint.hidden = true;
+    hint.removeAttribute("data-host-hint");
+    field.classList.remove("has-error");
   }
 }
 
@@ -52,14 +65,42 @@ function follow(job) {
     setStatus("Created. Opening it…");
     window.location.assign(waiting.url);
   } else if (job.state === "failed" || job.state === "cancelled") {
+    const made = waiting;
     waiting = null;
     bar.hidden = true;
     submit.disabled = false;
-    setStatus("The host refused it; nothing was created.", true);
-    showErrors(form, { [inputFor(job.error_field)]: [job.error || `the create job ${job.state}`] });
+    const why = job.error || `the create job ${job.state}`;
+    // The host may have made the container and failed to start it (a command that does not exist):
+    // then it exists, with its error, and the form says so instead of "nothing was created".
+    stillThere(made.container).then((there) => {
+      if (!there) {
+        setStatus("The host refused it; nothing was created.", true);
+        showErrors(form, { [inputFor(job.error_field)]: [why] });
+        return;
+      }
+      setStatus("", false);
+      showErrors(form, { [inputFor(job.error_field || "command")]: [why] });
+      const slot = form.querySelector(`[data-error-for="${inputFor(job.error_field || "command")}"]`)
+        || form.querySelector('[data-role="form-errors"]');
+      const open = document.createElement("a");
+      open.href = made.url;
+      open.setAttribute("data-role", "open-created");
+      open.textContent = `Open ${made.name}`;
+      slot.append(` ${made.name} exists (stopped, with this error): `, open,
+        ". Change the input and create again under another name, or remove it.");
+      const name = form.elements.name;
+      if (name && name.value === made.name) name.value = "";
+    });
   } else {
     setStatus(`Creating on the host: ${job.state}${job.message ? ` — ${job.message}` : ""}`);
   }
+}
+
+function stillThere(id) {
+  return fetch(`/containers/state/?ids=${id}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : { containers: [] }))
+    .then((d) => d.containers.some((c) => c.state && c.state !== "removed"))
+    .catch(() => false);
 }
 
 document.addEventListener("berth:job", (e) => {
@@ -89,7 +130,8 @@ if (form) {
       showErrors(form, body.errors, body.message);
       return;
     }
-    waiting = { id: body.job.id, url: body.container.url };
+    waiting = { id: body.job.id, url: body.container.url, container: body.container.id, name: body.container.name };
+    if (window.Berth && window.Berth.following) window.Berth.following.add(body.job.id);
     setStatus(`Creating ${body.container.name}…`);
     follow(seen[body.job.id] || body.job);
   });

@@ -39,13 +39,24 @@
     };
   }
 
-  // Times are rendered server-side in UTC; show them in the browser's time zone.
+  // One date format everywhere (YYYY-MM-DD HH:MM:SS) in the browser's time zone; the server renders
+  // UTC in the same format before this runs.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function formatDate(iso) {
+    var d = iso ? new Date(iso) : null;
+    if (!d || isNaN(d.getTime())) return "—";
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " "
+      + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  var zone = (Intl.DateTimeFormat().resolvedOptions() || {}).timeZone || "local time";
   function localTime(el) {
-    var iso = el.getAttribute("datetime");
-    el.textContent = iso ? new Date(iso).toLocaleString() : "—";
+    el.textContent = formatDate(el.getAttribute("datetime"));
+    el.title = zone;
   }
 
   window.Berth = window.Berth || {};
+  window.Berth.formatDate = formatDate;
+  window.Berth.following = new Set(); // job ids a page's own form follows (notify.js leaves them to it)
   // Set every [data-field] inside `root` from `values` (text, progress value, badge class, datetime).
   window.Berth.fill = function (root, values) {
     root.querySelectorAll("[data-field]").forEach(function (el) {

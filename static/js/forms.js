@@ -8,7 +8,8 @@ export async function send(form, submitter, extra) {
   if (extra) Object.entries(extra).forEach(([k, v]) => data.append(k, v));
   let response;
   try {
-    response = await fetch(form.action, {
+    // getAttribute: a control named "action" (the bulk buttons) shadows the form.action property.
+    response = await fetch(form.getAttribute("action") || window.location.pathname, {
       method: "POST", body: data, credentials: "same-origin",
       headers: { Accept: "application/json", "X-CSRFToken": csrf(form) },
     });
@@ -68,15 +69,21 @@ export function confirmed(form) {
 }
 
 /** Add a file-producing job (kinds = {job kind: label}) to the page's files list once, newest first. */
-export function addFile(job, kinds) {
+export function addFile(job, kinds, format) {
   const list = document.querySelector('[data-role="files"]');
   if (!list || !kinds[job.kind] || list.querySelector(`[data-job-id="${job.id}"]`)) return;
   const li = document.createElement("li");
   li.setAttribute("data-job-id", job.id);
-  li.innerHTML = '<span class="file-kind"></span> <span class="badge" data-field="state"></span> '
+  li.innerHTML = '<span class="file-kind"></span> <span class="file-format"></span> <time data-local></time> '
+    + '<span class="badge" data-field="state"></span> '
     + '<a data-role="download" download hidden>Download</a> '
-    + '<progress max="100" value="0" data-field="progress"></progress> <span class="detail" data-field="detail"></span>';
+    + '<progress max="100" value="0" data-field="progress" aria-label="Progress"></progress> '
+    + '<span class="detail" data-field="detail"></span>';
   li.querySelector(".file-kind").textContent = kinds[job.kind];
+  li.querySelector(".file-format").textContent = format ? `(${format})` : "";
+  const when = li.querySelector("time");
+  when.setAttribute("datetime", job.created || new Date().toISOString());
+  when.textContent = window.Berth.formatDate(when.getAttribute("datetime"));
   li.querySelector("a").href = `/jobs/${job.id}/download/`;
   list.insertBefore(li, list.firstChild);
   const empty = document.querySelector('[data-role="files-empty"]');

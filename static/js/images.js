@@ -3,19 +3,21 @@
 // Image detail: actions are sent without leaving the page; save jobs get a download link when done.
 import { addFile, clearErrors, confirmed, send, showErrors } from "./forms.js";
 
-const form = document.getElementById("import-form");
+// The import and load forms: each uploads by XHR and follows its own job.
+const forms = [...document.querySelectorAll("form[data-upload]")];
+const form = forms[0] || null; // the list page has the upload forms (the detail page none)
 const seen = {};
-let waiting = null;
+const waiting = new Map(); // job id -> its form
 
-function phase(text, percent, bad) {
-  const box = form.querySelector('[data-role="upload"]');
-  const bar = form.querySelector('[data-role="bar"]');
+function phase(f, text, percent, bad) {
+  const box = f.querySelector('[data-role="upload"]');
+  const bar = f.querySelector('[data-role="bar"]');
   box.hidden = false;
   const p = Math.max(0, Math.min(100, Math.round(percent)));
   bar.value = p;
   bar.textContent = `${p}%`;
-  form.querySelector('[data-role="percent"]').textContent = `${p} %`;
-  const label = form.querySelector('[data-role="phase"]');
+  f.querySelector('[data-role="percent"]').textContent = `${p} %`;
+  const label = f.querySelector('[data-role="phase"]');
   label.textContent = text;
   label.classList.toggle("error-text", !!bad);
 }
@@ -32,25 +34,30 @@ function refreshRows() {
     .catch(() => {});
 }
 
-// Upload is the first half of the bar, the host's import the second.
+// Upload is the first half of the bar, the host's work the second.
 function follow(job) {
-  if (!waiting || job.id !== waiting) return;
+  const f = waiting.get(job.id);
+  if (!f) return;
+  const verb = f.getAttribute("data-verb") || "Import";
   if (job.state === "succeeded") {
-    waiting = null;
-    phase("Imported.", 100);
-    form.querySelector('[data-role="submit"]').disabled = false;
+    waiting.delete(job.id);
+    phase(f, `${verb} done.`, 100);
+    f.querySelector('[data-role="submit"]').disabled = false;
     refreshRows().then(() => {
-      const id = job.result && job.result.image_id;
-      const row = id && document.getElementById(`image-${id}`);
-      if (row) row.classList.add("fresh");
+      const ids = job.result && (job.result.image_id ? [job.result.image_id]
+        : (job.result.images || []).map((i) => i.image_id));
+      (ids || []).forEach((id) => {
+        const row = document.getElementById(`image-${id}`);
+        if (row) row.classList.add("fresh");
+      });
     });
   } else if (job.state === "failed" || job.state === "cancelled") {
-    waiting = null;
-    phase(`Import failed: ${job.error || job.state}`, 50 + (job.progress || 0) / 2, true);
-    showErrors(form, { file: [job.error || `the import job ${job.state}`] });
-    form.querySelector('[data-role="submit"]').disabled = false;
+    waiting.delete(job.id);
+    phase(f, `${verb} failed: ${job.error || job.state}`, 50 + (job.progress || 0) / 2, true);
+    showErrors(f, { [job.error_field === "ref" ? "ref" : "file"]: [job.error || `the job ${job.state}`] });
+    f.querySelector('[data-role="submit"]').disabled = false;
   } else {
-    phase(`Importing on the host (${job.progress || 0} %)…`, 50 + (job.progress || 0) / 2);
+    phase(f, `${verb} on the host (${job.progress || 0} %)…`, 50 + (job.progress || 0) / 2);
   }
 }
 
@@ -60,50 +67,51 @@ const LIST_KINDS = { "image.import": 1, "image.load": 1, "image.tag": 1, "image.
   "container.commit": 1 };
 document.addEventListener("berth:job", (e) => {
   seen[e.detail.id] = e.detail;
-  const mine = e.detail.id === waiting;
+  const mine = waiting.has(e.detail.id);
   follow(e.detail);
   if (form && !mine && e.detail.state === "succeeded" && LIST_KINDS[e.detail.kind]) refreshRows();
 });
 document.addEventListener("berth:open", () => {
-  if (!waiting) return;
-  fetch(`/jobs/state/?ids=${waiting}`, { credentials: "same-origin" })
+  if (!waiting.size) return;
+  fetch(`/jobs/state/?ids=${[...waiting.keys()].join(",")}`, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : { jobs: [] }))
     .then((d) => d.jobs.forEach(follow))
     .catch(() => {});
 });
 
-if (form) {
-  form.addEventListener("submit", (e) => {
+forms.forEach((f) => {
+  f.addEventListener("submit", (e) => {
     e.preventDefault();
-    clearErrors(form);
-    const submit = form.querySelector('[data-role="submit"]');
+    clearErrors(f);
+    const submit = f.querySelector('[data-role="submit"]');
     submit.disabled = true;
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.action);
+    xhr.open("POST", f.getAttribute("action"));
     xhr.setRequestHeader("Accept", "application/json");
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (p) => {
-      if (p.lengthComputable) phase(`Uploading ${Math.round((100 * p.loaded) / p.total)} %`, (50 * p.loaded) / p.total);
+      if (p.lengthComputable) phase(f, `Uploading ${Math.round((100 * p.loaded) / p.total)} %`, (50 * p.loaded) / p.total);
     });
     xhr.addEventListener("load", () => {
       const body = xhr.response || {};
       if (xhr.status >= 400 || body.ok === false || !body.job) {
         submit.disabled = false;
-        phase(body.message || `Refused (${xhr.status}).`, 0, true);
-        showErrors(form, body.errors, body.message);
+        phase(f, body.message || `Refused (${xhr.status}).`, 0, true);
+        showErrors(f, body.errors, body.message);
         return;
       }
-      waiting = body.job.id;
-      phase("Uploaded; waiting for the host…", 50);
-      follow(seen[waiting] || body.job);
+      waiting.set(body.job.id, f);
+      if (window.Berth && window.Berth.following) window.Berth.following.add(body.job.id);
+      phase(f, "Uploaded; waiting for the host…", 50);
+      follow(seen[body.job.id] || body.job);
     });
     xhr.addEventListener("error", () => {
       submit.disabled = false;
-      phase("The upload failed: the server could not be reached.", 0, true);
+      phase(f, "The upload failed: the server could not be reached.", 0, true);
     });
-    xhr.send(new FormData(form));
+    xhr.send(new FormData(f));
   });
-}
+});
 
 // --- image detail ------------------------------------------------------------------------------------
 
@@ -120,8 +128,11 @@ document.querySelectorAll(".actions form[data-action]").forEach((f) => f.addEven
   out.textContent = body.message || (ok ? "Done." : "Refused.");
   out.classList.toggle("error-text", !ok);
   if (!ok) { showErrors(f, body.errors); return; }
+  // Sharing changes the facts shown beside the form.
+  if (body.image) window.Berth.fill(document.querySelector(".facts"), body.image);
   if (body.job) {
-    addFile(body.job, FILE_KINDS);
+    const format = f.querySelector("select[name=format]");
+    addFile(body.job, FILE_KINDS, format ? format.value : "");
     document.dispatchEvent(new CustomEvent("berth:job", { detail: body.job }));
     if (body.job.kind === "image.remove") {
       document.addEventListener("berth:job", (ev) => {

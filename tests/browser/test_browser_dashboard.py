@@ -131,7 +131,7 @@ def test_upload_progress_bad_upload_and_phone_width(live_berth, browser, watch, 
                                               "buffer": b"just some text, not an archive\n" * 40}])
     page.fill("#id_ref", "notes:1")
     page.click("#import-form [data-role=submit]")
-    file_error = page.locator("[data-error-for=file]")
+    file_error = page.locator("#import-form [data-error-for=file]")
     file_error.wait_for(state="visible")
     assert "not a tar archive" in file_error.inner_text()
     assert Job.objects.count() == jobs_before and not Image.objects.filter(name="notes").exists()
@@ -141,7 +141,7 @@ def test_upload_progress_bad_upload_and_phone_width(live_berth, browser, watch, 
     page.fill("#id_ref", "mybox:1")
     page.click("#import-form [data-role=submit]")
     page.wait_for_function("document.getElementById('import-progress').value === 100", timeout=90_000)
-    assert page.locator("[data-role=percent]").inner_text() == "100 %"
+    assert page.locator("#import-form [data-role=percent]").inner_text() == "100 %"
     page.locator("#images tr", has_text="mybox").wait_for(timeout=30_000)
     assert file_error.is_hidden()
     image = Image.objects.get(name="mybox", tag="1", host=live_berth.worker.host)

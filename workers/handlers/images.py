@@ -76,8 +76,11 @@ def import_image(job, report) -> dict[str, Any]:
         try:
             store = common.image_store()
             progress = common.byte_progress(report, 1, 95, "imported", total=_size(upload))
+            # The history names the file as the user knew it, never the server's staging path.
+            shown = os.path.basename(str(params.get("filename") or "")) or "an upload"
             image = store.import_tarball(upload, engine_ref, message=str(params.get("message") or ""),
-                                         progress=progress, max_expanded=_max_expanded(job), replace=False)
+                                         progress=progress, max_expanded=_max_expanded(job), replace=False,
+                                         history=f"berth import {shown}")
         except RefTaken:
             raise _job_error(common.taken_message(job.host, namespace, f"{name}:{tag}")) from None
         except CorruptArchive as exc:

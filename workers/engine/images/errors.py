@@ -87,3 +87,15 @@ class RegistryUnreachable(RegistryError):
 
     code = "registry_unreachable"
     field = "ref"
+
+
+class NotARootfs(ArchiveError):
+    """An image archive (docker save / OCI archive) given where a root filesystem tarball is expected."""
+
+    code = "image_archive"
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        made_by = "docker save or berth save" if fmt == "docker-archive" else "an OCI tool such as skopeo"
+        super().__init__(f"this is a {fmt} (made by {made_by}), not a root filesystem tarball: "
+                         "use Load to load it with its own tags")

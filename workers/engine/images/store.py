@@ -72,6 +72,10 @@ class ImageStore(IndexMixin, LayersMixin, RootfsMixin):
         tag = refs.tag_of(ref) if ref else None
         if not replace:
             self._refuse_taken(self._read_index(), [tag])
+        if isinstance(source, (str, os.PathLike)) and str(source) != "-":
+            from .sniff import refuse_image_archive
+
+            refuse_image_archive(source)  # a docker save file is not a root filesystem: Load it
         what = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
         what = str(what)
         txn = _Txn()
