@@ -90,7 +90,7 @@ def _image_import(request: HttpRequest, handler: StagingUploadHandler, handed: l
         handed.append(staged)  # the service owns it from here (deletes it on refusal)
     try:
         job = services.import_image(request.user, host=int(d["host"]), upload=str(staged) if staged else d["file"],
-                                    ref=d["ref"],
+                                    ref=d["ref"], filename=getattr(d["file"], "name", ""),
                                     team=d["team"] or None, shared=d["shared"], request=request)
     except services.ServiceError as exc:
         if wants_json(request):

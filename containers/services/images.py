@@ -101,8 +101,9 @@ def _import_like(kind: str, user, *, host, upload, team, shared, request, idempo
 
 def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: Team | int | None = None,
                  shared: bool = False, message: str = "", request=None,
-                 idempotency_key: str | None = None) -> Job:
-    """`docker import`: a root filesystem tarball (upload or staged path) becomes image `ref` on `host`."""
+                 idempotency_key: str | None = None, filename: str = "") -> Job:
+    """`docker import`: a root filesystem tarball (upload or staged path) becomes image `ref` on `host`.
+    `filename` is the browser's name of a file the caller staged itself."""
     try:
         name, tag = _image_ref(ref, "ref")
     except ServiceError as exc:
@@ -111,7 +112,10 @@ def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: T
     if not isinstance(message, str):
         message = ""
     # The browser's file name (a staged path's own name is the server's, never shown).
-    filename = "" if isinstance(upload, (str, PathLike)) else Path(str(getattr(upload, "name", "") or "")).name[:200]
+    if isinstance(upload, (str, PathLike)):
+        filename = Path(str(filename or "")).name[:200]
+    else:
+        filename = Path(str(getattr(upload, "name", "") or "")).name[:200]
     return _import_like("image.import", user, host=host, upload=upload, team=team, shared=shared,
                         request=request, idempotency_key=idempotency_key,
                         extra={"ref": f"{name}:{tag}", "message": message[:500],

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from .. import audit, namespaces, permissions, registry_secrets
+from .. import audit, namespaces, permissions, registry_secrets, transfer, transfer_files
 from ..models import Host, Image, Job, RegistryCredential, Team
 from .common import (
     ServiceError,
@@ -26,7 +26,7 @@ from .common import (
     scoped_key,
 )
 from .images import _check_image_name_free
-from .uploads import _check_upload, _discard_staged, _stage_upload
+from .uploads import _check_upload, _discard_staged, _stage_upload, discard_upload
 
 MAX_SECRET = 4096
 MAX_DOCKERFILE = 256 << 10
@@ -254,15 +254,21 @@ def build_image(user, *, host: Host | int | str, ref: Any, upload: Any = None, d
         if upload is not None:
             path = _stage_upload(upload)
             _check_upload(path)
-        params = {"ref": f"{name}:{tag}", "path": str(path) if path else None, "dockerfile": dockerfile or None,
+        params = {"ref": f"{name}:{tag}", "dockerfile": dockerfile or None,
                   "team_id": team_row.pk if team_row else None, "build_args": args,
-                  "no_cache": _bool(no_cache, "no_cache"), "target": target or None}
+                  "no_cache": _bool(no_cache, "no_cache"), "target": target or None,
+                  **(transfer.upload_params(path) if path else {})}
         with transaction.atomic():
-            return _submit(request, user, kind, host_row, ("image", ""), params, key,
-                           audit_target=("image", "", params["ref"]))
+            job = _submit(request, user, kind, host_row, ("image", ""), params, key,
+                          audit_target=("image", "", params["ref"]))
+            if path is not None:  # the row owns the staged context; the host fetches it over HTTP
+                transfer.register_upload(host_row, job, path)
+        if path is not None:
+            transfer_files.release_path(path)
+        return job
     except BaseException as exc:
         if path is not None:
-            path.unlink(missing_ok=True)
+            discard_upload(path)
         else:
             _discard_staged(upload)
         if isinstance(exc, ServiceError):

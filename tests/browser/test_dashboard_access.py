@@ -109,6 +109,11 @@ def test_second_host_defaults_keyboard_and_notifications(live_berth, browser, wa
     assert problems == []
 
 
+# The elements that stick out past the viewport's right edge (to name them when a page does not fit).
+WIDER_THAN_VIEW = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right
+    > window.innerWidth + 0.5).slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id)"""
+
+
 def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, problems, wait_job):
     container, job = services.create_container(
         live_berth.user, host=live_berth.worker.host, name="seen",
@@ -138,7 +143,8 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     for path in pages:
         page.goto(live_berth.url + path)
         page.wait_for_selector("#live-status.on")
-        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, path
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (path, page.evaluate(WIDER_THAN_VIEW))
     # The list tells rows apart by host; the audit table keeps its Result column in view.
     page.goto(live_berth.url + "/containers/")
     host_line = page.locator(f"#container-{container.pk} .phone-only")

@@ -64,7 +64,7 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     row.locator("a", has_text="Logs").click()
     page.wait_for_url(f"**/containers/{made['web-1'].pk}/#logs-{made['web-1'].pk}")
     tabs = page.locator("[data-role=tabs] a").all_inner_texts()
-    assert tabs == ["Overview", "Logs", "Downloads", "Inspect", "Jobs"]
+    assert tabs == ["Overview", "Logs", "Console", "Stats", "Files", "Downloads", "Inspect", "Jobs"]
     page.click("[data-role=tabs] a:text-is('Inspect')")
     inspect = page.locator("[data-role=inspect]")
     assert inspect.is_visible() and '"name": "web-1"' in inspect.inner_text()

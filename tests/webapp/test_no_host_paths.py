@@ -15,6 +15,15 @@ PURE_ENGINE = {
     "workers.engine.containers.spec", "workers.engine.containers.spec_values", "workers.engine.containers.config",
     "workers.engine.containers.errors", "workers.engine.containers.states", "workers.engine.images.refs",
     "workers.engine.images.errors", "workers.engine.monitor.redis_sink",
+    # pure parsers and error classes of networks, registries and builds
+    "workers.engine.net.errors", "workers.engine.net.ports.parse", "workers.engine.images.registry_ref",
+    "workers.engine.images.registry_pull.parse_platform", "workers.engine.images.build.dockerfile",
+    "workers.engine.images.build.errors",
+    # Redis key names and Redis-held samples of exec sessions and stats (Redis is a link the web side has)
+    "workers.engine.monitor.exec_relay.in_key", "workers.engine.monitor.exec_relay.out_key",
+    "workers.engine.containers.stats_history",
+    # reads the web server's OWN staged upload (its staging dir), never a host's
+    "workers.engine.images.sniff.refuse_image_archive",
 }
 HOST_NAMES = {"BERTH_STATE_ROOT", "state_root", "exports_dir", "export_path"}
 

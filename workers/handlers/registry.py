@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from containers import permissions
 from containers.models import RegistryCredential
+from workers import transfer
 from workers.engine.images import ImageError, RefTaken
 from workers.engine.images.compression import decompressed
 from workers.engine.images.registry_auth import Credentials
@@ -131,21 +132,18 @@ def push_image(job, report) -> dict[str, Any]:
             "blobs_sent": len(result.sent), "blobs_skipped": len(result.skipped)}
 
 
-def _unpack_context(path: Path, dest: Path) -> None:
+def _unpack_context(f, dest: Path) -> None:
     """The uploaded context tar (plain, gzip or zstd), extracted with the store's hostile-archive rules."""
     from workers.engine.images.tarsafe import DEFAULT_POLICY, extract
 
     dest.mkdir(parents=True)
-    with open(path, "rb") as f:
-        _, plain = decompressed(f, "the build context")
-        extract(plain, str(dest), DEFAULT_POLICY, "the build context")
+    _, plain = decompressed(f, "the build context")
+    extract(plain, str(dest), DEFAULT_POLICY, "the build context")
 
 
 @handler("image.build")
 def build_image(job, report) -> dict[str, Any]:
     from workers.engine.images.build import BuildError, build
-
-    from .images import _discard_upload, _upload_path
 
     params = job.params
     work = common.state_root() / "build-contexts" / str(job.pk)
@@ -160,21 +158,20 @@ def build_image(job, report) -> dict[str, Any]:
             local = params.get("ref") or ""
             engine_ref = common.new_engine_ref(job.host, namespace, local)
         except Exception:
-            if params.get("path"):
-                _discard_upload(Path(params["path"]))  # removes only a staged upload (…/uploads/…)
+            if params.get("upload"):
+                transfer.consume_upload(job)  # refused for good: the control plane deletes the staged file
             raise
         context = work / "context"
-        if params.get("path"):
-            upload = _upload_path(job)
-            if not upload.exists():
-                raise _job_error("the uploaded context is gone from the host; upload it again")
-            report(1, "unpacking the build context")
+        if params.get("upload"):
+            # The context was staged by the web server; the host fetches it over HTTP (no shared disk).
+            report(1, "receiving and unpacking the build context")
             try:
-                _unpack_context(upload, context)
+                with transfer.fetched_upload(job) as upload:
+                    _unpack_context(upload, context)
             except ImageError as exc:
                 raise _job_error(f"the build context was refused: {exc}", exc) from None
             finally:
-                _discard_upload(upload)
+                transfer.consume_upload(job)
         else:
             context.mkdir(parents=True)
 
