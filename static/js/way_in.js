@@ -164,7 +164,12 @@ function setupStats() {
   async function poll(first) {
     try {
       const r = await fetch(`/api/v1/containers/${pk}/stats${first ? "" : "?seconds=10"}`, { credentials: "same-origin" });
-      if (!r.ok) { now.textContent = await apiError(r); return; }
+      if (!r.ok) {
+        now.textContent = await apiError(r);
+        // Refused (the role was taken away, or the container is gone): asking again every 2 s cannot help.
+        if (r.status === 401 || r.status === 403 || r.status === 404) stop();
+        return;
+      }
       const body = await r.json();
       if (first) samples = body.history;
       else for (const s of body.history) if (!samples.length || s.time > samples[samples.length - 1].time) samples.push(s);
@@ -175,8 +180,10 @@ function setupStats() {
       now.textContent = "Stats are unavailable right now.";
     }
   }
+  let timer = 0;
+  function stop() { window.clearInterval(timer); timer = 0; }
   poll(true);
-  if (root.dataset.running) setInterval(() => poll(false), 2000);
+  if (root.dataset.running) timer = window.setInterval(() => poll(false), 2000);
 }
 
 // ---- files ---------------------------------------------------------------------------------------------
@@ -270,7 +277,8 @@ function setupFiles() {
       status.textContent = `Uploaded ${file.name} into ${dir}.`;
     });
   }
-  if (root.dataset.running) list("/");
+  // Listing is a job on the host (audited): it runs when asked, not on every page view.
+  if (root.dataset.running) status.textContent = "Press List to see the files of the path.";
   else status.textContent = "Start the container to browse its files.";
 }
 

@@ -47,7 +47,9 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
     from tests.conftest import stop_process
     from tests.support import clean_state_root, start_asgi_server
 
-    worker = berth_worker("browser-node")
+    # The host's admin lets non-superusers bind-mount under <tmp_path>/bind (reported in the host's facts).
+    (tmp_path / "bind").mkdir()
+    worker = berth_worker("browser-node", env={"BERTH_BIND_MOUNT_ROOTS": str(tmp_path / "bind")})
     proc = None
     try:
         seeded = wait_job(jobs.submit("image.seed", worker.host, params={}), timeout=120)

@@ -202,7 +202,9 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
     mate_page.wait_for_function("document.querySelector('[data-role=notice]').textContent"
                                 ".includes('no longer exists, or you may not see it')", timeout=60_000)
     assert mate_page.locator("[data-role=status]").inner_text() == "closed"
-    assert problems == []
+    # Its stats panel was refused once (404, as for a container that does not exist) and stopped asking.
+    refused = [p for p in problems if p.startswith(f"{url}/containers/{row.pk}/") and "status of 404" in p]
+    assert len(refused) == 1 and [p for p in problems if p not in refused] == [], problems
 
 
 
