@@ -305,7 +305,9 @@ class BerthHost:
                 self.m.remove(cid, force=True)
             except Exception as exc:  # noqa: BLE001 - keep cleaning up
                 print(f"  (cleanup: {exc})", file=sys.stderr)
-        stop_pid(MonitorClient(self.m.root).pid())
+        client = MonitorClient(self.m.root)
+        stop_pid(client.pid())
+        stop_pid(client.holder_pid())
 
 
 class ConmonHost:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from workers.engine.monitor import layout
 from workers.engine.monitor.exits import UNKNOWN_EXIT, ExitsMixin
+from workers.engine.monitor.holding import HoldingMixin
 from workers.engine.monitor.procfs import (
     cgroup_oom_kills,
     exit_code_of,
@@ -43,7 +44,7 @@ __all__ = ["Client", "Container", "Monitor", "RuntimeOp", "UNKNOWN_EXIT", "cgrou
            "exit_code_of", "proc_cgroups", "proc_start_ticks", "run_foreground", "set_child_subreaper"]
 
 
-class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin):
+class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, HoldingMixin):
     """The daemon's state; its behaviour lives in the mixins, one module per concern."""
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -60,6 +61,9 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.sinks: dict[str, RedisStreamSink] = {self.sink.url: self.sink} if self.sink else {}
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
+        self.holder: socket.socket | None = None
+        self.held: dict[str, int] = {}
+        self.holder_exits: dict[int, dict] = {}
 
 
 # ---- process life -----------------------------------------------------------------

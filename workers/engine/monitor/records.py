@@ -50,6 +50,10 @@ class Container:
         self.pidfd: int | None = None  # only for containers adopted after a monitor restart
         self.log_redis_url: str | None = None  # a sink named in the start request (else the env's)
         self.pid_file = ""
+        self.hold_keys: dict[int, str] = {}  # fd -> its key at the holder
+        self.log_max_size = 10 * 1024 * 1024
+        self.log_max_files = 3
+        self.op: dict | None = None  # the runtime command in flight {"kind", "pid", "ticks"}, for a successor
 
     def info(self) -> dict:
         return {
@@ -69,7 +73,8 @@ class Container:
 
     def record(self) -> dict:
         return {**self.info(), "runtime_cmd": self.runtime_cmd, "start_ticks": self.start_ticks,
-                "cgroups": self.cgroups}
+                "cgroups": self.cgroups, "pid_file": self.pid_file, "log_max_size": self.log_max_size,
+                "log_max_files": self.log_max_files, "log_redis_url": self.log_redis_url, "op": self.op}
 
 
 class RuntimeOp:

@@ -55,6 +55,7 @@ class ServerMixin:
     # ---- the loop -----------------------------------------------------------------
 
     def serve(self) -> None:
+        self.connect_holder()
         self.recover()
         self.reap()
         while not self.stopping:
@@ -73,6 +74,8 @@ class ServerMixin:
                         self._receive_console(obj)
                     elif kind == "pidfd":
                         self._adopted_exit(obj)
+                    elif kind == "holder":
+                        self._holder_event()
                 except Exception as exc:  # one bad event must not take every container's monitor down
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()

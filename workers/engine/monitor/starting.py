@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +66,9 @@ class StartMixin:
     def _run_op(self, c: Container, kind: str, argv: list[str], stdout: int | None = None,
                 stderr: int | None = None) -> None:
         errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
+        # A successor monitor finds the command in the record and waits for it (the holder reaps it).
+        c.op = {"kind": kind, "pid": None, "ticks": None, "argv": argv}
+        self._persist(c, durable=False)
         null = _devnull()
         try:
             pid = self._spawn(argv, null,
@@ -73,9 +77,17 @@ class StartMixin:
         finally:
             os.close(null)
         self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
+        c.op = {"kind": kind, "pid": pid, "ticks": proc_start_ticks(pid), "argv": argv}
+        self._persist(c, durable=False)
+
+    def _resume_op(self, c: Container, kind: str, pid: int) -> None:
+        """A runtime command started by a monitor that died: its exit comes from the holder."""
+        errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
+        self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
 
     def _op_done(self, pid: int, status: int) -> None:
         op = self.ops.pop(pid)
+        op.container.op = None
         op.errfile.seek(0)
         err = op.errfile.read().decode("utf-8", "replace")
         op.errfile.close()
@@ -122,6 +134,7 @@ class StartMixin:
             c.pending_start.clear()
 
     def _fail_start(self, c: Container, message: str, created: bool = False) -> None:
+        print(f"berth-monitor: start of {c.id} failed: {message}", file=sys.stderr, flush=True)
         for cl in c.pending_start:
             self._reply(cl, {"ok": False, "error": message})
         c.pending_start.clear()
@@ -176,8 +189,9 @@ class StartMixin:
             os.unlink(layout.exit_path(self.root, cid))
         except FileNotFoundError:
             pass
-        c.log = JsonFileLog(c.log_path, int(req.get("log_max_size", 10 * 1024 * 1024)),
-                            int(req.get("log_max_files", 3)))
+        c.log_max_size = int(req.get("log_max_size", 10 * 1024 * 1024))
+        c.log_max_files = int(req.get("log_max_files", 3))
+        c.log = JsonFileLog(c.log_path, c.log_max_size, c.log_max_files)
         self.containers[cid] = c
         c.pending_start.append(cl)
         try:
@@ -198,6 +212,7 @@ class StartMixin:
             return
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        self._hold(c, [("stdout", out_r), ("stderr", err_r)])  # before anything can be written to them
         try:
             self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file),
                          stdout=out_w, stderr=err_w)

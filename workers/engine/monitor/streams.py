@@ -47,6 +47,7 @@ class StreamsMixin:
         self._close_console_listener(c)
         c.tty_master = fds[0]
         os.set_inheritable(c.tty_master, False)
+        self._hold(c, [("tty", c.tty_master)])
         self._add_stream(c, c.tty_master, "stdout")
 
     def _close_console_listener(self, c: Container) -> None:
@@ -112,6 +113,7 @@ class StreamsMixin:
                 self._emit(c, name, rest)
         self.sel.unregister(fd)
         self.fd_owner.pop(fd, None)
+        self._unhold(c, fd)
         os.close(fd)
         if fd == c.tty_master:
             c.tty_master = None
