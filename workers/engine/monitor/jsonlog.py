@@ -124,6 +124,14 @@ class JsonFileLog:
         if pending:
             self._write_all(b"".join(pending))
 
+    def write_blob(self, blob: bytes) -> None:
+        """Many encoded lines at once (chunklog): one write(2), unless this would cross the rotation
+        size, then line by line so that every file stays within it."""
+        if self.max_size > 0 and self.size + len(blob) > self.max_size:
+            self.write_lines([line + b"\n" for line in blob[:-1].split(b"\n")])
+            return
+        self._write_all(blob)
+
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:

@@ -26,6 +26,8 @@ class RecoveryMixin:
 
     def _drop(self, c: Container) -> None:
         self._unhold_all(c)
+        for sink in self.sinks.values():
+            sink.forget(c.id)
         for fd in list(c.streams):
             self.sel.unregister(fd)
             self.fd_owner.pop(fd, None)
