@@ -42,3 +42,13 @@ def test_split_whole_keeps_the_unfinished_line_and_refuses_long_ones():
     s.buf = buf
     assert s.feed(b"") == [b"three\n", b"x" * PARTIAL_LIMIT, b"x\n", b"end\n"]
     assert split_whole(bytearray(), b"x" * PARTIAL_LIMIT + b"\n") == b"x" * PARTIAL_LIMIT + b"\n"
+
+
+def test_a_long_line_inside_a_big_read_is_found():
+    short = b"".join(b"line %05d\n" % i for i in range(20000))  # 200 KB of short lines
+    for at in (0, 1, 4096, len(short) // 2, len(short) - 1):
+        cut = short.rfind(b"\n", 0, at) + 1
+        data = short[:cut] + b"y" * (PARTIAL_LIMIT + 1) + b"\n" + short[cut:]
+        assert split_whole(bytearray(), data) is None, at
+    exact = (b"z" * PARTIAL_LIMIT + b"\n") * 8  # lines exactly at the limit are whole lines
+    assert split_whole(bytearray(), exact) == exact

@@ -18,14 +18,15 @@ import re
 from workers.engine.monitor.jsonlog import PARTIAL_LIMIT
 
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
-_HIGH = re.compile(rb"[\x80-\xff]")
+_CONTROL_BYTES = bytes(b for b in range(32) if b != 0x0A)
 # json.dumps' escapes: the short ones, else \u00XX (lower-case hex)
 _SHORT = {0x08: b"\\b", 0x09: b"\\t", 0x0C: b"\\f", 0x0D: b"\\r"}
 
 
 def _escape(chunk: bytes) -> bytes | None:
     """JSON string escaping of chunk (its newlines left alone); None if it is not valid UTF-8."""
-    if _HIGH.search(chunk):
+    # bytes methods, not re: re scans ~20x slower than isascii/translate/`in` over a 64 KiB read
+    if not chunk.isascii():
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
@@ -34,7 +35,7 @@ def _escape(chunk: bytes) -> bytes | None:
         chunk = chunk.replace(b"\\", b"\\\\")
     if b'"' in chunk:
         chunk = chunk.replace(b'"', b'\\"')
-    if _CONTROL.search(chunk):
+    if len(chunk.translate(None, _CONTROL_BYTES)) != len(chunk):
         for ch in set(_CONTROL.findall(chunk)):
             chunk = chunk.replace(ch, _SHORT.get(ch[0], b"\\u%04x" % ch[0]))
     return chunk
@@ -68,6 +69,11 @@ def split_whole(buf: bytearray, data: bytes) -> bytes | None:
 
 
 def _longest_line(data: bytes, end: int) -> int:
+    """At most PARTIAL_LIMIT when every aligned half-limit block holds a newline (a longer line would
+    cover one whole block): a few memchr calls; the exact length only when that does not tell."""
     if end <= PARTIAL_LIMIT + 1:
         return end - 1
+    step = PARTIAL_LIMIT // 2
+    if all(data.find(b"\n", k, k + step) != -1 for k in range(0, end - step, step)):
+        return PARTIAL_LIMIT
     return max(map(len, data[:end - 1].split(b"\n")))

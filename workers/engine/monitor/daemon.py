@@ -64,6 +64,7 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.holder: socket.socket | None = None
         self.held: dict[str, int] = {}
         self.holder_exits: dict[int, dict] = {}
+        self.waiting: set[Container] = set()  # containers with waiters: per-turn work scales with these, not all
 
 
 # ---- process life -----------------------------------------------------------------

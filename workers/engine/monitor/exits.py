@@ -40,6 +40,7 @@ class ExitsMixin:
         for cl, _ in c.waiters:
             self._reply(cl, {"ok": True, "container": info})
         c.waiters.clear()
+        self.waiting.discard(c)
         for cl in c.attached:
             self._send(cl, (json.dumps({"exit": info}) + "\n").encode())
             cl.close_after_flush = True

@@ -41,6 +41,7 @@ class RecoveryMixin:
         if c.pidfd is not None:
             self.sel.unregister(c.pidfd)
             os.close(c.pidfd)
+        self.waiting.discard(c)
         if self.containers.get(c.id) is c:
             del self.containers[c.id]
         try:

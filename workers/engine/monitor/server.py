@@ -86,7 +86,7 @@ class ServerMixin:
 
     def _next_timeout(self) -> float | None:
         deadlines = [op.deadline for op in self.ops.values()]
-        deadlines += [d for c in self.containers.values() for _, d in c.waiters]
+        deadlines += [d for c in self.waiting for _, d in c.waiters]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -189,7 +189,7 @@ class ServerMixin:
             c = self.containers[cl.attached_to]
             if cl in c.attached:
                 c.attached.remove(cl)
-        for c in self.containers.values():
+        for c in self.waiting:
             c.waiters = [(w, d) for w, d in c.waiters if w is not cl]
 
     def _get(self, req: dict) -> Container:

@@ -168,7 +168,9 @@ class StartMixin:
                 except ProcessLookupError:
                     pass
                 op.deadline = now + 3600
-        for c in list(self.containers.values()):
+        for c in list(self.waiting):
+            if not c.waiters:
+                self.waiting.discard(c)
             for cl, d in list(c.waiters):
                 if now > d:
                     c.waiters.remove((cl, d))
