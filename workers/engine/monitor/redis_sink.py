@@ -28,6 +28,7 @@ BATCH = 2000  # entries per EVAL: Redis runs a script atomically, so keep each o
 LIVE_RATE = 10000.0  # lines/s per container into the live view (a browser shows 2,000/s at most)
 LIVE_BURST = 5000.0
 SAMPLE_TAIL = 50  # lines sent of a read that is over budget (its newest)
+MAX_PENDING = 100_000  # lines held while Redis is slow to answer (the oldest go first)
 
 
 def stream_key(cid: str) -> str:
@@ -91,8 +92,22 @@ class RedisStreamSink:
         for d in (self._budget, self._skipped, self._noted):
             d.pop(cid, None)
 
+    def busy(self) -> bool:
+        """Lines wait to be sent, or replies to be read: the loop should come back soon."""
+        return bool(self._pending or self._inflight) and time.monotonic() >= self._down_until
+
     def flush(self) -> None:
         if self._inflight:
+            try:
+                if not self._conn.can_read(0):
+                    # Redis has not answered the last batch: the lines wait here (the live view falls
+                    # behind), never the monitor's loop and so never a container's write.
+                    if len(self._pending) > MAX_PENDING:
+                        del self._pending[: len(self._pending) - MAX_PENDING]
+                    return
+            except Exception as exc:  # noqa: BLE001 - a broken sink must never stop the monitor
+                self._broken(exc)
+                return
             self._settle()
         if not self._pending:
             return

@@ -85,6 +85,8 @@ class ServerMixin:
         self.close()
 
     def _next_timeout(self) -> float | None:
+        if any(sink.busy() for sink in self.sinks.values()):
+            return 0.002  # lines for the live view wait on Redis's answer: come back for them
         deadlines = [op.deadline for op in self.ops.values()]
         deadlines += [d for c in self.waiting for _, d in c.waiters]
         if not deadlines:
