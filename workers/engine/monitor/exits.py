@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from workers.engine.monitor import layout
+from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.procfs import cgroup_oom_kills
 from workers.engine.monitor.records import Container
@@ -34,6 +34,7 @@ class ExitsMixin:
             exit_record["reason"] = reason
         layout.write_json_atomic(layout.exit_path(self.root, c.id), exit_record)
         self._persist(c)
+        changes.note(self.root, c.id)  # after the record: whoever reads the note finds it
         if c.log is not None and not c.streams:
             c.log.close()
         info = c.info()

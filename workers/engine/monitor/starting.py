@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from workers.engine.containers import oci
-from workers.engine.monitor import layout
+from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
 from workers.engine.monitor.procfs import exit_code_of, proc_cgroups, proc_start_ticks
 from workers.engine.monitor.records import Client, Container, RuntimeOp
@@ -144,6 +144,7 @@ class StartMixin:
                 c.status = "running"
             c.started_at = c.started_at or rfc3339_nano()
             self._persist(c)
+            changes.note(self.root, c.id)
             for cl in c.pending_start:
                 self._reply(cl, {"ok": True, "container": c.info()})
             c.pending_start.clear()
