@@ -99,6 +99,10 @@ class SupervisionMixin:
                 self._forget_seen(gone)
         return changed
 
+    def known_ids(self) -> set[str]:
+        """Every container this host has: a directory listing (no record read, no runtime asked)."""
+        return set(self._ids())
+
     def _forget_seen(self, cid: str) -> None:
         self._seen.pop(cid, None)
         self._due.pop(cid, None)
