@@ -25,6 +25,7 @@ from pathlib import Path
 from workers.engine.monitor import layout
 from workers.engine.monitor.exits import UNKNOWN_EXIT, ExitsMixin
 from workers.engine.monitor.holding import HoldingMixin
+from workers.engine.monitor.logfull import LogFullMixin
 from workers.engine.monitor.procfs import (
     cgroup_oom_kills,
     exit_code_of,
@@ -44,7 +45,8 @@ __all__ = ["Client", "Container", "Monitor", "RuntimeOp", "UNKNOWN_EXIT", "cgrou
            "exit_code_of", "proc_cgroups", "proc_start_ticks", "run_foreground", "set_child_subreaper"]
 
 
-class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, HoldingMixin):
+class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, HoldingMixin,
+              LogFullMixin):
     """The daemon's state; its behaviour lives in the mixins, one module per concern."""
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -64,7 +66,8 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.holder: socket.socket | None = None
         self.held: dict[str, int] = {}
         self.holder_exits: dict[int, dict] = {}
-        self.waiting: set[Container] = set()  # containers with waiters: per-turn work scales with these, not all
+        self.waiting: set[Container] = set()
+        self.log_blocked: dict[Container, float] = {}  # containers whose log cannot be written -> next try  # containers with waiters: per-turn work scales with these, not all
 
 
 # ---- process life -----------------------------------------------------------------

@@ -53,6 +53,9 @@ class Container:
         self.hold_keys: dict[int, str] = {}  # fd -> its key at the holder
         self.log_max_size = 10 * 1024 * 1024
         self.log_max_files = 3
+        self.log_pending: list[bytes] = []  # encoded lines the log's disk did not take yet (logfull.py)
+        self.paused: set[int] = set()  # stream fds not read meanwhile
+        self.log_error: str | None = None
         self.op: dict | None = None  # the runtime command in flight {"kind", "pid", "ticks"}, for a successor
 
     def info(self) -> dict:
@@ -69,6 +72,7 @@ class Container:
             "exit_code": self.exit_code,
             "oom_killed": self.oom_killed,
             "reason": self.reason,
+            "log_error": self.log_error,
         }
 
     def record(self) -> dict:

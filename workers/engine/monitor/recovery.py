@@ -28,8 +28,10 @@ class RecoveryMixin:
         self._unhold_all(c)
         for sink in self.sinks.values():
             sink.forget(c.id)
+        self.log_blocked.pop(c, None)
         for fd in list(c.streams):
-            self.sel.unregister(fd)
+            if fd not in c.paused:
+                self.sel.unregister(fd)
             self.fd_owner.pop(fd, None)
             os.close(fd)
         c.streams.clear()

@@ -79,6 +79,8 @@ class ServerMixin:
                 except Exception as exc:  # one bad event must not take every container's monitor down
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()
+            if self.log_blocked:
+                self._retry_blocked_logs()
             self._check_deadlines()
             for sink in self.sinks.values():
                 sink.flush()
@@ -88,6 +90,8 @@ class ServerMixin:
         if any(sink.busy() for sink in self.sinks.values()):
             return 0.002  # lines for the live view wait on Redis's answer: come back for them
         deadlines = [op.deadline for op in self.ops.values()]
+        if self.log_blocked:
+            deadlines.append(min(self.log_blocked.values()))
         deadlines += [d for c in self.waiting for _, d in c.waiters]
         if not deadlines:
             return None

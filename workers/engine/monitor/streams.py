@@ -97,7 +97,7 @@ class StreamsMixin:
     def _emit_chunk(self, c: Container, stream: str, whole: bytes, blob: bytes, when: str) -> None:
         """A read's complete lines, already encoded: disk first, then the live view (which samples)."""
         if c.log is not None:
-            c.log.write_blob(blob)
+            self._log_write(c, blob)
         sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
         if sink is not None:
             sink.add_chunk(c.id, stream, when, whole)
@@ -116,7 +116,7 @@ class StreamsMixin:
             entries.append((when, text))
             lines.append(line)
         if c.log is not None:  # disk first: it is the truth the live views follow
-            c.log.write_lines(lines)
+            self._log_write(c, b"".join(lines))
         sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
         if sink is not None:
             for when, text in entries:
@@ -133,7 +133,10 @@ class StreamsMixin:
             rest = splitter.flush()
             if rest:
                 self._emit(c, name, rest)
-        self.sel.unregister(fd)
+        if fd in c.paused:
+            c.paused.discard(fd)
+        else:
+            self.sel.unregister(fd)
         self.fd_owner.pop(fd, None)
         self._unhold(c, fd)
         os.close(fd)
