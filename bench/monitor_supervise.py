@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--containers", type=int, default=300)
     ap.add_argument("--passes", type=int, default=30)
     ap.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
+    ap.add_argument("--runtime", default="runc", choices=["runc", "berth"])
     args = ap.parse_args()
     sys.path.insert(0, args.repo)
     os.environ["PYTHONPATH"] = args.repo
@@ -47,10 +48,11 @@ def main() -> int:
         t0 = time.monotonic()
         for i in range(args.containers):
             c = m.create("busybox", id=uuid.uuid4().hex * 2, name=f"idle-{i}", command=["sleep", "100000"],
-                         runtime="runc")
+                         runtime=args.runtime)
             ids.append(c["id"])
             m.start(c["id"])
-        print(f"{args.containers} idle containers started in {time.monotonic() - t0:.0f} s ({args.repo})", flush=True)
+        print(f"{args.containers} idle containers ({args.runtime}) started in {time.monotonic() - t0:.0f} s "
+              f"({args.repo})", flush=True)
         m.supervise()  # the first pass looks at everything (both before and after)
         time.sleep(1)
         c0 = cpu()
