@@ -35,3 +35,23 @@ def test_idle_passes_look_at_no_container_and_changes_are_reported(manager: Cont
     seen = manager.supervise()
     assert [(s["id"], s["state"]) for s in seen] == [(idle[0]["id"], "exited")]
     assert set(looked) == {idle[0]["id"]}
+
+
+def test_supervise_starts_the_next_monitor_which_records_the_exit_meanwhile(manager: ContainerManager):
+    import os
+    import signal
+    import time
+
+    c = manager.create("busybox", command=["sleep", "1000"])
+    manager.start(c["id"])
+    manager.supervise()
+    old = manager.monitor.pid()
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{old}"):  # reaped by the holder
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(manager.inspect(c["id"])["pid"], signal.SIGKILL)  # the container ends while no monitor runs
+    seen = supervise_until(manager, lambda: manager.inspect(c["id"])["state"] == "exited", "the exit")
+    assert manager.monitor.pid() not in (None, old)  # the worker's pass started the next monitor
+    assert seen[-1]["exit_code"] == 137  # the real status, reaped by the holder, not "dead"/unknown
