@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
+NOTE = re.compile(r"^\.\.\. (\d+) lines not shown live")  # the monitor's sampling note (redis_sink.py)
 CONMON = shutil.which("conmon")
 GCC = shutil.which("gcc") or shutil.which("cc")
 
@@ -257,7 +259,20 @@ class Follower:
         return [(t, line) for t, m in self.messages for line in m["lines"]]
 
     def accounted(self) -> int:
-        return sum(len(m["lines"]) + m["dropped"] for _, m in self.messages)
+        """Lines sent + told dropped by the web side + left out by the monitor (its notes say how many)."""
+        sent, noted = self.sent_and_noted()
+        return sent + noted + sum(m["dropped"] for _, m in self.messages)
+
+    def sent_and_noted(self) -> tuple[int, int]:
+        sent = noted = 0
+        for _, m in self.messages:
+            for line in m["lines"]:
+                found = NOTE.match(line.get("log", ""))
+                if found:
+                    noted += int(found.group(1))
+                else:
+                    sent += 1
+        return sent, noted
 
     def close(self) -> None:
         self.stop.set()
@@ -305,7 +320,9 @@ class BerthHost:
                 self.m.remove(cid, force=True)
             except Exception as exc:  # noqa: BLE001 - keep cleaning up
                 print(f"  (cleanup: {exc})", file=sys.stderr)
-        stop_pid(MonitorClient(self.m.root).pid())
+        client = MonitorClient(self.m.root)
+        stop_pid(client.pid())
+        stop_pid(client.holder_pid())
 
 
 class ConmonHost:
@@ -444,7 +461,8 @@ def flood_berth(web: Web | None, host: BerthHost, n: int, rate: int = 0) -> dict
         if follower.accounted() != n + 2:  # the flood, its start line and its end line
             print(f"  !! the WebSocket accounted for {follower.accounted():,} of {n + 2:,} lines: the Redis stream "
                   "missed some", file=sys.stderr)
-        res.update(sent=sum(len(m["lines"]) for _, m in follower.messages),
+        sent, noted = follower.sent_and_noted()
+        res.update(sent=sent, noted=noted,
                    dropped=sum(m["dropped"] for _, m in follower.messages),
                    sampled=sum(1 for _, m in follower.messages if m["mode"] == "sampled"),
                    messages=len(follower.messages))
@@ -528,7 +546,8 @@ def main() -> int:
         for label, r in results:
             rate = r["lines"] / r["seconds"]
             extra = f"  x{rate / ref:.2f} of conmon" if ref else ""
-            ws = (f"; WebSocket: {r['sent']:,} lines sent, {r['dropped']:,} told dropped, {r['sampled']} sampled "
+            ws = (f"; WebSocket: {r['sent']:,} lines sent, {r['dropped']:,} told dropped by the web side, "
+                  f"{r['noted']:,} told left out by the monitor, {r['sampled']} sampled "
                   f"messages of {r['messages']}") if "sent" in r else ""
             print(f"  {label:38} {rate:>10,.0f} lines/s on disk, none lost{extra}{ws}")
 
@@ -538,8 +557,9 @@ def main() -> int:
         if conmon:
             sus.append(("conmon + runc (k8s-file)", flood_conmon(conmon, total, args.rate)))
         for label, r in sus:
-            ws = (f"; WebSocket: {r['sent']:,} sent + {r['dropped']:,} told dropped = "
-                  f"{r['sent'] + r['dropped']:,}") if "sent" in r else ""
+            ws = (f"; WebSocket: {r['sent']:,} sent + {r['dropped']:,} told dropped by the web side + "
+                  f"{r['noted']:,} told left out by the monitor = "
+                  f"{r['sent'] + r['dropped'] + r['noted']:,}") if "sent" in r else ""
             print(f"  {label:38} writer achieved {r['lines'] / r['writer_seconds']:,.0f} lines/s, "
                   f"last line on disk {r['lag'] * 1000:.0f} ms after the writer finished, all {r['lines']:,} on disk{ws}")
         return 0

@@ -211,9 +211,9 @@ def memory_berth(base: Path, n: int, runtime_cmd: list[str] | None) -> tuple[int
     finally:
         for cid in ids:
             subprocess.run([*cmd, "delete", "--force", cid], env=ENV, capture_output=True)
-        pid = client.pid()
-        if pid:
-            stop_pid(pid)
+        for pid in (client.pid(), client.holder_pid()):
+            if pid:
+                stop_pid(pid)
 
 
 def memory_conmon(base: Path, n: int) -> tuple[int, list[str]]:

@@ -110,13 +110,13 @@ def clean_state_root(root: Path) -> None:
                 volumes.remove(root, vol["id"], force=True)
             except Exception as exc:
                 print(f"cleanup: could not remove volume {vol['id'][:12]} under {root}: {exc}")
-    pid_file = root / "monitor" / "monitor.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    if "workers.engine.monitor" in _proc_cmdline(pid):
-        os.kill(pid, signal.SIGKILL)
+    for name, marker in (("monitor.pid", "workers.engine.monitor"), ("holder.pid", "holder.py")):
+        try:  # the monitor, then the holder that keeps its containers' pipes (monitor/holder.py)
+            pid = int((root / "monitor" / name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if marker in _proc_cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def berth_cgroups() -> set[str]:

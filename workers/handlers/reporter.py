@@ -161,7 +161,8 @@ class Reporter(threading.Thread):
                 close_old_connections()
                 apply_changes(self.host, self.manager.supervise())
                 if passes % DEAD_CHECK_EVERY == 0:
-                    mark_unknown_dead(self.host, {c["id"] for c in self.manager.list(all=True)})
+                    # ids only: list() would ask the runtime about every container (25 % of a CPU at 300)
+                    mark_unknown_dead(self.host, self.manager.known_ids())
             except Exception:
                 log.exception("container reporter of host %s: pass failed", self.host.name)
 

@@ -46,10 +46,11 @@ def teardown_root(root: Path) -> None:
             pass
     for cid in ids:
         cleanup_cgroup(f"/berth/{cid}")
-    try:
-        stop_pid(int((root / "monitor" / "monitor.pid").read_text().strip()))
-    except (OSError, ValueError):
-        pass
+    for name in ("monitor.pid", "holder.pid"):  # the monitor, then the holder that keeps its pipes
+        try:
+            stop_pid(int((root / "monitor" / name).read_text().strip()))
+        except (OSError, ValueError):
+            pass
     for mp in sorted(host_mounts_under(root), reverse=True):
         os.system(f"umount -l '{mp}'")  # noqa: S605 - a path we made; only after a failed test
     shutil.rmtree(root, ignore_errors=True)

@@ -33,7 +33,9 @@ def supervise_until(m: ContainerManager, predicate, what: str, limit: float = 60
     while True:
         seen += m.supervise()
         if predicate():
-            return seen
+            # the predicate's own inspect may have brought the record up to date (and saved it) after
+            # this pass looked: one more pass reports that change too
+            return seen + m.supervise()
         if time.monotonic() > deadline:
             raise AssertionError(f"supervise never reached: {what}")
         time.sleep(0.05)

@@ -86,9 +86,7 @@ def monitor(request, tmp_path_factory) -> Iterator[MonitorHarness]:
     try:
         yield h
     finally:
-        pids = set()
         for cid in h.ids:
             h.runtime_call("delete", "--force", cid, check=False)
-        pids.add(h.client.pid())
-        for pid in pids:
+        for pid in (h.client.pid(), h.client.holder_pid()):  # the monitor, then its holder
             stop_pid(pid)

@@ -168,6 +168,7 @@ def test_monitor_survives_its_starter_killed_by_pid(tmp_path_factory, bundle, mo
         subprocess.run([*cmd, "delete", "--force", "orphan"], capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
         stop_pid(client.pid())
+        stop_pid(client.holder_pid())
 
 
 def test_fifty_lines_per_second_stream_live_to_attach(monitor, bundle):
@@ -212,6 +213,7 @@ def test_redis_stream_sink(monitor, bundle, redis_server, monkeypatch, tmp_path_
     finally:
         subprocess.run([*cmd, "delete", "--force", "rds"], capture_output=True)
         stop_pid(client.pid())
+        stop_pid(client.holder_pid())
 
 
 def test_tty_container_logs_through_console_socket(monitor, bundle):
@@ -258,7 +260,7 @@ def test_create_failure_is_reported_and_leaves_no_record(monitor, bundle):
     assert monitor.client.list() == []
 
 
-def test_restart_rebuilds_from_disk_and_never_reports_a_dead_container_running(monitor, bundle):
+def test_restart_rebuilds_from_disk_and_records_the_real_exits(monitor, bundle):
     loop = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
     monitor.start("stays", bundle(loop, overlay=False))
     monitor.start("dies", bundle(loop, overlay=False))
@@ -271,10 +273,11 @@ def test_restart_rebuilds_from_disk_and_never_reports_a_dead_container_running(m
     monitor.runtime_call("kill", "dies", "KILL")
     monitor.client.ensure_running()
     assert monitor.client.pid() != old_pid
+    # the holder reaped it while no monitor ran: its real status, not "unknown"
     dead = monitor.client.status("dies")
-    assert dead["status"] == "exited" and dead["exit_code"] == -1 and dead["reason"]
-    assert monitor.exit_record("dies")["exit_code"] == -1
+    assert dead["status"] == "exited" and dead["exit_code"] == 137 and not dead["reason"]
+    assert monitor.exit_record("dies")["exit_code"] == 137
     assert monitor.client.status("stays")["status"] == "running"
     monitor.runtime_call("kill", "stays", "TERM")
     st = monitor.client.wait("stays", timeout=60)
-    assert st["exit_code"] == -1 and "restarted" in st["reason"]
+    assert st["exit_code"] == 0 and not st["reason"]

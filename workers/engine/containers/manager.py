@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from workers.engine.images.errors import ImageError, ImageNotFound, InvalidReference
 from workers.engine.images.store import ImageStore
+from workers.engine.monitor import changes
 from workers.engine.monitor.client import MonitorClient, MonitorError
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
@@ -365,6 +366,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             os.rename(self._cdir(cid), tomb)
             shutil.rmtree(tomb, ignore_errors=True)
             self._seen.pop(cid, None)
+            changes.note(self.root, cid)
 
     # ---- queries ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from workers.engine.monitor import changes
 from workers.engine.monitor.client import MonitorError
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
@@ -41,6 +42,7 @@ class RecordsMixin:
 
     def _save(self, rec: dict) -> None:
         write_json_atomic(self._cdir(rec["id"]) / "container.json", rec)
+        changes.note(self.root, rec["id"])  # supervision reads changes, not every record (changes.py)
 
     def _resolve(self, ref: str) -> str:
         """id, then name, then unique id prefix (as docker)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from workers.engine.monitor import changes
 from workers.engine.monitor.client import MonitorError
 
 from . import restart as _restart
@@ -51,24 +52,72 @@ class SupervisionMixin:
 
     def supervise(self) -> list[dict]:
         """One pass: notice exits, apply restart policies, and return the inspect dicts of the
-        containers whose state, exit code or restart count changed since this instance's last pass."""
+        containers whose state, exit code or restart count changed since this instance's last pass.
+
+        It costs per change, not per container: it looks only at the containers the change journal
+        names (the monitor notes exits and starts, the manager every saved record; changes.py), those
+        whose restart is due, and those a busy lock made it skip. Everything is looked at on the first
+        pass, when the journal was rotated, and when the monitor had to be started again."""
+        journal = self.__dict__.get("_journal")
+        if journal is None:
+            journal = self._journal = changes.JournalReader(self.root)
+            self._due: dict[str, float] = {}  # restart_at of containers waiting for a policy restart
+            self._retry: set[str] = set()  # skipped while busy
+        noted = journal.read()
+        if self._monitor_needed():
+            noted = None  # a monitor restarted: it recorded what happened meanwhile; look at everything
+        full = noted is None
+        if full:
+            ids = self._ids()
+        else:
+            now = time.time()
+            ids = sorted(noted | self._retry | {cid for cid, at in self._due.items() if at <= now})
+        self._retry = set()
         changed = []
-        ids = self._ids()
         for cid in ids:
             try:
                 rec = self._supervise_one(cid)
             except NoSuchContainer:
-                continue  # removed meanwhile
-            if rec is None:
+                rec = None
+                self._forget_seen(cid)
                 continue
+            if rec is None:
+                if (self._cdir(cid) / "container.json").exists():
+                    self._retry.add(cid)  # a stop/remove is at work on it
+                else:
+                    self._forget_seen(cid)
+                continue
+            if rec.get("restart_at"):
+                self._due[cid] = rec["restart_at"]
+            else:
+                self._due.pop(cid, None)
             key = (rec["state"], rec.get("exit_code"), rec.get("restart_count", 0), bool(rec.get("oom_killed")),
                    rec.get("started_at"), rec.get("finished_at"))
             if self._seen.get(cid) != key:
                 self._seen[cid] = key
                 changed.append(self._view(rec))
-        for gone in set(self._seen) - set(ids):  # one removed during this pass goes at the next
-            self._seen.pop(gone, None)
+        if full:
+            for gone in set(self._seen) - set(ids):  # one removed during this pass goes at the next
+                self._forget_seen(gone)
         return changed
+
+    def known_ids(self) -> set[str]:
+        """Every container this host has: a directory listing (no record read, no runtime asked)."""
+        return set(self._ids())
+
+    def _forget_seen(self, cid: str) -> None:
+        self._seen.pop(cid, None)
+        self._due.pop(cid, None)
+
+    def _monitor_needed(self) -> bool:
+        """Containers this instance last saw active, and no monitor: start one (True)."""
+        if not any(key[0] in _states.ACTIVE for key in self._seen.values()):
+            return False
+        if self.monitor.is_running():
+            return False
+        with contextlib.suppress(MonitorError):
+            self.monitor.ensure_running(env=self._monitor_env())
+        return True
 
     def reconcile(self) -> list[dict]:
         """The pass at worker start: running containers are left running (the monitor is started
@@ -85,4 +134,6 @@ class SupervisionMixin:
         with contextlib.suppress(ContainerError, OSError):
             self.net.reconcile(set(self._ids()))  # networking of containers removed while we were down
         self._seen.clear()
+        if self.__dict__.get("_journal") is not None:
+            self._journal.start()
         return self.supervise()

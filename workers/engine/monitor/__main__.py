@@ -1,7 +1,8 @@
 """`python -m workers.engine.monitor [--root DIR] [--foreground]`: start the per-host monitor.
 
-Without --foreground it detaches (double fork + setsid) and returns once the daemon listens,
-or at once if a monitor already serves that state root."""
+Without --foreground it makes sure the host's holder runs (detached, see holder.py) and that the
+holder has started a monitor, then returns. --foreground runs a monitor in this process (the
+holder starts its monitors that way)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import argparse
 import sys
 
 from workers.engine.monitor import layout
-from workers.engine.monitor.daemon import daemonize, run_foreground
+from workers.engine.monitor.daemon import run_foreground
+from workers.engine.monitor.launch import ensure_monitor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     root = layout.state_root(args.root)
     if args.foreground:
         return run_foreground(root)
-    code = daemonize(root)
+    code = ensure_monitor(root)
     if code:
-        print(f"berth-monitor: failed to start; see {layout.monitor_dir(root) / 'monitor.log'}", file=sys.stderr)
+        print(f"berth-monitor: failed to start; see {layout.monitor_dir(root) / 'monitor.log'} and holder.log", file=sys.stderr)
     return code
 
 

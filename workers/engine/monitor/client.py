@@ -18,6 +18,10 @@ class MonitorError(Exception):
     """The monitor refused a request or cannot be reached; str() is its one-line reason."""
 
 
+class MonitorGone(MonitorError):
+    """The monitor went away before answering (killed, or crashed): the request may have been done."""
+
+
 class MonitorClient:
     def __init__(self, state_root: str | os.PathLike[str] | None = None, timeout: float = 180.0):
         self.root = layout.state_root(state_root).resolve()
@@ -47,10 +51,12 @@ class MonitorClient:
             reply = _read_line(sock)
         except TimeoutError as exc:
             raise MonitorError(f"monitor did not answer {req.get('op')} in time") from exc
+        except ConnectionError as exc:
+            raise MonitorGone(f"the monitor went away during {req.get('op')}: {exc}") from exc
         finally:
             sock.close()
         if reply is None:
-            raise MonitorError("monitor closed the connection")
+            raise MonitorGone(f"the monitor went away during {req.get('op')}")
         if not reply.get("ok"):
             if reply.get("timeout"):
                 raise TimeoutError(reply.get("error", "timeout"))
@@ -76,6 +82,7 @@ class MonitorClient:
             return self.ping()["pid"]
         except MonitorError:
             pass
+        self._env = env
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(layout.project_dir()), env.get("PYTHONPATH")]))
         proc = subprocess.run(
@@ -101,6 +108,13 @@ class MonitorClient:
         except (OSError, ValueError):
             return None
 
+    def holder_pid(self) -> int | None:
+        """The holder's pid (the monitor's parent, which keeps the containers' pipes; see holder.py)."""
+        try:
+            return int((layout.monitor_dir(self.root) / "holder.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def start_container(
         self,
         id: str,
@@ -122,7 +136,27 @@ class MonitorClient:
         }
         if log_redis_url:
             req["log_redis_url"] = log_redis_url
-        return self.request(req)["container"]
+        try:
+            return self.request(req)["container"]
+        except MonitorGone:
+            return self._start_taken_over(id)
+
+    def _start_taken_over(self, id: str) -> dict:
+        """The monitor died during our start: the next one finishes it (or says it failed)."""
+        self.ensure_running(env=getattr(self, "_env", None))
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                st = self.status(id)
+            except MonitorError as exc:
+                raise MonitorError(f"the monitor stopped during the start and it did not complete: {exc}") from None
+            if st["status"] not in ("creating", "created"):
+                return st
+            if time.monotonic() > deadline:
+                raise MonitorError("the monitor stopped during the start; the next one did not finish it in time")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def status(self, id: str) -> dict:
         """{"id", "status": creating|created|running|exited, "pid", "exit_code", "oom_killed",

@@ -3,7 +3,9 @@
 One process for all containers of a host (a Python interpreter per container would cost
 megabytes each). It is a child subreaper, so every container init reparents to it when
 the runtime's `create` process exits, and it reaps them itself: that is how it learns the
-exit status. It owns each container's stdout/stderr pipes (or pty master), writes json-file
+exit status. It always runs as the child of the host's holder (holder.py), which keeps a copy
+of every container's stdio fds and reaps the containers if this process dies, so the next
+monitor takes every container back (holding.py, recovery.py). It owns each container's stdout/stderr pipes (or pty master), writes json-file
 logs, records `containers/<id>/exit.json`, and answers a JSON-lines protocol on
 `<root>/monitor/monitor.sock`: ping, start, status, wait, attach (+ input/resize), forget,
 list, shutdown.
@@ -18,13 +20,13 @@ import fcntl
 import os
 import selectors
 import socket
-import sys
-import time
 from pathlib import Path
 
 from workers.engine.monitor import layout
 from workers.engine.monitor.exec_sessions import ExecMixin, ExecSession
 from workers.engine.monitor.exits import UNKNOWN_EXIT, ExitsMixin
+from workers.engine.monitor.holding import HoldingMixin
+from workers.engine.monitor.logfull import LogFullMixin
 from workers.engine.monitor.procfs import (
     cgroup_oom_kills,
     exit_code_of,
@@ -40,11 +42,12 @@ from workers.engine.monitor.server import ServerMixin
 from workers.engine.monitor.starting import StartMixin
 from workers.engine.monitor.streams import StreamsMixin
 
-__all__ = ["Client", "Container", "Monitor", "RuntimeOp", "UNKNOWN_EXIT", "cgroup_oom_kills", "daemonize",
+__all__ = ["Client", "Container", "Monitor", "RuntimeOp", "UNKNOWN_EXIT", "cgroup_oom_kills",
            "exit_code_of", "proc_cgroups", "proc_start_ticks", "run_foreground", "set_child_subreaper"]
 
 
-class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, ExecMixin):
+class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, RecoveryMixin, HoldingMixin,
+              LogFullMixin, ExecMixin):
     """The daemon's state; its behaviour lives in the mixins, one module per concern."""
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -63,6 +66,11 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.sinks: dict[str, RedisStreamSink] = {self.sink.url: self.sink} if self.sink else {}
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
+        self.holder: socket.socket | None = None
+        self.held: dict[str, int] = {}
+        self.holder_exits: dict[int, dict] = {}
+        self.waiting: set[Container] = set()
+        self.log_blocked: dict[Container, float] = {}  # containers whose log cannot be written -> next try  # containers with waiters: per-turn work scales with these, not all
 
 
 # ---- process life -----------------------------------------------------------------
@@ -104,45 +112,3 @@ def run_foreground(root: str | os.PathLike[str], ready_fd: int | None = None) ->
             pass
         os.close(lock)
     return 0
-
-
-def daemonize(root: str | os.PathLike[str], timeout: float = 30.0) -> int:
-    """Double fork + setsid: the monitor belongs to no one who might die (a Celery worker).
-    The calling process returns once the daemon listens (0) or failed (1)."""
-    root = Path(root).resolve()
-    layout.monitor_dir(root).mkdir(parents=True, exist_ok=True)
-    r, w = os.pipe()
-    first = os.fork()
-    if first:
-        os.close(w)
-        answer = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chunk = os.read(r, 64)
-            if not chunk:
-                break
-            answer += chunk
-        os.close(r)
-        os.waitpid(first, 0)
-        return 0 if answer in (b"ok", b"running") else 1
-    try:
-        os.close(r)
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        os.chdir("/")
-        os.umask(0o022)
-        null = os.open(os.devnull, os.O_RDWR)
-        logfd = os.open(layout.monitor_dir(root) / "monitor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.dup2(logfd, 2)
-        os.close(null)
-        os.close(logfd)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
-        code = run_foreground(root, ready_fd=w)
-    except BaseException as exc:
-        print(f"berth-monitor: {exc!r}", file=sys.stderr)
-        code = 1
-    os._exit(code)

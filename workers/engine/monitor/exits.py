@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from workers.engine.monitor import layout
+from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.procfs import cgroup_oom_kills
 from workers.engine.monitor.records import Container
@@ -34,12 +34,14 @@ class ExitsMixin:
             exit_record["reason"] = reason
         layout.write_json_atomic(layout.exit_path(self.root, c.id), exit_record)
         self._persist(c)
-        if c.log is not None and not c.streams:
+        changes.note(self.root, c.id)  # after the record: whoever reads the note finds it
+        if c.log is not None and not c.streams and not c.log_pending:
             c.log.close()
         info = c.info()
         for cl, _ in c.waiters:
             self._reply(cl, {"ok": True, "container": info})
         c.waiters.clear()
+        self.waiting.discard(c)
         for cl in c.attached:
             self._send(cl, (json.dumps({"exit": info}) + "\n").encode())
             cl.close_after_flush = True

@@ -15,6 +15,14 @@ import time
 PARTIAL_LIMIT = 16 * 1024  # Docker's partial-message size
 
 
+class LogWriteError(OSError):
+    """A log write that failed part way: `rest` is what is still to be written."""
+
+    def __init__(self, exc: OSError, rest: bytes):
+        super().__init__(exc.errno, exc.strerror)
+        self.rest = rest
+
+
 _second: list = [None, ""]  # (unix second, its formatted prefix): strftime per line is a third of the cost
 
 
@@ -109,27 +117,46 @@ class JsonFileLog:
         self._write_all(line)
 
     def write_lines(self, lines: list[bytes]) -> None:
-        """Several lines with one write(2) per file (rotating in between as write_line would)."""
+        """Several lines with one write(2) per file (rotating in between as write_line would).
+        A failure raises LogWriteError holding every byte not written."""
         pending: list[bytes] = []
         size = self.size
-        for line in lines:
+        for i, line in enumerate(lines):
             if self.max_size > 0 and size > 0 and size + len(line) > self.max_size:
-                if pending:
-                    self._write_all(b"".join(pending))
-                    pending = []
-                self.rotate()
+                try:
+                    if pending:
+                        self._write_all(b"".join(pending))
+                        pending = []
+                    self.rotate()
+                except OSError as exc:
+                    done = b"" if not isinstance(exc, LogWriteError) else exc.rest
+                    rest = done if done else b"".join(pending)
+                    raise LogWriteError(exc, rest + b"".join(lines[i:])) from None
                 size = self.size
             pending.append(line)
             size += len(line)
         if pending:
             self._write_all(b"".join(pending))
 
+    def write_blob(self, blob: bytes) -> None:
+        """Many encoded lines at once (chunklog): one write(2), unless this would cross the rotation
+        size, then line by line so that every file stays within it."""
+        if self.max_size > 0 and self.size + len(blob) > self.max_size:
+            self.write_lines([line + b"\n" for line in blob[:-1].split(b"\n")])
+            return
+        self._write_all(blob)
+
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self.size += len(data)
+        try:
+            if self._fd < 0:
+                self._open()  # a rotation whose new file could not be made
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self.size += n
+        except OSError as exc:
+            raise LogWriteError(exc, bytes(view)) from None
 
     def write(self, stream: str, message: bytes, when: str | None = None) -> str:
         """Write one message; returns its decoded text (for live sinks)."""
@@ -138,7 +165,9 @@ class JsonFileLog:
         return text
 
     def rotate(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
         if self.max_files == 1:
             os.unlink(self.path)
         else:

@@ -53,8 +53,9 @@ def project_dir() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: dict) -> None:
-    """temp + fsync + rename: a reader sees the old file or the whole new one, never half."""
+def write_json_atomic(path: str | os.PathLike[str], data: dict, durable: bool = True) -> None:
+    """temp + fsync + rename: a reader sees the old file or the whole new one, never half.
+    durable=False skips the fsyncs: still atomic for readers, not through a power cut."""
     import json
 
     path = Path(path)
@@ -63,8 +64,11 @@ def write_json_atomic(path: str | os.PathLike[str], data: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(data, f)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
     os.rename(tmp, path)
+    if not durable:
+        return
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)

@@ -34,6 +34,16 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def proc_parent(pid: int) -> int | None:
+    """Field 4 of /proc/<pid>/stat: the parent's pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[1])
+
+
 def proc_cgroups(pid: int) -> dict[str, str]:
     """controller -> cgroup path of a process ('' for the unified v2 hierarchy)."""
     out: dict[str, str] = {}

@@ -49,6 +49,7 @@ class ProtocolMixin:
         timeout = req.get("timeout")
         deadline = time.monotonic() + (float(timeout) if timeout is not None else 10 * 365 * 86400)
         c.waiters.append((cl, deadline))
+        self.waiting.add(c)
 
     def op_attach(self, cl: Client, req: dict) -> None:
         c = self._get(req)

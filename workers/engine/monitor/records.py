@@ -50,6 +50,13 @@ class Container:
         self.pidfd: int | None = None  # only for containers adopted after a monitor restart
         self.log_redis_url: str | None = None  # a sink named in the start request (else the env's)
         self.pid_file = ""
+        self.hold_keys: dict[int, str] = {}  # fd -> its key at the holder
+        self.log_max_size = 10 * 1024 * 1024
+        self.log_max_files = 3
+        self.log_pending: list[bytes] = []  # encoded lines the log's disk did not take yet (logfull.py)
+        self.paused: set[int] = set()  # stream fds not read meanwhile
+        self.log_error: str | None = None
+        self.op: dict | None = None  # the runtime command in flight {"kind", "pid", "ticks"}, for a successor
 
     def info(self) -> dict:
         return {
@@ -65,11 +72,13 @@ class Container:
             "exit_code": self.exit_code,
             "oom_killed": self.oom_killed,
             "reason": self.reason,
+            "log_error": self.log_error,
         }
 
     def record(self) -> dict:
         return {**self.info(), "runtime_cmd": self.runtime_cmd, "start_ticks": self.start_ticks,
-                "cgroups": self.cgroups}
+                "cgroups": self.cgroups, "pid_file": self.pid_file, "log_max_size": self.log_max_size,
+                "log_max_files": self.log_max_files, "log_redis_url": self.log_redis_url, "op": self.op}
 
 
 class RuntimeOp:

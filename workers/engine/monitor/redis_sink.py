@@ -1,6 +1,11 @@
 """Live log lines into a capped Redis stream per container (`berth:logs:<id>`), so any web
 server can replay the tail and follow. Disk stays the truth: if Redis is away, lines are
-dropped from the stream (never from the file) and the sink retries a few seconds later."""
+dropped from the stream (never from the file) and the sink retries a few seconds later.
+
+The live view is fed from behind the disk and never holds a container back: each container may
+send LIVE_RATE lines/s (with a burst of LIVE_BURST); past that a read's lines are sampled (its
+newest lines are sent) and a note entry in the stream says how many were left out of the live view
+("... N lines not shown live ...; the log file has them all"), at most once a second."""
 
 from __future__ import annotations
 
@@ -18,7 +23,12 @@ for i = 2, #ARGV, 3 do
 end
 return (#ARGV - 1) / 3
 """
+SKIPPED_NOTE = "... {n} lines not shown live (written faster than the live view follows); the log file has them all\n"
 BATCH = 2000  # entries per EVAL: Redis runs a script atomically, so keep each one short (~15 ms)
+LIVE_RATE = 10000.0  # lines/s per container into the live view (a browser shows 2,000/s at most)
+LIVE_BURST = 5000.0
+SAMPLE_TAIL = 50  # lines sent of a read that is over budget (its newest)
+MAX_PENDING = 100_000  # lines held while Redis is slow to answer (the oldest go first)
 
 
 def stream_key(cid: str) -> str:
@@ -39,7 +49,10 @@ class RedisStreamSink:
         self._conn = None
         self._inflight = 0
         self._down_until = 0.0
-        self._pending: list[tuple[str, str, str, str]] = []
+        self._pending: list[tuple[str, str, str, str | bytes]] = []
+        self._budget: dict[str, tuple[float, float]] = {}  # container -> (tokens, at monotonic time)
+        self._skipped: dict[str, int] = {}  # lines left out and not yet said
+        self._noted: dict[str, float] = {}  # when it was last said
 
     @classmethod
     def from_env(cls) -> RedisStreamSink | None:
@@ -51,8 +64,50 @@ class RedisStreamSink:
             return
         self._pending.append((stream_key(cid), stream, when, text))
 
+    def add_chunk(self, cid: str, stream: str, when: str, whole: bytes) -> None:
+        """A read's complete lines (bytes ending in a newline), within the container's live budget."""
+        now = time.monotonic()
+        if now < self._down_until:
+            return
+        tokens, at = self._budget.get(cid, (LIVE_BURST, now))
+        tokens = min(LIVE_BURST, tokens + (now - at) * LIVE_RATE)
+        n = whole.count(b"\n")
+        keep = n if n <= tokens else min(SAMPLE_TAIL, int(tokens))
+        self._budget[cid] = (tokens - keep, now)
+        key = stream_key(cid)
+        skipped = self._skipped.pop(cid, 0) + n - keep
+        if skipped:  # said at most once a second while nothing is sent, else before what is
+            if keep or now - self._noted.get(cid, 0.0) >= 1.0:
+                self._pending.append((key, stream, when, SKIPPED_NOTE.format(n=skipped)))
+                self._noted[cid] = now
+            else:
+                self._skipped[cid] = skipped
+        if keep == n:
+            lines = whole[:-1].split(b"\n")
+        else:
+            lines = whole[:-1].rsplit(b"\n", keep)[1:] if keep else []
+        self._pending.extend((key, stream, when, line + b"\n") for line in lines)
+
+    def forget(self, cid: str) -> None:
+        for d in (self._budget, self._skipped, self._noted):
+            d.pop(cid, None)
+
+    def busy(self) -> bool:
+        """Lines wait to be sent, or replies to be read: the loop should come back soon."""
+        return bool(self._pending or self._inflight) and time.monotonic() >= self._down_until
+
     def flush(self) -> None:
         if self._inflight:
+            try:
+                if not self._conn.can_read(0):
+                    # Redis has not answered the last batch: the lines wait here (the live view falls
+                    # behind), never the monitor's loop and so never a container's write.
+                    if len(self._pending) > MAX_PENDING:
+                        del self._pending[: len(self._pending) - MAX_PENDING]
+                    return
+            except Exception as exc:  # noqa: BLE001 - a broken sink must never stop the monitor
+                self._broken(exc)
+                return
             self._settle()
         if not self._pending:
             return

@@ -55,6 +55,7 @@ class ServerMixin:
     # ---- the loop -----------------------------------------------------------------
 
     def serve(self) -> None:
+        self.connect_holder()
         self.recover()
         self.exec_recover()
         self.reap()
@@ -74,19 +75,27 @@ class ServerMixin:
                         self._receive_console(obj)
                     elif kind == "pidfd":
                         self._adopted_exit(obj)
+                    elif kind == "holder":
+                        self._holder_event()
                     else:  # e.g. exec_stream, exec_console (exec_sessions.py)
                         getattr(self, f"_on_{kind}")(obj, key.fd)
                 except Exception as exc:  # one bad event must not take every container's monitor down
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()
+            if self.log_blocked:
+                self._retry_blocked_logs()
             self._check_deadlines()
             for sink in self.sinks.values():
                 sink.flush()
         self.close()
 
     def _next_timeout(self) -> float | None:
+        if any(sink.busy() for sink in self.sinks.values()):
+            return 0.002  # lines for the live view wait on Redis's answer: come back for them
         deadlines = [op.deadline for op in self.ops.values()]
-        deadlines += [d for c in self.containers.values() for _, d in c.waiters]
+        if self.log_blocked:
+            deadlines.append(min(self.log_blocked.values()))
+        deadlines += [d for c in self.waiting for _, d in c.waiters]
         deadlines += self._exec_deadlines()
         if not deadlines:
             return None
@@ -190,7 +199,7 @@ class ServerMixin:
             c = self.containers[cl.attached_to]
             if cl in c.attached:
                 c.attached.remove(cl)
-        for c in self.containers.values():
+        for c in self.waiting:
             c.waiters = [(w, d) for w, d in c.waiters if w is not cl]
         self._exec_forget_client(cl)
 

@@ -6,12 +6,13 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from workers.engine.containers import oci
-from workers.engine.monitor import layout
+from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
 from workers.engine.monitor.procfs import exit_code_of, proc_cgroups, proc_start_ticks
 from workers.engine.monitor.records import Client, Container, RuntimeOp
@@ -23,6 +24,21 @@ RUNTIME_OP_TIMEOUT = 120.0
 def _devnull() -> int:
     return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
+
+
+PIPE_SIZE = 1024 * 1024
+F_SETPIPE_SZ = 1031
+
+
+def _grow_pipe(fd: int) -> None:
+    """A 1 MiB pipe instead of 64 KiB: fewer, larger reads in a flood, and more output kept while no
+    monitor runs. The kernel allocates its pages only as they fill, so an idle container pays nothing."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # over /proc/sys/fs/pipe-max-size for an unprivileged monitor: the default size then
 
 
 class StartMixin:
@@ -67,6 +83,9 @@ class StartMixin:
     def _run_op(self, c: Container, kind: str, argv: list[str], stdout: int | None = None,
                 stderr: int | None = None) -> None:
         errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
+        # A successor monitor finds the command in the record and waits for it (the holder reaps it).
+        c.op = {"kind": kind, "pid": None, "ticks": None, "argv": argv}
+        self._persist(c, durable=False)
         null = _devnull()
         try:
             pid = self._spawn(argv, null,
@@ -75,12 +94,20 @@ class StartMixin:
         finally:
             os.close(null)
         self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
+        c.op = {"kind": kind, "pid": pid, "ticks": proc_start_ticks(pid), "argv": argv}
+        self._persist(c, durable=False)
+
+    def _resume_op(self, c: Container, kind: str, pid: int) -> None:
+        """A runtime command started by a monitor that died: its exit comes from the holder."""
+        errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
+        self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
 
     def _op_done(self, pid: int, status: int) -> None:
         op = self.ops.pop(pid)
         if op.kind == "exec":
             self._exec_op_done(op, status)
             return
+        op.container.op = None
         op.errfile.seek(0)
         err = op.errfile.read().decode("utf-8", "replace")
         op.errfile.close()
@@ -122,11 +149,13 @@ class StartMixin:
                 c.status = "running"
             c.started_at = c.started_at or rfc3339_nano()
             self._persist(c)
+            changes.note(self.root, c.id)
             for cl in c.pending_start:
                 self._reply(cl, {"ok": True, "container": c.info()})
             c.pending_start.clear()
 
     def _fail_start(self, c: Container, message: str, created: bool = False) -> None:
+        print(f"berth-monitor: start of {c.id} failed: {message}", file=sys.stderr, flush=True)
         for cl in c.pending_start:
             self._reply(cl, {"ok": False, "error": message})
         c.pending_start.clear()
@@ -146,7 +175,9 @@ class StartMixin:
                     pass
                 op.deadline = now + 3600
         self._exec_check_deadlines(now)
-        for c in list(self.containers.values()):
+        for c in list(self.waiting):
+            if not c.waiters:
+                self.waiting.discard(c)
             for cl, d in list(c.waiters):
                 if now > d:
                     c.waiters.remove((cl, d))
@@ -182,8 +213,9 @@ class StartMixin:
             os.unlink(layout.exit_path(self.root, cid))
         except FileNotFoundError:
             pass
-        c.log = JsonFileLog(c.log_path, int(req.get("log_max_size", 10 * 1024 * 1024)),
-                            int(req.get("log_max_files", 3)))
+        c.log_max_size = int(req.get("log_max_size", 10 * 1024 * 1024))
+        c.log_max_files = int(req.get("log_max_files", 3))
+        c.log = JsonFileLog(c.log_path, c.log_max_size, c.log_max_files)
         self.containers[cid] = c
         c.pending_start.append(cl)
         try:
@@ -204,6 +236,9 @@ class StartMixin:
             return
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        for w in (out_w, err_w):
+            _grow_pipe(w)
+        self._hold(c, [("stdout", out_r), ("stderr", err_r)])  # before anything can be written to them
         try:
             self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file),
                          stdout=out_w, stderr=err_w)

@@ -9,10 +9,11 @@ import os
 import selectors
 import socket
 
+from workers.engine.monitor.chunklog import encode_chunk, split_whole
 from workers.engine.monitor.jsonlog import LineSplitter, encode_entry, rfc3339_nano
 from workers.engine.monitor.records import Container
 
-READ_CHUNK = 65536
+READ_CHUNK = 256 * 1024
 
 
 def _nonblock(fd: int) -> None:
@@ -47,6 +48,7 @@ class StreamsMixin:
         self._close_console_listener(c)
         c.tty_master = fds[0]
         os.set_inheritable(c.tty_master, False)
+        self._hold(c, [("tty", c.tty_master)])
         self._add_stream(c, c.tty_master, "stdout")
 
     def _close_console_listener(self, c: Container) -> None:
@@ -80,9 +82,30 @@ class StreamsMixin:
             c.runtime_output += data[: 65536 - len(c.runtime_output)]
             return
         name, splitter = c.streams[fd]
-        messages = splitter.feed(data)
+        whole = split_whole(splitter.buf, data)
+        if whole:
+            when = rfc3339_nano()
+            blob = encode_chunk(name, whole, when)
+            if blob is not None:
+                self._emit_chunk(c, name, whole, blob, when)
+                return
+            splitter.buf[:0] = whole  # not for the fast path: the careful way, message by message
+        messages = splitter.feed(b"")
         if messages:
             self._emit(c, name, messages)
+
+    def _emit_chunk(self, c: Container, stream: str, whole: bytes, blob: bytes, when: str) -> None:
+        """A read's complete lines, already encoded: disk first, then the live view (which samples)."""
+        if c.log is not None:
+            self._log_write(c, blob)
+        sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
+        if sink is not None:
+            sink.add_chunk(c.id, stream, when, whole)
+        if c.attached:
+            for line in whole[:-1].split(b"\n"):
+                push = (json.dumps({"stream": stream, "data": line.decode() + "\n", "time": when}) + "\n").encode()
+                for cl in list(c.attached):
+                    self._send(cl, push)
 
     def _emit(self, c: Container, stream: str, messages: list[bytes]) -> None:
         """Log the messages of one read: one write(2) for all of them (a flood is many per read)."""
@@ -93,7 +116,7 @@ class StreamsMixin:
             entries.append((when, text))
             lines.append(line)
         if c.log is not None:  # disk first: it is the truth the live views follow
-            c.log.write_lines(lines)
+            self._log_write(c, b"".join(lines))
         sink = self.sinks.get(c.log_redis_url) if c.log_redis_url else self.sink
         if sink is not None:
             for when, text in entries:
@@ -110,8 +133,12 @@ class StreamsMixin:
             rest = splitter.flush()
             if rest:
                 self._emit(c, name, rest)
-        self.sel.unregister(fd)
+        if fd in c.paused:
+            c.paused.discard(fd)
+        else:
+            self.sel.unregister(fd)
         self.fd_owner.pop(fd, None)
+        self._unhold(c, fd)
         os.close(fd)
         if fd == c.tty_master:
             c.tty_master = None
