@@ -259,7 +259,7 @@ class Follower:
         return [(t, line) for t, m in self.messages for line in m["lines"]]
 
     def accounted(self) -> int:
-        """Lines sent + told dropped by the web side + left out by the monitor (its notes say how many)."""
+        """Lines sent + told dropped (by the web side, and by the monitor through its skipped counter)."""
         sent, noted = self.sent_and_noted()
         return sent + noted + sum(m["dropped"] for _, m in self.messages)
 

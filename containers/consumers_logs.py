@@ -186,13 +186,14 @@ class ContainerLogsConsumer(AsyncJsonWebsocketConsumer):
             else:
                 # Quiet: block until a line comes, then send it at once.
                 batch = await reader.read(MAX_PER_TICK, block_ms=BLOCK_MS)
-                if not batch:
+                if not batch and not reader.skipped_pending():
                     if mode != "live" and time.monotonic() >= sampled_until:
                         mode = "live"  # the flood is over: say so even without lines
                         await self.send_lines([], mode=mode)
                     continue
                 now = time.monotonic()
                 rate = meter.add(now, reader.added_seen)
+            dropped += reader.take_skipped()  # left out by the host's monitor (it samples a flood too)
             if dropped:
                 sampled_until = now + HOLD_SAMPLED
             if now < sampled_until:

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from workers.engine.monitor.redis_sink import skipped_key as _monitor_skipped_key
 from workers.engine.monitor.redis_sink import stream_key as _monitor_stream_key
 
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -135,9 +136,12 @@ class StreamReader:
 
     def __init__(self, engine_id: str, *, url: str | None = None):
         self.key = stream_key(engine_id)
+        self.skipped_key = _monitor_skipped_key(engine_id)
         self.client = async_client(url, reader_client_name(engine_id))
         self.last_id = "0-0"
         self.added_seen = 0
+        self.skipped_seen = 0  # the monitor's count of lines it left out of the stream, as of the last look
+        self._skipped_new = 0
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -157,13 +161,31 @@ class StreamReader:
     async def start(self, tail_n: int) -> list[dict[str, str]]:
         """Position after the current end of the stream; returns the last `tail_n` lines."""
         lines, self.added_seen, self.last_id = await self._snapshot_latest(tail_n)
+        self.skipped_seen = int(await self.client.get(self.skipped_key) or 0)
         return lines
 
+    def skipped_pending(self) -> bool:
+        return self._skipped_new > 0
+
+    def take_skipped(self) -> int:
+        """Lines the monitor left out of the stream since the last call (counted at each `backlog`)."""
+        n, self._skipped_new = self._skipped_new, 0
+        return n
+
     async def backlog(self) -> int:
-        """How many entries were added after the last one read (including any trimmed meanwhile)."""
-        try:
-            info = await self.client.xinfo_stream(self.key)
-        except redis.ResponseError:
+        """How many entries were added after the last one read (including any trimmed meanwhile); also
+        notes how many lines the monitor left out meanwhile (`take_skipped`)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xinfo_stream(self.key)
+        pipe.get(self.skipped_key)
+        info, skipped = await pipe.execute(raise_on_error=False)
+        if not isinstance(skipped, Exception):
+            total = int(skipped or 0)
+            if total < self.skipped_seen:  # the counter was deleted and made anew
+                self.skipped_seen = 0
+            self._skipped_new += total - self.skipped_seen
+            self.skipped_seen = total
+        if isinstance(info, Exception):
             return 0
         added, _ = _added(info)
         if added < self.added_seen:  # the stream was deleted and made anew: start over

@@ -4,8 +4,9 @@ dropped from the stream (never from the file) and the sink retries a few seconds
 
 The live view is fed from behind the disk and never holds a container back: each container may
 send LIVE_RATE lines/s (with a burst of LIVE_BURST); past that a read's lines are sampled (its
-newest lines are sent) and a note entry in the stream says how many were left out of the live view
-("... N lines not shown live ...; the log file has them all"), at most once a second."""
+newest lines are sent) and the count of lines left out of the live view is added to a counter beside the
+stream (`berth:logs:<id>:skipped`, INCRBY), which a live view reads to say exactly how many it does not show
+(the web side samples too: a note line in the stream could itself be sampled away and the count lost)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ for i = 2, #ARGV, 3 do
 end
 return (#ARGV - 1) / 3
 """
-SKIPPED_NOTE = "... {n} lines not shown live (written faster than the live view follows); the log file has them all\n"
 BATCH = 2000  # entries per EVAL: Redis runs a script atomically, so keep each one short (~15 ms)
 LIVE_RATE = 10000.0  # lines/s per container into the live view (a browser shows 2,000/s at most)
 LIVE_BURST = 5000.0
@@ -33,6 +33,11 @@ MAX_PENDING = 100_000  # lines held while Redis is slow to answer (the oldest go
 
 def stream_key(cid: str) -> str:
     return f"berth:logs:{cid}"
+
+
+def skipped_key(cid: str) -> str:
+    """Lines of the container left out of its live stream (by the monitor), a counter beside the stream."""
+    return f"{stream_key(cid)}:skipped"
 
 
 class RedisStreamSink:
@@ -51,8 +56,7 @@ class RedisStreamSink:
         self._down_until = 0.0
         self._pending: list[tuple[str, str, str, str | bytes]] = []
         self._budget: dict[str, tuple[float, float]] = {}  # container -> (tokens, at monotonic time)
-        self._skipped: dict[str, int] = {}  # lines left out and not yet said
-        self._noted: dict[str, float] = {}  # when it was last said
+        self._skips: dict[str, int] = {}  # skipped-counter key -> lines left out, not yet added in Redis
 
     @classmethod
     def from_env(cls) -> RedisStreamSink | None:
@@ -75,26 +79,23 @@ class RedisStreamSink:
         keep = n if n <= tokens else min(SAMPLE_TAIL, int(tokens))
         self._budget[cid] = (tokens - keep, now)
         key = stream_key(cid)
-        skipped = self._skipped.pop(cid, 0) + n - keep
-        if skipped:  # said at most once a second while nothing is sent, else before what is
-            if keep or now - self._noted.get(cid, 0.0) >= 1.0:
-                self._pending.append((key, stream, when, SKIPPED_NOTE.format(n=skipped)))
-                self._noted[cid] = now
-            else:
-                self._skipped[cid] = skipped
+        if n - keep:
+            self._skip(skipped_key(cid), n - keep)
         if keep == n:
             lines = whole[:-1].split(b"\n")
         else:
             lines = whole[:-1].rsplit(b"\n", keep)[1:] if keep else []
         self._pending.extend((key, stream, when, line + b"\n") for line in lines)
 
+    def _skip(self, counter: str, n: int) -> None:
+        self._skips[counter] = self._skips.get(counter, 0) + n
+
     def forget(self, cid: str) -> None:
-        for d in (self._budget, self._skipped, self._noted):
-            d.pop(cid, None)
+        self._budget.pop(cid, None)
 
     def busy(self) -> bool:
         """Lines wait to be sent, or replies to be read: the loop should come back soon."""
-        return bool(self._pending or self._inflight) and time.monotonic() >= self._down_until
+        return bool(self._pending or self._skips or self._inflight) and time.monotonic() >= self._down_until
 
     def flush(self) -> None:
         if self._inflight:
@@ -103,15 +104,18 @@ class RedisStreamSink:
                     # Redis has not answered the last batch: the lines wait here (the live view falls
                     # behind), never the monitor's loop and so never a container's write.
                     if len(self._pending) > MAX_PENDING:
+                        for key, *_ in self._pending[: len(self._pending) - MAX_PENDING]:
+                            self._skip(f"{key}:skipped", 1)  # left out of the live view: counted
                         del self._pending[: len(self._pending) - MAX_PENDING]
                     return
             except Exception as exc:  # noqa: BLE001 - a broken sink must never stop the monitor
                 self._broken(exc)
                 return
             self._settle()
-        if not self._pending:
+        if not self._pending and not self._skips:
             return
         batch, self._pending = self._pending, []
+        skips, self._skips = self._skips, {}
         try:
             if self._conn is None:
                 import redis  # imported only when a URL is configured: keeps the monitor small
@@ -124,6 +128,7 @@ class RedisStreamSink:
                 by_key.setdefault(key, []).extend((stream, when, text))
             commands = [("EVAL", XADD_MANY, 1, key, self.maxlen, *flat[i:i + 3 * BATCH])
                         for key, flat in by_key.items() for i in range(0, len(flat), 3 * BATCH)]
+            commands += [("INCRBY", counter, n) for counter, n in skips.items()]
             self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
             self._inflight = len(commands)
         except Exception as exc:  # a broken sink must never stop the monitor
