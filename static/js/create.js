@@ -107,13 +107,17 @@ document.addEventListener("berth:job", (e) => {
   seen[e.detail.id] = e.detail;
   follow(e.detail);
 });
-document.addEventListener("berth:open", () => {
+// The socket does not replay what it missed (a reconnect, or a busy channel layer that dropped the event):
+// resync on open, and ask every few seconds while a create job is followed.
+function resync() {
   if (!waiting) return;
   fetch(`/jobs/state/?ids=${waiting.id}`, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : { jobs: [] }))
     .then((d) => d.jobs.forEach(follow))
     .catch(() => {});
-});
+}
+document.addEventListener("berth:open", resync);
+window.setInterval(resync, 3000);
 
 if (form) {
   host.addEventListener("change", filterImages);
