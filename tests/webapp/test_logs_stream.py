@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -295,7 +296,10 @@ def test_monitor_sink_appends_every_line_in_order_per_container(redis_url):
         if i % 2:
             sink.add(b, "stdout", "t", f"b{i}\n")
     sink.flush()
-    sink.flush()  # reads the replies of the first
+    deadline = time.monotonic() + 30
+    while sink.busy():  # until Redis has answered every batch (one more flush reads the replies)
+        assert time.monotonic() < deadline, "Redis never answered the sink's batches"
+        sink.flush()
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         got = [f for _, f in r.xrange(logstream.stream_key(a))]

@@ -48,12 +48,10 @@ def free_port() -> int:
 
 
 def asgi_server_command(bind: str, port: int, fd: int | None = None) -> list[str]:
-    """The web server: uvicorn serving webapp.asgi. It hands request bodies to Django as they arrive
-    (Django spools them to disk), so a multi-GB image upload never sits in memory. `fd`: serve on this
-    already bound socket instead (tests bind port 0 themselves, so no other process can take the port)."""
+    """The web server (webapp/serve.py: uvicorn serving webapp.asgi). `fd`: serve on this already bound
+    socket instead (tests bind port 0 themselves, so no other process can take the port)."""
     where = ["--fd", str(fd)] if fd is not None else ["--host", bind, "--port", str(port)]
-    return [sys.executable, "-m", "uvicorn", *where, "--ws", "websockets-sansio",
-            "--lifespan", "off", "--proxy-headers", "--no-access-log", "webapp.asgi:application"]
+    return [sys.executable, "-m", "webapp.serve", *where]
 
 
 def _start_ticks(pid: int) -> str | None:
