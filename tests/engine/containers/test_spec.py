@@ -16,7 +16,7 @@ FULL = {
     "env": {"A": "1", "EMPTY": ""}, "workdir": "/srv/app", "user": "1000:1000", "hostname": "web.local",
     "memory": 64 << 20, "memory_swap": -1, "cpus": 0.5, "cpu_shares": 512, "pids_limit": 100, "disk": 1 << 30,
     "restart_policy": "on-failure:3", "labels": {"tier": "web"}, "mounts": ["data:/data:ro", "/srv:/host-srv"],
-    "read_only": True, "tty": True, "networks": ["backend"], "network_aliases": ["db"], "ports": ["8080:80/tcp"],
+    "auto_remove": False, "read_only": True, "tty": True, "networks": ["backend"], "network_aliases": ["db"], "ports": ["8080:80/tcp"],
     "dns": ["192.0.2.53"], "dns_search": ["example.org"], "extra_hosts": ["db:192.0.2.10"],
 }
 
@@ -27,7 +27,8 @@ BAD = [
     ("user", "a b", "invalid user"), ("hostname", "-x", "invalid hostname"), ("memory", "64x", "invalid size"),
     ("memory_swap", "1g", "needs a memory limit"), ("cpus", "many", "must be a number"),
     ("cpu_shares", 1, "out of range"), ("pids_limit", 0, "below the minimum"), ("disk", "1m", "below the minimum"),
-    ("restart_policy", "sometimes", "invalid restart policy"), ("labels", {"": "x"}, "non-empty"),
+    ("restart_policy", "sometimes", "invalid restart policy"), ("auto_remove", "maybe", "true or false"),
+    ("labels", {"": "x"}, "non-empty"),
     ("mounts", ["v:/a", "w:/a"], "duplicate mount destination"), ("read_only", "maybe", "true or false"),
     ("tty", 2, "true or false"), ("ports", ["99999"], "ports are 1..65535"), ("networks", ["a b"], "invalid network"),
     ("dns", ["not-an-ip"], "not an IP address"), ("dns_search", ["-bad-"], "invalid search domain"),
@@ -101,3 +102,12 @@ def test_the_spec_does_not_look_at_a_host_but_the_host_check_does():
     with pytest.raises(InvalidConfig) as e:
         check_on_host(ContainerSpec.from_json({"cpus": 64}), cpu_count=2)
     assert e.value.field == "cpus" and "the CPUs of this host" in str(e.value)
+
+
+def test_auto_remove_refuses_a_restart_policy():
+    # Docker's "Conflicting options: --restart and --rm": removed at its exit, it could never be restarted
+    assert ContainerSpec.from_json({"auto_remove": True}).auto_remove is True
+    for policy in ("always", "unless-stopped", "on-failure:2"):
+        with pytest.raises(InvalidConfig) as e:
+            ContainerSpec.from_json({"auto_remove": True, "restart_policy": policy})
+        assert e.value.field == "auto_remove" and "cannot be combined with restart policy" in str(e.value)

@@ -1,19 +1,24 @@
 """Container verbs, podman-like: run, create, start, stop, kill, restart, rm, ps, logs, inspect, pause,
 unpause, wait. Engine errors print "Error: …" and exit 125; `run` in the foreground exits with the
-container's own code."""
+container's own code (128+n when a signal n ended it, as Docker's) and forwards signals to it (sigproxy.py)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 
 from ..containers import ContainerError, ContainerManager, volumes
 from ..containers.config import parse_size
 from ..containers.logs import parse_time
+from ..containers.spec import ContainerSpec
+from . import sigproxy
 from .netflags import network_fields, network_flags
 
 EXIT_ERROR = 125
@@ -52,7 +57,7 @@ def _pairs(items: list[str] | None, *, from_env: bool = False) -> dict[str, str]
     return out
 
 
-def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
+def _create(args: argparse.Namespace, m: ContainerManager, *, auto_remove: bool = False) -> dict:
     command = list(args.command) or None
     return m.create(
         args.image, name=args.name or "", command=command,
@@ -64,7 +69,7 @@ def _create(args: argparse.Namespace, m: ContainerManager) -> dict:
         cpus=args.cpus, cpu_shares=args.cpu_shares, pids_limit=args.pids_limit,
         restart_policy=args.restart, labels=_pairs(args.label), mounts=volumes.mounts_by_name(args.root, args.volume),
         read_only=args.read_only, tty=args.tty, disk=parse_size(args.disk, "disk") if args.disk else None,
-        **network_fields(args))
+        auto_remove=auto_remove, **network_fields(args))
 
 
 def _since(text: str | None) -> float | None:
@@ -99,27 +104,43 @@ def cmd_create(args) -> int:
 
 @_engine_errors
 def cmd_run(args) -> int:
-    if args.rm and args.detach:
-        print("Error: --rm cannot be combined with -d in this build", file=sys.stderr)
-        return EXIT_ERROR
+    if args.rm:  # the spec's rule, before anything is made: --rm with a restart policy is refused
+        ContainerSpec.from_json({"auto_remove": True, "restart_policy": args.restart})
     m = _manager(args)
-    c = _create(args, m)
-    try:
-        if args.detach:
+    # -d --rm: the engine removes it when it exits (spec auto_remove: the host's monitor, or a supervise pass).
+    # In the foreground this process removes it once it has read the exit code, which an engine-side removal
+    # could take away first.
+    c = _create(args, m, auto_remove=args.rm and args.detach)
+    if args.detach:
+        try:
             m.start(c["id"])
-            print(c["id"])
-            return 0
-        return _start_attached(m, c["id"])
+        except ContainerError:
+            if args.rm:  # never started, so nobody would ever remove it
+                with contextlib.suppress(ContainerError):
+                    m.remove(c["id"], force=True)
+            raise
+        print(c["id"])
+        return 0
+    try:
+        return _start_attached(m, c["id"], sig_proxy=args.sig_proxy, make_manager=lambda: _manager(args))
     finally:
         if args.rm:
             m.remove(c["id"], force=True)
 
 
-def _start_attached(m: ContainerManager, ref: str) -> int:
-    """Start, print the output until the container ends, and exit with its code (255: killed by a signal)."""
+def _start_attached(m: ContainerManager, ref: str, *, sig_proxy: bool,
+                    make_manager: Callable[[], ContainerManager]) -> int:
+    """Start, print the output until the container ends, and exit with its code: 128+n when signal n ended
+    it (the monitor records it so), 255 when its status is unknown. With `sig_proxy` the signals this
+    process gets go to the container meanwhile; without, Ctrl-C leaves it running and exits 130."""
     m.start(ref)
-    _stream(m, ref, follow=True)
-    code = m.wait(ref)["exit_code"]
+    proxy = sigproxy.forwarding(make_manager, ref) if sig_proxy else contextlib.nullcontext()
+    try:
+        with proxy:
+            _stream(m, ref, follow=True)
+            code = m.wait(ref)["exit_code"]
+    except KeyboardInterrupt:  # only without the proxy: stop following, as `docker run --sig-proxy=false`
+        return 128 + signal.SIGINT
     return 255 if code is None or code < 0 else code
 
 
@@ -142,7 +163,7 @@ def cmd_start(args) -> int:
         if len(args.containers) != 1:
             print("Error: --attach takes one container", file=sys.stderr)
             return EXIT_ERROR
-        return _start_attached(m, args.containers[0])
+        return _start_attached(m, args.containers[0], sig_proxy=args.sig_proxy, make_manager=lambda: _manager(args))
     return _each(args, m.start)
 
 
@@ -268,6 +289,11 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
+def _sig_proxy_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sig-proxy", type=sigproxy.parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="forward the signals this command receives to the container (default true)")
+
+
 def _refs(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
@@ -275,7 +301,8 @@ def _refs(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("run", add_help=False, help="create and start a container")
     p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits (with -d: by the engine)")
+    _sig_proxy_flag(p)
     _create_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -285,6 +312,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("start", help="start containers")
     p.add_argument("-a", "--attach", action="store_true")
+    _sig_proxy_flag(p)
     _refs(p)
     p.set_defaults(func=cmd_start)
 

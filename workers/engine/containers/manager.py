@@ -189,7 +189,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
                                                 runtime_cmd=self._rt(rec).command(),
                                                 tty=rec["config"]["tty"], log_max_size=self.log_max_size,
                                                 log_max_files=self.log_max_files,
-                                                log_redis_url=self.log_redis_url)
+                                                log_redis_url=self.log_redis_url,
+                                                auto_remove=bool(rec["config"].get("auto_remove")))
         except MonitorError as e:
             self._release_runtime(rec)
             self.net.teardown(cid)
@@ -343,30 +344,35 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            if rec["state"] in _states.ACTIVE:
-                if not force:
-                    raise InvalidState(f"container {rec['name']} is {rec['state']}: stop it first or remove it "
-                                       "with force")
-                rec["stopped_by_user"] = True
-                self._save(rec)
-                with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
-                    self._rt(rec).delete(cid, force=True, bundle=self._cdir(cid) / "bundle")
-                # the monitor writes exit.json into the container dir: wait for it before removing the dir
-                self._wait_exit(rec, EXIT_WAIT)
-            self._release_runtime(rec)
-            self.net.release(cid)
-            with contextlib.suppress(ImageError, OSError):
-                ImageStore(self.root).release_rootfs(self._cdir(cid))
-            rw = self._rw_dir(cid)
-            if rw.exists() or quota.image_of(rw).exists():
-                quota.release(rw)  # no mount, loop device or image file stays
-            # renamed first: from here on nobody can open the lock or find the record
-            tomb = self.containers_dir / f".removing-{cid}"
-            shutil.rmtree(tomb, ignore_errors=True)  # left by an interrupted remove
-            os.rename(self._cdir(cid), tomb)
-            shutil.rmtree(tomb, ignore_errors=True)
-            self._seen.pop(cid, None)
-            changes.note(self.root, cid)
+            self._remove(rec, force)
+
+    def _remove(self, rec: dict, force: bool) -> None:
+        """remove() with the container's lock held (supervision removes auto-remove containers under it)."""
+        cid = rec["id"]
+        if rec["state"] in _states.ACTIVE:
+            if not force:
+                raise InvalidState(f"container {rec['name']} is {rec['state']}: stop it first or remove it "
+                                   "with force")
+            rec["stopped_by_user"] = True
+            self._save(rec)
+            with contextlib.suppress(rterr.ContainerNotFound, rterr.InvalidState):
+                self._rt(rec).delete(cid, force=True, bundle=self._cdir(cid) / "bundle")
+            # the monitor writes exit.json into the container dir: wait for it before removing the dir
+            self._wait_exit(rec, EXIT_WAIT)
+        self._release_runtime(rec)
+        self.net.release(cid)
+        with contextlib.suppress(ImageError, OSError):
+            ImageStore(self.root).release_rootfs(self._cdir(cid))
+        rw = self._rw_dir(cid)
+        if rw.exists() or quota.image_of(rw).exists():
+            quota.release(rw)  # no mount, loop device or image file stays
+        # renamed first: from here on nobody can open the lock or find the record
+        tomb = self.containers_dir / f".removing-{cid}"
+        shutil.rmtree(tomb, ignore_errors=True)  # left by an interrupted remove
+        os.rename(self._cdir(cid), tomb)
+        shutil.rmtree(tomb, ignore_errors=True)
+        self._seen.pop(cid, None)
+        changes.note(self.root, cid)
 
     # ---- queries ------------------------------------------------------------------------------
 

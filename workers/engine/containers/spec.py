@@ -48,6 +48,10 @@ class ContainerSpec:
     pids_limit: int | None = _f(v.pids_limit, "most processes at once; None: the host's default")
     disk: int | None = _f(v.disk, "most bytes the container may write (at least 16 MiB); None: the host's default")
     restart_policy: str = _f(v.restart_policy, "no, always, unless-stopped or on-failure[:N]", "no")
+    # Engine-only for now (host CLI): the form and serializer do not offer it, since the control plane's
+    # Container rows would have to follow a removal the engine makes on its own.
+    auto_remove: bool = _f(v.boolean, "remove the container when it exits (Docker's HostConfig.AutoRemove, "
+                                      "`run --rm`); not with a restart policy", False)
     labels: dict[str, str] = _f(v.labels, "free-form name -> value", {})
     mounts: list[str] = _f(v.mounts, "'volume:/dst[:ro]' or '/host/path:/dst[:ro]'", [])
     read_only: bool = _f(v.boolean, "read-only root filesystem", False)
@@ -119,6 +123,11 @@ class ContainerSpec:
             if self.memory_swap != -1 and self.memory_swap < self.memory:
                 raise InvalidConfig("memory_swap", f"memory+swap limit {v.human_size(self.memory_swap)} is below "
                                                    f"the memory limit {v.human_size(self.memory)}")
+        if self.auto_remove and self.restart_policy != "no":
+            # as Docker's "Conflicting options": the removal at the exit would race the restart
+            raise InvalidConfig("auto_remove", f"auto_remove (--rm) cannot be combined with restart policy "
+                                               f"{self.restart_policy!r}: a container removed when it exits is "
+                                               "never restarted")
         for f in dataclasses.fields(self):
             if not f.metadata["supported"] and getattr(self, f.name) != _default(f):
                 raise InvalidConfig(f.name, f"{f.name} is not supported yet: leave it out", code=NOT_SUPPORTED)

@@ -29,6 +29,12 @@ class SupervisionMixin:
                 return None
             before = dict(rec)
             self._refresh(rec)
+            if _auto_removable(rec):
+                try:  # the monitor removes it at the exit; this is for a remover lost with a dead monitor
+                    self._remove(rec, False)
+                    return None
+                except (ContainerError, OSError) as e:
+                    rec["status_message"] = f"automatic removal failed: {e}"
             if rec["state"] in _states.STOPPED and self.net.active(cid):
                 self.net.teardown(cid)  # exited by itself: its veth, rules and DNS name go; its address stays
             if rec["state"] in _states.STOPPED and _restart.should_restart(
@@ -101,6 +107,21 @@ class SupervisionMixin:
                 self._forget_seen(gone)
         return changed
 
+    def remove_if_auto(self, ref: str) -> bool:
+        """Remove an auto-remove container that has exited (what the monitor runs at its exit); True if it
+        did. One that is gone already, running again, or not auto-remove is left alone."""
+        try:
+            cid = self._resolve(ref)
+            with self._lock(cid):
+                rec = self._load(cid)
+                self._refresh(rec)
+                if not _auto_removable(rec):
+                    return False
+                self._remove(rec, False)
+                return True
+        except NoSuchContainer:
+            return False  # removed by someone else first (a supervise pass, `rm`)
+
     def known_ids(self) -> set[str]:
         """Every container this host has: a directory listing (no record read, no runtime asked)."""
         return set(self._ids())
@@ -137,3 +158,8 @@ class SupervisionMixin:
         if self.__dict__.get("_journal") is not None:
             self._journal.start()
         return self.supervise()
+
+
+def _auto_removable(rec: dict) -> bool:
+    """An auto-remove container whose run is over (a created one has not run yet: Docker keeps it too)."""
+    return bool(rec["config"].get("auto_remove")) and rec["state"] in _states.STOPPED

@@ -126,9 +126,11 @@ class MonitorClient:
         log_max_files: int = 3,
         tty: bool = False,
         log_redis_url: str | None = None,
+        auto_remove: bool = False,
     ) -> dict:
         """Create and start a container through the runtime; the monitor owns its stdio.
-        Returns the container's status dict (status "running", or "exited" if it was quick)."""
+        Returns the container's status dict (status "running", or "exited" if it was quick).
+        `auto_remove`: at its exit the monitor spawns the engine's remover (containers/autoremove.py)."""
         req = {
             "op": "start", "id": id, "bundle": str(Path(bundle).resolve()), "runtime_cmd": runtime_cmd,
             "log_path": str(log_path) if log_path else None, "log_max_size": log_max_size,
@@ -136,6 +138,8 @@ class MonitorClient:
         }
         if log_redis_url:
             req["log_redis_url"] = log_redis_url
+        if auto_remove:
+            req["auto_remove"] = True  # the monitor removes it when it exits (exits.py)
         try:
             return self.request(req)["container"]
         except MonitorGone:

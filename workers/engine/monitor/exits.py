@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
@@ -48,6 +49,20 @@ class ExitsMixin:
             cl.attached_to = None
             self._flush_client(cl)
         c.attached.clear()
+        if c.auto_remove:
+            self._spawn_remover(c)
+
+    def _spawn_remover(self, c: Container) -> None:
+        """`run --rm -d`: the engine removes the container in a process of its own (never in this loop: an
+        unmount or a large tree would stall every other container's logs); it is reaped like any helper."""
+        argv = [sys.executable, "-m", "workers.engine.containers.autoremove", str(self.root), c.id]
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self._spawn(argv, null, null, 2)  # its complaints go to the monitor's log
+        except OSError as exc:
+            print(f"berth-monitor: cannot spawn the remover of {c.id}: {exc}", file=sys.stderr, flush=True)
+        finally:
+            os.close(null)
 
     def _oom_killed(self, c: Container) -> bool:
         """Asked before anything deletes the cgroup: the engine deletes only after the exit record."""

@@ -57,6 +57,7 @@ class Container:
         self.paused: set[int] = set()  # stream fds not read meanwhile
         self.log_error: str | None = None
         self.op: dict | None = None  # the runtime command in flight {"kind", "pid", "ticks"}, for a successor
+        self.auto_remove = False  # at its exit, spawn the engine's remover (exits.py)
 
     def info(self) -> dict:
         return {
@@ -78,7 +79,8 @@ class Container:
     def record(self) -> dict:
         return {**self.info(), "runtime_cmd": self.runtime_cmd, "start_ticks": self.start_ticks,
                 "cgroups": self.cgroups, "pid_file": self.pid_file, "log_max_size": self.log_max_size,
-                "log_max_files": self.log_max_files, "log_redis_url": self.log_redis_url, "op": self.op}
+                "log_max_files": self.log_max_files, "log_redis_url": self.log_redis_url, "op": self.op,
+                "auto_remove": self.auto_remove}
 
 
 class RuntimeOp:

@@ -63,6 +63,8 @@ class RecoveryMixin:
             c = self._container_from_record(rec)
             self.containers[c.id] = c
             if c.status == "exited" and layout.exit_path(self.root, c.id).exists():
+                if c.auto_remove:
+                    self._spawn_remover(c)  # the last monitor may have died before its remover did the work
                 continue
             if c.log_path:
                 c.log = JsonFileLog(c.log_path, c.log_max_size, c.log_max_files)
@@ -94,6 +96,7 @@ class RecoveryMixin:
         c.cgroups = rec.get("cgroups") or {}
         c.runtime = oci.from_command(c.runtime_cmd, self.root / "runtime")
         c.oom_killed = bool(c.oom_killed)
+        c.auto_remove = bool(rec.get("auto_remove"))
         c.status = rec.get("status", "exited")
         if c.log_redis_url and c.log_redis_url not in self.sinks:
             self.sinks[c.log_redis_url] = RedisStreamSink(c.log_redis_url)

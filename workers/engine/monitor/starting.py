@@ -197,6 +197,7 @@ class StartMixin:
         log_path = req.get("log_path") or str(layout.default_log_path(self.root, cid))
         tty = bool(req.get("tty"))
         c = Container(cid, str(req["bundle"]), list(runtime_cmd), str(log_path), tty)
+        c.auto_remove = bool(req.get("auto_remove"))
         c.runtime = oci.from_command(c.runtime_cmd, self.root / "runtime")
         c.pid_file = str(layout.records_dir(self.root) / f"{cid}.pid")
         url = req.get("log_redis_url")
