@@ -80,9 +80,12 @@ def test_second_host_defaults_keyboard_and_notifications(live_berth, browser, wa
     page.keyboard.type("sh -c 'trap \"exit 0\" TERM; while :; do sleep 0.2; done'")
     tab_to(page, "id_memory")
     page.keyboard.type("lots")
+    tab_to(page, "id_cpus")  # Enter from another field: the focus must come back to the refused one
     page.keyboard.press("Enter")
-    # The refusal takes the focus to the field it is about.
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_memory'")
+    # The refusal (not just any answer: the button is disabled until it comes) takes the focus to its field.
+    page.wait_for_function("!document.querySelector('[data-error-for=memory]').hidden")
+    assert page.evaluate("document.activeElement.id") == "id_memory"
+    assert page.is_enabled("[data-role=submit]")
     page.keyboard.press("Control+a")
     page.keyboard.type("64m")
     page.keyboard.press("Enter")
