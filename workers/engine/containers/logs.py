@@ -65,6 +65,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
 
     files = log_files(log_path)
     live = None
+    queued: list = []  # files opened after a rotation, oldest first, read before anything newer
     if follow and files and files[-1] == log_path:
         live = open(log_path, "rb")  # noqa: SIM115 - kept open across the generator's life
         files = files[:-1]
@@ -113,8 +114,12 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 for rec in _iter_complete(live):  # the rest of the old file first
                     if wanted(rec):
                         yield rec
+                if not queued:
+                    # Every file written after this one, not just the live one: a follower that fell behind
+                    # by two rotations would otherwise skip a whole file that is still on disk.
+                    queued = _opened_after(log_path, os.fstat(live.fileno()).st_ino)
                 live.close()
-                live = None
+                live = queued.pop(0) if queued else None
                 continue
             if ended:
                 for rec in _iter_complete(live):
@@ -123,8 +128,34 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 return
             time.sleep(poll)
     finally:
-        if live is not None:
-            live.close()
+        for f in [live, *queued]:
+            if f is not None:
+                f.close()
+
+
+def _opened_after(log_path: Path, ino: int) -> list:
+    """Open the log files written after the one with inode `ino`, oldest first (all of them when it is gone:
+    rotated past the files kept). Each is opened and checked against the inode listed for its name, so a
+    rotation between listing and opening is seen and the listing made again."""
+    for _ in range(20):
+        files = log_files(log_path)
+        try:
+            inodes = [os.stat(p).st_ino for p in files]
+        except FileNotFoundError:
+            continue  # renamed while listed
+        start = inodes.index(ino) + 1 if ino in inodes else 0
+        opened: list = []
+        try:
+            for path, want in zip(files[start:], inodes[start:], strict=True):
+                opened.append(open(path, "rb"))  # noqa: SIM115 - handed to the follower
+                if os.fstat(opened[-1].fileno()).st_ino != want:
+                    raise FileNotFoundError(path)
+        except FileNotFoundError:
+            for f in opened:
+                f.close()
+            continue
+        return opened
+    return []  # rotating faster than it can be listed: the follower reopens the live file
 
 
 def _iter_complete(f) -> Iterator[dict]:

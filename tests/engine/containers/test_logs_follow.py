@@ -1,0 +1,62 @@
+"""Following a json-file log across rotations (workers/engine/containers/logs.py), on files made by hand so
+that the rotations happen exactly between two reads of the follower: nothing still on disk is skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from workers.engine.containers.logs import read_logs
+
+
+def write(path: Path, first: int, last: int) -> None:
+    with open(path, "ab") as f:
+        for i in range(first, last):
+            f.write(json.dumps({"stream": "stdout", "time": f"2026-12-04T00:00:00.{i:09d}Z",
+                                "log": f"line-{i}\n"}).encode() + b"\n")
+
+
+def rotate(log: Path, keep: int) -> None:
+    """As the monitor rotates: container.log.N shifts up one (the oldest beyond `keep` goes), the live one to .1."""
+    for n in range(keep - 1, 0, -1):
+        older = log.with_name(f"{log.name}.{n}")
+        if older.exists():
+            if n + 1 >= keep:
+                older.unlink()
+            else:
+                older.rename(log.with_name(f"{log.name}.{n + 1}"))
+    log.rename(log.with_name(f"{log.name}.1"))
+
+
+def test_a_follower_two_rotations_behind_reads_every_file_still_on_disk(tmp_path: Path):
+    log = tmp_path / "container.log"
+    write(log, 0, 10)
+    alive = [True]
+    follower = read_logs(log, follow=True, running=lambda: alive[0], poll=0.001)
+    assert [next(follower)["log"] for _ in range(3)] == ["line-0\n", "line-1\n", "line-2\n"]
+    # Two rotations while the follower is still in the first file: B is rotated away before it looks.
+    write(log, 10, 12)
+    rotate(log, keep=4)  # A -> .1
+    write(log, 12, 20)  # B
+    rotate(log, keep=4)  # A -> .2, B -> .1
+    write(log, 20, 25)  # C, the live file
+    alive[0] = False
+    got = [r["log"] for r in follower]
+    assert got == [f"line-{i}\n" for i in range(3, 25)]
+
+
+def test_files_rotated_past_the_kept_count_are_lost_but_the_rest_is_read_in_order(tmp_path: Path):
+    log = tmp_path / "container.log"
+    write(log, 0, 5)
+    alive = [True]
+    follower = read_logs(log, follow=True, running=lambda: alive[0], poll=0.001)
+    assert next(follower)["log"] == "line-0\n"
+    for first in (5, 10, 15):  # three rotations with two files kept: the follower's file is deleted
+        rotate(log, keep=2)
+        write(log, first, first + 5)
+    alive[0] = False
+    got = [r["log"] for r in follower]
+    # The rest of its open file (still readable), then what is still on disk, oldest first, no repeats.
+    assert got == [f"line-{i}\n" for i in (*range(1, 5), *range(10, 20))]
+    assert sorted(os.listdir(tmp_path)) == ["container.log", "container.log.1"]
