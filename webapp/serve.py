@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config()
     if args.fd is None:
         cfg.host, cfg.port = args.host, args.port
+    # Import the app here, outside the event loop: its start-up work (webapp/asgi.py's transfer sweep) uses the
+    # ORM, which refuses to run inside one.
+    cfg.load()
+    if args.fd is None:
         uvicorn.Server(cfg).run()
         return
     sock = socket.socket(fileno=args.fd)  # family and type come from the descriptor itself

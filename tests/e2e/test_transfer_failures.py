@@ -113,7 +113,7 @@ def test_a_side_killed_mid_transfer_leaves_no_file(berth_worker, live_redis, wai
         web, port = start_web()
         proxy.target_port = port
         assert web_files(transfers) == [f"downloads/{save.pk}"] and host_files(root) == []
-        assert not Transfer.objects.exists()
+        assert not Transfer.objects.exists(), list(Transfer.objects.values("kind", "job_id", "job__state", "expires"))
     finally:
         proxy.close()
         if worker is not None:
