@@ -35,7 +35,7 @@ def state_is(page, row_id: int, state: str, timeout: float = 60_000) -> None:
         timeout=timeout)
 
 
-def test_bulk_stop_and_the_command_with_its_quoting(live_berth, browser, watch, problems, wait_job):
+def test_bulk_actions_with_select_all_and_the_command_with_its_quoting(live_berth, browser, watch, problems, wait_job):
     one, two = _run(live_berth, wait_job, "one"), _run(live_berth, wait_job, "two")
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
     page = watch(ctx.new_page())
@@ -59,6 +59,40 @@ def test_bulk_stop_and_the_command_with_its_quoting(live_berth, browser, watch, 
     shown = page.locator("[data-field-static=command]").inner_text()
     assert shown == shlex.join(Container.objects.get(pk=one.pk).command)
     assert shlex.split(shown) == ["sh", "-c", 'trap "exit 0" TERM; while :; do echo "tick tock"; sleep 0.2; done']
+
+    # Select all, then start, restart, stop and remove: each reaches every container on its host.
+    def bulk(action: str) -> list[Job]:
+        before = set(Job.objects.filter(kind=f"container.{action}").values_list("pk", flat=True))
+        page.check("[data-role=select-all]")
+        assert page.locator("input[name=ids]:checked").count() == 2
+        page.click(f"#bulk-form button[value={action}]")
+        page.wait_for_function(f"document.querySelector('[data-role=bulk-status]').textContent"
+                               f".startsWith('{action} queued for 2 container(s).')")
+        made = list(Job.objects.filter(kind=f"container.{action}").exclude(pk__in=before))
+        assert sorted(int(j.target_id) for j in made) == sorted((one.pk, two.pk))
+        assert all(wait_job(j, timeout=60).state == "succeeded" for j in made), [j.error for j in made]
+        return made
+
+    page.goto(live_berth.url + "/containers/")
+    page.wait_for_selector("#live-status.on")
+    bulk("start")
+    state_is(page, one.pk, "running")
+    state_is(page, two.pk, "running")
+    started = {c.pk: c.started for c in Container.objects.filter(pk__in=(one.pk, two.pk))}
+    bulk("restart")
+    state_is(page, one.pk, "running")
+    assert all(c.state == "running" and c.started > started[c.pk]
+               for c in Container.objects.filter(pk__in=(one.pk, two.pk)))
+    bulk("stop")
+    state_is(page, one.pk, "exited")
+    state_is(page, two.pk, "exited")
+    page.once("dialog", lambda d: d.accept())  # "Remove 2 container(s)?"
+    bulk("remove")
+    page.wait_for_function(f"!document.querySelector('#container-{one.pk}') && "
+                           f"!document.querySelector('#container-{two.pk}')", timeout=60_000)
+    assert not Container.objects.filter(pk__in=(one.pk, two.pk)).exclude(state="removed").exists()
+    page.goto(live_berth.url + "/containers/")
+    assert page.locator(f"#container-{one.pk}, #container-{two.pk}").count() == 0
     ctx.close()
     assert problems == []
 
