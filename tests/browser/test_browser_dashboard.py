@@ -146,6 +146,20 @@ def test_upload_progress_bad_upload_and_phone_width(live_berth, browser, watch, 
     assert file_error.is_hidden()
     image = Image.objects.get(name="mybox", tag="1", host=live_berth.worker.host)
     assert image.owner == live_berth.user and image.size > 0
+    # The same root filesystem gzip- and zstd-compressed: the same layer (digest of its content) under other tags.
+    import gzip
+
+    import zstandard
+
+    for tag, name, packed in (("gz", "busybox.tar.gz", gzip.compress(data)),
+                              ("zst", "busybox.tar.zst", zstandard.ZstdCompressor().compress(data))):
+        page.set_input_files("#id_file", files=[{"name": name, "mimeType": "application/octet-stream",
+                                                  "buffer": packed}])
+        page.fill("#id_ref", f"mybox:{tag}")
+        page.click("#import-form [data-role=submit]")
+        page.locator(f"#images tr:has(span.tag:text-is('{tag}'))", has_text="mybox").wait_for(timeout=60_000)
+        same = Image.objects.get(name="mybox", tag=tag, host=live_berth.worker.host)
+        assert same.layers == image.layers and same.owner == live_berth.user, (tag, same.layers, image.layers)
     # Its page: history from the import; save it and download the archive when the job is done.
     page.click("#images tr:has-text('mybox') a")
     page.wait_for_url(f"**/images/{image.pk}/")
