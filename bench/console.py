@@ -1,6 +1,6 @@
 """The way in, measured: `exec` of /bin/true, and keystroke echo latency in a terminal session.
 
-    sudo .venv/bin/python bench/console.py [--runs 30] [--keys 200]
+    sudo .venv/bin/python bench/console.py [--runs 30] [--keys 200] [--no-web]
 
 exec wall time (median, p90), runners interleaved round by round:
   berth (warm)  ContainerManager.exec_start + exec_wait in one process: the monitor runs the runtime's
@@ -9,10 +9,20 @@ exec wall time (median, p90), runners interleaved round by round:
   runc exec     `runc exec ID /bin/true` on a runc container
   podman exec   `podman exec NAME /bin/true` (runc runtime, its own store under the work dir), if it runs
 
-echo latency (p50, p99) of one keystroke written to `cat` in a terminal until its echo is read back:
+echo latency (p50, p99) of one keystroke written to `cat` in a terminal until its echo is read back, runners
+interleaved key by key (each has its own session, opened before the first key):
   berth monitor       exec_input to the monitor, echo read from an exec_attach stream
   berth via Redis     the console's path minus the WebSocket: XADD to berth:exec:<id>:in, the relay process,
                       the monitor, the pty and back through berth:exec:<id>:out (a private redis-server)
+  berth console WebSocket (full stack)
+                      what the browser does: {"type": "input"} text frames on /ws/containers/<pk>/console/?command=cat
+                      (the `websockets` client, signed in by a session cookie of a team operator) to the ASGI server
+                      of `make run` (webapp/serve.py: uvicorn), the console consumer, Redis, the relay the host's
+                      Celery worker started for the session, the monitor, the pty, and back as binary frames. The
+                      stack is the bench's own: redis-server on a free loopback port, a migrated SQLite database,
+                      the web server, one worker with its own state root (busybox seeded by an image.seed job), a
+                      busybox container created and removed through containers.services; all of it stopped by
+                      PID and removed by path at the end (`--no-web` skips it)
   runc exec -t        `runc exec -t ID cat` in a pty of ours
   podman exec -it     `podman exec -it NAME cat` in a pty of ours
 """
@@ -20,10 +30,15 @@ echo latency (p50, p99) of one keystroke written to `cat` in a terminal until it
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
 import os
 import pty
 import select
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -47,113 +62,374 @@ def timed(fn) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def pty_echo(argv: list[str], keys: int) -> list[float]:
-    """Keystroke → echo latencies (ms) of `argv` (running cat in a terminal) run in a pty of ours."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvp(argv[0], argv)
-    try:
-        time.sleep(1.0)  # the remote cat starts (measured runs begin after a warm-up key anyway)
-        out = []
-        for i in range(keys + 5):
-            ch = bytes([97 + i % 26])
-            t = time.perf_counter()
-            os.write(fd, ch)
-            buf = b""
-            while ch not in buf:
-                r, _, _ = select.select([fd], [], [], 10)
-                if not r:
-                    raise RuntimeError(f"{argv[:2]}: no echo")
-                buf += os.read(fd, 4096)
-            if i >= 5:
-                out.append((time.perf_counter() - t) * 1000)
-        return out
-    finally:
-        os.write(fd, b"\x04")
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class PtyEcho:
+    """`argv` (running cat in a terminal) run in a pty of ours."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvp(argv[0], argv)
+        time.sleep(1.0)  # the remote cat starts (measured keys begin after warm-up keys anyway)
+
+    def key(self, ch: bytes) -> float:
+        t = time.perf_counter()
+        os.write(self.fd, ch)
+        buf = b""
+        while ch not in buf:
+            r, _, _ = select.select([self.fd], [], [], 10)
+            if not r:
+                raise RuntimeError(f"{self.argv[:2]}: no echo")
+            buf += os.read(self.fd, 4096)
+        return (time.perf_counter() - t) * 1000
+
+    def close(self) -> None:
         try:
-            os.kill(pid, 9)
+            os.write(self.fd, b"\x04")
+        except OSError:
+            pass
+        try:
+            os.kill(self.pid, 9)
         except ProcessLookupError:
             pass
-        os.waitpid(pid, 0)
-        os.close(fd)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
 
 
-def monitor_echo(m, cid: str, keys: int) -> list[float]:
-    s = m.exec_start(cid, ["cat"], tty=True, rows=24, cols=80)
-    frames = iter(m.exec_attach(cid, s["id"]))
-    got = threading.Condition()
-    seen = bytearray()
+class MonitorEcho:
+    """exec_input to the monitor, the echo read from an exec_attach stream."""
 
-    def read():
-        for f in frames:
-            if "data" in f:
-                with got:
-                    seen.extend(f["data"])
-                    got.notify_all()
+    def __init__(self, m, cid: str) -> None:
+        self.m, self.cid = m, cid
+        self.s = m.exec_start(cid, ["cat"], tty=True, rows=24, cols=80)
+        frames = iter(m.exec_attach(cid, self.s["id"]))
+        self.got = threading.Condition()
+        self.seen = bytearray()
 
-    threading.Thread(target=read, daemon=True).start()
-    out = []
-    for i in range(keys + 5):
-        ch = bytes([97 + i % 26])
-        with got:
-            seen.clear()
+        def read():
+            for f in frames:
+                if "data" in f:
+                    with self.got:
+                        self.seen.extend(f["data"])
+                        self.got.notify_all()
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def key(self, ch: bytes) -> float:
+        with self.got:
+            self.seen.clear()
         t = time.perf_counter()
-        m.exec_input(cid, s["id"], ch)
-        with got:
-            got.wait_for(lambda ch=ch: ch in seen, timeout=10)
-        if i >= 5:
-            out.append((time.perf_counter() - t) * 1000)
-    m.exec_kill(cid, s["id"])
+        self.m.exec_input(self.cid, self.s["id"], ch)
+        with self.got:
+            if not self.got.wait_for(lambda: ch in self.seen, timeout=10):
+                raise RuntimeError("monitor: no echo")
+        return (time.perf_counter() - t) * 1000
+
+    def close(self) -> None:
+        self.m.exec_kill(self.cid, self.s["id"])
+
+
+class RedisEcho:
+    """XADD to the session's input stream, the relay process, the monitor, and back through its output stream."""
+
+    def __init__(self, m, root: Path, cid: str, work: Path) -> None:
+        import redis
+
+        from workers.engine.monitor.exec_relay import in_key, out_key
+
+        self.m, self.cid = m, cid
+        self.relay = None
+        sock = work / "redis.sock"
+        self.server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+                                        "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            wait_until(sock.exists, 5, "the private redis-server's socket", 0.05)
+            url = f"unix://{sock}"
+            self.s = m.exec_start(cid, ["cat"], tty=True, rows=24, cols=80)
+            self.relay = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from workers.engine.monitor.exec_relay import relay; "
+                 "relay(sys.argv[1], sys.argv[2], sys.argv[3])", str(root), self.s["id"], url],
+                env={**os.environ, "PYTHONPATH": str(REPO)})
+            self.r = redis.Redis.from_url(url)
+        except BaseException:
+            self.server.kill()
+            self.server.wait()
+            raise
+        self.in_key, self.out_key = in_key(self.s["id"]), out_key(self.s["id"])
+        self.last = "0-0"
+
+    def key(self, ch: bytes) -> float:
+        t = time.perf_counter()
+        self.r.xadd(self.in_key, {"k": "input", "d": ch})
+        buf = b""
+        while ch not in buf:
+            got = self.r.xread({self.out_key: self.last}, block=10000)
+            if not got:
+                raise RuntimeError("no echo through Redis")
+            for _k, entries in got:
+                for eid, fields in entries:
+                    self.last = eid
+                    buf += fields.get(b"d", b"")
+        return (time.perf_counter() - t) * 1000
+
+    def close(self) -> None:
+        try:
+            self.m.exec_kill(self.cid, self.s["id"])
+            if self.relay is not None:
+                try:
+                    self.relay.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.relay.kill()
+                    self.relay.wait()
+        finally:
+            self.server.kill()
+            self.server.wait()
+
+
+class FullStack:
+    """Berth as `make run` runs it, on this machine, for one console: redis-server, a migrated SQLite database,
+    the ASGI web server, a Celery worker for one host with its own state root, a team operator and a running
+    busybox container made through the services. `close()` stops and removes all of it, by PID and by path."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.redis_proc = self.web = self.worker = self.row = None
+        self.wroot = work / "w"  # short: the monitor's socket path must stay under 108 bytes
+        self.sessions: list[str] = []
+        try:
+            self._up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_redis(self) -> str:
+        # Before Django's settings load (they read REDIS_URL once), so no import from tests/ or containers/ here.
+        import redis
+
+        def die_with_parent() -> None:  # a killed bench leaves no server behind (as tests/conftest.py's)
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+        rdir = self.work / "redis"
+        rdir.mkdir()
+        for _attempt in range(5):  # a port taken between choosing it and redis' bind: another one
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            self.redis_proc = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir), "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--logfile", str(rdir / "redis.log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent)
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+
+            def ready(client=client) -> str:
+                if self.redis_proc.poll() is not None:
+                    return "exited"
+                try:  # PING alone could reach another process's server on a reused port
+                    return "up" if client.info("server").get("process_id") == self.redis_proc.pid else ""
+                except redis.RedisError:
+                    return ""
+
+            state = wait_until(ready, 30, "redis-server")
+            client.close()
+            if state == "up":
+                return f"redis://127.0.0.1:{port}/0"
+            self.redis_proc.wait()
+        raise RuntimeError("redis-server found no free port in 5 tries")
+
+    def _up(self) -> None:
+        redis_url = self._start_redis()
+        self.host_name = f"bench-console-{os.getpid()}"
+        os.environ.update({
+            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{self.work / 'berth.sqlite3'}",
+            "REDIS_URL": redis_url, "BERTH_STATE_ROOT": str(self.work / "web"), "BERTH_HOST_NAME": self.host_name,
+            "BERTH_SECRET_KEY": "berth-bench-console-" + os.urandom(16).hex()})
+        import django
+
+        django.setup()
+        logging.getLogger("axes").setLevel(logging.WARNING)  # the sign-in below is no news
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+        from django.test import Client
+
+        from containers import jobs, services
+        from containers.models import Container, Host, Job, Team, TeamMembership
+        from tests.conftest import WorkerHandle, die_with_parent
+        from tests.support import start_asgi_server
+
+        call_command("migrate", interactive=False, verbosity=0)
+        self.web, port = start_asgi_server(redis_url, self.work / "web", self.work / "web.log")
+        self.base = f"127.0.0.1:{port}"
+        since = time.time()
+        env = {**os.environ, "BERTH_STATE_ROOT": str(self.wroot), "BERTH_CONTROL_URL": f"http://{self.base}",
+               "PYTHONPATH": str(REPO)}
+        log = self.work / "worker.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{self.host_name}",
+                 "-n", f"{self.host_name}@%h", "--concurrency", "2", "--loglevel", "INFO", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent)
+        self.worker = WorkerHandle(host_name=self.host_name, state_root=self.wroot, proc=proc, log_path=log)
+
+        def heartbeaten():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}:\n{self.worker.log()[-3000:]}")
+            h = Host.objects.filter(name=self.host_name).first()
+            return h if h and h.last_heartbeat and h.last_heartbeat.timestamp() >= since - 1 else None
+
+        host = wait_until(heartbeaten, 90, "the worker to heartbeat", 0.2)
+        self.worker._remember_children()
+        self.wait_job = lambda job, timeout=180: wait_until(
+            lambda: (job.refresh_from_db() or job.state in Job.FINISHED_STATES) and job, timeout, f"job {job.kind}")
+        seeded = self.wait_job(jobs.submit("image.seed", host, params={}))
+        if seeded.state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"image.seed: {seeded.error}")
+        User = get_user_model()
+        team = Team.objects.create(name="bench")
+        self.lead = User.objects.create_user("bench-lead")
+        op = User.objects.create_user("bench-op")
+        TeamMembership.objects.create(team=team, user=self.lead, role="admin")
+        TeamMembership.objects.create(team=team, user=op, role="operator")
+        # Made by the team's admin for the team; the operator opens its console (what the role allows).
+        self.row, job = services.create_container(self.lead, host=host, image="busybox:latest", name="bench-ws",
+                                                  team=team, command=["sleep", "100000"])
+        job = self.wait_job(job)
+        if job.state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"container.create: {job.error}")
+        wait_until(lambda: Container.objects.get(pk=self.row.pk).state == "running", 60, "the container to run")
+        client = Client()
+        client.force_login(op)
+        self.cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    def console(self, command: str = "cat") -> WebSocketEcho:
+        return WebSocketEcho(self, f"ws://{self.base}/ws/containers/{self.row.pk}/console/?rows=24&cols=80&"
+                                   f"command={command}")
+
+    def close(self) -> None:
+        from tests.conftest import stop_process
+
+        problems = []
+        if self.row is not None:  # through the services while the worker runs: what a user's remove does
+            try:
+                from containers import services
+
+                self.row.refresh_from_db()
+                job = self.wait_job(services.container_action(self.lead, self.row, "remove",
+                                                              params={"force": True}), 60)
+                if job.state != "succeeded":
+                    problems.append(f"remove: {job.error}")
+            except Exception as exc:  # noqa: BLE001 - the engine-level cleanup below removes it anyway
+                problems.append(f"remove: {exc!r}")
+        if self.worker is not None:
+            self.worker.stop(timeout=10)
+        if self.web is not None:
+            stop_process(self.web)
+        if self.wroot.exists():
+            from tests.engine.containers.conftest import teardown_root
+            from tests.support import clean_state_root
+
+            clean_state_root(self.wroot)  # containers through the engine, then the monitor by its PID file
+            teardown_root(self.wroot)  # leftovers by pid and path: cgroups, mounts, the directory
+        for sid in self.sessions:  # a console's relay (workers/exec_relay.py) is detached: found by its session id
+            for pid in [int(e) for e in os.listdir("/proc") if e.isdigit()]:
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"workers.exec_relay" in argv and sid.encode() in argv:
+                    problems.append(f"relay of {sid} still ran (pid {pid}): killed")
+                    os.kill(pid, 9)
+        if self.redis_proc is not None and self.redis_proc.poll() is None:
+            self.redis_proc.terminate()
+            try:
+                self.redis_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.redis_proc.kill()
+                self.redis_proc.wait()
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+            # settings make this dir whenever pytest is imported (TESTING): ours, by this process's pid
+            shutil.rmtree(Path(tempfile.gettempdir()) / f"berth-testdb-{os.getpid()}", ignore_errors=True)
+        for p in problems:
+            print(f"  full stack cleanup: {p}")
+
+
+class WebSocketEcho:
+    """The browser's console: text frames {"type": "input"} in, the terminal's bytes back as binary frames."""
+
+    def __init__(self, stack: FullStack, url: str) -> None:
+        from websockets.sync.client import connect
+
+        self.opened = connect(url, additional_headers={"Cookie": stack.cookie}, origin=f"http://{stack.base}",
+                              open_timeout=30, compression=None)
+        self.ws = self.opened.__enter__()
+        first = json.loads(self.ws.recv(timeout=120))  # the session is started by a job on the host's worker
+        if first.get("type") != "session":
+            self.opened.__exit__(None, None, None)
+            raise RuntimeError(f"console refused: {first}")
+        stack.sessions.append(first["session"])
+
+    def key(self, ch: bytes) -> float:
+        t = time.perf_counter()
+        self.ws.send(json.dumps({"type": "input", "data": ch.decode()}))
+        buf = b""
+        while ch not in buf:
+            msg = self.ws.recv(timeout=10)
+            if isinstance(msg, bytes):
+                buf += msg
+            elif json.loads(msg).get("type") in ("exit", "error"):
+                raise RuntimeError(f"console ended: {msg}")
+        return (time.perf_counter() - t) * 1000
+
+    def close(self) -> None:
+        try:  # Ctrl-D: cat ends, the relay records the exit, the consumer says so and closes
+            self.ws.send(json.dumps({"type": "input", "data": "\x04"}))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                msg = self.ws.recv(timeout=30)
+                if isinstance(msg, str) and json.loads(msg).get("type") == "exit":
+                    break
+        except Exception:  # noqa: BLE001 - closed already; the stack's cleanup finds a leftover relay
+            pass
+        finally:
+            self.opened.__exit__(None, None, None)
+
+
+def echo_rounds(runners: dict, keys: int, warmup: int = 5) -> dict[str, list[float]]:
+    """Keystroke → echo latencies (ms), the runners taking turns key by key (so load spikes hit all alike)."""
+    out: dict[str, list[float]] = {k: [] for k in runners}
+    for i in range(keys + warmup):
+        ch = bytes([97 + i % 26])
+        for name, r in runners.items():
+            ms = r.key(ch)
+            if i >= warmup:
+                out[name].append(ms)
     return out
-
-
-def redis_echo(m, root: Path, cid: str, keys: int, work: Path) -> list[float]:
-    import redis
-
-    from workers.engine.monitor.exec_relay import in_key, out_key
-
-    sock = work / "redis.sock"
-    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        url = f"unix://{sock}"
-        s = m.exec_start(cid, ["cat"], tty=True, rows=24, cols=80)
-        relay = subprocess.Popen([sys.executable, "-c", "import sys; from workers.engine.monitor.exec_relay import "
-                                  "relay; relay(sys.argv[1], sys.argv[2], sys.argv[3])", str(root), s["id"], url],
-                                 env={**os.environ, "PYTHONPATH": str(REPO)})
-        r = redis.Redis.from_url(url)
-        last = "0-0"
-        out = []
-        for i in range(keys + 5):
-            ch = bytes([97 + i % 26])
-            t = time.perf_counter()
-            r.xadd(in_key(s["id"]), {"k": "input", "d": ch})
-            buf = b""
-            while ch not in buf:
-                got = r.xread({out_key(s["id"]): last}, block=10000)
-                assert got, "no echo through Redis"
-                for _k, entries in got:
-                    for eid, fields in entries:
-                        last = eid
-                        buf += fields.get(b"d", b"")
-            if i >= 5:
-                out.append((time.perf_counter() - t) * 1000)
-        m.exec_kill(cid, s["id"])
-        relay.wait(30)
-        return out
-    finally:
-        server.kill()
-        server.wait()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--keys", type=int, default=200)
+    ap.add_argument("--no-web", action="store_true", help="skip the full stack's console WebSocket row")
     args = ap.parse_args()
     from tests.engine.containers.conftest import teardown_root
     from workers.engine.containers import ContainerManager
@@ -213,14 +489,36 @@ def main() -> int:
         if podman_why:
             print(f"  podman exec: not measured ({podman_why})")
 
-        echo = {"berth monitor": monitor_echo(m, berth["id"], args.keys),
-                "berth via Redis (relay)": redis_echo(m, root, berth["id"], args.keys, work),
-                "runc exec -t": pty_echo([*runc_cmd, "exec", "-t", runc["id"], "cat"], args.keys)}
-        if "podman exec" in runners:
-            echo["podman exec -it"] = pty_echo([*podman, "exec", "-it", "pb", "cat"], args.keys)
+        with contextlib.ExitStack() as opened:
+            web_why = "--no-web" if args.no_web else None
+            stack = None
+            if not args.no_web:
+                try:
+                    (work / "fs").mkdir()
+                    stack = FullStack(work / "fs")
+                    opened.callback(stack.close)
+                except Exception as exc:  # noqa: BLE001 - the other rows still stand; the reason is printed
+                    web_why = f"{exc!r}"[:300]
+
+            def add(name: str, open_fn) -> None:
+                runner = open_fn()
+                opened.callback(runner.close)
+                echo_runners[name] = runner
+
+            echo_runners: dict = {}
+            add("berth monitor", lambda: MonitorEcho(m, berth["id"]))
+            add("berth via Redis (relay)", lambda: RedisEcho(m, root, berth["id"], work))
+            if stack is not None:
+                add("berth console WebSocket (full stack)", stack.console)
+            add("runc exec -t", lambda: PtyEcho([*runc_cmd, "exec", "-t", runc["id"], "cat"]))
+            if "podman exec" in runners:
+                add("podman exec -it", lambda: PtyEcho([*podman, "exec", "-it", "pb", "cat"]))
+            echo = echo_rounds(echo_runners, args.keys)
         print(f"\nkeystroke echo latency, {args.keys} keys (ms)     p50    p99")
         for name, ts in echo.items():
             print(f"  {name:<38} {pct(ts, 50):6.2f} {pct(ts, 99):6.2f}")
+        if web_why:
+            print(f"  berth console WebSocket (full stack): not measured ({web_why})")
         return 0
     finally:
         if shutil.which("podman"):
