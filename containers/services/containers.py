@@ -29,6 +29,7 @@ from .common import (
     _submit,
     scoped_key,
 )
+from .hosts import check_not_cordoned
 from .images import _check_image_name_free
 
 CONTAINER_ACTIONS = ("start", "stop", "kill", "restart", "pause", "unpause", "remove", "export", "commit", "logs")
@@ -164,6 +165,7 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
             container = Container.objects.filter(pk=earlier.target_id).first() if earlier.target_id else None
             return container, earlier
         host = _as_host(host)
+        check_not_cordoned(host)
         name = (name or "").strip()
         if name and not NAME_RE.match(name):
             raise ServiceError("invalid", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
