@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from .models import ApiToken, AuditEvent, Container, Host, Image, Job, JoinToken, Team, TeamLimits, TeamMembership
+from .models import (
+    ApiToken,
+    AuditEvent,
+    Container,
+    Host,
+    Image,
+    Job,
+    JoinToken,
+    Team,
+    TeamLimits,
+    TeamMembership,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
