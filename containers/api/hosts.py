@@ -3,6 +3,10 @@ tokens new machines join with (/api/v1/hosts/join-tokens: a new token is shown o
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.core.validators import RegexValidator
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -10,12 +14,14 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import selectors, services
+from .. import join, selectors, services
 from ..models import JoinToken
 from ..services import hosts as host_services
 from . import serializers as s
 from .common import ThrottleFirst, _valid
 from .schema import PAGE, SEARCH, errors, ordering_param
+
+MAX_EXPIRY = 366 * 86400
 
 
 class HostDetailSerializer(s.HostSerializer):
@@ -25,11 +31,14 @@ class HostDetailSerializer(s.HostSerializer):
         fields = [*s.HostSerializer.Meta.fields, "labels", "cordoned", "draining", "join_token"]
 
 
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}(=[A-Za-z0-9._-]{0,63})?$"  # join.LABEL_KEY_RE / VALUE_RE
+
+
 class HostUpdateSerializer(serializers.Serializer):
-    labels = serializers.JSONField(required=False, help_text='{"ssd": "", "zone": "a"} or ["ssd", "zone=a"]; '
-                                                             "replaces the host's labels")
-    cordoned = serializers.BooleanField(required=False, help_text="true: takes no new containers; false: "
-                                                                  "uncordon (ends a drain)")
+    labels = serializers.ListField(child=s.Str(max_length=127, validators=[RegexValidator(LABEL_PATTERN)]),
+                                   required=False, allow_null=True, max_length=join.MAX_LABELS,
+                                   help_text='e.g. ["ssd", "zone=a"]; replaces the host\'s labels (null: unchanged)')
+    cordoned = s.Bool(required=False, help_text="true: takes no new containers; false: uncordon (ends a drain)")
 
 
 class DrainedContainerSerializer(serializers.Serializer):
@@ -58,10 +67,12 @@ class JoinTokenSerializer(serializers.ModelSerializer):
 
 
 class JoinTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    expires = serializers.DateTimeField(required=False, allow_null=True, help_text="joining is refused after")
-    host_name = serializers.CharField(max_length=63, required=False, allow_blank=True,
-                                      help_text="the only host name this token joins as (empty: any new one)")
+    name = s.Str(max_length=100, validators=[RegexValidator(r"\S")])
+    expires_in = s.Int(required=False, allow_null=True, min_value=60, max_value=MAX_EXPIRY,
+                       help_text="seconds from now after which joining is refused (none: never)")
+    host_name = s.Str(required=False, allow_blank=True, max_length=63,
+                      validators=[RegexValidator(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$")],
+                      help_text="the only host name this token joins as (empty: any new one)")
 
 
 class JoinTokenCreatedSerializer(JoinTokenSerializer):
@@ -128,7 +139,8 @@ class JoinTokenViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         host_services.require_admin(request, request.user, "host.join_token.create", ("jointoken", ""),
                                     "make join tokens")
         body = _valid(JoinTokenCreateSerializer, request)
-        row, token = services.create_join_token(request.user, body["name"], expires=body.get("expires"),
+        expires = timezone.now() + timedelta(seconds=body["expires_in"]) if body.get("expires_in") else None
+        row, token = services.create_join_token(request.user, body["name"], expires=expires,
                                                 host_name=body.get("host_name", ""), request=request)
         return Response(dict(JoinTokenSerializer(row).data, token=token), status=201)
 
