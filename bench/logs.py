@@ -26,11 +26,9 @@ Everything is made under one temporary directory and removed at the end; process
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -42,9 +40,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from logs_web import Follower, Web, asgi_name  # noqa: E402
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
-NOTE = re.compile(r"^\.\.\. (\d+) lines not shown live")  # the monitor's sampling note (redis_sink.py)
 CONMON = shutil.which("conmon")
 GCC = shutil.which("gcc") or shutil.which("cc")
 
@@ -131,152 +131,6 @@ def stop_pid(pid: int | None) -> None:
             if not os.path.exists(f"/proc/{pid}"):
                 return
             time.sleep(0.01)
-
-
-def asgi_name() -> str:
-    from containers.management.commands.berth_run import asgi_server_command
-
-    return asgi_server_command("127.0.0.1", 0)[2]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
-    import socket
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start:\n{log.read_text(errors='replace')[-2000:]}") from None
-            time.sleep(0.1)
-
-
-# --- the web side: redis, django db, the ASGI server ------------------------------------------------
-
-class Web:
-    def __init__(self, base: Path):
-        self.base = base
-        self.procs: list[subprocess.Popen] = []
-        self.redis_port = free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        (base / "redis").mkdir()
-        log = base / "redis" / "redis.log"
-        self.procs.append(subprocess.Popen(
-            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.redis_port), "--bind",
-             "127.0.0.1", "--dir", str(base / "redis"), "--save", "", "--appendonly", "no", "--logfile", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        wait_port(self.redis_port, self.procs[-1], "redis-server", log)
-        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "PYTHONPATH": str(REPO),
-                    "DATABASE_URL": f"sqlite:///{base / 'web.sqlite3'}", "REDIS_URL": self.redis_url,
-                    "BERTH_STATE_ROOT": str(base / "web"), "BERTH_SECRET_KEY": uuid.uuid4().hex * 2}
-        os.environ.update({k: self.env[k] for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL",
-                                                    "BERTH_STATE_ROOT", "BERTH_SECRET_KEY")})
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from django.contrib.auth import get_user_model
-        from django.test import Client
-
-        from containers.models import Host
-
-        self.user = get_user_model().objects.create_user("bench", password=uuid.uuid4().hex)
-        self.host = Host.objects.create(name="bench-host")
-        client = Client()
-        client.force_login(self.user)
-        self.cookie = f"sessionid={client.cookies['sessionid'].value}"
-        from containers.management.commands.berth_run import asgi_server_command
-
-        self.port = free_port()
-        log = base / "web.log"
-        with open(log, "wb") as f:  # the server `make run` uses
-            self.procs.append(subprocess.Popen(asgi_server_command("127.0.0.1", self.port), cwd=REPO, env=self.env,
-                                               stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
-        wait_port(self.port, self.procs[-1], "the ASGI server", log)
-
-    def container_row(self, engine_id: str) -> int:
-        from containers.models import Container
-
-        return Container.objects.create(name=f"b{engine_id[:8]}", host=self.host, owner=self.user,
-                                         engine_id=engine_id, state="running").pk
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-class Follower:
-    """A WebSocket client of /ws/containers/<pk>/logs/ in a thread; records (arrival ns, message)."""
-
-    def __init__(self, web: Web, pk: int):
-        import threading
-
-        self.url = f"ws://127.0.0.1:{web.port}/ws/containers/{pk}/logs/?tail=0"
-        self.headers = {"Cookie": web.cookie, "Origin": f"http://127.0.0.1:{web.port}"}
-        self.messages: list[tuple[int, dict]] = []
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self.thread.start()
-        if not self.ready.wait(30):
-            raise SystemExit("the logs WebSocket did not answer")
-
-    async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-
-        async with connect(self.url, additional_headers=self.headers, max_size=None) as ws:
-            while not self.stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.2)
-                except TimeoutError:
-                    continue
-                now = time.time_ns()
-                msg = json.loads(raw)
-                if msg.get("tail"):
-                    self.ready.set()
-                    continue
-                self.messages.append((now, msg))
-
-    def lines(self) -> list[tuple[int, dict]]:
-        return [(t, line) for t, m in self.messages for line in m["lines"]]
-
-    def accounted(self) -> int:
-        """Lines sent + told dropped (by the web side, and by the monitor through its skipped counter)."""
-        sent, noted = self.sent_and_noted()
-        return sent + noted + sum(m["dropped"] for _, m in self.messages)
-
-    def sent_and_noted(self) -> tuple[int, int]:
-        sent = noted = 0
-        for _, m in self.messages:
-            for line in m["lines"]:
-                found = NOTE.match(line.get("log", ""))
-                if found:
-                    noted += int(found.group(1))
-                else:
-                    sent += 1
-        return sent, noted
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 # --- the engines ---------------------------------------------------------------------------------------
@@ -461,8 +315,7 @@ def flood_berth(web: Web | None, host: BerthHost, n: int, rate: int = 0) -> dict
         if follower.accounted() != n + 2:  # the flood, its start line and its end line
             print(f"  !! the WebSocket accounted for {follower.accounted():,} of {n + 2:,} lines: the Redis stream "
                   "missed some", file=sys.stderr)
-        sent, noted = follower.sent_and_noted()
-        res.update(sent=sent, noted=noted,
+        res.update(sent=len(follower.lines()),
                    dropped=sum(m["dropped"] for _, m in follower.messages),
                    sampled=sum(1 for _, m in follower.messages if m["mode"] == "sampled"),
                    messages=len(follower.messages))
@@ -546,9 +399,8 @@ def main() -> int:
         for label, r in results:
             rate = r["lines"] / r["seconds"]
             extra = f"  x{rate / ref:.2f} of conmon" if ref else ""
-            ws = (f"; WebSocket: {r['sent']:,} lines sent, {r['dropped']:,} told dropped by the web side, "
-                  f"{r['noted']:,} told left out by the monitor, {r['sampled']} sampled "
-                  f"messages of {r['messages']}") if "sent" in r else ""
+            ws = (f"; WebSocket: {r['sent']:,} lines sent, {r['dropped']:,} told dropped (web side and monitor), "
+                  f"{r['sampled']} sampled messages of {r['messages']}") if "sent" in r else ""
             print(f"  {label:38} {rate:>10,.0f} lines/s on disk, none lost{extra}{ws}")
 
         total = args.rate * args.seconds
@@ -557,9 +409,8 @@ def main() -> int:
         if conmon:
             sus.append(("conmon + runc (k8s-file)", flood_conmon(conmon, total, args.rate)))
         for label, r in sus:
-            ws = (f"; WebSocket: {r['sent']:,} sent + {r['dropped']:,} told dropped by the web side + "
-                  f"{r['noted']:,} told left out by the monitor = "
-                  f"{r['sent'] + r['dropped'] + r['noted']:,}") if "sent" in r else ""
+            ws = (f"; WebSocket: {r['sent']:,} sent + {r['dropped']:,} told dropped (web side and monitor) = "
+                  f"{r['sent'] + r['dropped']:,}") if "sent" in r else ""
             print(f"  {label:38} writer achieved {r['lines'] / r['writer_seconds']:,.0f} lines/s, "
                   f"last line on disk {r['lag'] * 1000:.0f} ms after the writer finished, all {r['lines']:,} on disk{ws}")
         return 0
