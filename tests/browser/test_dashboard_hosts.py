@@ -1,6 +1,6 @@
 """The Hosts page in Debian's chromium against a live Berth (issue 18): an admin makes a join token (shown once,
 gone after a reload), revokes it, labels and cordons the host; the create form then shows the refusal at the
-host field. NOT RUN YET when written (the suite's other run was using the machine)."""
+host field."""
 
 from __future__ import annotations
 
