@@ -201,6 +201,8 @@ class Container(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     # The host's view of its networking (addresses, MAC, gateway, networks, published ports), from the engine.
     network = models.JSONField(default=dict, blank=True)
+    # Why Berth put it on its host when its creator named none (services/placement.py); None: the host was named.
+    placement = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         ordering = ["-created"]
