@@ -144,7 +144,7 @@ def _bind_roots(user, mounts: list[str], host: Host) -> dict[str, Any]:
     return {"bind_roots": host_facts.bind_roots(host)}
 
 
-def create_container(user, *, host: Host | int | str | None, image: Image | str, name: str = "", start: bool = True,
+def create_container(user, *, host: Host | int | str | None = None, image: Image | str, name: str = "", start: bool = True,
                      team: Team | int | None = None, spec: dict[str, Any] | None = None, user_spec: str | None = None,
                      placement: dict[str, Any] | None = None, request=None, idempotency_key: str | None = None,
                      **fields: Any) -> tuple[Container, Job]:

@@ -58,6 +58,7 @@ def choose_host(user, image: Image | str, namespace: str, labels: list[str]) -> 
     considered: list[dict[str, Any]] = []
     candidates: list[tuple[float, int, str, Host, Image]] = []
     usable = 0  # hosts that pass online/cordon/labels: decides which field a refusal is about
+    forbidden = False  # the image is there and seen, but this user may not run it: 403 as on a named host
     for host in hosts:
         why = None
         if not host.online:
@@ -72,6 +73,7 @@ def choose_host(user, image: Image | str, namespace: str, labels: list[str]) -> 
                 image_row = _resolve_image(user, host, image, namespace)
             except ServiceError as exc:  # the same words as for a named host: "no image x on host h"
                 why = exc.message
+                forbidden = forbidden or exc.code == "forbidden"
         entry = {"host": host.name, "chosen": False, "load": None, "reason": why or ""}
         considered.append(entry)
         if why is None:
@@ -82,6 +84,9 @@ def choose_host(user, image: Image | str, namespace: str, labels: list[str]) -> 
     if not candidates:
         summary = "; ".join(f"{c['host']}: {c['reason']}" for c in considered) or "there are no hosts"
         asked = f" with labels {', '.join(labels)}" if labels else ""
+        if forbidden:
+            raise ServiceError("forbidden", f"you may not run containers from {_ref(image)} on any online "
+                                            f"host{asked} ({summary})", field="image")
         if usable:
             raise ServiceError("no_such_image", f"no online host{asked} has image {_ref(image)} for you "
                                                 f"({summary})", field="image")

@@ -144,8 +144,8 @@ def test_refusals_name_the_field_and_each_host_with_why(world, api_client):
 
 
 def test_ties_go_to_fewer_containers_then_to_the_name(world, api_client):
-    # mutants: the tie key drops the container count (-> node-x, first by name); hosts are listed by "-name" and
-    # the key drops the name, or min() over names becomes max() (-> node-z)
+    # mutants: the tie key drops the container count (-> node-x, first by name); the key orders names backwards
+    # (-> node-z). (Dropping the name alone is not a fault: hosts are listed by name and min() keeps the first.)
     _load(_host("node-x"), running=0, exited=1)  # all three at 0 running per CPU; api-node is at 0.5
     _host("node-z")
     _host("node-y")
@@ -157,7 +157,7 @@ def test_ties_go_to_fewer_containers_then_to_the_name(world, api_client):
 
 
 def test_the_service_places_too_and_reads_bad_placements(world):
-    # mutant: parse_placement accepts anything that is not a dict (a list of labels passes as placement)
+    # mutant: parse_placement no longer refuses keys other than "labels" ({"zone": "a"} would place anywhere)
     owner = world.users["owner"]
     _host("node-s", cpus=8, labels={"ssd": ""})
     container, job = services.create_container(owner, host=None, image="busybox", start=False,
@@ -167,3 +167,14 @@ def test_the_service_places_too_and_reads_bad_placements(world):
         with pytest.raises(services.ServiceError) as exc:
             services.create_container(owner, host=None, image="busybox", placement=bad)
         assert exc.value.field == "placement" and exc.value.status == 400
+
+
+def test_an_image_seen_but_not_runnable_is_refused_as_forbidden_as_on_a_named_host(world, api_client):
+    # mutant: choose_host drops the `forbidden` case (a viewer is told 404 no_such_image instead of 403)
+    _host("node-other", busybox=False)
+    refused = _place(api_client("viewer"), name="x", image="app-a:1")
+    assert refused.status_code == 403, refused.content
+    error = refused.json()["error"]
+    assert error["code"] == "forbidden" and list(error["fields"]) == ["image"]
+    assert "api-node: you may not run containers from app-a:1" in error["message"]
+    assert "node-other: no image app-a:1 on host node-other" in error["message"]
