@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libs
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
 	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3
 
-.PHONY: install apt venv npm pyc run test test-fast fuzz lint images clean
+.PHONY: install apt venv npm pyc run agent test test-fast fuzz lint images clean
 
 install: apt venv npm pyc
 
@@ -46,6 +46,14 @@ npm:
 
 run: install
 	$(BIN)/python manage.py berth_run
+
+# Join this machine to a control plane as a host (README: "Join a second machine"). The token goes to
+# berth_agent in its environment, not on its command line; @ keeps make from echoing it and the passwords.
+agent: install
+	@if [ -z "$(CONTROL_REDIS)" ] || [ -z "$(DATABASE_URL)" ] || [ -z "$(JOIN_TOKEN)" ]; then \
+	  echo "make agent needs CONTROL_REDIS, DATABASE_URL and JOIN_TOKEN (HOST_NAME and LABELS optional)"; exit 2; fi
+	@BERTH_JOIN_TOKEN="$(JOIN_TOKEN)" $(BIN)/python manage.py berth_agent --control-redis "$(CONTROL_REDIS)" \
+	  --database "$(DATABASE_URL)" $(if $(HOST_NAME),--name "$(HOST_NAME)") $(if $(LABELS),--labels "$(LABELS)")
 
 # The same answer on every run: fuzzers run a fixed, seeded, derandomized amount here.
 test: install

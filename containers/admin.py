@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from .models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamLimits, TeamMembership
+from .models import (
+    ApiToken,
+    AuditEvent,
+    Container,
+    Host,
+    Image,
+    Job,
+    JoinToken,
+    Team,
+    TeamLimits,
+    TeamMembership,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,7 +31,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Host)
 class HostAdmin(ReadOnlyAdmin):
-    list_display = ("name", "kernel", "cgroup_version", "cpus", "memory_bytes", "last_heartbeat")
+    list_display = ("name", "kernel", "cgroup_version", "cpus", "memory_bytes", "labels", "cordoned", "join_token",
+                    "last_heartbeat")
+
+
+@admin.register(JoinToken)
+class JoinTokenAdmin(ReadOnlyAdmin):
+    """Made and revoked on the Hosts page or the API (audited there); a join token is never deleted under a host."""
+
+    list_display = ("name", "prefix", "host_name", "created_by", "created", "expires", "last_used", "revoked")
 
 
 @admin.register(Image)

@@ -92,6 +92,9 @@ def host_event(host) -> dict[str, Any]:
         "cpus": host.cpus,
         "memory_bytes": host.memory_bytes,
         "runtimes": host.runtimes,
+        "labels": host.labels,
+        "cordoned": host.cordoned,
+        "draining": host.draining,
     }
 
 

@@ -89,6 +89,14 @@ class Host(models.Model):
     runtimes = models.JSONField(default=list, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # {"ssd": "", "zone": "a"}: set at join (--labels) and by admins; placement will match on them.
+    labels = models.JSONField(default=dict, blank=True)
+    cordoned = models.BooleanField(default=False)  # takes no new containers
+    draining = models.BooleanField(default=False)  # cordoned so that what runs here can be moved off
+    # The join token its agent joined with; None for the control plane's own host (make run). Its revocation
+    # refuses this host's worker at the next heartbeat. PROTECT: a token is revoked, never deleted under a host.
+    join_token = models.ForeignKey("containers.JoinToken", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="hosts")
 
     objects = HostQuerySet.as_manager()
 
@@ -193,6 +201,8 @@ class Container(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     # The host's view of its networking (addresses, MAC, gateway, networks, published ports), from the engine.
     network = models.JSONField(default=dict, blank=True)
+    # Why Berth put it on its host when its creator named none (services/placement.py); None: the host was named.
+    placement = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         ordering = ["-created"]
@@ -394,5 +404,6 @@ class Job(models.Model):
         return self.state in self.FINISHED_STATES
 
 
+from .join_models import JoinToken  # noqa: E402,F401  (issue 18; its own module)
 from .registry_models import RegistryCredential  # noqa: E402,F401  (issue 15; its own module)
 from .transfer_model import Transfer  # noqa: E402,F401  (a model of this app, in its own module)

@@ -3,6 +3,7 @@ from django.urls import path
 from . import (
     views,
     views_containers,
+    views_hosts,
     views_images,
     views_networks,
     views_registries,
@@ -12,8 +13,12 @@ from . import (
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("hosts/", views.hosts, name="hosts"),
+    path("hosts/", views_hosts.hosts, name="hosts"),
+    path("hosts/join-tokens/", views_hosts.join_token_create, name="join-token-create"),
+    path("hosts/join-tokens/<int:pk>/revoke/", views_hosts.join_token_revoke, name="join-token-revoke"),
+    path("hosts/<int:pk>/labels/", views_hosts.host_labels, name="host-labels"),
     path("hosts/<int:pk>/probe/", views.probe_host, name="host-probe"),
+    path("hosts/<int:pk>/<str:action>/", views_hosts.host_state, name="host-state"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/download/", views.job_download, name="job-download"),

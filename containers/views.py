@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -98,12 +97,6 @@ def download_url(job: Job) -> str | None:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("containers")
-
-
-@login_required
-def hosts(request: HttpRequest) -> HttpResponse:
-    context = {"hosts": selectors.pages.hosts_with_containers(request.user), "offline_after": settings.BERTH_HOST_OFFLINE_AFTER}
-    return render(request, "containers/hosts.html", context)
 
 
 @login_required

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,19 +119,47 @@ def beat(name: str | None = None) -> Host:
     return host
 
 
-class Heartbeat(threading.Thread):
-    """Daemon thread in the worker's main process: heartbeat + recovery of jobs whose process died."""
+# The exit status of a worker refused by the control plane (BSD's EX_NOPERM): berth_agent tells it from a crash.
+EX_REFUSED = 77
 
-    def __init__(self, name: str | None = None, interval: float | None = None) -> None:
+
+def refusal(name: str | None = None) -> str | None:
+    """Why this host's worker may not serve (its join token was revoked), or None (containers/join.py)."""
+    from containers import join
+
+    return join.refusal(name or settings.BERTH_HOST_NAME)
+
+
+def stop_worker_refused(why: str) -> None:
+    """Stop the Celery worker of this process: it takes no more messages, lets running jobs finish (warm
+    shutdown) and exits with EX_REFUSED. Called from the heartbeat thread, so only a flag is set, which the
+    worker's event loop reads on its next turn."""
+    from celery.worker import state
+
+    log.error("%s; stopping this worker (exit status %d)", why, EX_REFUSED)
+    state.should_stop = EX_REFUSED
+
+
+class Heartbeat(threading.Thread):
+    """Daemon thread in the worker's main process: heartbeat + recovery of jobs whose process died. A host
+    whose join token is revoked is refused at its next beat: `on_refused(why)` stops the worker."""
+
+    def __init__(self, name: str | None = None, interval: float | None = None,
+                 on_refused: Callable[[str], None] = stop_worker_refused) -> None:
         super().__init__(name="berth-heartbeat", daemon=True)
         self.host_name = name or settings.BERTH_HOST_NAME
         self.interval = interval if interval is not None else settings.BERTH_HEARTBEAT_SECONDS
         self.stopping = threading.Event()
+        self.on_refused = on_refused
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
             try:
                 close_old_connections()
+                why = refusal(self.host_name)
+                if why:
+                    self.on_refused(why)
+                    return  # a refused host beats no more: it shows offline
                 host = beat(self.host_name)
                 recover_orphaned_jobs(host)
             except Exception:

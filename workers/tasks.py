@@ -136,6 +136,10 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     global _heartbeat
     started = timezone.now()
     handlers.load_all()  # import errors in handler modules show at start, not at the first job
+    why = agent.refusal()
+    if why:  # a host whose join token was revoked: no registration, no jobs
+        agent.stop_worker_refused(why)
+        return
     host = agent.beat()
     recovered = agent.recover_orphaned_jobs(host)
     resent = agent.resend_queued_jobs(host, before=started)

@@ -25,7 +25,6 @@ from .common import (
     _job_response,
     _object_for_action,
     _valid,
-    pick_host,
 )
 from .filters import LABEL_FILTER_PATTERN
 from .params import query_bool
@@ -72,7 +71,8 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
                    responses={202: s.ContainerCreatedSerializer, **errors(400, 403, 404, 409)})
     def create(self, request: Request) -> Response:
         body = _valid(s.ContainerCreateSerializer, request)
-        host = pick_host(request.user, body.get("host"), body.get("image"))
+        # No host: the service places it (least loaded matching host), an image given by id included.
+        host = body.get("host")
         image = body["image"]
         if isinstance(image, int) or (str(image).isascii() and str(image).isdigit()):
             image = permissions.visible_images(request.user).filter(pk=bounds.as_id(image, Image) or 0).first()
@@ -81,7 +81,7 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
         spec = {k: body[k] for k in ContainerSpec.field_names() if k in body and k != "image"}
         container, job = services.create_container(
             request.user, host=host, image=image, name=body.get("name", ""), spec=spec,
-            start=body.get("start", True), team=body.get("team"), request=request,
+            start=body.get("start", True), team=body.get("team"), placement=body.get("placement"), request=request,
             idempotency_key=_idempotency_key(request))
         if container is None:  # a repeated key whose container is gone already
             container = Container(pk=int(job.target_id or 0), name="", host=job.host)

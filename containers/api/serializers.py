@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.validators import RegexValidator
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
@@ -11,6 +13,7 @@ from rest_framework import serializers
 from workers.engine.containers.spec import field_doc
 
 from .. import permissions
+from ..join import MAX_LABELS
 from ..models import ApiToken, AuditEvent, Container, Host, Image, Job, Team, TeamMembership
 
 
@@ -92,15 +95,32 @@ class ImageSerializer(serializers.ModelSerializer):
                   "owner", "owner_id", "team", "shared", "created"]
 
 
+class PlacementHostSerializer(serializers.Serializer):
+    host = serializers.CharField(help_text="host name")
+    chosen = serializers.BooleanField(help_text="this host was picked")
+    load = serializers.FloatField(allow_null=True, help_text="running containers per CPU; null: the host was out")
+    reason = serializers.CharField(help_text="why it was out (offline, cordoned, lacks label …, no image …), "
+                                             "else its load as 'N running on C CPU(s)'")
+
+
+class PlacementSerializer(serializers.Serializer):
+    host = serializers.CharField(help_text="the host Berth picked")
+    reason = serializers.CharField(help_text="e.g. 'least loaded of 3 matching hosts (0.5 running per CPU)'")
+    labels = serializers.ListField(child=serializers.CharField(), help_text="the labels asked for")
+    considered = PlacementHostSerializer(many=True, help_text="every host, by name")
+
+
 class ContainerSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True, default=None)
+    placement = PlacementSerializer(read_only=True, allow_null=True,
+                                    help_text="why Berth chose the host when none was given; null: it was named")
 
     class Meta:
         model = Container
         fields = ["id", "engine_id", "name", "image", "image_ref", "host", "host_name", "owner", "owner_id",
                   "team", "command", "config", "state", "exit_code", "oom_killed", "labels", "restart_policy",
-                  "restart_count", "status_message", "created", "started", "finished", "network"]
+                  "restart_count", "status_message", "created", "started", "finished", "network", "placement"]
         extra_kwargs = {"network": {"help_text": "the host's view: mode, networks (ip, mac, gateway, aliases), "
                                                  "ports (host_ip, host_port, container_port, protocol)"}}
 
@@ -244,10 +264,34 @@ class HostField(IdOrNameField):
         return super().to_internal_value(data)
 
 
+# A host label as placement asks for it: key or key=value (containers/join.py's grammar for host labels).
+PLACEMENT_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}(?:=[A-Za-z0-9._-]{0,63})?$"
+
+
+@extend_schema_field({"type": "string", "pattern": PLACEMENT_LABEL_PATTERN})
+class PlacementLabel(Str):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not re.fullmatch(PLACEMENT_LABEL_PATTERN, value):  # fullmatch: no trailing newline slips past "$"
+            raise serializers.ValidationError("a label is key or key=value (letters, digits, '.', '_', '-'; keys "
+                                              "also '/'; at most 63 each)")
+        return value
+
+
+class ContainerPlacementSerializer(serializers.Serializer):
+    labels = serializers.ListField(
+        child=PlacementLabel(),
+        required=False, max_length=MAX_LABELS, help_text="every one must match the host's labels: a bare key needs "
+                                                         "the key, key=value that value")
+
+
 class ContainerCreateSerializer(serializers.Serializer):
     image = IdOrNameField(help_text="image id, or name[:tag] on the chosen host")
-    host = HostField(required=False, allow_null=True, help_text="host id or name (default: the image's host, or the least "
-                                                   "loaded online host)")
+    host = HostField(required=False, allow_null=True, help_text="host id or name (default: Berth places it on the "
+                                                                "least loaded online, uncordoned host that has the "
+                                                                "image and matches placement.labels)")
+    placement = ContainerPlacementSerializer(required=False, allow_null=True,
+                                           help_text="only without a host: what the chosen host must match")
     name = Str(required=False, allow_blank=True, max_length=128, default="",
                validators=[RegexValidator(r"^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$",
                                           "use letters, digits, '_', '.', '-' (starting with a letter or digit)")])

@@ -8,6 +8,8 @@ from . import audit, containers, hosts, images, jobs, networks, registries, team
 
 def _router(trailing_slash: bool) -> SimpleRouter:
     router = SimpleRouter(trailing_slash=trailing_slash)
+    # before "hosts": hosts/{id} would take "join-tokens" as an id
+    router.register("hosts/join-tokens", hosts.JoinTokenViewSet, basename="api-join-token")
     router.register("hosts", hosts.HostViewSet, basename="api-host")
     router.register("hosts", way_in.HostStatsViewSet, basename="api-host-stats")
     router.register("images", images.ImageViewSet, basename="api-image")

@@ -33,7 +33,7 @@ def job_rows(user) -> list[Job]:
 
 def hosts_with_containers(user) -> list[Host]:
     """Every host the user sees, each with `.visible_containers`: theirs on it, by name."""
-    hosts = list(permissions.visible_hosts(user))
+    hosts = list(permissions.visible_hosts(user).select_related("join_token"))
     by_host: dict[int, list[Container]] = defaultdict(list)
     for c in permissions.visible_containers(user).filter(host__in=hosts).order_by("name"):
         by_host[c.host_id].append(c)

@@ -29,6 +29,7 @@ from .common import (
     _submit,
     scoped_key,
 )
+from .hosts import check_not_cordoned
 from .images import _check_image_name_free
 
 CONTAINER_ACTIONS = ("start", "stop", "kill", "restart", "pause", "unpause", "remove", "export", "commit", "logs")
@@ -143,15 +144,17 @@ def _bind_roots(user, mounts: list[str], host: Host) -> dict[str, Any]:
     return {"bind_roots": host_facts.bind_roots(host)}
 
 
-def create_container(user, *, host: Host | int | str, image: Image | str, name: str = "", start: bool = True,
+def create_container(user, *, host: Host | int | str | None = None, image: Image | str, name: str = "", start: bool = True,
                      team: Team | int | None = None, spec: dict[str, Any] | None = None, user_spec: str | None = None,
-                     request=None, idempotency_key: str | None = None, **fields: Any) -> tuple[Container, Job]:
+                     placement: dict[str, Any] | None = None, request=None, idempotency_key: str | None = None,
+                     **fields: Any) -> tuple[Container, Job]:
     """Make the Container row (state "created") and queue container.create (and its start).
 
     What the container is asked to be is `spec` (container spec JSON) and/or its fields as keyword
-    arguments; `user_spec` is the spec's `user` (the first argument is who asks)."""
-    """Make the Container row (state "created") and queue container.create (and its start)."""
+    arguments; `user_spec` is the spec's `user` (the first argument is who asks). With no `host`, Berth
+    places it (services/placement.py; `placement` may ask for labels) and keeps why on the row."""
     from . import networks as services_networks
+    from . import placement as services_placement
     from . import volumes as services_volumes
 
     action = "container.create"
@@ -163,7 +166,13 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         if earlier is not None:
             container = Container.objects.filter(pk=earlier.target_id).first() if earlier.target_id else None
             return container, earlier
-        host = _as_host(host)
+        placed = host in (None, "")
+        if not placed and placement is not None:  # a named host is not second-guessed by labels
+            raise ServiceError("invalid", "give a host or a placement, not both", field="placement")
+        wanted = services_placement.parse_placement(placement)
+        if not placed:
+            host = _as_host(host)
+            check_not_cordoned(host)
         name = (name or "").strip()
         if name and not NAME_RE.match(name):
             raise ServiceError("invalid", f"invalid container name {name!r}: use letters, digits, '_', '.', '-' "
@@ -173,7 +182,11 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
         if len(namespaces.engine_name(namespace, name)) > 128:
             raise ServiceError("invalid", f"invalid container name {name!r}: at most "
                                           f"{127 - len(namespace)} characters", field="name")
-        image_row = _resolve_image(user, host, image, namespace)
+        chosen: dict[str, Any] | None = None
+        if placed:
+            host, image_row, chosen = services_placement.choose_host(user, image, namespace, wanted)
+        else:
+            image_row = _resolve_image(user, host, image, namespace)
         values = {**(spec or {}), **fields, **({"user": user_spec} if user_spec is not None else {})}
         params = _container_params(user, host, values, team_row)
         start = _bool(start, "start")
@@ -193,7 +206,7 @@ def create_container(user, *, host: Host | int | str, image: Image | str, name: 
                     name=name, namespace=namespace, host=host, image=image_row, image_ref=image_row.ref,
                     owner=user, team=team_row,
                     command=params["command"] or [], config=params, state=Container.State.CREATED,
-                    labels=params["labels"], restart_policy=params["restart_policy"])
+                    labels=params["labels"], restart_policy=params["restart_policy"], placement=chosen)
                 container.volumes.set(volumes)
                 container.networks.set(nets)
                 job = _submit(request, user, action, host, container, params, key)

@@ -39,6 +39,23 @@
       kernel: host.kernel, cgroup_version: host.cgroup_version, cpus: host.cpus,
       runtimes: (host.runtimes || []).join(", "),
     });
+    var labels = card.querySelector('[data-field="labels"]');
+    if (labels && host.labels) {
+      labels.textContent = "";
+      Object.keys(host.labels).forEach(function (k) {
+        var b = document.createElement("span");
+        b.className = "badge";
+        b.textContent = host.labels[k] ? k + "=" + host.labels[k] : k;
+        labels.appendChild(b);
+        labels.appendChild(document.createTextNode(" "));
+      });
+      if (!labels.childNodes.length) labels.textContent = "\u2014";
+    }
+    var cordon = card.querySelector('[data-field="cordon"]');
+    if (cordon) {
+      cordon.hidden = !host.cordoned;
+      cordon.textContent = host.draining ? "draining" : "cordoned";
+    }
     refresh();
   });
   refresh();

@@ -12,8 +12,10 @@ from containers.models import (
     ApiToken,
     AuditEvent,
     Container,
+    Host,
     Image,
     Job,
+    JoinToken,
     Network,
     RegistryCredential,
     Team,
@@ -177,6 +179,20 @@ CASES = [
     Case("teams", "get", "/api/v1/teams", {r: 200 for r in ROLES}, lists=("team_a", "TEAM_VIEW")),
     Case("tokens", "get", "/api/v1/tokens", {r: 200 for r in ROLES}, lists=("owner_token", "OWNER")),
     Case("audit", "get", "/api/v1/audit", {r: 200 for r in ROLES}, lists=("audit_a", "AUDIT")),
+    # hosts (issue 18): labels, cordon, drain and join tokens are a superuser's; others see hosts, not tokens
+    Case("host update", "patch", "/api/v1/hosts/{host}", {r: 200 if r == "root" else 403 for r in ROLES},
+         {"labels": ["ssd", "zone=a"], "cordoned": True},
+         effect=lambda ids, user: _row(Host, ids["host"], "labels", "cordoned") == ({"ssd": "", "zone": "a"}, True)),
+    Case("drain host", "post", "/api/v1/hosts/{host}/drain", {r: 200 if r == "root" else 403 for r in ROLES},
+         effect=lambda ids, user: _row(Host, ids["host"], "cordoned", "draining") == (True, True)),
+    Case("join tokens", "get", "/api/v1/hosts/join-tokens", {r: 200 if r == "root" else 403 for r in ROLES}),
+    Case("join token", "get", "/api/v1/hosts/join-tokens/{join_token}", {r: 200 if r == "root" else 404 for r in ROLES},
+         returns="join_token"),
+    Case("make join token", "post", "/api/v1/hosts/join-tokens", {r: 201 if r == "root" else 403 for r in ROLES},
+         {"name": "rack-2"}, effect=lambda ids, user: JoinToken.objects.filter(name="rack-2").count() == 1),
+    Case("revoke join token", "delete", "/api/v1/hosts/join-tokens/{join_token}",
+         {r: 200 if r == "root" else 404 for r in ROLES},
+         effect=lambda ids, user: _row(JoinToken, ids["join_token"], "revoked") != (None,)),
     Case("make token", "post", "/api/v1/tokens", {r: 201 for r in ROLES}, {"name": "ci"},
          effect=lambda ids, user: list(ApiToken.objects.filter(name="ci").values_list("user_id", flat=True))
          == [user.pk]),
@@ -202,6 +218,8 @@ def snapshot() -> dict[str, list]:
         "members": list(TeamMembership.objects.order_by("pk").values()),
         "team_limits": list(TeamLimits.objects.order_by("pk").values()),
         "tokens": list(ApiToken.objects.order_by("pk").values("pk", "name", "key_hash", "revoked")),
+        "hosts": list(Host.objects.order_by("pk").values("pk", "labels", "cordoned", "draining", "join_token")),
+        "join_tokens": list(JoinToken.objects.order_by("pk").values("pk", "name", "revoked")),
     }
 
 
@@ -209,7 +227,7 @@ def snapshot() -> dict[str, list]:
 def ids(world, tmp_path):
     from django.contrib.auth import get_user_model
 
-    from containers import audit
+    from containers import audit, join
     from containers.api.auth import create_token
 
     get_user_model().objects.create_user("newbie", password="pw-newbie-123")
@@ -225,6 +243,7 @@ def ids(world, tmp_path):
     make_download(export_job, b"t" * 2048)  # as its worker pushed it to the web side
     event = audit.record(None, world.users["operator"], "container.stop", world.web_a, "ok")
     token, _ = create_token(world.users["owner"], "owner's")
+    join_token, _ = join.make_token(world.users["root"], "rack-1")
     volume_a = Volume.objects.create(name="data", host=host, owner=world.users["owner"], team=world.team_a)
     cred_a = RegistryCredential.objects.create(registry="reg.example:5000", username="bot", team=world.team_a,
                                                owner=world.users["admin"], secret="not-a-real-token")
@@ -236,7 +255,7 @@ def ids(world, tmp_path):
     return {"network_a": network_a.pk, "db_a": db_a.pk, "db_a_engine": db_a.engine_id, "web_a_engine": world.web_a.engine_id,
             "host": host.pk, "web_a": world.web_a.pk, "image_a": world.image_a.pk, "base": world.base.pk,
             "job_a": job_a.pk, "export_job": export_job.pk, "team_a": world.team_a.pk,
-            "viewer": world.users["viewer"].pk, "audit_a": event.pk, "owner_token": token.pk,
+            "viewer": world.users["viewer"].pk, "audit_a": event.pk, "owner_token": token.pk, "join_token": join_token.pk,
             "volume_a": volume_a.pk, "volume_a_engine": volume_a.engine_id, "cred_a": cred_a.pk}
 
 
@@ -362,7 +381,7 @@ def _operations_under_test() -> set[tuple[str, str]]:
     for method, path in [(c.method, c.path) for c in CASES] + [("post", u[1]) for u in UPLOADS]:
         template = path.split("?")[0]
         for key in ("host", "web_a", "image_a", "base", "job_a", "export_job", "team_a", "audit_a",
-                    "owner_token", "volume_a", "network_a", "cred_a"):
+                    "owner_token", "volume_a", "network_a", "cred_a", "join_token"):
             template = template.replace("{" + key + "}", "{id}")
         ops.add((method, template.replace("{viewer}", "{user_id}")))
     from tests.api.test_api_way_in import COVERED  # the tar upload has its own matrix there

@@ -1,7 +1,7 @@
 """The web side never reads a host's disk: no code under containers/ or webapp/ names a state root (the setting,
 a host's `state_root` fact, its `exports`/`uploads` dirs) or imports an engine module that works on a state
 root (image store, container manager, volumes, monitor). Pure engine modules (the spec, its values and errors,
-references) are fine. `berth_run` is exempt: it starts a whole machine, worker included; settings.py keeps the
+references) are fine. `berth_run` and `berth_agent` are exempt: each starts a host's worker on its machine; settings.py keeps the
 web server's own files (its SQLite database, secret key, staging dir) under BERTH_STATE_ROOT by default."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-EXEMPT = {"containers/management/commands/berth_run.py", "webapp/settings.py"}
+EXEMPT = {"containers/management/commands/berth_run.py", "containers/management/commands/berth_agent.py",
+          "webapp/settings.py"}
 PURE_ENGINE = {
     "workers.engine.containers.spec", "workers.engine.containers.spec_values", "workers.engine.containers.config",
     "workers.engine.containers.errors", "workers.engine.containers.states", "workers.engine.images.refs",

@@ -59,3 +59,23 @@ def test_beat_registers_the_host_and_online_is_derived(settings):
     assert not host.online and not Host.objects.online().exists()
     assert agent.beat("node-b").pk == host.pk  # a heartbeat brings it back, same row
     assert Host.objects.get(pk=host.pk).online
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_of_a_host_whose_join_token_was_revoked_refuses_it(django_user_model):
+    # mutant: Heartbeat.run beats before asking refusal() (or refusal() ignores `revoked`)
+    from containers import join
+
+    root = django_user_model.objects.create_superuser("root", password="pw-root-123")
+    row, token = join.make_token(root, "rack")
+    host = join.join(token, "node-h")
+    Host.objects.create(name="local")  # make run's own host: no token, never refused
+    assert agent.refusal("local") is None and agent.refusal("node-h") is None
+    join.JoinToken.objects.filter(pk=row.pk).update(revoked=timezone.now())
+    assert "was revoked" in agent.refusal("node-h")
+    refused: list[str] = []
+    beat = agent.Heartbeat("node-h", interval=0.05, on_refused=refused.append)
+    beat.start()
+    beat.join(10)
+    assert not beat.is_alive() and len(refused) == 1 and "node-h is refused" in refused[0]
+    assert Host.objects.get(pk=host.pk).last_heartbeat is None  # refused before beating

@@ -54,6 +54,14 @@ def asgi_server_command(bind: str, port: int, fd: int | None = None) -> list[str
     return [sys.executable, "-m", "webapp.serve", *where]
 
 
+def worker_command(host_name: str, concurrency: int = 2) -> list[str]:
+    """The Celery worker of one host (queue host.<name>): what berth_run starts here and berth_agent on a
+    joining machine."""
+    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
+            "-n", f"{host_name}@%h", "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle"]
+
+
 def _start_ticks(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -230,10 +238,7 @@ class Command(BaseCommand):
         # The worker reaches this web server for uploads and downloads (containers/transfer.py).
         local = "127.0.0.1" if opts["bind"] in ("0.0.0.0", "::") else opts["bind"]
         env.setdefault("BERTH_CONTROL_URL", f"http://{local}:{opts['port']}")
-        self.worker = self._spawn("worker", [
-            sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
-            "-n", f"{host_name}@%h", "--concurrency", str(opts["concurrency"]), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle"], env, logs)
+        self.worker = self._spawn("worker", worker_command(host_name, opts["concurrency"]), env, logs)
         if not port_free(opts["port"], opts["bind"]):
             raise CommandError(f"port {opts['port']} on {opts['bind']} is taken; use --port or BERTH_HTTP_PORT")
         web = self._spawn("web", asgi_server_command(opts["bind"], opts["port"]), env, logs)
