@@ -240,6 +240,7 @@ class NetworkManager:
     def _setup_one(self, st: dict, name: str, port_maps: list[dict]) -> None:
         att = st["attachments"][name]
         net = self.store.get(att["network_id"])
+        att["vark"] = netavark.vark_name(net, att)
         opts = netavark.options(st["id"], st["name"], net, att, port_maps)
         st.setdefault("applied", [])
         if name not in st["applied"]:
@@ -248,7 +249,7 @@ class NetworkManager:
         before = antispoof.bridge_ports(net["bridge"])  # under the network lock: the new port is ours
         res = netavark.run("setup", self.run_dir, self._ns(st["id"]), opts)
         try:
-            att["mac"] = res[net["name"]]["interfaces"][att["interface"]]["mac_address"]
+            att["mac"] = res[att["vark"]]["interfaces"][att["interface"]]["mac_address"]
         except (KeyError, TypeError):
             raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
         new = antispoof.bridge_ports(net["bridge"]) - before

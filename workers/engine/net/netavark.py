@@ -34,21 +34,34 @@ def binary() -> str:
     return found
 
 
-def network_info(net: dict) -> dict:
+def vark_name(net: dict, att: dict | None = None) -> str:
+    """The name netavark knows a network by. netavark names the network's iptables chains from a hash of
+    it, so it must be unique on the machine, not only in one state root: two hosts on one machine each
+    with a `bridge` network shared one chain, and one host's last teardown deleted it under the other's
+    containers. An attachment keeps the name it was set up with, for its teardown."""
+    if att is not None and att.get("vark"):
+        return att["vark"]
+    if att is not None and att.get("mac"):
+        return net["name"]  # set up by a Berth that gave netavark the network's own name
+    return f"berth-{net['id'][:12]}"
+
+
+def network_info(net: dict, name: str) -> dict:
     """netavark's description of one of our network records."""
-    return {"name": net["name"], "id": net["id"], "driver": "bridge", "network_interface": net["bridge"],
+    return {"name": name, "id": net["id"], "driver": "bridge", "network_interface": net["bridge"],
             "subnets": [{"subnet": net["subnet"], "gateway": net["gateway"]}], "ipv6_enabled": False,
             "internal": net["internal"], "dns_enabled": net["dns"], "ipam_options": {"driver": "host-local"},
             "options": {"isolate": "true"}}
 
 
 def options(cid: str, name: str, net: dict, att: dict, ports: list[dict]) -> dict:
+    vark = vark_name(net, att)
     return {"container_id": cid, "container_name": name,
             "port_mappings": [{"host_ip": p["host_ip"], "container_port": p["container_port"],
                                "host_port": p["host_port"], "range": 1, "protocol": p["protocol"]} for p in ports],
-            "networks": {net["name"]: {"static_ips": [att["ip"]], "aliases": list(att.get("aliases") or []),
+            "networks": {vark: {"static_ips": [att["ip"]], "aliases": list(att.get("aliases") or []),
                                        "interface_name": att["interface"]}},
-            "network_info": {net["name"]: network_info(net)}}
+            "network_info": {vark: network_info(net, vark)}}
 
 
 def run(verb: str, config_dir: Path, netns: Path, opts: dict) -> dict:

@@ -1,0 +1,68 @@
+"""Two hosts on one machine (two state roots, as the multi-host tests run them): each host's networks keep
+their own firewall chains. netavark names a network's iptables chains from a hash of the name it is given;
+when both hosts gave it `app`, the last teardown on one host deleted rules the other's containers still used
+(CI: "unable to append rule '-d 10.89.17.0/24 -j ACCEPT' to table 'nat': No chain/target/match")."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.engine.containers.conftest import teardown_root
+from tests.engine.net.conftest import _needs, cleanup, firewall_rules_mentioning, run_out
+from workers.engine.containers import ContainerManager
+from workers.engine.images.base import ensure_base_images
+from workers.engine.images.store import ImageStore
+
+SLEEP = ["sleep", "300"]
+
+
+def rules(subnet_prefix: str) -> list[str]:
+    """The firewall rules naming a subnet, without their packet counters (which move with traffic)."""
+    return sorted(re.sub(r"counter packets \d+ bytes \d+ ", "", r) for r in firewall_rules_mentioning(subnet_prefix))
+
+
+def chains_of(subnet: str) -> set[str]:
+    """netavark's per-network chains (NETAVARK-<hash>) that hold a rule for traffic to `subnet`; its
+    NETAVARK_FORWARD chain is one per machine by design."""
+    text = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {ln.split()[1] for ln in text.splitlines()
+            if ln.startswith("-A NETAVARK-") and f"-d {subnet} " in ln}
+
+
+@pytest.fixture
+def other(tmp_path_factory: pytest.TempPathFactory):
+    _needs()
+    root = tmp_path_factory.mktemp("nt-other")
+    ensure_base_images(ImageStore(root))
+    m = ContainerManager(root, default_network="bridge")
+    try:
+        yield m
+    finally:
+        cleanup(m)
+        teardown_root(root)
+
+
+def test_a_network_of_the_same_name_on_another_host_keeps_its_own_rules(mgr, other):
+    mgr.net.create("app", subnet="10.231.40.0/24")
+    other.net.create("app", subnet="10.231.41.0/24")
+    mgr.create("busybox", name="a1", command=SLEEP, networks=["app"])
+    other.create("busybox", name="b1", command=SLEEP, networks=["app"])
+    mgr.start("a1")
+    other.start("b1")
+    # netavark adds and deletes a network's chain by the name it was given, and checks for the chain apart
+    # from appending to it: a chain two hosts share can be deleted by one between the other's check and
+    # append (the CI failure). So no chain may carry both hosts' subnets.
+    assert chains_of("10.231.40.0/24") and not chains_of("10.231.40.0/24") & chains_of("10.231.41.0/24")
+    ours = rules("10.231.40.")
+    assert any("-j ACCEPT" in r for r in ours) and rules("10.231.41."), ours
+
+    other.stop("b1", timeout=0)  # the other host's last container on its `app`: netavark's full teardown there
+    assert not rules("10.231.41.")
+    assert rules("10.231.40.") == ours
+    mgr.create("busybox", name="a2", command=SLEEP, networks=["app"])
+    mgr.start("a2")  # appends to this host's chain, which must still be there
+    ip = mgr.inspect("a1")["network"]["ip"]
+    assert run_out(mgr, "a2", ["ping", "-c1", "-W5", ip])[0] == 0
