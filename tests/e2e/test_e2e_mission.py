@@ -77,6 +77,7 @@ def get(url: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)  # the suite's 300 s is shorter than a fresh build on a loaded machine
 def test_a_web_app_counts_visits_in_redis_reached_by_name(host_worker, wait_job, wait_for):  # noqa: F811
     alice = get_user_model().objects.create_user("alice", password="pw-alice-123")
     w = host_worker("mission", env={"BERTH_BASE_CACHE": CACHE})

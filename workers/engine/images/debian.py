@@ -4,6 +4,7 @@ decides its contents, so a second build on one machine takes seconds and a fresh
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -15,7 +16,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..timefmt import rfc3339
@@ -108,6 +109,29 @@ def _build_rootfs_tar(tmp: str, out: str, names: list[str], mirror: str, suite: 
     os.utime(out, (mtime, mtime))  # the image's `created`, the same whenever the cached tar is imported
 
 
+def _mounts_under(path: str) -> bool:
+    real = os.path.realpath(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].startswith(real) for line in f)
+
+
+def _remove_build_dir(path: str) -> None:
+    """Remove a build directory unless something is still mounted in it (debootstrap mounts /proc and /sys
+    into the target and may bind /dev: a builder killed mid-way leaves them, and removing through them
+    would delete the host's files). Such a directory is left for a human, never walked."""
+    if not _mounts_under(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _build_dir(parent: str, prefix: str) -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield path
+    finally:
+        _remove_build_dir(path)
+
+
 def _own_private_dir(path: str) -> str:
     """The cache holds tarballs imported with their setuid bits: only a directory of ours that nobody else
     may write is trusted."""
@@ -128,7 +152,9 @@ def _cached_tar(cache_dir: str, names: list[str], mirror: str, suite: str) -> st
     with open(os.path.join(cache_dir, f"debian-{key}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(tar):
-            with tempfile.TemporaryDirectory(prefix="build-", dir=cache_dir) as tmp:
+            for stale in glob.glob(os.path.join(cache_dir, f"build-{key}-*")):  # a builder killed mid-way
+                _remove_build_dir(stale)  # (only the lock's holder builds this key)
+            with _build_dir(cache_dir, f"build-{key}-") as tmp:
                 part = os.path.join(tmp, "rootfs.tar")
                 _build_rootfs_tar(tmp, part, names, mirror, suite)
                 Path(tar + ".json").write_text(json.dumps({"suite": suite, "mirror": mirror, "include": names,
@@ -146,7 +172,8 @@ def make_debian_image(store: ImageStore, ref: str | None = None, suite: str = SU
     names = packages(include)
     ref = ref or debian_ref(names)
     mirror = debian_mirror()
-    with tempfile.TemporaryDirectory(prefix="debian-", dir=store.tmp) as tmp:
+    # gc.lock shared for the whole build: gc empties store.tmp and must not walk debootstrap's mounts there.
+    with store._lock("gc", shared=True), _build_dir(str(store.tmp), "debian-") as tmp:
         if cache_dir:
             tar = _cached_tar(cache_dir, names, mirror, suite)
         else:
