@@ -8,10 +8,13 @@
 - host -> published port (127.0.0.1:P, DNAT by netavark's rules) against host -> the container's own address.
 - HTTP requests/s (busybox httpd in the container, a keep-alive-less Python client on the host), published
   against direct.
-- Start overhead: median ContainerManager.start of a `sleep` container on a bridge network, with `none`, and
-  without any networking (the runtime's own namespace with lo only); podman with netavark beside it
-  (`podman start` with --network bridge and none) when podman runs here.
-Everything lives in its own state root and subnets 10.231.200-202.0/24 and is removed at the end.
+- Start overhead: median ContainerManager.start of a `sleep` container on a user bridge network (DNS, as
+  Docker's user networks), on one without DNS, with `none`, and without any networking (the runtime's own
+  namespace with lo only); podman with netavark beside it when podman runs here: `podman start` with
+  --network bridge (podman's default network: no DNS, no isolation), on a network made with DNS and
+  `--opt isolate=true` (what every Berth network has: like for like), and none. Podman's network configs go
+  to its own --network-config-dir, never /etc/containers/networks.
+Everything lives in its own state root and subnets 10.231.200-204.0/24 and is removed at the end.
 """
 
 from __future__ import annotations
@@ -88,32 +91,42 @@ def veth_floor(tmp: Path, seconds: float) -> float:
 
 
 def time_starts(m: ContainerManager, runs: int) -> dict[str, float]:
-    kinds = {"bridge": {"networks": ["bench"]}, "none": {"networks": ["none"]}, "no networking": {}}
+    m.net.create("benchnodns", subnet="10.231.203.0/24", dns=False)
+    kinds = {"bridge": {"networks": ["bench"]}, "bridge, no DNS": {"networks": ["benchnodns"]},
+             "none": {"networks": ["none"]}, "no networking": {}}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for i in range(runs):
         for kind, spec in kinds.items():
-            c = m.create("busybox", name=f"s{i}-{kind.replace(' ', '')}", command=["sleep", "1000"], **spec)
+            c = m.create("busybox", name=f"s{i}-{kind.replace(' ', '').replace(',', '')}",
+                         command=["sleep", "1000"], **spec)
             t = time.perf_counter()
             m.start(c["id"])
             times[kind].append((time.perf_counter() - t) * 1000)
             m.remove(c["id"], force=True)
+    m.net.remove("benchnodns")
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
     root = tmp / "podman"
-    base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"), "--network-backend", "netavark", "--runtime", "runc"]
+    base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"), "--network-backend", "netavark",
+            "--network-config-dir", str(root / "networks"), "--runtime", "runc"]
     tar = tmp / "busybox.tar"
     subprocess.run(["tar", "-C", "/", "-cf", str(tar), "bin/busybox"], check=True)
     imp = subprocess.run(base + ["import", "--change", "CMD /bin/busybox sleep 1000", str(tar), "bbx"],
                          capture_output=True, text=True)
     if imp.returncode != 0:
         return f"podman import failed: {imp.stderr.strip()[-300:]}"
-    out: dict[str, list[float]] = {"bridge": [], "none": []}
+    out: dict[str, list[float]] = {"bridge": [], "isolated, DNS": [], "none": []}
+    net = subprocess.run(base + ["network", "create", "--subnet", "10.231.204.0/24", "--opt", "isolate=true",
+                                 "benchiso"], capture_output=True, text=True)
+    if net.returncode != 0:
+        return f"podman network create failed: {net.stderr.strip()[-300:]}"
+    nets = {"bridge": "bridge", "isolated, DNS": "benchiso", "none": "none"}
     try:
         for _ in range(runs):
             for kind in out:
-                cid = subprocess.run(base + ["create", "--network", kind, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "bbx", "/bin/busybox", "sleep", "1000"],
+                cid = subprocess.run(base + ["create", "--network", nets[kind], "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "bbx", "/bin/busybox", "sleep", "1000"],
                                      capture_output=True, text=True)
                 if cid.returncode != 0:
                     return f"podman create failed: {cid.stderr.strip()[-300:]}"
@@ -125,6 +138,7 @@ def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
                 subprocess.run(base + ["rm", "-f", "-t", "0", cid.stdout.strip()], capture_output=True)
         return {k: statistics.median(v) for k, v in out.items()}
     finally:
+        subprocess.run(base + ["network", "rm", "-f", "benchiso"], capture_output=True)
         subprocess.run(base + ["system", "reset", "-f"], capture_output=True)
 
 
@@ -165,7 +179,9 @@ def main() -> int:
             m.remove(name, force=True)
         starts = time_starts(m, args.runs)
         print(f"Start (median of {args.runs}, ms): " + ", ".join(f"{k} {v:.1f}" for k, v in starts.items())
-              + f"; networking adds {starts['bridge'] - starts['no networking']:.1f} ms (bridge)")
+              + f"; networking adds {starts['bridge'] - starts['no networking']:.1f} ms (bridge), "
+              f"over none: {starts['bridge'] - starts['none']:.1f} (bridge), "
+              f"{starts['bridge, no DNS'] - starts['none']:.1f} (no DNS)")
         if args.many:
             many(m, args.many)
         if not args.skip_podman:
@@ -173,14 +189,16 @@ def main() -> int:
             if isinstance(pod, str):
                 print(f"podman: {pod}")
             else:
-                print(f"podman start (median of {args.runs}, ms): bridge {pod['bridge']:.1f}, none {pod['none']:.1f}; "
-                      f"networking adds {pod['bridge'] - pod['none']:.1f} ms")
+                print(f"podman start (median of {args.runs}, ms): " + ", ".join(f"{k} {v:.1f}" for k, v in pod.items())
+                      + f"; networking adds over none: {pod['bridge'] - pod['none']:.1f} ms (default bridge), "
+                      f"{pod['isolated, DNS'] - pod['none']:.1f} (isolated, DNS)")
     finally:
         for c in m.list():
             with contextlib.suppress(Exception):
                 m.remove(c["id"], force=True)
-        with contextlib.suppress(Exception):
-            m.net.remove("bench", force=True)
+        for name in ("bench", "benchnodns", "crowd"):
+            with contextlib.suppress(Exception):
+                m.net.remove(name, force=True)
         from tests.engine.containers.conftest import teardown_root
         teardown_root(tmp)
     return 0

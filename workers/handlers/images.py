@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,11 +14,11 @@ from containers import namespaces
 from containers.models import Image, Team
 from workers import transfer
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound, RefTaken
-from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, ensure_base_images
+from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, debian_ref, ensure_base_images, is_base_ref
+from workers.engine.images.debian import default_cache_dir
 from workers.handlers import common, handler, on_worker_start
 
 SAVE_FORMATS = ("docker-archive", "oci-archive")
-BASE_REFS = (BUSYBOX_REF, DEBIAN_REF)
 log = logging.getLogger(__name__)
 
 
@@ -214,16 +215,23 @@ def tag_image(job, report) -> dict[str, Any]:
 
 @handler("image.seed")
 def seed_images(job, report) -> dict[str, Any]:
-    """The host's base images (busybox; debian when asked and debootstrap works) and their rows, which
-    belong to nobody and are shared so every user sees them."""
+    """The host's base images (busybox; debian when asked and debootstrap works, with the extra Debian
+    packages of `include`) and their rows, which belong to nobody and are shared so every user sees them.
+    The host's own $BERTH_BASE_CACHE, if set, keeps Debian builds (the web side names no host path)."""
+    from workers.tasks import JobError
+
     store = common.image_store()
     report(5, "making base images")
+    include = job.params.get("include") or None
     try:
-        made = ensure_base_images(store, debian=bool(job.params.get("debian")))
-    except (ImageError, OSError) as exc:
+        made = ensure_base_images(store, debian=bool(job.params.get("debian")), include=include,
+                                  cache_dir=default_cache_dir())
+    except ImageError as exc:
+        raise JobError(f"could not make the base images: {exc}", code=exc.code, field=exc.field) from None
+    except (OSError, subprocess.CalledProcessError) as exc:
         raise _job_error(f"could not make the base images: {exc}") from None
     out = []
-    for ref in (BUSYBOX_REF, DEBIAN_REF):
+    for ref in dict.fromkeys((BUSYBOX_REF, DEBIAN_REF, debian_ref(include))):
         if store.exists(ref):
             row = common.sync_image_row(job.host, ref, store.resolve(ref), owner=None, team=None, shared=True)
             out.append({"image_id": row.pk, "ref": row.ref})
@@ -248,7 +256,7 @@ def sync_host_images(host) -> list[int]:
             owner = User.objects.filter(pk=user_id).first() if user_id is not None else None
             team = Team.objects.filter(pk=team_id).first() if team_id is not None else None
             row = common.sync_image_row(host, f"{name}:{tag}", image, owner=owner, team=team,
-                                        shared=namespace == namespaces.SYSTEM and engine_ref in BASE_REFS,
+                                        shared=namespace == namespaces.SYSTEM and is_base_ref(engine_ref),
                                         keep_ownership=existing, namespace=namespace)
             pks.append(row.pk)
     return pks

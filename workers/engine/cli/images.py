@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..images.base import ensure_base_images
+from ..images.debian import CACHE_ENV, default_cache_dir
 from ..images.errors import ImageError
 from ..images.store import ImageStore
 from ..images.tarsafe import TarPolicy
@@ -116,7 +117,8 @@ def cmd_gc(args) -> int:
 
 
 def cmd_base(args) -> int:
-    made = ensure_base_images(_store(args), debian=args.debian)
+    made = ensure_base_images(_store(args), debian=args.debian, include=args.include,
+                              cache_dir=args.cache_dir or default_cache_dir())
     _print_json(made) if args.json else print("\n".join(made) or "base images already present")
     return 0
 
@@ -209,6 +211,10 @@ def register(sub) -> None:
 
     p = isub.add_parser("base", help="create the base images made on this host")
     p.add_argument("--debian", action="store_true", help="also debian:bookworm-slim via debootstrap (minutes)")
+    p.add_argument("--include", metavar="PKG,PKG", help="extra Debian packages: makes debian:bookworm_PKG_PKG "
+                                                         "instead of debian:bookworm-slim (implies --debian)")
+    p.add_argument("--cache-dir", metavar="DIR", help="keep the Debian rootfs here, keyed by suite, packages, "
+                                                       f"mirror and builder version (default ${CACHE_ENV})")
     p.set_defaults(func=cmd_base)
 
     p = sub.add_parser("export", help="export a container's filesystem as a tar archive")

@@ -9,6 +9,7 @@ setup and removed at teardown (veth names are reused by netavark, so a stale ele
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -50,14 +51,12 @@ def ensure() -> None:
 
 
 def bridge_ports(bridge: str) -> set[str]:
-    """The interfaces enslaved to `bridge` (netlink, in-process)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=bridge)
-        if not found:
-            return set()
-        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == found[0]}
+    """The interfaces enslaved to `bridge`, as sysfs lists them (a directory read: a netlink dump of every
+    link on a busy host, decoded by pyroute2, cost 100-180 ms per call)."""
+    try:
+        return set(os.listdir(f"/sys/class/net/{bridge}/brif"))
+    except FileNotFoundError:
+        return set()
 
 
 def host_veth(netns: Path, iface: str) -> str:
