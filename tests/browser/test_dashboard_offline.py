@@ -4,9 +4,8 @@ returns; containers of the host that is up keep theirs."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connections
