@@ -122,6 +122,13 @@ class Host(models.Model):
         """The Celery queue this host's worker consumes."""
         return f"host.{self.name}"
 
+    @property
+    def offline_job_wait(self) -> float:
+        """Seconds its queued jobs wait while it is offline before they fail (0: until it is back)."""
+        from .offline import job_timeout
+
+        return job_timeout(self)
+
 
 class Image(models.Model):
     name = models.CharField(max_length=255)
