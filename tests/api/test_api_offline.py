@@ -160,3 +160,17 @@ def test_the_watch_works_with_no_host_alive_fails_each_job_once_and_tells_dashbo
                     ("job", "container.start", "failed")]
     job.refresh_from_db()
     assert job.state == "failed" and job.error_code == "host_offline"
+
+
+def test_a_returning_worker_fails_what_waited_too_long_before_it_beats(world, settings):
+    # mutant: workers/agent.py expire_waited_jobs `return offline.expire_jobs(host) if host is not None else []`
+    # → `return []`
+    from workers import agent
+
+    settings.BERTH_OFFLINE_JOB_TIMEOUT = 60
+    host, _ = gone_host(world)
+    overdue = queued(host, world.users["owner"], timezone.now() - timedelta(minutes=30))
+    recent = queued(host, world.users["owner"], timezone.now())
+    assert agent.expire_waited_jobs("api-gone") == [overdue.pk]
+    assert agent.expire_waited_jobs("no-such-host") == []
+    assert {j.pk: j.state for j in Job.objects.filter(host=host)} == {overdue.pk: "failed", recent.pk: "queued"}
