@@ -66,9 +66,12 @@ def deadline(job: Job, host: Host) -> datetime | None:
 
 
 def job_message(job: Job) -> str:
-    """The job's message as users see it: a queued job for an offline host says why it waits, and until when."""
-    if job.state != Job.State.QUEUED or job.host.online:
+    """The job's message as users see it: a queued job for an offline host says why it waits, and until when; one
+    it was running says that its outcome is unknown (the returning worker re-queues or fails it)."""
+    if job.state not in (Job.State.QUEUED, Job.State.RUNNING) or job.host.online:
         return job.message
+    if job.state == Job.State.RUNNING:
+        return f"{reason(job.host)}: how this job ends is known when the host is back"
     ends = deadline(job, job.host)
     then = f"; it fails at {_when(ends)} unless the host is back" if ends else "; it runs when the host is back"
     return f"waiting: {reason(job.host)}{then}"

@@ -67,7 +67,7 @@ def test_containers_of_an_offline_host_show_unknown_in_the_api_and_the_dashboard
 
 
 def test_a_job_queued_for_an_offline_host_says_why_and_until_when(world, api_client, settings):
-    # mutant: offline.job_message `if job.state != QUEUED or job.host.online:` → `if True:`
+    # mutant: offline.job_message `if job.state not in (QUEUED, RUNNING) or job.host.online:` → `if True:`
     settings.BERTH_OFFLINE_JOB_TIMEOUT = 600
     host, gone = gone_host(world)
     Host.objects.filter(pk=host.pk).update(last_heartbeat=NOON)
@@ -83,6 +83,9 @@ def test_a_job_queued_for_an_offline_host_says_why_and_until_when(world, api_cli
     page = Client()
     page.force_login(world.users["owner"])
     assert "it runs when the host is back" in page.get(f"/jobs/{job.pk}/").content.decode()
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, message="starting")  # its worker died with it
+    assert client.get(f"/api/v1/jobs/{job.pk}").json()["message"] == (
+        "host api-gone is offline since 2026-01-01 12:00:00 UTC: how this job ends is known when the host is back")
     # A job for an online host says nothing of the kind.
     assert client.get(f"/api/v1/jobs/{queued(world.host, world.users['owner'], NOON).pk}").json()["message"] == ""
 
