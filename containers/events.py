@@ -40,13 +40,15 @@ def _iso(value) -> str | None:
 
 
 def job_event(job) -> dict[str, Any]:
+    from .offline import job_message
+
     return {
         "type": "job",
         "id": job.pk,
         "kind": job.kind,
         "state": job.state,
         "progress": job.progress,
-        "message": job.message,
+        "message": job_message(job),  # a job waiting for an offline host says so
         "error": job.error,
         "error_code": job.error_code,
         "error_field": job.error_field,  # the container spec field a host's refusal is about
@@ -68,7 +70,8 @@ def container_event(container) -> dict[str, Any]:
         "id": container.pk,
         "engine_id": container.engine_id,
         "name": container.name,
-        "state": container.state,
+        "state": container.shown_state,  # "unknown" while its host is offline
+        "last_known_state": container.state,
         "exit_code": container.exit_code,
         "oom_killed": container.oom_killed,
         "host": container.host.name,

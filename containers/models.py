@@ -97,6 +97,9 @@ class Host(models.Model):
     # refuses this host's worker at the next heartbeat. PROTECT: a token is revoked, never deleted under a host.
     join_token = models.ForeignKey("containers.JoinToken", null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="hosts")
+    # Seconds a queued job waits while this host is offline before it fails (containers/offline.py); None: the
+    # BERTH_OFFLINE_JOB_TIMEOUT setting; 0: wait until the host comes back.
+    offline_job_timeout = models.PositiveIntegerField(null=True, blank=True)
 
     objects = HostQuerySet.as_manager()
 
@@ -118,6 +121,13 @@ class Host(models.Model):
     def queue(self) -> str:
         """The Celery queue this host's worker consumes."""
         return f"host.{self.name}"
+
+    @property
+    def offline_job_wait(self) -> float:
+        """Seconds its queued jobs wait while it is offline before they fail (0: until it is back)."""
+        from .offline import job_timeout
+
+        return job_timeout(self)
 
 
 class Image(models.Model):
@@ -224,6 +234,13 @@ class Container(models.Model):
         from .namespaces import engine_name
 
         return engine_name(self.namespace, self.name)
+
+    @property
+    def shown_state(self) -> str:
+        """What users are told: "unknown" while its host is offline (the row keeps the last state it reported)."""
+        from .offline import shown_state
+
+        return shown_state(self)
 
 
 class Volume(models.Model):
@@ -402,6 +419,13 @@ class Job(models.Model):
     @property
     def finished_state(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+    @property
+    def shown_message(self) -> str:
+        """The message users read: a job queued for an offline host says why it waits (containers/offline.py)."""
+        from .offline import job_message
+
+        return job_message(self)
 
 
 from .join_models import JoinToken  # noqa: E402,F401  (issue 18; its own module)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("hosts/join-tokens/", views_hosts.join_token_create, name="join-token-create"),
     path("hosts/join-tokens/<int:pk>/revoke/", views_hosts.join_token_revoke, name="join-token-revoke"),
     path("hosts/<int:pk>/labels/", views_hosts.host_labels, name="host-labels"),
+    path("hosts/<int:pk>/offline-timeout/", views_hosts.host_offline_timeout, name="host-offline-timeout"),
     path("hosts/<int:pk>/probe/", views.probe_host, name="host-probe"),
     path("hosts/<int:pk>/<str:action>/", views_hosts.host_state, name="host-state"),
     path("jobs/", views.jobs, name="jobs"),

@@ -69,7 +69,7 @@ def _state_event(container: Container) -> dict[str, Any]:
 def container_list(request: HttpRequest) -> HttpResponse:
     return render(request, "containers/list.html", {"containers": selectors.pages.container_rows(request.user),
                                                     "bulk_actions": BULK_ACTIONS,
-                                                    "states": [s for s, _ in Container.State.choices]})
+                                                    "states": [*(s for s, _ in Container.State.choices), "unknown"]})
 
 
 @login_required

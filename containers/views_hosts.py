@@ -30,6 +30,7 @@ def _refused(request: HttpRequest, exc: services.ServiceError) -> HttpResponse:
 def _page(request: HttpRequest, *, status: int = 200, **extra: Any) -> HttpResponse:
     context: dict[str, Any] = {"hosts": selectors.pages.hosts_with_containers(request.user),
                                "offline_after": settings.BERTH_HOST_OFFLINE_AFTER, "drain_note": host_services.DRAIN_NOTE,
+                               "offline_job_timeout_default": settings.BERTH_OFFLINE_JOB_TIMEOUT,
                                "join_tokens": None, "token_form": {}, "token_errors": {}, "new_token": None}
     if request.user.is_superuser:
         context["join_tokens"] = services.join_tokens(request.user)
@@ -86,6 +87,24 @@ def host_labels(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Labels of {host.name} not changed: {exc.message}")
         return redirect("hosts")
     messages.info(request, f"Labels of {host.name} saved.")
+    return redirect("hosts")
+
+
+@login_required
+@require_POST
+def host_offline_timeout(request: HttpRequest, pk: int) -> HttpResponse:
+    """Seconds the host's queued jobs wait while it is offline (admins); empty: the setting's."""
+    host = get_object_or_404(permissions.visible_hosts(request.user), pk=pk)
+    text = request.POST.get("offline_job_timeout", "").strip()
+    value = int(text) if text.isascii() and text.isdigit() else (None if not text else text)
+    try:
+        services.update_host(request.user, host, offline_job_timeout=value, request=request)
+    except services.ServiceError as exc:
+        if exc.status != 400:
+            return _refused(request, exc)
+        messages.error(request, f"Offline job timeout of {host.name} not changed: {exc.message}")
+        return redirect("hosts")
+    messages.info(request, f"Offline job timeout of {host.name} saved.")
     return redirect("hosts")
 
 

@@ -10,6 +10,9 @@ Environment variables:
   BERTH_ALLOWED_HOSTS       comma-separated (default 127.0.0.1,localhost,[::1])
   BERTH_HEARTBEAT_SECONDS   worker heartbeat period (default 5)
   BERTH_HOST_OFFLINE_AFTER  seconds without heartbeat before a host shows offline (default 15)
+  BERTH_OFFLINE_JOB_TIMEOUT seconds a queued job waits for its offline host before it fails (default 600; 0 = wait
+                            forever; a host's own offline_job_timeout, set by an admin, comes first)
+  BERTH_WATCH_SECONDS       period of the control plane's offline watch, manage.py berth_watch (default 2)
   BERTH_API_THROTTLE_ANON   API rate for signed-out clients (default 30/min)
   BERTH_API_THROTTLE_WRITE  API rate per user for POST/PUT/PATCH/DELETE (default 120/min)
   BERTH_API_THROTTLE_READ   API rate per user for GET (default 1200/min)
@@ -80,6 +83,8 @@ else:
 BERTH_HOST_NAME = os.environ.get("BERTH_HOST_NAME") or socket.gethostname()
 BERTH_HEARTBEAT_SECONDS = _env_float("BERTH_HEARTBEAT_SECONDS", 5.0)
 BERTH_HOST_OFFLINE_AFTER = _env_float("BERTH_HOST_OFFLINE_AFTER", 15.0)
+BERTH_OFFLINE_JOB_TIMEOUT = _env_float("BERTH_OFFLINE_JOB_TIMEOUT", 600.0)
+BERTH_WATCH_SECONDS = _env_float("BERTH_WATCH_SECONDS", 2.0)
 # A job whose worker died is re-queued this many times in total before it is failed.
 BERTH_JOB_MAX_ATTEMPTS = _env_int("BERTH_JOB_MAX_ATTEMPTS", 3)
 

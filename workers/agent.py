@@ -119,6 +119,22 @@ def beat(name: str | None = None) -> Host:
     return host
 
 
+def expire_waited_jobs(name: str | None = None) -> list[int]:
+    """Fail this host's queued jobs that waited for it, offline, past their timeout (containers/offline.py)."""
+    from containers import offline
+
+    host = Host.objects.filter(name=name or settings.BERTH_HOST_NAME).first()
+    return offline.expire_jobs(host) if host is not None else []
+
+
+def publish_back(host: Host) -> None:
+    """Tell open dashboards the host is back: its containers' states are known again (the control plane's
+    watch says so too; this covers a control plane that runs none)."""
+    from containers import offline
+
+    offline.publish_all(host)
+
+
 # The exit status of a worker refused by the control plane (BSD's EX_NOPERM): berth_agent tells it from a crash.
 EX_REFUSED = 77
 

@@ -140,11 +140,15 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     if why:  # a host whose join token was revoked: no registration, no jobs
         agent.stop_worker_refused(why)
         return
+    # Before the first beat, while the host still reads as offline: jobs that waited for it past their
+    # offline timeout fail instead of running late (containers/offline.py).
+    expired = agent.expire_waited_jobs()
     host = agent.beat()
     recovered = agent.recover_orphaned_jobs(host)
     resent = agent.resend_queued_jobs(host, before=started)
-    log.info("host %s registered; %d orphaned job(s) recovered, %d queued job(s) re-sent",
-             host.name, len(recovered), resent)
+    agent.publish_back(host)
+    log.info("host %s registered; %d orphaned job(s) recovered, %d queued job(s) re-sent, %d failed for waiting "
+             "too long while it was offline", host.name, len(recovered), resent, len(expired))
     _heartbeat = agent.Heartbeat(host.name)
     _heartbeat.start()
     for hook in handlers.STARTUP_HOOKS:

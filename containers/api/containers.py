@@ -31,7 +31,7 @@ from .params import query_bool
 from .schema import IDEMPOTENCY, PAGE, SEARCH, _action_schema, _param, errors, ordering_param
 
 CONTAINER_FILTERS = [
-    _param("state", "container state (several: comma-separated)", enum=list(Container.State.values)),
+    _param("state", "container state (several: comma-separated)", enum=[*Container.State.values, "unknown"]),
     _param("host", "host id or name"), _param("image", "image id or name:tag"),
     _param("owner", "owner id or username"), _param("team", "team id or name"),
     _param("label", "key or key=value (repeat for several; all must match)",

@@ -39,6 +39,9 @@ class HostUpdateSerializer(serializers.Serializer):
                                    required=False, allow_null=True, max_length=join.MAX_LABELS,
                                    help_text='e.g. ["ssd", "zone=a"]; replaces the host\'s labels (null: unchanged)')
     cordoned = s.Bool(required=False, help_text="true: takes no new containers; false: uncordon (ends a drain)")
+    offline_job_timeout = s.Int(required=False, allow_null=True, min_value=0, max_value=MAX_EXPIRY,
+                                help_text="seconds a job queued for this host waits while it is offline before it "
+                                          "fails (0: until it is back; null: the BERTH_OFFLINE_JOB_TIMEOUT setting)")
 
 
 class DrainedContainerSerializer(serializers.Serializer):
@@ -96,12 +99,14 @@ class HostViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
         params = self.request.query_params if self.action == "list" else None
         return selectors.hosts(self.request.user, params)
 
-    @extend_schema(summary="Set a host's labels and/or cordon it (admins)", request=HostUpdateSerializer,
+    @extend_schema(summary="Set a host's labels, cordon, offline job timeout (admins)", request=HostUpdateSerializer,
                    responses={200: HostDetailSerializer, **errors(400, 403, 404)})
     def partial_update(self, request: Request, pk=None) -> Response:
         body = _valid(HostUpdateSerializer, request)
         host = services.update_host(request.user, self.get_object(), labels=body.get("labels"),
-                                    cordoned=body.get("cordoned"), request=request)
+                                    cordoned=body.get("cordoned"), request=request,
+                                    **({"offline_job_timeout": body["offline_job_timeout"]}
+                                       if "offline_job_timeout" in body else {}))
         return Response(HostDetailSerializer(host).data)
 
     @extend_schema(summary="Drain a host (admins): cordon it and list what still runs there", request=None,

@@ -77,11 +77,23 @@ class Bool(serializers.BooleanField):
 
 class HostSerializer(serializers.ModelSerializer):
     online = serializers.BooleanField(read_only=True)
+    offline_reason = serializers.SerializerMethodField(
+        help_text='null while online; else e.g. "host b is offline since 2026-12-04 12:31:05 UTC"')
+    offline_job_timeout = serializers.IntegerField(
+        read_only=True, allow_null=True,
+        help_text="seconds a job queued for this host waits while it is offline before it fails (null: the "
+                  "BERTH_OFFLINE_JOB_TIMEOUT setting; 0: until it is back)")
 
     class Meta:
         model = Host
-        fields = ["id", "name", "online", "last_heartbeat", "kernel", "cgroup_version", "cpus", "memory_bytes",
-                  "runtimes", "facts", "created"]
+        fields = ["id", "name", "online", "offline_reason", "last_heartbeat", "kernel", "cgroup_version", "cpus",
+                  "memory_bytes", "runtimes", "facts", "created", "offline_job_timeout"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_offline_reason(self, host: Host) -> str | None:
+        from ..offline import reason
+
+        return None if host.online else reason(host)
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -115,11 +127,16 @@ class ContainerSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True, default=None)
     placement = PlacementSerializer(read_only=True, allow_null=True,
                                     help_text="why Berth chose the host when none was given; null: it was named")
+    state = serializers.ChoiceField(source="shown_state", read_only=True,
+                                    choices=[*Container.State.values, "unknown"],
+                                    help_text="unknown while its host is offline (see last_known_state)")
+    last_known_state = serializers.ChoiceField(source="state", read_only=True, choices=Container.State.values,
+                                               help_text="the last state its host reported")
 
     class Meta:
         model = Container
         fields = ["id", "engine_id", "name", "image", "image_ref", "host", "host_name", "owner", "owner_id",
-                  "team", "command", "config", "state", "exit_code", "oom_killed", "labels", "restart_policy",
+                  "team", "command", "config", "state", "last_known_state", "exit_code", "oom_killed", "labels", "restart_policy",
                   "restart_count", "status_message", "created", "started", "finished", "network", "placement"]
         extra_kwargs = {"network": {"help_text": "the host's view: mode, networks (ip, mac, gateway, aliases), "
                                                  "ports (host_ip, host_port, container_port, protocol)"}}
@@ -130,6 +147,9 @@ class JobSerializer(serializers.ModelSerializer):
     requested_by = serializers.CharField(source="requested_by.username", read_only=True, allow_null=True,
                                          default=None)
     download_url = serializers.SerializerMethodField()
+    message = serializers.SerializerMethodField(
+        help_text='progress text; a job queued for an offline host says why it waits ("waiting: host X is offline '
+                  'since …")')
 
     class Meta:
         model = Job
@@ -148,6 +168,12 @@ class JobSerializer(serializers.ModelSerializer):
             return None
         field = job.error_field
         return error_body(job.error_code or "job_failed", job.error, {field: [job.error]} if field else None)["error"]
+
+    @extend_schema_field(serializers.CharField())
+    def get_message(self, job: Job) -> str:
+        from ..offline import job_message
+
+        return job_message(job)
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download_url(self, job: Job) -> str | None:

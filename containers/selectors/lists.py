@@ -21,13 +21,27 @@ def _search(qs, params, field: str = "name__icontains"):
     return qs.filter(**{field: text}) if text else qs
 
 
+def shown_state_in(states: list[str]) -> Q:
+    """Containers whose state as shown (containers/offline.py) is one of `states`: a host offline shows its
+    containers `unknown`, a removal shows `removing` whatever the host."""
+    offline = Q(host__last_heartbeat__lt=Host.offline_cutoff()) | Q(host__last_heartbeat__isnull=True)
+    removing = Q(state=Container.State.REMOVING)
+    known = [v for v in states if v not in ("unknown", Container.State.REMOVING)]
+    cond = Q(state__in=known) & ~offline
+    if Container.State.REMOVING in states:
+        cond |= removing
+    if "unknown" in states:
+        cond |= offline & ~removing
+    return cond
+
+
 def containers(user, params=None) -> QuerySet[Container]:
     qs = permissions.visible_containers(user)
     if params is None:
         return qs
-    states = choice(params, "state", list(Container.State.values))
+    states = choice(params, "state", [*Container.State.values, "unknown"])
     if states:
-        qs = qs.filter(state__in=states)
+        qs = qs.filter(shown_state_in(states))
     if params.get("host"):
         qs = qs.filter(id_or_name(params["host"], "host_id", "host__name"))
     if params.get("image"):

@@ -40,10 +40,14 @@ def require_admin(request, user, action: str, target: Any, what: str) -> None:
 
 # --- labels, cordon, drain --------------------------------------------------------------------------------
 
+_UNCHANGED = object()
+
+
 def update_host(user, host: Host | int | str, *, labels: Any = None, cordoned: Any = None,
-                request=None) -> Host:
-    """Set a host's labels (replaced as a whole) and/or cordon it (True) or uncordon it (False; also ends a
-    drain). Superusers only. One audit event per change."""
+                offline_job_timeout: Any = _UNCHANGED, request=None) -> Host:
+    """Set a host's labels (replaced as a whole), cordon it (True) or uncordon it (False; also ends a drain),
+    and/or the seconds its queued jobs wait while it is offline (None: the setting's). Superusers only. One
+    audit event per change."""
     host = _as_host(host)
     _authorize(request, user, "view", host, audit_action="host.update")
     require_admin(request, user, "host.update", host, "change hosts")
@@ -56,6 +60,13 @@ def update_host(user, host: Host | int | str, *, labels: Any = None, cordoned: A
     if cordoned is not None and not isinstance(cordoned, bool):
         raise _refuse(request, user, "host.update", host,
                       ServiceError("invalid", "cordoned must be true or false", field="cordoned"))
+    timeout_given = offline_job_timeout is not _UNCHANGED
+    if timeout_given and offline_job_timeout is not None and (
+            isinstance(offline_job_timeout, bool) or not isinstance(offline_job_timeout, int)
+            or offline_job_timeout < 0):
+        raise _refuse(request, user, "host.update", host, ServiceError(
+            "invalid", "offline_job_timeout must be a number of seconds (0 or more) or null",
+            field="offline_job_timeout"))
     if labels is not None:
         before = host.labels
         host.labels = parsed
@@ -66,6 +77,12 @@ def update_host(user, host: Host | int | str, *, labels: Any = None, cordoned: A
         host.draining = host.draining and cordoned  # uncordoning ends a drain
         host.save(update_fields=["cordoned", "draining"])
         audit.record(request, user, "host.cordon" if cordoned else "host.uncordon", host, "ok", status_code=200)
+    if timeout_given and offline_job_timeout != host.offline_job_timeout:
+        before = host.offline_job_timeout
+        host.offline_job_timeout = offline_job_timeout
+        host.save(update_fields=["offline_job_timeout"])
+        audit.record(request, user, "host.offline_job_timeout", host, "ok",
+                     {"offline_job_timeout": offline_job_timeout, "before": before}, status_code=200)
     events.publish_host(host)
     return host
 

@@ -74,6 +74,7 @@ def test_berth_run_serves_the_dashboard_with_live_jobs_and_stops_cleanly(berth_r
     text = out_path.read_text()
     assert f"Berth is up: {url}/" in text and "login: admin" in text
     assert "pw-admin-e2e-123" not in text  # a password from the environment is never printed
+    assert "watching heartbeats: a host is offline 15s after its last" in text  # the offline watch's thread
     problems: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])

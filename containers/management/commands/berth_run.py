@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -245,6 +246,7 @@ class Command(BaseCommand):
         self._wait(lambda: not port_free(opts["port"], opts["bind"]), 60, web, "the web server to listen")
         host = self._wait(lambda: self._online_host(host_name), 90, self.worker, "the worker to heartbeat")
         self._seed_images(host)
+        self._start_watch()
 
         url = f"http://{'127.0.0.1' if opts['bind'] in ('0.0.0.0', '::') else opts['bind']}:{opts['port']}/"
         self._say("")
@@ -362,7 +364,20 @@ class Command(BaseCommand):
                               idempotency_key=None)
             self._say(f"queued job #{job.pk}: image.seed (default busybox image)")
 
+    def _start_watch(self) -> None:
+        """The offline watch (containers/offline_watch.py) as a thread of this process: the control plane's
+        own loop, alive whatever the hosts do; manage.py berth_watch runs the same where berth_run is not used."""
+        from containers.offline_watch import Watch
+
+        self.watch_stopping = threading.Event()
+        thread = threading.Thread(target=Watch().run, args=(settings.BERTH_WATCH_SECONDS, self.watch_stopping),
+                                  name="berth-offline-watch", daemon=True)
+        thread.start()
+        self._say(f"watching heartbeats: a host is offline {settings.BERTH_HOST_OFFLINE_AFTER:g}s after its last")
+
     def _stop_all(self) -> None:
+        if getattr(self, "watch_stopping", None) is not None:
+            self.watch_stopping.set()
         # Web first (no new work), then the worker (lets running jobs finish briefly), then redis.
         for child in reversed(self.children):
             if child.alive():
