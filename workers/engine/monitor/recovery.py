@@ -15,6 +15,7 @@ from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
 from workers.engine.monitor.procfs import proc_cgroups, proc_parent, proc_start_ticks
 from workers.engine.monitor.records import Container
 from workers.engine.monitor.redis_sink import RedisStreamSink
+from workers.engine.runtime.sync import INIT_COMM
 
 
 class RecoveryMixin:
@@ -171,16 +172,28 @@ class RecoveryMixin:
 
 
 def _find_child(parent: int, argv: list[str]) -> dict:
-    """{"pid", "ticks"} of the child of `parent` running exactly `argv`, or {}."""
+    """{"pid", "ticks"} of the child of `parent` running exactly `argv`, or {}. Berth's runtime forks
+    its container's init from `create` without an exec, so an init reparented here has the same command
+    line: it is told apart by its name (runtime/sync.py INIT_COMM), and the oldest match is taken (the
+    create starts before anything it forks)."""
     want = b"\0".join(a.encode() for a in argv) + b"\0"
     try:
         children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     except OSError:
         return {}
+    found: list[tuple[int, int]] = []
     for child in map(int, children):
         try:
-            if Path(f"/proc/{child}/cmdline").read_bytes() == want:
-                return {"pid": child, "ticks": proc_start_ticks(child)}
+            if Path(f"/proc/{child}/cmdline").read_bytes() != want:
+                continue
+            if Path(f"/proc/{child}/comm").read_text().strip() == INIT_COMM:
+                continue
         except OSError:
             continue
-    return {}
+        ticks = proc_start_ticks(child)
+        if ticks is not None:
+            found.append((ticks, child))
+    if not found:
+        return {}
+    ticks, pid = min(found)
+    return {"pid": pid, "ticks": ticks}

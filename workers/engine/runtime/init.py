@@ -17,7 +17,7 @@ import sys
 
 from . import linux as L
 from . import process, rootfs  # imported by the caller once, so forked children need not
-from .sync import send, wait_ack
+from .sync import INIT_COMM, send, wait_ack
 
 
 class InitContext:
@@ -77,10 +77,21 @@ def _import_before_namespaces(ctx: InitContext) -> None:
         from . import reaper  # noqa: F401
 
 
+def _mark_init() -> None:
+    """Name this process, and so the init it forks from birth, apart from `create` (sync.INIT_COMM): a
+    monitor must never take the init, blocked until `start`, for the create whose pid it lost."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(INIT_COMM)
+    except OSError:
+        pass
+
+
 def intermediate(ctx: InitContext) -> None:
     """Runs in the first child; never returns."""
     code = 1
     try:
+        _mark_init()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _import_before_namespaces(ctx)
         _dup_stdio(ctx.stdio)

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import os
 
+# The name (/proc/PID/comm) of create's intermediate process and of the init it forks, set before that
+# fork: both keep create's command line until the init execs, and a monitor that must find a create
+# among its children by command line (monitor/recovery.py) tells them apart by it.
+INIT_COMM = "berth-init"
+
 
 def send(fd: int, line: str) -> None:
     os.write(fd, (line.replace("\n", " ") + "\n").encode())
