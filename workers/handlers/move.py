@@ -21,11 +21,13 @@ The user's job shows the chain's progress and the failing step's error. Re-runni
 checks what is done (a redelivered receive finds its container and adopts it; the pack's upload lives
 until its job ends).
 
-CRIU (live migration, a running process keeping its memory): not available here. Debian's `criu` 3.17
-fails `criu check` on this kernel (6.18) with "Failed to fill self vdso symtable"; no newer CRIU is
-reachable from this machine's registries (Debian bookworm and its backports carry 3.17 only, PyPI's `criu`
-/ `pycriu` are the RPC bindings without the binary, npm has none) - see the report of 2026-12-04. So a
-running container is stopped and started again: its files, volumes and spec move, its memory does not.
+CRIU (live migration, a running process keeping its memory): not available here (looked for on 2026-12-04).
+Debian's `criu` 3.17.1-2+deb12u2 (bookworm; no backports source is configured on this machine, so it is the
+only one reachable) fails `criu check` on this kernel (6.18): "vdso: Failed to fill self vdso symtable", then
+"Could not initialize kernel features detection", so neither dump nor restore can run. PyPI has no `criu`
+or `pycriu`; what it has is `habemus-papadum-criu` (a wrapper that runs the system's criu; no binary in its
+wheel) and `docker-with-criu` (a docker-py fork); npm has no CRIU (only unrelated `crius*`). So a running
+container is stopped and started again: its files, volumes and spec move, its memory does not.
 The place for a checkpoint is step 2 (`_checkpoint`, today a no-op returning None): a checkpoint image
 dir would travel as one more pack member and step 3 would restore instead of start."""
 
