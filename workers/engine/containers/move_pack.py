@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
 from ..images.fsutil import HashingReader, sha256_file
+from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
 from ..images.tarsafe import extract
@@ -140,8 +141,16 @@ class PackReader:
         self.head: dict[str, Any] | None = None
         self.image_ready = False
         self.got: dict[str, str] = {}
+        self.txn = _Txn()  # layers unpacked as their blobs arrive, renamed in together before the create
+        self.diff_ids: dict[str, str] = {}  # layer blob digest -> its diff id (from the manifest and config)
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            self.store._discard(self.txn)
+
+    def _run(self) -> dict[str, Any]:
         trailer = None
         with tarfile.open(fileobj=self.stream, mode="r|", bufsize=CHUNK) as tf:
             for member in tf:
@@ -193,6 +202,12 @@ class PackReader:
         path = self.store.blob_path(digest)
         if path.exists():
             return  # drained by run(): the digest still counts
+        if not self.diff_ids:
+            self._learn_layers()
+        if digest in self.diff_ids:  # one pass: the blob is kept and unpacked as it streams in, both checked
+            self.txn.layers.append(self.store._stage_layer(reader, what=f"layer {digest[7:19]} of the pack",
+                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest]))
+            return
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.store.tmp)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -208,9 +223,23 @@ class PackReader:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
+    def _learn_layers(self) -> None:
+        """Once the manifest and the config are in the store: which blobs are layers, and their diff ids."""
+        assert self.head is not None
+        try:
+            manifest = self.store.read_blob_json(self.head["manifest"])
+            config = self.store.read_blob_json(manifest["config"]["digest"])
+        except FileNotFoundError:
+            return
+        self.diff_ids = {blob["digest"]: diff_id for blob, diff_id in
+                         zip(manifest.get("layers", []), config.get("rootfs", {}).get("diff_ids", []), strict=False)}
+
     def _image(self) -> None:
         """Every blob is here: unpack missing layer dirs, then let the caller make the container."""
         assert self.head is not None
+        if self.txn.layers:
+            with self.store._lock("index"):
+                self.store._commit(self.txn)
         digest = self.head["manifest"]
         missing = [d for d in image_blobs_safe(self.store, digest) if not self.store.blob_path(d).exists()]
         if missing:
@@ -246,7 +275,6 @@ def read_pack(store: ImageStore, stream: BinaryIO, *, volume_dir: Callable[[str]
 def tag_image(store: ImageStore, manifest_digest: str, ref: str) -> str | None:
     """Give the received image its name here if the name is free (or already this image's); else keep it
     untagged (a dangling image the container uses). Returns the tag given, or None."""
-    from ..images.layers import _Txn
     from ..images.layout import REF_NAME
 
     size = store.blob_path(manifest_digest).stat().st_size
