@@ -265,6 +265,7 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     info = mgr.inspect(row.engine_id)
     was_running = info.get("state") in ("running", "paused")
     stopped = False
+    receive_job = None
     try:
         _checkpoint(mgr, row)
         if was_running and not copy:
@@ -290,6 +291,8 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
             raise _job_error(f"host {target.name} did not take the container: {received.error or received.state}",
                              received.error_code or None, received.error_field or None)
     except Exception:
+        if receive_job is not None:  # made but maybe never sent (the push failed): nothing may pick it up later
+            job_dispatch.cancel(receive_job)
         if stopped:  # the source as it was
             with contextlib.suppress(Exception):
                 reporter.save_status(row, mgr.start(row.engine_id))
