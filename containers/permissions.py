@@ -26,6 +26,9 @@ REQUIRED_ROLE: dict[str, str] = {
     "view": VIEWER,
     **{f"container.{a}": OPERATOR for a in
        ("start", "stop", "kill", "restart", "pause", "unpause", "logs", "exec", "export", "commit")},
+    # issue 18: send a container to another host (a move recreates it there under the same name and owner)
+    "container.move": OPERATOR,
+    "container.copy": OPERATOR,
     # the way in (containers/services/exec.py): files are an operator's, like exec; figures a viewer's
     **{f"container.{a}": OPERATOR for a in ("archive_get", "archive_put", "files")},
     "container.top": VIEWER,

@@ -35,6 +35,8 @@ from .models import Host, Job
 from .transfer_model import Transfer
 
 DOWNLOAD_KINDS = ("container.export", "image.save", "container.logs", "container.archive_get")
+# Jobs that receive a file another host's worker pushed (a relay, see transfer_views._receive_relay).
+RELAY_KINDS = ("container.receive",)
 
 
 def ttl() -> timedelta:

@@ -48,6 +48,8 @@ def transfer_view(request: HttpRequest, pk) -> HttpResponse:
         return HttpResponse(status=204)
     if row.kind == Transfer.Kind.DOWNLOAD and request.method == "PUT":
         return _receive_download(request, row)
+    if row.kind == Transfer.Kind.RELAY and request.method == "PUT":
+        return _receive_relay(request, row)
     return _error(405, "method_not_allowed", f"{request.method} is not allowed on a {row.kind} transfer")
 
 
@@ -62,28 +64,64 @@ def _send_upload(row: Transfer) -> HttpResponse:
     return response
 
 
-def _receive_download(request: HttpRequest, row: Transfer) -> HttpResponse:
-    job = row.job
-    if job is None or job.state != Job.State.RUNNING or job.kind not in transfer.DOWNLOAD_KINDS:
-        return _error(409, "conflict", "this transfer's job is not running")
+def _length(request: HttpRequest) -> int | JsonResponse:
     raw = request.META.get("CONTENT_LENGTH") or ""
     if not (raw.isascii() and raw.isdigit()):
         return _error(411, "length_required", "send the file's length (Content-Length)")
     length, limit = int(raw), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
     if length > limit:
         return _error(413, "too_large", f"the file is larger than {limit} bytes (BERTH_MAX_DOWNLOAD_BYTES)")
+    return length
+
+
+def _stage(request: HttpRequest, staging: transfer_files.Staging, length: int) -> JsonResponse | None:
+    left = length
+    while left:
+        chunk = request.read(min(transfer_files.CHUNK, left))
+        if not chunk:
+            return _error(400, "incomplete", f"the file ended after {length - left} of {length} bytes")
+        staging.write(chunk)
+        left -= len(chunk)
+    return None
+
+
+def _receive_download(request: HttpRequest, row: Transfer) -> HttpResponse:
+    job = row.job
+    if job is None or job.state != Job.State.RUNNING or job.kind not in transfer.DOWNLOAD_KINDS:
+        return _error(409, "conflict", "this transfer's job is not running")
+    length = _length(request)
+    if isinstance(length, JsonResponse):
+        return length
     staging = transfer_files.Staging(transfer_files.downloads_dir())
     try:
-        left = length
-        while left:
-            chunk = request.read(min(transfer_files.CHUNK, left))
-            if not chunk:
-                return _error(400, "incomplete", f"the file ended after {length - left} of {length} bytes")
-            staging.write(chunk)
-            left -= len(chunk)
+        failed = _stage(request, staging, length)
+        if failed is not None:
+            return failed
         staging.publish(transfer.download_file(job))
         Transfer.objects.filter(pk=row.pk).delete()  # single use
     finally:
         staging.release()
     transfer.sweep_quietly()
+    return JsonResponse({"size": length}, status=201)
+
+
+def _receive_relay(request: HttpRequest, row: Transfer) -> HttpResponse:
+    """A host's file for another host's queued job: staged as that job's upload (same name, same row, now
+    of kind upload), which its worker fetches as any upload (single use: a second PUT finds no relay)."""
+    job = row.job
+    if job is None or job.state != Job.State.QUEUED or job.kind not in transfer.RELAY_KINDS:
+        return _error(409, "conflict", "this transfer's job is not waiting for it")
+    length = _length(request)
+    if isinstance(length, JsonResponse):
+        return length
+    staging = transfer_files.Staging(transfer_files.uploads_dir())
+    try:
+        failed = _stage(request, staging, length)
+        if failed is not None:
+            return failed
+        staging.publish(transfer.staged_upload(row))
+        Transfer.objects.filter(pk=row.pk, kind=Transfer.Kind.RELAY).update(
+            kind=Transfer.Kind.UPLOAD, size=length, expires=timezone.now() + transfer.ttl())
+    finally:
+        staging.release()
     return JsonResponse({"size": length}, status=201)

@@ -38,6 +38,7 @@ from .views import (
     visible_container_or_404,
     wants_json,
 )
+from .views_move import send_hosts
 
 PAGE_SIZE = selectors.pages.PAGE_SIZE
 BULK_ACTIONS = ("start", "stop", "restart", "remove")
@@ -113,6 +114,7 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "jobs": history, "files": files, "allowed": allowed, "logs_panel": logs_panel,
         "action_states": json.dumps(ACTION_STATES), "signals": [s for s, _ in SIGNAL_CHOICES],
         "commit_form": CommitForm(user=user, initial={"team": container.team_id or ""}),
+        "send_hosts": send_hosts(container) if permissions.can(user, "container.move", container) else [],
         "pending_job": request.GET.get("job", "") if bounds.as_id(request.GET.get("job", ""), Job) else "",
         # the console, stats and files panels (templates/containers/_way_in.html)
         "way_in": {a: permissions.can(user, f"container.{a}", container) for a in ("exec", "stats", "files",

@@ -31,6 +31,7 @@ Environment variables:
   BERTH_CONTROL_URL         the web server's URL as a worker reaches it, for transfers (default http://127.0.0.1:8000)
   BERTH_MAX_DOWNLOAD_BYTES  largest export/save/logs file a worker may push (default 64 GiB)
   BERTH_TRANSFER_TTL        seconds a staged upload waits for its host's worker (default 86400)
+  BERTH_MOVE_TIMEOUT        seconds a move or copy waits for its target host's steps (default 3600)
   BERTH_LOGIN_FAILURE_LIMIT failed sign-ins per account, and per address, before sign-in is refused (default 10)
   BERTH_LOGIN_LOCKOUT_SECONDS  how long after the last failure those count and the refusal lasts (default 900)
 """
@@ -284,6 +285,7 @@ BERTH_TRANSFER_DIR = Path(os.environ.get("BERTH_TRANSFER_DIR") or BERTH_STATE_RO
 BERTH_CONTROL_URL = os.environ.get("BERTH_CONTROL_URL") or "http://127.0.0.1:8000"
 BERTH_MAX_DOWNLOAD_BYTES = _env_int("BERTH_MAX_DOWNLOAD_BYTES", 64 << 30)
 BERTH_TRANSFER_TTL = _env_float("BERTH_TRANSFER_TTL", 24 * 3600.0)
+BERTH_MOVE_TIMEOUT = _env_float("BERTH_MOVE_TIMEOUT", 3600.0)  # issue 18: workers/handlers/move.py
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",
     "DESCRIPTION": "Containers, images, hosts, jobs, teams, tokens and the audit log of a Berth control plane. "

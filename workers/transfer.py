@@ -133,3 +133,22 @@ def push_download(job, source: IO[bytes], filename: str, content_type: str) -> d
     finally:
         Transfer.objects.filter(pk=row.pk).delete()
     return {"size": size, "filename": filename, "content_type": content_type}
+
+
+def push_relay(receiving_job, source: IO[bytes]) -> int:
+    """Send a local file to the control plane for another host's queued job (a move's pack): it becomes that
+    job's upload, fetched by the receiving worker with `fetched_upload`. Returns the bytes sent."""
+    source.flush()
+    size = os.fstat(source.fileno()).st_size
+    source.seek(0)
+    row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=receiving_job.host,
+                                  job=receiving_job, size=size, expires=timezone.now() + PUSH_TTL)
+    conn, resp = _call("PUT", row, body=source, length=size)
+    try:
+        if resp.status != 201:
+            Transfer.objects.filter(pk=row.pk, kind=Transfer.Kind.RELAY).delete()
+            raise _job_error(f"the control plane refused the file ({size} bytes): {_message(resp)}")
+        resp.read()
+    finally:
+        conn.close()
+    return size

@@ -17,6 +17,7 @@ from workers.engine.containers.spec import ContainerSpec
 from .. import bounds, permissions, selectors, services
 from ..models import Container, Image
 from . import logs
+from . import move as move_api
 from . import serializers as s
 from .common import (
     LenientNegotiation,
@@ -136,6 +137,21 @@ class ContainerViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveMode
     @action(detail=True, methods=["post"])
     def commit(self, request: Request, pk=None) -> Response:
         return self._act(request, pk, "commit", s.CommitSerializer)
+
+    @extend_schema(summary="Move a container to another host (job container.move on its host: the target "
+                           "gets it under the same name, started if it ran, then the source's is removed)",
+                   request=move_api.SendSerializer, parameters=[IDEMPOTENCY],
+                   responses={202: s.ContainerCreatedSerializer, **errors(400, 403, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def move(self, request: Request, pk=None) -> Response:
+        return move_api.send(request, self._container(pk, "container.move"), copy=False)
+
+    @extend_schema(summary="Copy a container to another host (job container.copy; the source stays)",
+                   request=move_api.SendSerializer, parameters=[IDEMPOTENCY],
+                   responses={202: s.ContainerCreatedSerializer, **errors(400, 403, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def copy(self, request: Request, pk=None) -> Response:
+        return move_api.send(request, self._container(pk, "container.copy"), copy=True)
 
     @_action_schema("Remove a container (job container.remove); same as DELETE", s.RemoveSerializer)
     @action(detail=True, methods=["post"])

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from .. import join, selectors, services
 from ..models import JoinToken
 from ..services import hosts as host_services
+from ..services.drain_move import move_off
 from . import serializers as s
 from .common import ThrottleFirst, _valid
 from .schema import PAGE, SEARCH, errors, ordering_param
@@ -50,11 +51,24 @@ class DrainedContainerSerializer(serializers.Serializer):
     state = serializers.CharField()
 
 
+class DrainMoveSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    host = serializers.CharField(required=False, help_text="where it is being moved")
+    job = serializers.IntegerField(required=False, help_text="its container.move job")
+    error = serializers.CharField(required=False, help_text="why it stays")
+
+
 class DrainSerializer(serializers.Serializer):
     host = HostDetailSerializer()
-    containers = DrainedContainerSerializer(many=True, help_text="still on the host: moving them off is not "
-                                                                 "built yet (a later part of issue 18)")
+    containers = DrainedContainerSerializer(many=True, help_text="still on the host (before any move)")
     note = serializers.CharField()
+    moves = DrainMoveSerializer(many=True, help_text="with move: true, what happened to each container")
+
+
+class DrainRequestSerializer(serializers.Serializer):
+    move = s.Bool(required=False, default=False, help_text="also move each container to the least loaded online, "
+                                                           "uncordoned host (one container.move job each)")
 
 
 class JoinTokenSerializer(serializers.ModelSerializer):
@@ -109,13 +123,16 @@ class HostViewSet(ThrottleFirst, mixins.ListModelMixin, mixins.RetrieveModelMixi
                                        if "offline_job_timeout" in body else {}))
         return Response(HostDetailSerializer(host).data)
 
-    @extend_schema(summary="Drain a host (admins): cordon it and list what still runs there", request=None,
-                   responses={200: DrainSerializer, **errors(403, 404)})
+    @extend_schema(summary="Drain a host (admins): cordon it, list what is still there and, with move, move it off",
+                   request=DrainRequestSerializer, responses={200: DrainSerializer, **errors(400, 403, 404)})
     @action(detail=True, methods=["post"])
     def drain(self, request: Request, pk=None) -> Response:
+        body = _valid(DrainRequestSerializer, request) if request.data else {}
         host, remaining = services.drain_host(request.user, self.get_object(), request=request)
+        moves = move_off(request.user, host, request=request) if body.get("move") else []
         return Response({"host": HostDetailSerializer(host).data, "note": host_services.DRAIN_NOTE,
-                         "containers": [{"id": c.pk, "name": c.name, "state": c.state} for c in remaining]})
+                         "containers": [{"id": c.pk, "name": c.name, "state": c.state} for c in remaining],
+                         "moves": moves})
 
 
 @extend_schema_view(

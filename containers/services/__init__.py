@@ -63,6 +63,7 @@ from .images import (
     load_images,
     share_image,
 )
+from .move import send_container
 from .teams import set_team_limits
 from .uploads import (
     CHUNK,
@@ -75,4 +76,4 @@ from .uploads import (
     uploads_dir,
 )
 
-__all__ = ["ACTION_STATES", "CHUNK", "CONTAINER_ACTIONS", "DOWNLOAD_ACTIONS", "IDEMPOTENCY_KEY", "IDEMPOTENCY_KEY_CHARS", "IDEMPOTENCY_KEY_MAX", "IMAGE_ACTIONS", "NAME_RE", "SAVE_FORMATS", "STATUS", "ServiceError", "StreamedFile", "_ADJECTIVES", "_NOUNS", "_action_params", "_as_host", "_as_team", "_authorize", "_bind_roots", "_bool", "_check_image_name_free", "_check_mounts", "_check_upload", "_container_params", "_discard_staged", "_existing", "_image_ref", "_import_like", "_int", "_name_order", "_refuse", "_resolve_image", "_stage_upload", "_submit", "container_action", "create_container", "download_path", "download_response", "generate_name", "image_action", "import_image", "load_images", "looks_like_archive", "new_upload_path", "probe_host", "check_not_cordoned", "create_join_token", "drain_host", "join_tokens", "revoke_join_token", "update_host", "save_upload", "scoped_key", "set_team_limits", "share_image", "uploads_dir"]
+__all__ = ["ACTION_STATES", "CHUNK", "CONTAINER_ACTIONS", "DOWNLOAD_ACTIONS", "IDEMPOTENCY_KEY", "IDEMPOTENCY_KEY_CHARS", "IDEMPOTENCY_KEY_MAX", "IMAGE_ACTIONS", "NAME_RE", "SAVE_FORMATS", "STATUS", "ServiceError", "StreamedFile", "_ADJECTIVES", "_NOUNS", "_action_params", "_as_host", "_as_team", "_authorize", "_bind_roots", "_bool", "_check_image_name_free", "_check_mounts", "_check_upload", "_container_params", "_discard_staged", "_existing", "_image_ref", "_import_like", "_int", "_name_order", "_refuse", "_resolve_image", "_stage_upload", "_submit", "container_action", "create_container", "download_path", "download_response", "generate_name", "image_action", "import_image", "load_images", "looks_like_archive", "new_upload_path", "probe_host", "check_not_cordoned", "create_join_token", "drain_host", "join_tokens", "revoke_join_token", "update_host", "save_upload", "scoped_key", "send_container", "set_team_limits", "share_image", "uploads_dir"]

@@ -14,9 +14,10 @@ from .. import audit, bounds, events, join
 from ..models import Container, Host, Job, JoinToken
 from .common import ServiceError, _as_host, _authorize, _existing, _refuse, _submit, scoped_key
 
-# What drain leaves for the later part of issue 18: it cordons and lists, it does not move anything yet.
-DRAIN_NOTE = ("Drain cordons the host and lists what still runs there; moving those containers to another host "
-              "is not built yet (a later part of issue 18): stop, remove or recreate them elsewhere yourself.")
+# What a drain does and how its containers leave (issue 18).
+DRAIN_NOTE = ("Drain cordons the host and lists what is still there: move each container off from its page (Move or "
+              "copy to another host), or drain through the API with move: true to move them all to the least loaded "
+              "online, uncordoned hosts.")
 
 
 def probe_host(user, host: Host | int | str, *, request=None, idempotency_key: str | None = None) -> Job:
@@ -89,7 +90,7 @@ def update_host(user, host: Host | int | str, *, labels: Any = None, cordoned: A
 
 def drain_host(user, host: Host | int | str, *, request=None) -> tuple[Host, list[Container]]:
     """Cordon `host` and mark it draining; returns it and the containers still on it (not removed ones).
-    Moving them off is a later part of issue 18 (DRAIN_NOTE): nothing is moved here."""
+    Moving them off is services/drain_move.move_off (the API's {"move": true})."""
     host = _as_host(host)
     _authorize(request, user, "view", host, audit_action="host.drain")
     require_admin(request, user, "host.drain", host, "drain hosts")

@@ -155,7 +155,7 @@ def test_drain_cordons_and_lists_what_still_runs_there(world, api_client):
     body = answer.json()
     assert body["host"]["cordoned"] is True and body["host"]["draining"] is True
     assert sorted(c["name"] for c in body["containers"]) == ["web-a", "web-b"]
-    assert "not built yet" in body["note"]
+    assert "move: true" in body["note"] and body["moves"] == []  # without move, nothing moves
     assert list(Container.objects.filter(host=world.host).values_list("state", flat=True)) == ["running"] * 2
     refused = api_client("owner").post("/api/v1/containers", {"image": "app-a:1", "host": world.host.pk},
                                        format="json")
@@ -163,3 +163,21 @@ def test_drain_cordons_and_lists_what_still_runs_there(world, api_client):
     undone = api_client("root").patch(f"/api/v1/hosts/{world.host.pk}", {"cordoned": False}, format="json").json()
     assert (undone["cordoned"], undone["draining"]) == (False, False)
     assert AuditEvent.objects.get(action="host.drain").detail == {"containers": 2}
+
+
+def test_drain_with_move_queues_a_move_of_each_container_to_the_least_loaded_host(world, api_client):
+    # mutant: drain_move._least_loaded picks max instead of min (the busier spare)
+    from django.utils import timezone
+
+    now = timezone.now()
+    idle = Host.objects.create(name="spare-idle", cpus=4, last_heartbeat=now)
+    busy = Host.objects.create(name="spare-busy", cpus=1, last_heartbeat=now)
+    Container.objects.create(name="busy-1", host=busy, owner=world.users["root"], state="running")
+    answer = api_client("root").post(f"/api/v1/hosts/{world.host.pk}/drain", {"move": True}, format="json")
+    assert answer.status_code == 200, answer.content
+    moves = answer.json()["moves"]
+    assert [(m["name"], m["host"]) for m in moves] == [("web-a", "spare-idle"), ("web-b", "spare-idle")]
+    jobs = Job.objects.filter(kind="container.move").order_by("pk")
+    assert [j.pk for j in jobs] == [m["job"] for m in moves]
+    assert all(j.host_id == world.host.pk and j.params["to_host"] == idle.pk for j in jobs)
+    assert Container.objects.filter(host=idle).count() == 2  # the rows waiting for their move

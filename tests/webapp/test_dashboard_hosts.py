@@ -78,7 +78,7 @@ def test_labels_cordon_and_drain_from_the_page(dash):
     root.post(f"/hosts/{dash.host.pk}/labels/", {"labels": "ssd, zone=a"})
     assert Host.objects.get(pk=dash.host.pk).labels == {"ssd": "", "zone": "a"}
     drained = root.post(f"/hosts/{dash.host.pk}/drain/", follow=True).content.decode()
-    assert "web" in drained and "hidden-box" in drained and "not built yet" in drained
+    assert "web" in drained and "hidden-box" in drained and "Move or copy to another host" in drained
     assert Host.objects.filter(pk=dash.host.pk, cordoned=True, draining=True).exists()
     root.post(f"/hosts/{dash.host.pk}/uncordon/")
     assert Host.objects.filter(pk=dash.host.pk, cordoned=False, draining=False).exists()

@@ -431,6 +431,13 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         self._ensure_disk(self._load(cid))
         return ImageStore(self.root).export_container(self._cdir(cid), dest, progress=progress)
 
+    def rootfs(self, ref: str) -> dict:
+        """The container's image manifest digest and upper dir (what a move sends; see move_pack.py)."""
+        cid = self._resolve(ref)
+        self._ensure_disk(self._load(cid))
+        info = ImageStore(self.root)._container(self._cdir(cid))
+        return {"manifest": info["manifest"], "upperdir": info["upperdir"]}
+
     def commit(self, ref: str, new_ref: str, *, author: str = "", message: str = "",
                changes: list[str] | None = None, replace: bool = True) -> str:
         """The container's changes as image `new_ref`; `replace=False` refuses an existing one (RefTaken)."""

@@ -1,0 +1,238 @@
+"""Move benchmark (issue 18): a running container with a large image and changes moved between two hosts on this
+machine, against the manual floor, and the bytes a second move sends when the target has the image.
+
+    sudo .venv/bin/python bench/move.py [--image-mb 200] [--changes-mb 50]
+
+Real and local: redis-server, a migrated SQLite database, the ASGI server of `make run` (the control plane's
+transfers go through it), two Celery workers (hosts a and b, own state roots and queues), as
+bench/console_web.FullStack starts one. The image is busybox plus --image-mb of incompressible data (an
+image.import job); the container writes --changes-mb into its upper dir and runs `sleep`.
+1. move a -> b through the services (the job: blobs asked, stop, pack, relay through the web server, receive,
+   start, source removed), timed from the request to the job's end;
+2. the floor: the same bytes by hand on the same disk: `tar -c | tar -x` of the image's layer dir and of the
+   container's upper dir, plus a container start on b (the engine's create + start of the moved image);
+3. move b -> a: a has the image's layer, so only the manifest, the config and the changes should travel.
+Everything is stopped by PID and removed by path at the end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.console_web import FullStack, wait_until  # noqa: E402
+
+
+class TwoHosts(FullStack):
+    """FullStack's redis, database and web server, with two workers (hosts a and b) and no container."""
+
+    def _up(self) -> None:
+        redis_url = self._start_redis()
+        os.environ.update({
+            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{self.work / 'berth.sqlite3'}",
+            "REDIS_URL": redis_url, "BERTH_STATE_ROOT": str(self.work / "web"), "BERTH_HOST_NAME": "bench-web",
+            "BERTH_SECRET_KEY": "berth-bench-move-" + os.urandom(16).hex()})
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from containers.models import Job
+        from tests.support import start_asgi_server
+
+        call_command("migrate", interactive=False, verbosity=0)
+        self.web, port = start_asgi_server(redis_url, self.work / "web", self.work / "web.log")
+        self.base = f"127.0.0.1:{port}"
+        self.workers = {}
+        for name in ("a", "b"):
+            self.workers[name] = self._worker(f"bench-move-{os.getpid()}-{name}", self.work / name)
+        self.wait_job = lambda job, timeout=600: wait_until(
+            lambda: (job.refresh_from_db() or job.state in Job.FINISHED_STATES) and job, timeout, f"job {job.kind}")
+
+    def _worker(self, host_name: str, root: Path):
+        from containers.models import Host
+        from tests.conftest import WorkerHandle, die_with_parent
+
+        since = time.time()
+        env = {**os.environ, "BERTH_STATE_ROOT": str(root), "BERTH_CONTROL_URL": f"http://{self.base}",
+               "BERTH_HOST_NAME": host_name, "PYTHONPATH": str(REPO)}
+        log = self.work / f"{host_name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
+                 "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent)
+        handle = WorkerHandle(host_name=host_name, state_root=root, proc=proc, log_path=log)
+
+        def heartbeaten():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}:\n{handle.log()[-3000:]}")
+            h = Host.objects.filter(name=host_name).first()
+            return h if h and h.last_heartbeat and h.last_heartbeat.timestamp() >= since - 1 else None
+
+        wait_until(heartbeaten, 90, f"worker {host_name} to heartbeat", 0.2)
+        handle._remember_children()
+        return handle
+
+    def close(self) -> None:
+        from tests.conftest import stop_process
+        from tests.engine.containers.conftest import teardown_root
+        from tests.support import clean_state_root
+
+        for handle in getattr(self, "workers", {}).values():
+            handle.stop(timeout=10)
+        if self.web is not None:
+            stop_process(self.web)
+        for handle in getattr(self, "workers", {}).values():
+            if handle.state_root.exists():
+                clean_state_root(handle.state_root)
+                teardown_root(handle.state_root)
+        self.web = None
+        super().close()
+
+
+def image_tar(path: Path, work: Path, mib: int) -> None:
+    """busybox's root filesystem plus `mib` MiB of incompressible data in /payload.bin."""
+    from workers.engine.images.busybox import make_busybox_rootfs
+
+    rootfs = make_busybox_rootfs(work / "rootfs")
+    with open(rootfs / "payload.bin", "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    with tarfile.open(path, "w") as tar:
+        for child in sorted(rootfs.iterdir()):
+            tar.add(child, arcname=child.name)
+    shutil.rmtree(rootfs)
+
+
+def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float:
+    t0 = time.perf_counter()
+    for i, src in enumerate((layer_dir, upper_dir)):
+        dest = scratch / f"copy{i}"
+        dest.mkdir(parents=True)
+        subprocess.run(f"tar -C {src} -cf - . | tar -C {dest} -xf -", shell=True, check=True)
+    start()
+    took = time.perf_counter() - t0
+    shutil.rmtree(scratch, ignore_errors=True)
+    return took
+
+
+def breakdown(job) -> dict[str, float]:
+    """Where a move's time went, from its jobs' timestamps: the target's blob list, the source's stop + pack +
+    push (until the receive job was sent), the target's fetch + unpack + create + start, the source's remove."""
+    from containers.models import Job
+
+    blobs = Job.objects.filter(kind="host.blobs", created__gte=job.created).order_by("pk").first()
+    receive = Job.objects.filter(kind="container.receive", params__chain=job.pk).first()
+    out = {"queue wait": (job.started - job.created).total_seconds()}
+    if blobs is not None and blobs.finished:
+        out["blob list"] = (blobs.finished - job.started).total_seconds()
+    if receive is not None and receive.started and receive.finished:
+        out["stop+pack+push"] = (receive.started - (blobs.finished if blobs else job.started)).total_seconds()
+        out["fetch+unpack+start"] = (receive.finished - receive.started).total_seconds()
+        out["remove source"] = (job.finished - receive.finished).total_seconds()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--image-mb", type=int, default=200)
+    parser.add_argument("--changes-mb", type=int, default=50)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="berth-bench-move-"))
+    stack = None
+    try:
+        stack = TwoHosts(work)
+        from django.contrib.auth import get_user_model
+
+        from containers import services
+        from containers.models import Container, Job
+        from tests.transfers import submit_upload
+        from workers.engine.containers import ContainerManager
+        from workers.engine.images.store import ImageStore
+
+        a, b = stack.workers["a"], stack.workers["b"]
+        user = get_user_model().objects.create_user("bench-mover")
+        tar = work / "image.tar"
+        image_tar(tar, work, args.image_mb)
+        job, _ = submit_upload("image.import", a.host, tar.read_bytes(), requested_by=user, ref="big:1")
+        tar.unlink()
+        if stack.wait_job(job).state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"import: {job.error}")
+        # It ends on SIGTERM at once (a bare `sleep` as pid 1 ignores it: the move's stop would wait its 10 s out).
+        script = (f"head -c {args.changes_mb << 20} /dev/urandom > /changes.bin && touch /ready; "
+                  "trap 'exit 0' TERM; sleep 100000 & wait")
+        row, job = services.create_container(user, host=a.host, image="big:1", name="mover",
+                                             command=["sh", "-c", script])
+        if stack.wait_job(job).state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"create: {job.error}")
+        mgr_a = ContainerManager(a.state_root)
+        upper = mgr_a.rootfs(row.engine_id)["upperdir"]
+        wait_until(lambda: os.path.exists(os.path.join(upper, "ready")), 120, "the changes to be written", 0.2)
+
+        t0 = time.perf_counter()
+        moved, job = services.send_container(user, Container.objects.get(pk=row.pk), b.host.name)
+        job = stack.wait_job(job)
+        t_move = time.perf_counter() - t0
+        if job.state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"move: {job.error}")
+        first = job.result
+        steps = breakdown(job)
+
+        mgr_b = ContainerManager(b.state_root)
+        store_b = ImageStore(b.state_root)
+        image = store_b.resolve(mgr_b.rootfs(moved.engine_id)["manifest"])
+        layer_dir = str(store_b.layer_dir(image.diff_ids[0]))
+        upper_b = mgr_b.rootfs(moved.engine_id)["upperdir"]
+
+        def start() -> None:  # what the floor's last step is: a container made and started from the image
+            info = mgr_b.create(image.digest, name="floor", command=["sleep", "100000"])
+            mgr_b.start(info["id"])
+            start.id = info["id"]
+
+        t_floor = floor_seconds(layer_dir, upper_b, work / "floor", start)
+        mgr_b.remove(start.id, force=True)
+
+        t1 = time.perf_counter()
+        back, job = services.send_container(user, Container.objects.get(pk=moved.pk), a.host.name)
+        job = stack.wait_job(job)
+        t_back = time.perf_counter() - t1
+        if job.state != Job.State.SUCCEEDED:
+            raise RuntimeError(f"second move: {job.error}")
+        second = job.result
+        remove = stack.wait_job(services.container_action(user, Container.objects.get(pk=back.pk), "remove",
+                                                          params={"force": True}))
+        if remove.state != Job.State.SUCCEEDED:
+            print(f"  cleanup: remove: {remove.error}")
+
+        mib = 1 << 20
+        print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
+              f"{os.cpu_count()} CPUs; image {args.image_mb} MiB + changes {args.changes_mb} MiB")
+        print(f"{'':38}{'seconds':>9}{'pack MiB':>10}{'blobs sent/kept':>17}")
+        print(f"{'move a -> b (berth, one job)':38}{t_move:9.2f}{first['pack_bytes'] / mib:10.1f}"
+              f"{first['blobs_sent']:>11}/{first['blobs_kept']}")
+        print(f"{'floor: tar | tar + a container start':38}{t_floor:9.2f}")
+        print(f"{'move b -> a (a has the image)':38}{t_back:9.2f}{second['pack_bytes'] / mib:10.1f}"
+              f"{second['blobs_sent']:>11}/{second['blobs_kept']}")
+        print("first move's steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+        print(f"move / floor: {t_move / t_floor:.2f}x (goal <= 1.5x); second move sent "
+              f"{second['sent']['blobs']} bytes of image blobs, {second['sent']['upper'] / mib:.1f} MiB of changes")
+    finally:
+        if stack is not None:
+            stack.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

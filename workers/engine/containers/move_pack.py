@@ -1,0 +1,289 @@
+"""A container's move pack: what one host sends another to recreate a container (issue 18, move and copy).
+
+One plain tar stream, members in this order:
+
+    image.json                  {"manifest": <digest>, "ref": <engine ref>} of the container's image
+    blobs/sha256/<hex>          each blob of that image the receiver lacks (manifest and config always)
+    volumes/<engine id>.tar     a named volume's data, as a tar of its data dir
+    upper.tar                   the container's upper dir as an OCI layer (whiteouts as `.wh.` entries)
+    digests.json                sha256 of every member above, written last
+
+The receiver checks each blob against its name as it arrives and every member against digests.json at
+the end: a pack that does not match fails as a whole (its caller removes what it made). Nested tars are
+extracted with the store's hostile-input rules (tarsafe), never followed out of their target dir. Only the
+names above are accepted. Memory is constant: members are staged in files under the image store's tmp dir.
+Django-free (the worker's handlers/move.py drives it)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from ..images.errors import DigestMismatch, ImageError
+from ..images.fsutil import HashingReader, sha256_file
+from ..images.layers import _Txn
+from ..images.rootfs import COMMIT_POLICY
+from ..images.store import ImageStore
+from ..images.tarsafe import extract
+from ..images.tarwrite import TarWriter, write_diff
+
+CHUNK = 1 << 20
+BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+VOLUME_RE = re.compile(r"volumes/([0-9a-f]{64})\.tar")
+
+
+class PackError(ImageError):
+    """A pack that is not what it says (a bad name, a digest that does not match, a missing blob)."""
+
+
+def have_blobs(store: ImageStore) -> list[str]:
+    """Every blob digest this host's store holds (what a sender may leave out)."""
+    return sorted("sha256:" + p.name for p in store.blobs.iterdir() if len(p.name) == 64)
+
+
+def image_blobs(store: ImageStore, manifest_digest: str) -> list[str]:
+    """The image's blobs: its manifest, config and layers."""
+    manifest = store.read_blob_json(manifest_digest)
+    return [manifest_digest, manifest["config"]["digest"], *(d["digest"] for d in manifest.get("layers", []))]
+
+
+def _add_file(tf: tarfile.TarFile, name: str, path: str | os.PathLike[str]) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = os.stat(path).st_size
+    info.mode = 0o600
+    with open(path, "rb") as f:
+        tf.addfile(info, f)
+
+
+def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    tf.addfile(info, io.BytesIO(data))
+
+
+def _tree_tar(store: ImageStore, directory: str | os.PathLike[str]) -> str:
+    """`directory` as a tar in a temp file (the caller deletes it); a plain tree comes out as is, an upper
+    dir's whiteouts as `.wh.` entries. Read without following links."""
+    fd, path = tempfile.mkstemp(prefix="pack-", dir=store.tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            writer = TarWriter(out)
+            write_diff(str(directory), writer)
+            writer.close()
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO, *, have: set[str] | list[str],
+               upper: str | os.PathLike[str] | None, volumes: dict[str, str | os.PathLike[str]],
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the pack of a stopped container to `out`; returns what was sent (bytes by kind, blobs sent
+    and left out). `have` is the receiver's blob digests; `volumes` maps a volume's engine id to its data dir."""
+    have = set(have)
+    digests: dict[str, str] = {}
+    sent = {"blobs": 0, "volumes": 0, "upper": 0}
+    blobs_sent, blobs_kept = [], []
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tf:
+        head = json.dumps({"manifest": manifest_digest, "ref": ref}).encode()
+        _add_bytes(tf, "image.json", head)
+        digests["image.json"] = "sha256:" + hashlib.sha256(head).hexdigest()
+        blobs = image_blobs(store, manifest_digest)
+        for i, digest in enumerate(blobs):
+            if i >= 2 and digest in have:  # manifest and config always: the receiver reads them first
+                blobs_kept.append(digest)
+                continue
+            if progress:
+                progress(f"sending blob {digest[7:19]}")
+            name = f"blobs/sha256/{digest[7:]}"
+            _add_file(tf, name, store.blob_path(digest))
+            digests[name] = digest
+            sent["blobs"] += store.blob_path(digest).stat().st_size
+            blobs_sent.append(digest)
+        staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
+        if upper is not None:
+            staged.append(("upper.tar", upper, "upper"))
+        for name, directory, kind in staged:
+            if progress:
+                progress(f"packing {name}")
+            path = _tree_tar(store, directory)
+            try:
+                digests[name] = sha256_file(path)[0]
+                _add_file(tf, name, path)
+                sent[kind] += os.stat(path).st_size
+            finally:
+                os.unlink(path)
+        _add_bytes(tf, "digests.json", json.dumps(digests, sort_keys=True).encode())
+    return {"sent": sent, "blobs_sent": blobs_sent, "blobs_kept": blobs_kept}
+
+
+class PackReader:
+    """Read a pack from `stream` into this host: `on_image(manifest_digest, ref)` is called once every blob
+    is in the store (it makes the container and returns its empty upper dir), `volume_dir(engine id)` gives a
+    volume's empty data dir. `run()` returns the image's manifest digest and the members' digests."""
+
+    def __init__(self, store: ImageStore, stream: BinaryIO, *,
+                 volume_dir: Callable[[str], str | os.PathLike[str]],
+                 on_image: Callable[[str, str], str | os.PathLike[str]]) -> None:
+        self.store, self.stream = store, stream
+        self.volume_dir, self.on_image = volume_dir, on_image
+        self.head: dict[str, Any] | None = None
+        self.image_ready = False
+        self.got: dict[str, str] = {}
+        self.txn = _Txn()  # layers unpacked as their blobs arrive, renamed in together before the create
+        self.diff_ids: dict[str, str] = {}  # layer blob digest -> its diff id (from the manifest and config)
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            self.store._discard(self.txn)
+
+    def _run(self) -> dict[str, Any]:
+        trailer = None
+        with tarfile.open(fileobj=self.stream, mode="r|", bufsize=CHUNK) as tf:
+            for member in tf:
+                if not member.isfile():
+                    raise PackError(f"unexpected entry {member.name[:80]!r} (not a file)")
+                f = tf.extractfile(member)
+                assert f is not None
+                name = member.name
+                if name == "digests.json":
+                    trailer = json.loads(f.read(1 << 20))
+                    break
+                reader = HashingReader(f)
+                self._member(name, reader)
+                reader.drain()
+                self.got[name] = reader.digest
+        if trailer is None or self.head is None:
+            raise PackError("the pack ended early (no digests.json): send it again")
+        if not self.image_ready:
+            self._image()
+        if trailer != self.got:
+            bad = sorted(k for k in set(trailer) | set(self.got) if trailer.get(k) != self.got.get(k))
+            raise DigestMismatch(f"the pack does not match its digests: {', '.join(bad)[:200]}", "pack")
+        return {"manifest": self.head["manifest"], "digests": self.got}
+
+    def _member(self, name: str, reader: HashingReader) -> None:
+        if name == "image.json" and self.head is None:
+            head = json.loads(reader.read(1 << 20))
+            if not isinstance(head, dict) or not re.fullmatch(r"sha256:[0-9a-f]{64}", str(head.get("manifest"))):
+                raise PackError("image.json names no manifest digest")
+            self.head = {"manifest": head["manifest"], "ref": str(head.get("ref") or "")}
+            return
+        if self.head is None:
+            raise PackError(f"{name[:80]!r} before image.json")
+        blob = BLOB_RE.fullmatch(name)
+        if blob and not self.image_ready:
+            self._blob("sha256:" + blob.group(1), reader)
+            return
+        if not self.image_ready:
+            self._image()
+        volume = VOLUME_RE.fullmatch(name)
+        if volume:
+            self._tree(reader, self.volume_dir(volume.group(1)), name)
+        elif name == "upper.tar" and "upper.tar" not in self.got:
+            self._tree(reader, self.upper, name)
+        else:
+            raise PackError(f"unexpected member {name[:80]!r}")
+
+    def _blob(self, digest: str, reader: HashingReader) -> None:
+        path = self.store.blob_path(digest)
+        if path.exists():
+            return  # drained by run(): the digest still counts
+        if not self.diff_ids:
+            self._learn_layers()
+        if digest in self.diff_ids:  # one pass: the blob is kept and unpacked as it streams in, both checked
+            self.txn.layers.append(self.store._stage_layer(reader, what=f"layer {digest[7:19]} of the pack",
+                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest]))
+            return
+        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.store.tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := reader.read(CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if reader.digest != digest:
+                raise DigestMismatch(f"blob is {reader.digest}, its name says {digest}", "pack")
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _learn_layers(self) -> None:
+        """Once the manifest and the config are in the store: which blobs are layers, and their diff ids."""
+        assert self.head is not None
+        try:
+            manifest = self.store.read_blob_json(self.head["manifest"])
+            config = self.store.read_blob_json(manifest["config"]["digest"])
+        except FileNotFoundError:
+            return
+        self.diff_ids = {blob["digest"]: diff_id for blob, diff_id in
+                         zip(manifest.get("layers", []), config.get("rootfs", {}).get("diff_ids", []), strict=False)}
+
+    def _image(self) -> None:
+        """Every blob is here: unpack missing layer dirs, then let the caller make the container."""
+        assert self.head is not None
+        if self.txn.layers:
+            with self.store._lock("index"):
+                self.store._commit(self.txn)
+        digest = self.head["manifest"]
+        missing = [d for d in image_blobs_safe(self.store, digest) if not self.store.blob_path(d).exists()]
+        if missing:
+            raise PackError(f"the pack lacks blobs this host does not have: {', '.join(m[7:19] for m in missing)}")
+        manifest = self.store.read_blob_json(digest)
+        config = self.store.read_blob_json(manifest["config"]["digest"])
+        for diff_id, blob in zip(config["rootfs"]["diff_ids"], manifest["layers"], strict=True):
+            self.store.ensure_layer(diff_id, blob)
+        self.upper = self.on_image(digest, self.head["ref"])
+        self.image_ready = True
+
+    @staticmethod
+    def _tree(reader: HashingReader, dest: str | os.PathLike[str], what: str) -> None:
+        dest = str(dest)
+        if any(os.scandir(dest)):
+            raise PackError(f"{what}: its target dir on this host is not empty")
+        extract(reader, dest, COMMIT_POLICY, what)
+
+
+def image_blobs_safe(store: ImageStore, manifest_digest: str) -> list[str]:
+    try:
+        return image_blobs(store, manifest_digest)
+    except FileNotFoundError:
+        raise PackError(f"the pack lacks the image's manifest or config ({manifest_digest[7:19]})") from None
+
+
+def read_pack(store: ImageStore, stream: BinaryIO, *, volume_dir: Callable[[str], str | os.PathLike[str]],
+              on_image: Callable[[str, str], str | os.PathLike[str]]) -> dict[str, Any]:
+    """Receive a pack (see PackReader)."""
+    return PackReader(store, stream, volume_dir=volume_dir, on_image=on_image).run()
+
+
+def tag_image(store: ImageStore, manifest_digest: str, ref: str) -> str | None:
+    """Give the received image its name here if the name is free (or already this image's); else keep it
+    untagged (a dangling image the container uses). Returns the tag given, or None."""
+    from ..images.layout import REF_NAME
+
+    size = store.blob_path(manifest_digest).stat().st_size
+    desc = {"digest": manifest_digest, "size": size}
+    index = store._read_index()
+    taken = {d.get("annotations", {}).get(REF_NAME): d["digest"] for d in index["manifests"]}
+    tag = ref if ref and taken.get(ref, manifest_digest) == manifest_digest else None
+    store._finish(_Txn(), [(tag, desc)])
+    return tag
+
+
+__all__ = ["PackError", "have_blobs", "image_blobs", "read_pack", "tag_image", "write_pack"]
