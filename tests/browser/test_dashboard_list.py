@@ -40,6 +40,15 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     assert visible_names(page) == ["web-1"]
     assert page.locator("[data-role=list-count]").inner_text() == "1 of 3 shown"
     assert "q=app%3Dweb" in page.url
+    # Search by name, image and host too (each row carries them), and the address keeps the query.
+    page.fill("[data-role=list-search]", "db")
+    assert visible_names(page) == ["db-1"]
+    page.fill("[data-role=list-search]", "busybox")
+    assert len(visible_names(page)) == 3
+    page.fill("[data-role=list-search]", live_berth.worker.host.name)
+    assert len(visible_names(page)) == 3
+    page.fill("[data-role=list-search]", "no-such-thing")
+    assert visible_names(page) == [] and page.locator("[data-role=list-count]").inner_text() == "0 of 3 shown"
     page.fill("[data-role=list-search]", "")
     page.select_option("[data-role=list-state]", "exited")
     assert visible_names(page) == ["job-1"]
@@ -60,6 +69,9 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     assert Container.objects.get(pk=made["web-1"].pk).state == "exited"
     assert summary.inner_text() == "2 exited · 1 running"
 
+    # Logs and the console are one click from each row; Teams is in the main navigation.
+    assert row.locator("a", has_text="Console").get_attribute("href") == f"/containers/{made['web-1'].pk}/#console"
+    assert page.locator("nav[aria-label=Main] a", has_text="Teams").get_attribute("href") == "/teams/"
     # The page of a container: its sections are one click away.
     row.locator("a", has_text="Logs").click()
     page.wait_for_url(f"**/containers/{made['web-1'].pk}/#logs-{made['web-1'].pk}")
