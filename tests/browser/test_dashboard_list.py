@@ -18,7 +18,8 @@ def visible_names(page) -> list[str]:
     return page.eval_on_selector_all("#containers tr[data-container-id]:not([hidden])", "rs => rs.map(r => r.dataset.name)")
 
 
-def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, browser, watch, problems, wait_job):
+def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, browser, watch, problems, wait_job,
+                                                             wait_for):
     busybox = Image.objects.get(host=live_berth.worker.host, name="busybox", tag="latest", namespace="")
     made = {}
     for name, command, labels in (("web-1", LOOP, {"app": "web"}), ("db-1", LOOP, {"app": "db"}),
@@ -68,6 +69,11 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     assert row.locator("button[data-quick=start]").is_enabled() and row.locator("button[data-quick=stop]").is_disabled()
     assert Container.objects.get(pk=made["web-1"].pk).state == "exited"
     assert summary.inner_text() == "2 exited · 1 running"
+    # Restart from its row: the container starts again (a later start time), still running.
+    db = Container.objects.get(pk=made["db-1"].pk)
+    page.locator(f"#container-{db.pk} button[data-quick=restart]").click()
+    wait_for(lambda: Container.objects.get(pk=db.pk).started > db.started, what="db-1 to be restarted")
+    assert Container.objects.get(pk=db.pk).state == "running"
 
     # Logs and the console are one click from each row; Teams is in the main navigation.
     assert row.locator("a", has_text="Console").get_attribute("href") == f"/containers/{made['web-1'].pk}/#console"
