@@ -17,6 +17,8 @@ from django.template.loader import select_template
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from workers.engine.containers import states
+
 from . import bounds, events, permissions, selectors, services
 from .forms import (
     FIELD_OF,
@@ -112,6 +114,8 @@ def container_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "container": container, "inspect_json": json.dumps(_inspect(container), indent=2, sort_keys=True),
         "jobs": history, "files": files, "allowed": allowed, "logs_panel": logs_panel,
+        # A container with no process has nothing to act on but its output: show that first, in view.
+        "logs_first": container.state not in states.ACTIVE,
         "action_states": json.dumps(ACTION_STATES), "signals": [s for s, _ in SIGNAL_CHOICES],
         "commit_form": CommitForm(user=user, initial={"team": container.team_id or ""}),
         "send_hosts": send_hosts(container) if permissions.can(user, "container.move", container) else [],

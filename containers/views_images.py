@@ -119,7 +119,7 @@ def image_load(request: HttpRequest) -> HttpResponse:
     d = form.cleaned_data
     try:
         job = services.load_images(request.user, host=int(d["host"]), upload=d["file"], team=d["team"] or None,
-                                   shared=d["shared"], request=request)
+                                   shared=d["shared"], request=request, filename=getattr(d["file"], "name", ""))
     except services.ServiceError as exc:
         if wants_json(request):
             return error_json(exc)
@@ -140,7 +140,19 @@ def _history(image: Image) -> list[dict[str, Any]]:
 def _origin(user, image: Image) -> Job | None:
     """The job that made this image (import, load, commit, pull, build), if the user may see it."""
     made = Q(kind__in=("image.import", "container.commit", "image.pull", "image.build"), result__image_id=image.pk)
-    return jobs_visible_to(user).filter(made, host=image.host).order_by("-created").first()
+    found = jobs_visible_to(user).filter(made, host=image.host).order_by("-created").first()
+    if found is None:
+        # A load lists the images it made (SQLite cannot look inside a JSON list): the latest loads that
+        # ended after the row was made.
+        loads = jobs_visible_to(user).filter(kind="image.load", host=image.host, state=Job.State.SUCCEEDED,
+                                             finished__gte=image.created).order_by("-finished")[:50]
+        found = next((j for j in loads if any(isinstance(i, dict) and i.get("image_id") == image.pk
+                                              for i in (j.result or {}).get("images") or [])), None)
+    if found is not None and found.kind == "container.commit" and str(found.target_id).isdigit():
+        # Name the container it was committed from, while the user may still see it.
+        found.container_name = permissions.visible_containers(user).filter(pk=int(found.target_id)) \
+            .values_list("name", flat=True).first()
+    return found
 
 
 @login_required

@@ -111,22 +111,28 @@ def import_image(user, *, host: Host | int | str, upload: Any, ref: str, team: T
         raise _refuse(request, user, "image.import", ("image", "", str(ref)[:100]), exc) from None
     if not isinstance(message, str):
         message = ""
-    # The browser's file name (a staged path's own name is the server's, never shown).
-    if isinstance(upload, (str, PathLike)):
-        filename = Path(str(filename or "")).name[:200]
-    else:
-        filename = Path(str(getattr(upload, "name", "") or "")).name[:200]
+    filename = _browser_name(upload, filename)
     return _import_like("image.import", user, host=host, upload=upload, team=team, shared=shared,
                         request=request, idempotency_key=idempotency_key,
                         extra={"ref": f"{name}:{tag}", "message": message[:500],
                                **({"filename": filename} if filename else {})})
 
 
+def _browser_name(upload: Any, filename: str) -> str:
+    """The browser's file name (a staged path's own name is the server's, never shown)."""
+    if isinstance(upload, (str, PathLike)):
+        return Path(str(filename or "")).name[:200]
+    return Path(str(getattr(upload, "name", "") or "")).name[:200]
+
+
 def load_images(user, *, host: Host | int | str, upload: Any, team: Team | int | None = None,
-                shared: bool = False, request=None, idempotency_key: str | None = None) -> Job:
-    """`docker load`: a docker-archive or oci-archive with tagged images."""
+                shared: bool = False, request=None, idempotency_key: str | None = None, filename: str = "") -> Job:
+    """`docker load`: a docker-archive or oci-archive with tagged images. `filename` (the dashboard's file,
+    for the image page's origin) is kept on the job only when the caller names it."""
+    filename = _browser_name(upload, filename) if filename else ""
     return _import_like("image.load", user, host=host, upload=upload, team=team, shared=shared,
-                        request=request, idempotency_key=idempotency_key, extra={})
+                        request=request, idempotency_key=idempotency_key,
+                        extra={"filename": filename} if filename else {})
 
 
 def image_action(user, image: Image, action: str, *, params: dict[str, Any] | None = None, request=None,

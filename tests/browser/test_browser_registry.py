@@ -31,7 +31,10 @@ def test_pull_progress_and_build_log(live_berth, browser, watch, problems, tmp_p
         page.click("#pull-form [data-role=submit]")
         page.wait_for_function("document.getElementById('pull-progress').value === 100", timeout=60_000)
         assert "Pulled as pulled:1" in page.locator("#pull-phase").inner_text()
-        assert Image.objects.filter(name="pulled", tag="1", owner=live_berth.user).exists()
+        pulled = Image.objects.get(name="pulled", tag="1", owner=live_berth.user)
+        # The image page says where it came from.
+        page.goto(f"{live_berth.url}/images/{pulled.pk}/")
+        assert page.locator("[data-field=origin]").inner_text().startswith(f"pulled from {reg.domain}/lib/bb:1 by ")
 
         page.goto(live_berth.url + "/images/build/")
         page.fill("#id_ref", "built:1")
@@ -43,7 +46,9 @@ def test_pull_progress_and_build_log(live_berth, browser, watch, problems, tmp_p
         log = page.locator("#build-log").inner_text()
         assert "hello-from-the-build-log" in log and "STEP 3/3: CMD" in log
         assert "Built built:1" in page.locator("#build-phase").inner_text()
-        assert Image.objects.filter(name="built", tag="1", owner=live_berth.user).exists()
+        built = Image.objects.get(name="built", tag="1", owner=live_berth.user)
+        page.goto(f"{live_berth.url}/images/{built.pk}/")
+        assert page.locator("[data-field=origin]").inner_text().startswith("built by ")
         assert problems == []
     finally:
         reg.stop()

@@ -8,6 +8,7 @@ you are on another page is announced there."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,11 +16,30 @@ import pytest
 from django.utils import timezone
 
 from containers import services
-from containers.models import Container, Host, Image, Job
+from containers.api.auth import create_token
+from containers.models import Container, Host, Image, Job, Team, TeamMembership, Volume
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.root]
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+# aria-describedby/-labelledby/-controls ids that name no element (help texts were id_X_help, not id_X_helptext).
+DANGLING_IDREFS = """[...document.querySelectorAll('[aria-describedby], [aria-labelledby], [aria-controls]')]
+    .flatMap(e => ['aria-describedby', 'aria-labelledby', 'aria-controls'].flatMap(a =>
+        (e.getAttribute(a) || '').split(/\\s+/).filter(i => i && !document.getElementById(i))
+        .map(i => `${e.tagName.toLowerCase()}#${e.id} ${a}=${i}`)))"""
+
+# Words split across two lines in the given cells (a word broken by word-break or overflow-wrap has two boxes).
+BROKEN_WORDS = """cells => cells.flatMap(td => { const out = []; const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) { for (const m of n.data.matchAll(/\\S+/g)) {
+        const r = document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+        if (new Set([...r.getClientRects()].map(b => Math.round(b.top))).size > 1) out.push(m[0]); } }
+    return out; })"""
+
+# Every shown date (not a relative "… ago"): its text and its datetime attribute.
+SHOWN_DATES = """[...document.querySelectorAll('time[datetime]')].filter(t => t.getAttribute('datetime')
+    && !t.textContent.trim().endsWith('ago')).map(t => [t.getAttribute('datetime'), t.textContent.trim()])"""
 
 
 def axe_problems(page) -> list[str]:
@@ -29,6 +49,7 @@ def axe_problems(page) -> list[str]:
     found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
                           ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
                           ".map(v => `${v.id}: ${v.help} -> ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`)")
+    found += page.evaluate(DANGLING_IDREFS)
     return [f"{page.url}: {v}" for v in found]
 
 
@@ -121,11 +142,16 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     container, job = services.create_container(
         live_berth.user, host=live_berth.worker.host, name="seen",
         image=Image.objects.get(host=live_berth.worker.host, name="busybox", tag="latest", namespace=""),
-        spec={"command": "sh -c 'echo hello; sleep 600'"})
+        spec={"command": "sh -c 'echo hello; sleep 600'", "mounts": ["data:/data"]})
     assert wait_job(job, timeout=60).state == "succeeded", job.error
     image = container.image
+    team = Team.objects.create(name="ops")
+    TeamMembership.objects.create(team=team, user=live_berth.user, role="admin")
+    create_token(live_berth.user, "ci")
+    volume = Volume.objects.get(name="data", owner=live_berth.user)
     pages = ["/containers/", "/containers/new/", f"/containers/{container.pk}/", "/images/", f"/images/{image.pk}/",
-             "/volumes/", "/jobs/", f"/jobs/{job.pk}/", "/hosts/", "/audit/", "/tokens/", "/teams/"]
+             "/images/pull/", "/images/build/", "/registries/", "/volumes/", "/networks/", "/jobs/",
+             f"/jobs/{job.pk}/", "/hosts/", "/audit/", "/tokens/", "/teams/", f"/teams/{team.pk}/"]
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
     page = watch(ctx.new_page())
     found: list[str] = []
@@ -143,11 +169,22 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     phone = browser.new_context(viewport={"width": 375, "height": 740}, timezone_id="Asia/Tokyo")
     page = watch(phone.new_page())
     live_berth.login(page)
+    dates: list[str] = []
     for path in pages:
         page.goto(live_berth.url + path)
         page.wait_for_selector("#live-status.on")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (path, page.evaluate(WIDER_THAN_VIEW))
+        # Every date in one format, in the phone's time zone (volumes and tokens showed the server's, to the minute).
+        for stamp, shown in page.evaluate(SHOWN_DATES):
+            tokyo = datetime.fromisoformat(stamp).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
+            assert shown == tokyo, (path, stamp, shown)
+            dates.append(path)
+    assert {"/volumes/", "/tokens/", "/audit/", f"/containers/{container.pk}/"} <= set(dates), dates
+    # The Volumes page says what uses each volume.
+    page.goto(live_berth.url + "/volumes/")
+    used = page.locator(f"#volume-{volume.pk} a[href='/containers/{container.pk}/']")
+    assert used.inner_text() == "seen"
     # The list tells rows apart by host; the audit table keeps its Result column in view.
     page.goto(live_berth.url + "/containers/")
     host_line = page.locator(f"#container-{container.pk} .phone-only")
@@ -168,5 +205,7 @@ def test_every_page_passes_axe_and_fits_a_phone(live_berth, browser, watch, prob
     page.goto(live_berth.url + "/audit/")
     result = page.locator("#audit-table tbody tr").first.locator("td").last
     assert result.evaluate("td => td.getBoundingClientRect().right <= window.innerWidth")
+    # Whole words only in the audit table (it broke them mid-word).
+    assert page.eval_on_selector_all("#audit-table tbody td", BROKEN_WORDS) == []
     phone.close()
     assert problems == []

@@ -193,5 +193,10 @@ def test_banner_commit_link_log_download_and_job_rows(live_berth, browser, watch
     item = page.locator(f"[data-role=files] li[data-job-id='{logs.pk}']")
     assert item.locator(".file-kind").inner_text() == "Full log"
     assert item.locator("time").inner_text().startswith(str(logs.created.year))
+    # The committed image's page says where it came from, linking the container.
+    page.goto(f"{live_berth.url}/images/{image.pk}/")
+    origin = page.locator("[data-field=origin]")
+    assert origin.inner_text().startswith("committed from container boxy by ")
+    assert origin.locator("a").first.get_attribute("href") == f"/containers/{box.pk}/"
     ctx.close()
     assert problems == []

@@ -97,5 +97,7 @@ def test_import_refusals_load_origin_and_share(live_berth, browser, watch, probl
     loaded = Image.objects.exclude(pk=mine.pk).get(name="mybox", tag="1")
     assert loaded.team_id == team.pk and loaded.digest == mine.digest
     page.locator(f"#image-{loaded.pk}").wait_for()
+    page.goto(f"{live_berth.url}/images/{loaded.pk}/")
+    assert page.locator("[data-field=origin]").inner_text().startswith("loaded from mybox-saved.tar by ")
     ctx.close()
     assert problems == []

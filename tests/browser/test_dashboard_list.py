@@ -18,7 +18,8 @@ def visible_names(page) -> list[str]:
     return page.eval_on_selector_all("#containers tr[data-container-id]:not([hidden])", "rs => rs.map(r => r.dataset.name)")
 
 
-def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, browser, watch, problems, wait_job):
+def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, browser, watch, problems, wait_job,
+                                                             wait_for):
     busybox = Image.objects.get(host=live_berth.worker.host, name="busybox", tag="latest", namespace="")
     made = {}
     for name, command, labels in (("web-1", LOOP, {"app": "web"}), ("db-1", LOOP, {"app": "db"}),
@@ -40,6 +41,15 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     assert visible_names(page) == ["web-1"]
     assert page.locator("[data-role=list-count]").inner_text() == "1 of 3 shown"
     assert "q=app%3Dweb" in page.url
+    # Search by name, image and host too (each row carries them), and the address keeps the query.
+    page.fill("[data-role=list-search]", "db")
+    assert visible_names(page) == ["db-1"]
+    page.fill("[data-role=list-search]", "busybox")
+    assert len(visible_names(page)) == 3
+    page.fill("[data-role=list-search]", live_berth.worker.host.name)
+    assert len(visible_names(page)) == 3
+    page.fill("[data-role=list-search]", "no-such-thing")
+    assert visible_names(page) == [] and page.locator("[data-role=list-count]").inner_text() == "0 of 3 shown"
     page.fill("[data-role=list-search]", "")
     page.select_option("[data-role=list-state]", "exited")
     assert visible_names(page) == ["job-1"]
@@ -59,7 +69,15 @@ def test_search_filter_sort_summary_quick_actions_and_sections(live_berth, brows
     assert row.locator("button[data-quick=start]").is_enabled() and row.locator("button[data-quick=stop]").is_disabled()
     assert Container.objects.get(pk=made["web-1"].pk).state == "exited"
     assert summary.inner_text() == "2 exited · 1 running"
+    # Restart from its row: the container starts again (a later start time), still running.
+    db = Container.objects.get(pk=made["db-1"].pk)
+    page.locator(f"#container-{db.pk} button[data-quick=restart]").click()
+    wait_for(lambda: Container.objects.get(pk=db.pk).started > db.started, what="db-1 to be restarted")
+    assert Container.objects.get(pk=db.pk).state == "running"
 
+    # Logs and the console are one click from each row; Teams is in the main navigation.
+    assert row.locator("a", has_text="Console").get_attribute("href") == f"/containers/{made['web-1'].pk}/#console"
+    assert page.locator("nav[aria-label=Main] a", has_text="Teams").get_attribute("href") == "/teams/"
     # The page of a container: its sections are one click away.
     row.locator("a", has_text="Logs").click()
     page.wait_for_url(f"**/containers/{made['web-1'].pk}/#logs-{made['web-1'].pk}")
