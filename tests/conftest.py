@@ -51,6 +51,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 from containers.management.commands.berth_run import _start_ticks, descendants, free_port  # noqa: E402
+from tests.postgres import database_url  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -183,6 +184,40 @@ def live_redis(redis_url: str, settings) -> Iterator[str]:
     yield redis_url
 
 
+# --- the database -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> Iterator[None]:
+    """pytest-django's hook before the test database is made. With BERTH_TEST_DB=postgres (`make test` sets it
+    for the end-to-end part) the session's database is a private PostgreSQL server (tests/postgres.py) started
+    here and stopped by PID at the end; otherwise the SQLite file of webapp/settings.py."""
+    choice = os.environ.get("BERTH_TEST_DB", "sqlite")
+    if choice == "sqlite":
+        yield
+        return
+    if choice != "postgres":
+        pytest.exit(f"BERTH_TEST_DB={choice!r}: use sqlite (the default) or postgres", returncode=4)
+    from django.db import connections
+
+    from tests.postgres import point_django_at, start_postgres
+
+    server = start_postgres()
+    try:
+        point_django_at(server.url("berth"))
+        yield
+    finally:
+        connections.close_all()
+        server.stop()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Whatever starts real workers or serves the web side to other processes is end-to-end (`-m e2e`), marked
+    or not: that is the part `make test` runs against PostgreSQL."""
+    for item in items:
+        if {"berth_worker", "live_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 # --- workers -----------------------------------------------------------------------------------------
 
 @dataclass
@@ -241,8 +276,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
     from containers.models import Host
 
     settings.BERTH_TRANSFER_DIR = tmp_path_factory.mktemp("web-transfers")  # this test's own staging dir
-    db_path = connection.settings_dict["NAME"]
-    assert db_path and db_path != ":memory:" and "mode=memory" not in str(db_path), "workers need a file DB"
+    db_url = database_url(connection.settings_dict)  # the test's SQLite file or PostgreSQL database
     handles: list[WorkerHandle] = []
 
     def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
@@ -252,7 +286,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "webapp.settings",
-            "DATABASE_URL": f"sqlite:///{db_path}",
+            "DATABASE_URL": db_url,
             "REDIS_URL": live_redis,
             "BERTH_STATE_ROOT": str(root),
             "BERTH_HOST_NAME": host_name,
@@ -327,6 +361,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if not settings.configured:
         return
     tmp = Path(tempfile.gettempdir())
-    for path in (Path(settings.BERTH_STATE_ROOT), Path(settings.DATABASES["default"].get("TEST", {}).get("NAME", "")).parent):
+    for path in (Path(settings.BERTH_STATE_ROOT), tmp / f"berth-testdb-{os.getpid()}"):
         if path.parent == tmp and path.name.startswith(("berth-test-", "berth-testdb-")):
             shutil.rmtree(path, ignore_errors=True)

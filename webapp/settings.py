@@ -42,7 +42,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import dj_database_url
+from webapp.database import database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -164,20 +164,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "webapp.wsgi.application"
 ASGI_APPLICATION = "webapp.asgi.application"
 
-# Databases. SQLite is shared by the web server and the worker processes: a busy timeout and
-# IMMEDIATE transactions keep concurrent writers from failing with "database is locked".
-_SQLITE_OPTIONS = {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BERTH_STATE_ROOT / "berth.sqlite3"),
-        }
-    }
+# Databases (webapp/database.py): SQLite in the state root unless DATABASE_URL is set.
+DATABASES = {"default": database(os.environ.get("DATABASE_URL"), BERTH_STATE_ROOT / "berth.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
     # Tests use a FILE database (never :memory:) so that Celery worker subprocesses can open it.
     _test_dir = Path(tempfile.gettempdir()) / f"berth-testdb-{os.getpid()}"
     DATABASES["default"]["TEST"] = {"NAME": str(_test_dir / "test.sqlite3")}
