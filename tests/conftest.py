@@ -13,7 +13,7 @@ Real parts, no mocks:
     that broker. Returns the URL.
 ``berth_worker`` (function; pulls in ``transactional_db`` and ``live_redis``)
     Factory: ``start(host_name, state_root=None, env=None) -> WorkerHandle`` spawns a REAL
-    ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's SQLite FILE database,
+    ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's database (SQLite file or PostgreSQL),
     with REDIS_URL, a temporary BERTH_STATE_ROOT (or the one given; reuse it to "restart" a host),
     BERTH_CONTROL_URL (pytest-django's ``live_server``: uploads and downloads travel over HTTP to this process),
     BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 (``wrap``: a command prefix that execs the worker, e.g. into
@@ -22,6 +22,9 @@ Real parts, no mocks:
     worker's Host has heartbeaten. ``handle.host`` is the Host row, ``handle.kill9()`` SIGKILLs the
     worker and all its pool processes, ``handle.stop()`` shuts it down warm (TERM, then KILL),
     ``handle.log()`` returns its output. All workers are stopped by PID at teardown.
+``postgres_server`` (session)
+    None, or with BERTH_TEST_DB=postgres a private PostgreSQL server (tests/postgres.py) that is then the
+    session's database: ``.url(db)``, ``.connections_made(db)``, ``.pid``. Stopped by PID at the end.
 ``wait_for`` (function)
     ``wait_for(predicate, timeout=60, what="...")`` polls until ``predicate()`` is truthy and returns
     its value, else fails with ``what``. Waiting is not a timed assertion: timeouts are generous.
@@ -187,27 +190,40 @@ def live_redis(redis_url: str, settings) -> Iterator[str]:
 # --- the database -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> Iterator[None]:
-    """pytest-django's hook before the test database is made. With BERTH_TEST_DB=postgres (`make test` sets it
-    for the end-to-end part) the session's database is a private PostgreSQL server (tests/postgres.py) started
-    here and stopped by PID at the end; otherwise the SQLite file of webapp/settings.py."""
+def postgres_server() -> Iterator[Any]:
+    """With BERTH_TEST_DB=postgres (`make test` sets it for the end-to-end part): a private PostgreSQL server
+    (tests/postgres.py's PostgresServer) started for the session and stopped by PID at its end; else None."""
     choice = os.environ.get("BERTH_TEST_DB", "sqlite")
     if choice == "sqlite":
-        yield
+        yield None
         return
     if choice != "postgres":
         pytest.exit(f"BERTH_TEST_DB={choice!r}: use sqlite (the default) or postgres", returncode=4)
-    from django.db import connections
-
-    from tests.postgres import point_django_at, start_postgres
+    from tests.postgres import start_postgres
 
     server = start_postgres()
     try:
-        point_django_at(server.url("berth"))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, postgres_server) -> Iterator[None]:
+    """pytest-django's hook before the test database is made: the session's database is `postgres_server`'s
+    when there is one (test database test_berth), else the SQLite file of webapp/settings.py."""
+    if postgres_server is None:
+        yield
+        return
+    from django.db import connections
+
+    from tests.postgres import point_django_at
+
+    point_django_at(postgres_server.url("berth"))
+    try:
         yield
     finally:
         connections.close_all()
-        server.stop()
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -3,7 +3,7 @@
 ``start_postgres()`` runs ``initdb`` into a new temporary directory as the ``postgres`` user (PostgreSQL refuses
 to run as root), then ``postgres`` itself, listening on 127.0.0.1 at a free port (another is tried if the port
 was taken meanwhile) with password authentication, and its unix socket inside that directory. Durability is
-off (fsync, synchronous commit, full-page writes): the data lives for one run. ``PostgresServer.stop()`` ends
+off (fsync, synchronous commit, full-page writes) unless asked for: test data lives for one run. ``PostgresServer.stop()`` ends
 it by PID (fast shutdown, then SIGKILL) and removes the directory. Nothing here imports Django, so the server
 can be started before Django's settings are read.
 """
@@ -42,6 +42,13 @@ class PostgresServer:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def connections_made(self, dbname: str) -> int:
+        """Connections opened to `dbname` since the start (the server logs each as it is authorized)."""
+        import re
+
+        text = (self.dir / "postgres.log").read_text(errors="replace")
+        return len(re.findall(rf"connection authorized: user={USER} database={re.escape(dbname)}(?:\s|$)", text, re.M))
 
     def stop(self) -> None:
         """Fast shutdown by PID (SIGINT: sessions are ended, no waiting for clients), SIGKILL after 30 s; then the
@@ -92,9 +99,10 @@ def _ready(data: Path, pid: int) -> bool:
     return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
 
 
-def start_postgres(timeout: float = 60, max_connections: int = 300) -> PostgresServer:
+def start_postgres(timeout: float = 60, max_connections: int = 300, durable: bool = False) -> PostgresServer:
     """initdb + postgres in a new temporary directory; returns once the server accepts connections. The caller
-    stops it with ``.stop()`` (also on failure: nothing is left behind if this raises)."""
+    stops it with ``.stop()`` (also on failure: nothing is left behind if this raises). `durable` keeps the
+    server's defaults (fsync, synchronous commit), as a production server runs: for benchmarks."""
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed (Debian's `postgresql`; `make install` installs it)")
@@ -122,8 +130,10 @@ def start_postgres(timeout: float = 60, max_connections: int = 300) -> PostgresS
                 proc = subprocess.Popen(
                     [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(work),
                      "-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={max_connections}",
-                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                     "-c", "shared_buffers=32MB", "-c", "log_min_messages=warning"],
+                     *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                           "-c", "full_page_writes=off"]),
+                     "-c", "shared_buffers=32MB", "-c", "log_min_messages=warning",
+                     "-c", "log_connections=on"],  # counted by connections_made()
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
                     preexec_fn=_drop_to(uid, gid, True))
             deadline = time.monotonic() + timeout

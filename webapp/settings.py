@@ -311,6 +311,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = f"host.{BERTH_HOST_NAME}"
+# Celery closes the database connection after every task unless told to reuse it; workers/tasks.py closes it
+# as Django closes a request's (close_old_connections: kept up to CONN_MAX_AGE, health-checked), so never here.
+CELERY_DB_REUSE_MAX = 1 << 62
 
 LOGGING = {
     "version": 1,
