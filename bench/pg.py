@@ -29,11 +29,12 @@ sys.path.insert(0, str(REPO))
 from tests.postgres import start_postgres  # noqa: E402 - no Django here: each stack process has its own settings
 
 
-def run_stack(label: str, url: str, work: Path, runs: int, show_sql: bool) -> dict:
+def run_stack(label: str, url: str, work: Path, runs: int, show_sql: bool, **extra_env: str) -> dict:
     cmd = [sys.executable, str(REPO / "bench" / "pg_stack.py"), "--database-url", url, "--runs", str(runs),
-           "--work", str(work / label), *(["--show-sql"] if show_sql else [])]
+           "--work", str(work / label.split()[0]), *(["--show-sql"] if show_sql else [])]
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "BERTH_STATE_ROOT")}
-    p = subprocess.run(cmd, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    p = subprocess.run(cmd, cwd=REPO, env={**env, "PYTHONPATH": str(REPO), **extra_env}, stdout=subprocess.PIPE,
+                       text=True)
     if p.returncode:
         raise RuntimeError(f"the {label} stack failed ({p.returncode})")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -90,7 +91,12 @@ def main() -> None:
 
         with psycopg.connect(server.url(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
+            conn.execute("CREATE DATABASE bench_before")
         results["postgresql"] = run_stack("postgresql", server.url("bench"), work, args.runs, args.show_sql)
+        # What it was before (issue 18's 290 ms): a connection per API request and per job.
+        results["postgresql, no reuse"] = run_stack("postgresql-before", server.url("bench_before"), work,
+                                                    args.runs, args.show_sql, BERTH_DB_CONN_MAX_AGE="0",
+                                                    BERTH_DB_POOL_MAX="0")
         server.stop()
         server = None
         podman = "skipped" if args.skip_podman else podman_runs(work / "podman", args.runs)
