@@ -226,6 +226,25 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         connections.close_all()
 
 
+@pytest.fixture
+def berth_run_env(postgres_server) -> Iterator[dict[str, str]]:
+    """Environment for a `manage.py berth_run` a test starts: on SQLite nothing (it makes its own file in its state
+    root); on PostgreSQL a fresh database of `postgres_server` as DATABASE_URL, dropped at the end."""
+    if postgres_server is None:
+        yield {}
+        return
+    import psycopg
+
+    name = f"run_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": postgres_server.url(name)}
+    finally:
+        with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Whatever starts real workers or serves the web side to other processes is end-to-end (`-m e2e`), marked
     or not: that is the part `make test` runs against PostgreSQL."""
