@@ -111,17 +111,23 @@ class QueryCounter:
         return execute(sql, params, many, context)
 
 
+def _close_old_connections() -> None:
+    """As Django does around a request: a connection past CONN_MAX_AGE or broken is closed (SQLite's: always), a
+    kept one is health-checked before its first query (Celery's own close is off: CELERY_DB_REUSE_MAX). Never
+    inside a transaction: a test runs a job in one (Django's test client skips this for its requests too)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 @shared_task(name="workers.tasks.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: int) -> str:
-    # As Django does around a request: a connection past CONN_MAX_AGE or broken is closed (SQLite: always),
-    # a kept one is health-checked before its first query (Celery's own close is off: CELERY_DB_REUSE_MAX).
-    close_old_connections()
+    _close_old_connections()
     counter, started = QueryCounter(), time.monotonic()
     try:
         with connection.execute_wrapper(counter):
             outcome = _run_job(job_id)
     finally:
-        close_old_connections()
+        _close_old_connections()
     log.info("job %s: %s in %.0f ms, %d queries", job_id, outcome, (time.monotonic() - started) * 1000, counter.count)
     return outcome
 
