@@ -184,6 +184,9 @@ def point_django_at(url: str, test_name: str = "test_berth") -> None:
         del connections[conn.alias]
     default = settings.DATABASES["default"]
     default.clear()
-    default.update(database(url, Path("unused")))
+    default.update(database(url, Path("unused"), pooled=False))  # no ASGI server here, whatever was imported
+    # Threads of this process (live_server's, Channels' executors) close theirs after each use, as before: the
+    # test database is dropped at the end, which PostgreSQL refuses while anyone is connected to it.
+    default["CONN_MAX_AGE"] = 0
     default["TEST"] = {"NAME": test_name}
     connections.configure_settings(settings.DATABASES)  # Django's defaults for the keys the new dict lacks
