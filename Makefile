@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 # Debian packages the engine, the tests and the dashboard need.
 APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 gcc libc6-dev \
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
-	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3
+	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3 postgresql
 
-.PHONY: install apt venv npm pyc run agent test test-fast fuzz lint images clean
+.PHONY: install apt venv npm pyc run agent test test-e2e-sqlite test-e2e-postgres test-fast fuzz lint images clean
 
 install: apt venv npm pyc
 
@@ -55,9 +55,19 @@ agent: install
 	@BERTH_JOIN_TOKEN="$(JOIN_TOKEN)" $(BIN)/python manage.py berth_agent --control-redis "$(CONTROL_REDIS)" \
 	  --database "$(DATABASE_URL)" $(if $(HOST_NAME),--name "$(HOST_NAME)") $(if $(LABELS),--labels "$(LABELS)")
 
-# The same answer on every run: fuzzers run a fixed, seeded, derandomized amount here.
+# The same answer on every run: fuzzers run a fixed, seeded, derandomized amount here. The end-to-end part
+# (real workers, web servers, browsers: `-m e2e`) runs against a private PostgreSQL server its fixture starts
+# (BERTH_TEST_DB=postgres, tests/postgres.py), the rest on SQLite; both parts run even if the first fails.
 test: install
-	$(BIN)/python -m pytest
+	@rc=0; $(BIN)/python -m pytest -m "not e2e" || rc=$$?; \
+	BERTH_TEST_DB=postgres $(BIN)/python -m pytest -m e2e || rc=$$?; exit $$rc
+
+# The end-to-end part alone, on SQLite (what `make run` uses on one machine) or on PostgreSQL.
+test-e2e-sqlite: install
+	$(BIN)/python -m pytest -m e2e
+
+test-e2e-postgres: install
+	BERTH_TEST_DB=postgres $(BIN)/python -m pytest -m e2e
 
 # Without the end-to-end and browser tests (no workers, no live servers, no Chromium).
 test-fast: install

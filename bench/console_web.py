@@ -35,8 +35,8 @@ class FullStack:
     the ASGI web server, a Celery worker for one host with its own state root, a team operator and a running
     busybox container made through the services. `close()` stops and removes all of it, by PID and by path."""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, work: Path, database_url: str | None = None) -> None:
+        self.work, self.database_url = work, database_url or f"sqlite:///{work / 'berth.sqlite3'}"
         self.redis_proc = self.web = self.worker = self.row = None
         self.wroot = work / "w"  # short: the monitor's socket path must stay under 108 bytes
         self.sessions: list[str] = []
@@ -84,23 +84,25 @@ class FullStack:
         raise RuntimeError("redis-server found no free port in 5 tries")
 
     def _up(self) -> None:
+        host = self._up_base()
+        self._up_console(host)
+
+    def _up_base(self):
+        """redis, the database (migrated), the web server and one worker whose host has busybox:latest: the Host."""
         redis_url = self._start_redis()
         self.host_name = f"bench-console-{os.getpid()}"
         os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": f"sqlite:///{self.work / 'berth.sqlite3'}",
+            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": self.database_url,
             "REDIS_URL": redis_url, "BERTH_STATE_ROOT": str(self.work / "web"), "BERTH_HOST_NAME": self.host_name,
             "BERTH_SECRET_KEY": "berth-bench-console-" + os.urandom(16).hex()})
         import django
 
         django.setup()
         logging.getLogger("axes").setLevel(logging.WARNING)  # the sign-in below is no news
-        from django.conf import settings
-        from django.contrib.auth import get_user_model
         from django.core.management import call_command
-        from django.test import Client
 
-        from containers import jobs, services
-        from containers.models import Container, Host, Job, Team, TeamMembership
+        from containers import jobs
+        from containers.models import Host, Job
         from tests.conftest import WorkerHandle, die_with_parent
         from tests.support import start_asgi_server
 
@@ -133,6 +135,16 @@ class FullStack:
         seeded = self.wait_job(jobs.submit("image.seed", host, params={}))
         if seeded.state != Job.State.SUCCEEDED:
             raise RuntimeError(f"image.seed: {seeded.error}")
+        return host
+
+    def _up_console(self, host) -> None:
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from containers import services
+        from containers.models import Container, Job, Team, TeamMembership
+
         User = get_user_model()
         team = Team.objects.create(name="bench")
         self.lead = User.objects.create_user("bench-lead")

@@ -13,7 +13,7 @@ Real parts, no mocks:
     that broker. Returns the URL.
 ``berth_worker`` (function; pulls in ``transactional_db`` and ``live_redis``)
     Factory: ``start(host_name, state_root=None, env=None) -> WorkerHandle`` spawns a REAL
-    ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's SQLite FILE database,
+    ``celery -A webapp worker -Q host.<host_name>`` subprocess sharing the test's database (SQLite file or PostgreSQL),
     with REDIS_URL, a temporary BERTH_STATE_ROOT (or the one given; reuse it to "restart" a host),
     BERTH_CONTROL_URL (pytest-django's ``live_server``: uploads and downloads travel over HTTP to this process),
     BERTH_HOST_NAME, BERTH_HEARTBEAT_SECONDS=1 (``wrap``: a command prefix that execs the worker, e.g. into
@@ -22,6 +22,9 @@ Real parts, no mocks:
     worker's Host has heartbeaten. ``handle.host`` is the Host row, ``handle.kill9()`` SIGKILLs the
     worker and all its pool processes, ``handle.stop()`` shuts it down warm (TERM, then KILL),
     ``handle.log()`` returns its output. All workers are stopped by PID at teardown.
+``postgres_server`` (session)
+    None, or with BERTH_TEST_DB=postgres a private PostgreSQL server (tests/postgres.py) that is then the
+    session's database: ``.url(db)``, ``.connections_made(db)``, ``.pid``. Stopped by PID at the end.
 ``wait_for`` (function)
     ``wait_for(predicate, timeout=60, what="...")`` polls until ``predicate()`` is truthy and returns
     its value, else fails with ``what``. Waiting is not a timed assertion: timeouts are generous.
@@ -51,6 +54,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 from containers.management.commands.berth_run import _start_ticks, descendants, free_port  # noqa: E402
+from tests.postgres import database_url  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -183,6 +187,72 @@ def live_redis(redis_url: str, settings) -> Iterator[str]:
     yield redis_url
 
 
+# --- the database -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """With BERTH_TEST_DB=postgres (`make test` sets it for the end-to-end part): a private PostgreSQL server
+    (tests/postgres.py's PostgresServer) started for the session and stopped by PID at its end; else None."""
+    choice = os.environ.get("BERTH_TEST_DB", "sqlite")
+    if choice == "sqlite":
+        yield None
+        return
+    if choice != "postgres":
+        pytest.exit(f"BERTH_TEST_DB={choice!r}: use sqlite (the default) or postgres", returncode=4)
+    from tests.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, postgres_server) -> Iterator[None]:
+    """pytest-django's hook before the test database is made: the session's database is `postgres_server`'s
+    when there is one (test database test_berth), else the SQLite file of webapp/settings.py."""
+    if postgres_server is None:
+        yield
+        return
+    from django.db import connections
+
+    from tests.postgres import point_django_at
+
+    point_django_at(postgres_server.url("berth"))
+    try:
+        yield
+    finally:
+        connections.close_all()
+
+
+@pytest.fixture
+def berth_run_env(postgres_server) -> Iterator[dict[str, str]]:
+    """Environment for a `manage.py berth_run` a test starts: on SQLite nothing (it makes its own file in its state
+    root); on PostgreSQL a fresh database of `postgres_server` as DATABASE_URL, dropped at the end."""
+    if postgres_server is None:
+        yield {}
+        return
+    import psycopg
+
+    name = f"run_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": postgres_server.url(name)}
+    finally:
+        with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Whatever starts real workers or serves the web side to other processes is end-to-end (`-m e2e`), marked
+    or not: that is the part `make test` runs against PostgreSQL."""
+    for item in items:
+        if {"berth_worker", "live_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 # --- workers -----------------------------------------------------------------------------------------
 
 @dataclass
@@ -241,8 +311,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
     from containers.models import Host
 
     settings.BERTH_TRANSFER_DIR = tmp_path_factory.mktemp("web-transfers")  # this test's own staging dir
-    db_path = connection.settings_dict["NAME"]
-    assert db_path and db_path != ":memory:" and "mode=memory" not in str(db_path), "workers need a file DB"
+    db_url = database_url(connection.settings_dict)  # the test's SQLite file or PostgreSQL database
     handles: list[WorkerHandle] = []
 
     def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
@@ -252,7 +321,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "webapp.settings",
-            "DATABASE_URL": f"sqlite:///{db_path}",
+            "DATABASE_URL": db_url,
             "REDIS_URL": live_redis,
             "BERTH_STATE_ROOT": str(root),
             "BERTH_HOST_NAME": host_name,
@@ -327,6 +396,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if not settings.configured:
         return
     tmp = Path(tempfile.gettempdir())
-    for path in (Path(settings.BERTH_STATE_ROOT), Path(settings.DATABASES["default"].get("TEST", {}).get("NAME", "")).parent):
+    for path in (Path(settings.BERTH_STATE_ROOT), tmp / f"berth-testdb-{os.getpid()}"):
         if path.parent == tmp and path.name.startswith(("berth-test-", "berth-testdb-")):
             shutil.rmtree(path, ignore_errors=True)

@@ -25,13 +25,14 @@ import pytest
 
 from containers.management.commands.berth_run import asgi_server_command
 from tests.conftest import die_with_parent
+from tests.postgres import database_url
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def start_asgi_server(redis_url: str, state_root: Path, log_path: Path, timeout: float = 60,
                       **extra_env: str) -> tuple[subprocess.Popen, int]:
-    """Serve webapp.asgi on a free loopback port, sharing this test's database file and `redis_url`,
+    """Serve webapp.asgi on a free loopback port, sharing this test's database (SQLite file or PostgreSQL) and `redis_url`,
     with its own `state_root` (`extra_env` adds or overrides variables); returns once it accepts
     connections. The caller stops it with tests.conftest.stop_process."""
     from django.conf import settings
@@ -40,7 +41,7 @@ def start_asgi_server(redis_url: str, state_root: Path, log_path: Path, timeout:
     from containers.transfer_files import transfer_dir
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
-           "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}", "REDIS_URL": redis_url,
+           "DATABASE_URL": database_url(connection.settings_dict), "REDIS_URL": redis_url,
            "BERTH_STATE_ROOT": str(state_root), "BERTH_SECRET_KEY": settings.SECRET_KEY, "PYTHONPATH": str(REPO),
            # one staging dir with this process's web side (the live_server workers reach): two web servers, one disk
            "BERTH_TRANSFER_DIR": str(transfer_dir()), **extra_env}

@@ -4,6 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from webapp import database
+
+# A server's PostgreSQL connections come from a pool (webapp/database.py); no effect where settings were read.
+database.POOLED = True
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 django_asgi_app = get_asgi_application()
 

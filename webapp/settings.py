@@ -46,7 +46,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import dj_database_url
+from webapp.database import database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,6 +141,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "containers.nul_guard.RefuseNulMiddleware",  # 400, not PostgreSQL's 500, for a NUL in a path or query
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -170,20 +171,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "webapp.wsgi.application"
 ASGI_APPLICATION = "webapp.asgi.application"
 
-# Databases. SQLite is shared by the web server and the worker processes: a busy timeout and
-# IMMEDIATE transactions keep concurrent writers from failing with "database is locked".
-_SQLITE_OPTIONS = {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BERTH_STATE_ROOT / "berth.sqlite3"),
-        }
-    }
+# Databases (webapp/database.py): SQLite in the state root unless DATABASE_URL is set.
+DATABASES = {"default": database(os.environ.get("DATABASE_URL"), BERTH_STATE_ROOT / "berth.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
     # Tests use a FILE database (never :memory:) so that Celery worker subprocesses can open it.
     _test_dir = Path(tempfile.gettempdir()) / f"berth-testdb-{os.getpid()}"
     DATABASES["default"]["TEST"] = {"NAME": str(_test_dir / "test.sqlite3")}
@@ -329,6 +319,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = f"host.{BERTH_HOST_NAME}"
+# Celery closes the database connection after every task unless told to reuse it; workers/tasks.py closes it
+# as Django closes a request's (close_old_connections: kept up to CONN_MAX_AGE, health-checked), so never here.
+CELERY_DB_REUSE_MAX = 1 << 62
 
 LOGGING = {
     "version": 1,

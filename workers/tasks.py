@@ -8,12 +8,13 @@ host, recovers jobs a dead worker left running, and starts the heartbeat.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -98,8 +99,40 @@ def _finish(job: Job, state: str, *, result: Any = None, error: str = "", cause:
         log.warning("job %s: no longer ours to finish (taken over or cancelled); outcome %s dropped", job.pk, state)
 
 
+class QueryCounter:
+    """Counts the SQL statements run through a connection (Django's execute wrapper): the database round trips a
+    job costs, logged with it and read by bench/pg.py."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def _close_old_connections() -> None:
+    """As Django does around a request: a connection past CONN_MAX_AGE or broken is closed (SQLite's: always), a
+    kept one is health-checked before its first query (Celery's own close is off: CELERY_DB_REUSE_MAX). Never
+    inside a transaction: a test runs a job in one (Django's test client skips this for its requests too)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 @shared_task(name="workers.tasks.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: int) -> str:
+    _close_old_connections()
+    counter, started = QueryCounter(), time.monotonic()
+    try:
+        with connection.execute_wrapper(counter):
+            outcome = _run_job(job_id)
+    finally:
+        _close_old_connections()
+    log.info("job %s: %s in %.0f ms, %d queries", job_id, outcome, (time.monotonic() - started) * 1000, counter.count)
+    return outcome
+
+
+def _run_job(job_id: int) -> str:
     job = claim(job_id, agent.process_token())
     if job is None:
         log.info("job %s: not claimed (already done, cancelled or running elsewhere)", job_id)

@@ -213,7 +213,7 @@ def test_team_sharing_seen_and_run_by_a_member_and_commit_for_the_team_and_every
 class BerthRun:
     """One `manage.py berth_run` on a state root (its SQLite database lives there too), output in `out`."""
 
-    def __init__(self, root: Path, out: Path, port: int):
+    def __init__(self, root: Path, out: Path, port: int, extra_env: dict[str, str]):
         import os
         import sys
 
@@ -223,6 +223,7 @@ class BerthRun:
         for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY",
                     "DJANGO_ALLOW_ASYNC_UNSAFE"):
             env.pop(var, None)
+        env.update(extra_env)  # PostgreSQL in make test's end-to-end part
         with open(out, "wb") as f:
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "berth_run", "--root", str(root), "--port", str(port),
@@ -249,14 +250,14 @@ class BerthRun:
 RUN_PASSWORD = "pw-admin-promise-123"
 
 
-def start_berth_run(root: Path, out: Path, runs: list[BerthRun], wait_for) -> BerthRun:
+def start_berth_run(root: Path, out: Path, runs: list[BerthRun], wait_for, extra_env: dict[str, str]) -> BerthRun:
     """A berth_run that is up. berth_run binds the port it is given itself: one that another process took
     after we chose it makes it exit saying so, and another port is tried (no collision under load)."""
     for _attempt in range(3):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        run = BerthRun(root, out, port)
+        run = BerthRun(root, out, port, extra_env)
         runs.append(run)
 
         def up_or_taken(run: BerthRun = run, port: int = port) -> str | None:
@@ -287,14 +288,14 @@ def api_session(url: str) -> requests.Session:
     return s
 
 
-def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tmp_path, wait_for):
+def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tmp_path, wait_for, berth_run_env):
     from tests.support import clean_state_root
 
     root, sync = tmp_path / "root", tmp_path / "sync"
     sync.mkdir()
     runs: list[BerthRun] = []
     try:
-        first = start_berth_run(root, tmp_path / "first.out", runs, wait_for)
+        first = start_berth_run(root, tmp_path / "first.out", runs, wait_for, berth_run_env)
         api = api_session(first.url)
         # A container that exits with 7 once the test says so (a file in a bind-mounted directory).
         made = api.post(first.url + "/api/v1/containers", timeout=60, json={
@@ -322,7 +323,7 @@ def test_ctrl_c_stops_web_worker_redis_in_order_and_the_next_start_reconciles(tm
         (sync / "go").touch()
         wait_for((root / "containers" / engine_id / "exit.json").exists, what="the waiter to exit meanwhile")
 
-        second = start_berth_run(root, tmp_path / "second.out", runs, wait_for)
+        second = start_berth_run(root, tmp_path / "second.out", runs, wait_for, berth_run_env)
         api = api_session(second.url)
 
         def recorded():

@@ -23,7 +23,7 @@ PASSWORD = "pw-admin-supervise-123"
 
 
 class Run:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, extra_env: dict[str, str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out_path = tmp_path / "berth_run.out"
@@ -31,6 +31,7 @@ class Run:
                "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
         for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY"):
             env.pop(var, None)
+        env.update(extra_env)  # PostgreSQL in make test's end-to-end part
         with open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "berth_run", "--root", str(tmp_path / "root"), "--port",
@@ -87,11 +88,11 @@ def _zombie(pid: int) -> bool:
 
 
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, berth_run_env):
     # berth_run binds the port itself: one taken by another process after free_port() chose it makes it exit
     # saying so, and another is tried (no collision under load).
     for _attempt in range(3):
-        r = Run(tmp_path)
+        r = Run(tmp_path, berth_run_env)
         deadline = time.monotonic() + 120
         while "Berth is up" not in r.text() and r.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)

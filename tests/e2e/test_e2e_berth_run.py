@@ -25,11 +25,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def berth_run(tmp_path):
+def berth_run(tmp_path, berth_run_env):
     env = {**os.environ, "BERTH_ADMIN_PASSWORD": "pw-admin-e2e-123", "BERTH_HOST_NAME": "e2e-run",
            "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
     for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY"):
         env.pop(var, None)
+    env.update(berth_run_env)  # PostgreSQL in make test's end-to-end part
     out_path = tmp_path / "berth_run.out"
     proc = None
     try:

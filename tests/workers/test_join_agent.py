@@ -1,5 +1,5 @@
 """Joining a machine (issue 18): `manage.py berth_agent` with a join token, run as a real process against this
-test's Redis and SQLite file database, as a second machine would against the control plane's.
+test's Redis and database (SQLite file or PostgreSQL), as a second machine would against the control plane's.
 
 Every process started here is stopped by PID (the agent, and its worker by the PIDs seen while it ran)."""
 
@@ -21,6 +21,7 @@ from containers import jobs, join, services
 from containers.management.commands.berth_run import _start_ticks
 from containers.models import Host, JoinToken
 from tests.conftest import REPO, descendants, die_with_parent, kill_exact
+from tests.postgres import database_url
 from workers import agent
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +38,10 @@ def _agent_env(tmp_path: Path, live_server, token: str) -> dict[str, str]:
 
 def _agent(live_redis: str, tmp_path: Path, live_server, token: str, *extra: str) -> subprocess.Popen:
     """berth_agent given the URLs on its command line (so it re-executes itself with them in its environment)."""
-    db = connection.settings_dict["NAME"]
     out = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 (the process outlives this function)
     return subprocess.Popen(
         [sys.executable, str(REPO / "manage.py"), "berth_agent", "--control-redis", live_redis,
-         "--database", f"sqlite:///{db}", *extra],
+         "--database", database_url(connection.settings_dict), *extra],
         cwd=REPO, env=_agent_env(tmp_path, live_server, token), stdout=out, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
 
