@@ -207,9 +207,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         else:
             rec["restart_count"] = 0
             rec["status_message"] = ""
-        self._save(rec)
         self._refresh(rec)  # a container that exited at once
-        self._save(rec)
+        self._save(rec, durable=False)  # one write, no fsync: running state (see _save)
 
     def start(self, ref: str) -> dict:
         cid = self._resolve(ref)
