@@ -1,14 +1,15 @@
 """A thousand idle containers on one host (issue 16), through the REST API of the real stack.
 
-    sudo .venv/bin/python bench/scale.py [--n 1000] [--batch 25] [--idle 60] [--conmon 50]
+    sudo .venv/bin/python bench/scale.py [--n 1000] [--batch 25] [--idle 60] [--podman 5] [--conmon 50]
 
 Berth as `make run` runs it (bench/scale_stack.py): redis-server, the ASGI web server, one Celery worker with its
 own state root. Then:
-- containers 1 and 2 alone: POST /api/v1/containers (busybox `sleep`, started) to its row saying "running"
-  (the first also starts the host's monitor and holder: container 2 is the reference);
-- containers 3..N-1 in batches of --batch: each batch POSTed, then awaited until every row runs; each
+- container 1 alone: POST /api/v1/containers (busybox `sleep`, started) to its row saying "running" (it also
+  starts the host's monitor and holder); then --podman rounds of one more alone beside `podman run -d` and
+  `podman start` (runc, netavark bridge, its own root): their median is the reference "first";
+- the rest up to N-1 in batches of --batch: each batch POSTed, then awaited until every row runs; each
   container's time is from its POST to the `started` time the engine reported;
-- container N alone, as container 2 (the goal: N's time within 1.5x the first's);
+- container N alone (the goal: N's time within 1.5x the reference's);
 - memory that stays per container (monitor + holder + any other host process naming the state root, PSS)
   at 50 and at N, beside conmon + runc's for --conmon containers (bench/runtime.py's setup);
 - at N: response times of the list API (first page, and page_size=500), the hosts page and the containers page;
@@ -32,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from console_web import wait_until
+from scale_podman import Podman
 from scale_stack import ScaleStack, idle_cpu
 
 
@@ -129,6 +131,9 @@ def leftovers(stack: ScaleStack, engine_ids: list[str], pids: set[int]) -> list[
         if d.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in d.iterdir()):
             names = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
             found.append(f"{len(names)} dirs in {sub}/ ({', '.join(names[:3])})")
+    links = [p.name for p in (stack.wroot / "names").glob("*") if p.is_symlink()]
+    if links:
+        found.append(f"{len(links)} name links")
     mounts = host_mounts_under(stack.wroot)
     if mounts:
         found.append(f"{len(mounts)} mounts under the state root")
@@ -154,11 +159,31 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     print(f"{n} idle busybox `sleep` containers through the API, batches of {args.batch}; load "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     cold = one(stack, 1)
-    first = one(stack, 2)
-    print(f"  container 1 (alone, the host's monitor starts): {cold:.0f} ms from POST to running; container 2 "
-          f"(alone, 1 running): {first:.0f} ms", flush=True)
+    print(f"  container 1 (alone, the host's monitor starts): {cold:.0f} ms from POST to running", flush=True)
+    # containers 2..R+1 alone, each beside a `podman run -d` and a `podman start` (rounds interleaved)
+    berth, pod = [], {"run -d": [], "start": []}
+    podman = Podman(stack.work / "podman") if args.podman else None
+    try:
+        for r in range(max(args.podman, 1)):
+            berth.append(one(stack, 2 + r))
+            if podman is not None and podman.problem is None:
+                pod["run -d"].append(podman.run_d())
+                pod["start"].append(podman.start())
+    finally:
+        if podman is not None:
+            podman.close()
+    first = statistics.median(berth)
+    print(f"  containers 2..{len(berth) + 1} (alone): {first:.0f} ms median from POST to running", flush=True)
+    if podman is not None:
+        if podman.problem:
+            print(f"  podman: {podman.problem}")
+        for what, times in pod.items():
+            if times:
+                med = statistics.median(times)
+                print(f"  podman {what} (runc, netavark bridge): {med:.0f} ms median of {len(times)}; Berth's API "
+                      f"create+start = {first / med:.2f}x", flush=True)
     batches: list[float] = []  # median ms per batch
-    made = 2
+    made = 1 + len(berth)
     t_all = time.monotonic()
     memory_done = False
     while made < n - 1:
@@ -177,7 +202,7 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     last = one(stack, n)
     spent = time.monotonic() - t_all
     print(f"  container {n} (alone, {n - 1} running): {last:.0f} ms from POST to running = {last / first:.2f}x "
-          f"container 2's; batches: first {batches[0]:.0f} ms, last {batches[-1]:.0f} ms median per container; "
+          f"the reference; batches: first {batches[0]:.0f} ms, last {batches[-1]:.0f} ms median per container; "
           f"{n - 1} started in {spent:.0f} s ({spent / (n - 1) * 1000:.0f} ms each)", flush=True)
     pks = list(Container.objects.filter(host=stack.host).values_list("pk", flat=True))
     engine_ids = list(Container.objects.filter(host=stack.host).values_list("engine_id", flat=True))
@@ -212,6 +237,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--idle", type=float, default=60)
+    ap.add_argument("--podman", type=int, default=5, help="rounds of Berth alone vs podman run -d / start (0: none)")
     ap.add_argument("--conmon", type=int, default=50, help="conmon + runc containers for the memory row (0: none)")
     args = ap.parse_args()
     if os.geteuid() != 0:
