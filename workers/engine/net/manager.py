@@ -245,14 +245,12 @@ class NetworkManager:
         if name not in st["applied"]:
             st["applied"].append(name)  # teardown undoes it even when setup fails half-way
             self._save(st)
-        before = antispoof.bridge_ports(net["bridge"])  # under the network lock: the new port is ours
         res = netavark.run("setup", self.run_dir, self._ns(st["id"]), opts)
         try:
             att["mac"] = res[net["name"]]["interfaces"][att["interface"]]["mac_address"]
         except (KeyError, TypeError):
             raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
-        new = antispoof.bridge_ports(net["bridge"]) - before
-        att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
+        att["veth"] = antispoof.host_veth(self._ns(st["id"]), att["interface"])
         antispoof.allow(att["veth"], att["mac"], att["ip"])
         self._save(st)
 
