@@ -78,6 +78,9 @@ def test_the_default_bridge_holds_a_thousand_containers(root):
     assert rec["subnet"].endswith("/20") and rec["subnet"].startswith("10.8")  # apart from 10.89 and podman's 10.88
     got = {store.allocate("bridge", f"c{i}")[1] for i in range(1000)}
     assert len(got) == 1000 and rec["gateway"] not in got
+    # a tenant's own default bridge (the control plane's u<id>.bridge) likewise; another network stays a /24
+    tenant = store.create("u1.bridge", default_bridge=True)
+    assert tenant["subnet"].endswith("/20") and store.create("u1.app")["subnet"].endswith("/24")
 
 
 def test_remove_in_use_refused_and_reconcile_frees_gone_containers(root):

@@ -105,7 +105,9 @@ class NetworkStore:
     # ---- create / remove -------------------------------------------------------------------
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None, internal: bool = False,
-               labels: dict[str, str] | None = None, dns: bool = True) -> dict:
+               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False) -> dict:
+        """default_bridge: a tenant's default network (every container of theirs given no network joins it),
+        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX)."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidConfig("name", f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
         if name in RESERVED:
@@ -115,7 +117,7 @@ class NetworkStore:
             if any(r["name"] == name for r in nets):
                 raise NetworkNameTaken(f"a network named '{name}' already exists")
             taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._subnet(subnet, taken)
+            net = self._default_subnet(taken) if default_bridge and subnet is None else self._subnet(subnet, taken)
             gw = self._gateway(net, gateway)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": name, "driver": "bridge", "subnet": str(net), "gateway": str(gw),
@@ -149,6 +151,13 @@ class NetworkStore:
             raise InvalidConfig("subnet", f"subnet {net} overlaps {clash}, already used on this host")
         return net
 
+    def _default_subnet(self, taken: list) -> ipaddress.IPv4Network:
+        """A /20 for a default bridge; a /24 of the ordinary pool once the /20s are all taken."""
+        try:
+            return self._subnet(None, taken, DEFAULT_POOL, DEFAULT_PREFIX)
+        except InvalidConfig:
+            return self._subnet(None, taken)
+
     @staticmethod
     def _gateway(net: ipaddress.IPv4Network, gateway: str | None) -> ipaddress.IPv4Address:
         if gateway is None:
@@ -170,7 +179,7 @@ class NetworkStore:
                 pass
             nets = self.all()
             taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._subnet(None, taken, DEFAULT_POOL, DEFAULT_PREFIX)
+            net = self._default_subnet(taken)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": DEFAULT_NETWORK, "driver": "bridge", "subnet": str(net),
                    "gateway": str(net.network_address + 1), "internal": False, "dns": False, "labels": {},
