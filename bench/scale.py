@@ -118,7 +118,7 @@ def remove_all(stack: ScaleStack, pks: list[int], batch: int) -> float:
     return time.monotonic() - t0
 
 
-def leftovers(stack: ScaleStack, engine_ids: list[str], pids: set[int]) -> list[str]:
+def leftovers(stack: ScaleStack, engine_ids: list[str], pids: dict[int, str | None]) -> list[str]:
     from containers.models import Container
     from tests.engine.conftest import host_mounts_under
     from workers.engine.runtime.cgroups import Cgroup
@@ -140,16 +140,24 @@ def leftovers(stack: ScaleStack, engine_ids: list[str], pids: set[int]) -> list[
     cgroups = [e for e in engine_ids if any(os.path.isdir(d) for d in Cgroup.for_path(f"/berth/{e}").dirs.values())]
     if cgroups:
         found.append(f"{len(cgroups)} cgroups")
-    alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    alive = [p for p, ticks in pids.items() if ticks is not None and start_ticks(p) == ticks]  # not a reused pid
     if alive:
         found.append(f"{len(alive)} container processes")
     return found
 
 
-def container_pids(stack: ScaleStack) -> set[int]:
+def start_ticks(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def container_pids(stack: ScaleStack) -> dict[int, str | None]:
+    """The containers' processes with their start times: pids are reused on a busy machine (pid_max 32768)."""
     from tests.engine.containers.conftest import _pids_of
 
-    return _pids_of(stack.wroot)
+    return {pid: start_ticks(pid) for pid in _pids_of(stack.wroot)}
 
 
 def run(stack: ScaleStack, args: argparse.Namespace) -> None:
