@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import select_template
@@ -70,7 +71,9 @@ def _state_event(container: Container) -> dict[str, Any]:
 
 @login_required
 def container_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "containers/list.html", {"containers": selectors.pages.container_rows(request.user),
+    page = Paginator(selectors.pages.container_rows(request.user),
+                     selectors.pages.CONTAINERS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "containers/list.html", {"containers": page.object_list, "page": page,
                                                     "bulk_actions": BULK_ACTIONS,
                                                     "states": [*(s for s, _ in Container.State.choices), "unknown"]})
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from .. import permissions
 from ..models import Container, Host, Image, Job, Volume
 
 PAGE_SIZE = 500  # rows on a list page
+CONTAINERS_PER_PAGE = 100  # the containers page, paginated: a host may hold a thousand (issue 16)
+HOST_CONTAINERS_SHOWN = 50  # names per host on the hosts page; the rest are counted and linked
 JOBS_PAGE_SIZE = 100
 HISTORY = 50  # jobs on an object's page
 
 
-def container_rows(user) -> list[Container]:
-    return list(permissions.visible_containers(user).order_by("-created")[:PAGE_SIZE])
+def container_rows(user) -> QuerySet[Container]:
+    """Newest first, for a Paginator (the page shows CONTAINERS_PER_PAGE of them)."""
+    return permissions.visible_containers(user).select_related("host", "image").order_by("-created", "-pk")
 
 
 def image_rows(user) -> list[Image]:
@@ -32,13 +33,16 @@ def job_rows(user) -> list[Job]:
 
 
 def hosts_with_containers(user) -> list[Host]:
-    """Every host the user sees, each with `.visible_containers`: theirs on it, by name."""
+    """Every host the user sees, each with `.visible_containers`: the first HOST_CONTAINERS_SHOWN of theirs on it
+    by name, and `.visible_container_count`: how many there are."""
     hosts = list(permissions.visible_hosts(user).select_related("join_token"))
-    by_host: dict[int, list[Container]] = defaultdict(list)
-    for c in permissions.visible_containers(user).filter(host__in=hosts).order_by("name"):
-        by_host[c.host_id].append(c)
+    visible = permissions.visible_containers(user)
+    counts = {r["host"]: r["n"] for r in visible.filter(host__in=hosts).order_by().values("host")
+              .annotate(n=Count("pk", distinct=True))}
     for host in hosts:
-        host.visible_containers = by_host.get(host.pk, [])
+        host.visible_container_count = counts.get(host.pk, 0)
+        host.visible_containers = list(visible.filter(host=host).order_by("name")[:HOST_CONTAINERS_SHOWN]) \
+            if host.visible_container_count else []
     return hosts
 
 

@@ -32,8 +32,10 @@ def ensure_network(params: dict[str, Any]) -> dict:
         try:
             return store.get(params["engine_name"])
         except NoSuchNetwork:
+            # a name space's own "bridge" is where its containers go when given no network: sized for many
             return store.create(params["engine_name"], subnet=params.get("subnet"), gateway=params.get("gateway"),
-                                internal=bool(params.get("internal")), labels=params.get("labels") or {})
+                                internal=bool(params.get("internal")), labels=params.get("labels") or {},
+                                default_bridge=params.get("name") == "bridge")
 
 
 def ensure_networks(params: dict[str, Any]) -> None:

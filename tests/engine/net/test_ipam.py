@@ -70,6 +70,19 @@ def test_names_subnets_and_reserved_words(root):
     assert auto["subnet"].startswith("10.89.") and auto["gateway"].endswith(".1")
 
 
+def test_the_default_bridge_holds_a_thousand_containers(root):
+    """Every container given no network joins `bridge`: a busy host (issue 16: 1,000 idle containers) must
+    not run out of addresses at the 254th, as a /24 would."""
+    store = NetworkStore(root)
+    rec = store.ensure_default()
+    assert rec["subnet"].endswith("/20") and rec["subnet"].startswith("10.8")  # apart from 10.89 and podman's 10.88
+    got = {store.allocate("bridge", f"c{i}")[1] for i in range(1000)}
+    assert len(got) == 1000 and rec["gateway"] not in got
+    # a tenant's own default bridge (the control plane's u<id>.bridge) likewise; another network stays a /24
+    tenant = store.create("u1.bridge", default_bridge=True)
+    assert tenant["subnet"].endswith("/20") and store.create("u1.app")["subnet"].endswith("/24")
+
+
 def test_remove_in_use_refused_and_reconcile_frees_gone_containers(root):
     nm = NetworkManager(root)
     nm.create("busy", subnet="10.231.46.0/24")

@@ -52,6 +52,7 @@ from .errors import (
 from .exec_sessions import ExecSessionsMixin
 from .host_checks import check_on_host
 from .live import LiveMixin
+from .name_index import NameIndex
 from .names import generate_name
 from .networking import NetworkingMixin
 from .records import RecordsMixin
@@ -82,6 +83,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         self.log_redis_url = log_redis_url
         self._runtimes: dict[str, oci.OCIRuntime] = {}  # by name: every runtime verb goes through the seam
         self.monitor = MonitorClient(self.root)
+        self.names = NameIndex(self.root, self.containers_dir)
         self._seen: dict[str, tuple] = {}
         for d in (self.containers_dir, self.locks_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -116,13 +118,11 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         cid = id or secrets.token_hex(32)
         store = ImageStore(self.root)
         with self._lock(None):
-            names = {}
-            for other in self._ids():
-                with contextlib.suppress(NoSuchContainer, ValueError):
-                    names[self._load(other)["name"]] = other
-            if name and name in names:
-                raise NameTaken(f"name '{name}' is already in use by container {names[name][:12]}")
-            name = name or generate_name(set(names))
+            self.names.build(self._all_names)  # once per state root made before the index
+            owner = self.names.owner(name) if name else None
+            if owner is not None:
+                raise NameTaken(f"name '{name}' is already in use by container {owner[:12]}")
+            name = name or generate_name(self.names)
             cdir = self._cdir(cid)
             if cdir.exists():
                 raise InvalidConfig("id", f"a container with id {cid[:12]} already exists")
@@ -157,6 +157,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
                        "started_at": None, "finished_at": None, "restart_count": 0, "status_message": "",
                        "stopped_by_user": False, "restart_at": None, "config": cfg, "runtime": runtime}
                 self._save(rec)
+                self.names.add(name, cid)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.net.release(cid)
@@ -206,9 +207,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         else:
             rec["restart_count"] = 0
             rec["status_message"] = ""
-        self._save(rec)
         self._refresh(rec)  # a container that exited at once
-        self._save(rec)
+        self._save(rec, durable=False)  # one write, no fsync: running state (see _save)
 
     def start(self, ref: str) -> dict:
         cid = self._resolve(ref)
@@ -370,6 +370,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         tomb = self.containers_dir / f".removing-{cid}"
         shutil.rmtree(tomb, ignore_errors=True)  # left by an interrupted remove
         os.rename(self._cdir(cid), tomb)
+        self.names.discard(rec["name"], cid)
         shutil.rmtree(tomb, ignore_errors=True)
         self._seen.pop(cid, None)
         changes.note(self.root, cid)

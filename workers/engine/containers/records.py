@@ -40,8 +40,16 @@ class RecordsMixin:
         except FileNotFoundError:
             raise NoSuchContainer(f"no such container '{cid[:12]}'") from None
 
-    def _save(self, rec: dict) -> None:
-        write_json_atomic(self._cdir(rec["id"]) / "container.json", rec)
+    def _all_names(self) -> Iterator[tuple[str, str]]:
+        """(id, name) of every container, from the records (what the name index is built from)."""
+        for cid in self._ids():
+            with contextlib.suppress(NoSuchContainer, ValueError):
+                yield cid, self._load(cid).get("name") or ""
+
+    def _save(self, rec: dict, durable: bool = True) -> None:
+        """durable=False: no fsync, for a change of running state only (after a power cut no container runs,
+        whatever its record last said, and reconciling says so)."""
+        write_json_atomic(self._cdir(rec["id"]) / "container.json", rec, durable=durable)
         changes.note(self.root, rec["id"])  # supervision reads changes, not every record (changes.py)
 
     def _resolve(self, ref: str) -> str:
@@ -50,11 +58,15 @@ class RecordsMixin:
             raise NoSuchContainer(f"no such container '{ref}'")
         if (self._cdir(ref) / "container.json").exists():
             return ref
-        ids = self._ids()
-        for cid in ids:
-            with contextlib.suppress(NoSuchContainer, ValueError):
-                if self._load(cid).get("name") == ref:
+        if self.names.complete():
+            owner = self.names.owner(ref)
+            if owner is not None:
+                return owner
+        else:  # a state root whose index is made at its next create
+            for cid, name in self._all_names():
+                if name == ref:
                     return cid
+        ids = self._ids()
         matches = [cid for cid in ids if cid.startswith(ref.lower())]
         if len(matches) == 1:
             return matches[0]

@@ -158,9 +158,10 @@ def net_io(pid: int) -> tuple[int, int]:
     return rx, tx
 
 
-def sample(pid: int) -> dict:
-    """One reading of the container whose init is `pid` (cumulative counters; see cpu_percent)."""
-    dirs = cgroup_dirs(pid)
+def sample(pid: int, dirs: dict[str, str] | None = None) -> dict:
+    """One reading of the container whose init is `pid` (cumulative counters; see cpu_percent); `dirs`: its
+    cgroup_dirs() when the caller knows them already."""
+    dirs = cgroup_dirs(pid) if dirs is None else dirs
     mem, mem_limit = memory(dirs)
     npids, pids_limit = pids(dirs)
     blk_r, blk_w = block_io(dirs)

@@ -21,6 +21,8 @@ FIELDS = ("time", "cpu_percent", "memory", "memory_limit", "memory_percent", "pi
           "block_read", "block_write")
 HOUR = 3600
 DAY_MINUTES = 1440
+CPU_BUDGET = 0.005  # the sampler's share of one CPU at most: the interval stretches past it (bench/scale.py)
+FULL_EVERY = 30.0  # seconds: an idle container's memory, pids and I/O are read again at least this often
 
 
 def key(engine_id: str, minute: bool = False) -> str:
@@ -43,12 +45,17 @@ def decode(fields: dict) -> dict:
 class StatsSampler:
     """Samples `manager`'s running containers every `interval` s into Redis (a daemon thread)."""
 
-    def __init__(self, manager, redis_url: str, interval: float = 2.0):
+    def __init__(self, manager, redis_url: str, interval: float = 2.0, budget: float = CPU_BUDGET,
+                 full_every: float = FULL_EVERY):
         self.m = manager
         self.url = redis_url
         self.interval = interval
+        self.budget = budget
+        self.full_every = full_every
         self.prev: dict[str, dict] = {}
         self.minute: dict[str, list[dict]] = {}
+        self.dirs: dict[str, tuple[int, dict[str, str]]] = {}  # id -> (init pid, its cgroup dirs)
+        self.full_at: dict[str, float] = {}  # id -> monotonic time of its last full reading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,11 +70,19 @@ class StatsSampler:
         import redis
 
         r = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
+            cpu = time.thread_time()
             try:
                 self.tick(r)
             except Exception:  # noqa: BLE001 - a bad tick must not end the sampling
                 log.exception("stats sampler tick failed")
+            wait = self.next_wait(time.thread_time() - cpu)
+
+    def next_wait(self, tick_cpu: float) -> float:
+        """Seconds until the next tick: the interval, stretched so that sampling stays within its CPU budget
+        (a host with a thousand idle containers must not spend a CPU watching them idle)."""
+        return max(self.interval, tick_cpu / self.budget) if self.budget > 0 else self.interval
 
     def _running(self) -> list[dict]:
         """The running containers with their init's pid: one question to the monitor (refreshing every record
@@ -84,12 +99,16 @@ class StatsSampler:
         maxlen = int(HOUR / self.interval) + 1
         pipe = r.pipeline(transaction=False)
         seen = set()
+        mounts = None
         for c in self._running():
             if not c.get("pid"):
                 continue
-            cid = c["id"]
+            cid, pid = c["id"], int(c["pid"])
             try:
-                now = _stats.sample(int(c["pid"]))
+                if self.dirs.get(cid, (None,))[0] != pid:
+                    mounts = _stats.cgroup_mounts() if mounts is None else mounts  # once a tick, when needed
+                    self.dirs[cid] = (pid, _stats.cgroup_dirs(pid, mounts))
+                now = self._reading(cid, pid, self.dirs[cid][1])
             except OSError:
                 continue  # ended meanwhile
             seen.add(cid)
@@ -103,9 +122,22 @@ class StatsSampler:
                 self.minute[cid] = []
         pipe.execute()
         for gone in set(self.prev) - seen:
-            self.prev.pop(gone, None)
-            self.minute.pop(gone, None)
+            for d in (self.prev, self.minute, self.dirs, self.full_at):
+                d.pop(gone, None)
         return len(seen)
+
+    def _reading(self, cid: str, pid: int, dirs: dict[str, str]) -> dict:
+        """The container's figures now. One whose CPU counter has not moved since the last reading used no CPU,
+        so its memory, pids and I/O are those of that reading: only the counter is read (one file instead of
+        eight), and everything again at least every `full_every` seconds."""
+        prev = self.prev.get(cid)
+        mono = time.monotonic()
+        if prev is not None and mono - self.full_at.get(cid, 0.0) < self.full_every:
+            cpu = _stats.cpu_ns(dirs)
+            if cpu is not None and cpu == prev.get("cpu_ns"):
+                return {**prev, "time": time.time(), "mono_ns": time.monotonic_ns()}
+        self.full_at[cid] = mono
+        return _stats.sample(pid, dirs)
 
 
 def _downsample(bucket: list[dict]) -> dict:

@@ -26,6 +26,9 @@ RESERVED = {"none", "host", "default"}  # modes, not networks
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 BRIDGE_PREFIX = "bth"  # every bridge of Berth: bth + 10 hex digits of the network id (guard.py matches it)
 POOL = ipaddress.ip_network("10.89.0.0/16")  # automatic subnets: /24s out of it, as podman does
+# The default bridge holds every container not given a network, so a /24 (253 containers) is far too small
+# for a busy host: a /20 (4,094) out of a pool apart from POOL and from podman's default 10.88.0.0/16.
+DEFAULT_POOL, DEFAULT_PREFIX = ipaddress.ip_network("10.80.0.0/13"), 20
 
 
 def _now() -> str:
@@ -102,7 +105,9 @@ class NetworkStore:
     # ---- create / remove -------------------------------------------------------------------
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None, internal: bool = False,
-               labels: dict[str, str] | None = None, dns: bool = True) -> dict:
+               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False) -> dict:
+        """default_bridge: a tenant's default network (every container of theirs given no network joins it),
+        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX)."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidConfig("name", f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
         if name in RESERVED:
@@ -112,7 +117,7 @@ class NetworkStore:
             if any(r["name"] == name for r in nets):
                 raise NetworkNameTaken(f"a network named '{name}' already exists")
             taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._subnet(subnet, taken)
+            net = self._default_subnet(taken) if default_bridge and subnet is None else self._subnet(subnet, taken)
             gw = self._gateway(net, gateway)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": name, "driver": "bridge", "subnet": str(net), "gateway": str(gw),
@@ -122,13 +127,14 @@ class NetworkStore:
             return rec
 
     @staticmethod
-    def _subnet(subnet: str | None, taken: list) -> ipaddress.IPv4Network:
+    def _subnet(subnet: str | None, taken: list, pool: ipaddress.IPv4Network = POOL,
+                prefix: int = 24) -> ipaddress.IPv4Network:
         if subnet is None:
-            # a random free /24: several hosts (state roots) on one machine rarely pick the same one before
+            # a random free one: several hosts (state roots) on one machine rarely pick the same one before
             # either has made its bridge (the host's addresses show only bridges already up)
-            free = [c for c in POOL.subnets(new_prefix=24) if not any(c.overlaps(t) for t in taken)]
+            free = [c for c in pool.subnets(new_prefix=prefix) if not any(c.overlaps(t) for t in taken)]
             if not free:
-                raise InvalidConfig("subnet", f"no free /24 left in {POOL}: give a subnet")
+                raise InvalidConfig("subnet", f"no free /{prefix} left in {pool}: give a subnet")
             return free[secrets.randbelow(len(free))]
         try:
             net = ipaddress.ip_network(subnet, strict=True)
@@ -144,6 +150,13 @@ class NetworkStore:
         if clash is not None:
             raise InvalidConfig("subnet", f"subnet {net} overlaps {clash}, already used on this host")
         return net
+
+    def _default_subnet(self, taken: list) -> ipaddress.IPv4Network:
+        """A /20 for a default bridge; a /24 of the ordinary pool once the /20s are all taken."""
+        try:
+            return self._subnet(None, taken, DEFAULT_POOL, DEFAULT_PREFIX)
+        except InvalidConfig:
+            return self._subnet(None, taken)
 
     @staticmethod
     def _gateway(net: ipaddress.IPv4Network, gateway: str | None) -> ipaddress.IPv4Address:
@@ -166,7 +179,7 @@ class NetworkStore:
                 pass
             nets = self.all()
             taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._subnet(None, taken)
+            net = self._default_subnet(taken)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": DEFAULT_NETWORK, "driver": "bridge", "subnet": str(net),
                    "gateway": str(net.network_address + 1), "internal": False, "dns": False, "labels": {},
