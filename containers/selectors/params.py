@@ -72,8 +72,9 @@ def choice(params, name: str, choices: list[str]) -> list[str] | None:
 
 
 # A label filter is blank (ignored), `key` or `key=value` with a key that is not blank: one definition for
-# the schema and the server, so that what the schema calls valid is accepted.
-LABEL_FILTER_PATTERN = r"^(?:\s*$|[^=]*[^=\s])"
+# the schema and the server, so that what the schema calls valid is accepted. No NUL anywhere: the NUL guard
+# (containers/nul_guard.py) refuses it in any query parameter, as PostgreSQL cannot compare it.
+LABEL_FILTER_PATTERN = r"^(?:\s*|[^=\x00]*[^=\s\x00][^\x00]*)$"
 
 
 def label_filter(qs, params):

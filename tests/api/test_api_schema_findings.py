@@ -50,7 +50,7 @@ def _label_pattern(client: APIClient) -> str:
     return next(p for p in params if p["name"] == "label")["schema"]["items"]["pattern"]
 
 
-@pytest.mark.parametrize("label", ["=", "=web", " =web", "\t="])
+@pytest.mark.parametrize("label", ["=", "=web", " =web", "\t=", "tier\x00=web", "\x00"])
 def test_label_filter_the_schema_excludes_is_refused_naming_the_field(world, api_client, label):
     client = api_client("owner")
     assert not _pattern_accepts(_label_pattern(client), label)
@@ -61,7 +61,7 @@ def test_label_filter_the_schema_excludes_is_refused_naming_the_field(world, api
 
 @pytest.mark.parametrize("label, names", [("tier", ["web-a"]), ("tier=web", ["web-a"]), ("tier=db", []),
                                           ("", ["web-a"]), ("  ", ["web-a"]), ("a=b=c", []),
-                                          ('ti"er', []), ("tier\x00=web", []), ("$.x[0]", []), ("é=\x01", [])])
+                                          ('ti"er', []), ("$.x[0]", []), ("é=\x01", [])])
 def test_label_filter_the_schema_accepts_answers_200(world, api_client, label, names):
     client = api_client("owner")
     assert _pattern_accepts(_label_pattern(client), label)
