@@ -41,7 +41,7 @@ def test_100_concurrent_creates_and_starts_from_two_users(host_worker, wait_job,
     users = get_user_model().objects
     people = {n: users.create_user(n) for n in ("ann", "ben")}
     tokens = {n: create_token(u, "concurrent")[1] for n, u in people.items()}
-    w = host_worker("conc")
+    w = host_worker("conc", concurrency=6)  # six creates at once on the host, not two
     seed(w, wait_job)
     cache.clear()  # API throttle counters
     plan = [a for pair in zip(asks("ann"), asks("ben"), strict=True) for a in pair]
