@@ -8,8 +8,9 @@ one the model allows for the container's state, so any error the engine raises i
 `--check-every` seconds and once at the end:
 - every container the engine lists is the one the model expects, in the state the model expects, its on-disk
   record says the same, and its pid is alive when running or paused;
-- no mount under the state root, no cgroup, no process, no network namespace and no veth on the soak's bridge
-  belongs to a container that is not running or paused (nor to one already removed).
+- no mount under the state root, no cgroup, no process, no network namespace, no runtime state and no veth on
+  the soak's bridge belongs to a container that is not running or paused (nor to one already removed), and no
+  record or network state directory to one removed.
 It exits non-zero naming the first broken invariant. Everything is made under a temporary state root and
 removed at the end (containers through the engine, then anything left by pid and by path), even on failure.
 """
@@ -123,6 +124,7 @@ class Soak:
         for pid, cid in _berth_processes(self.ever):
             if cid not in active:
                 raise Broken(f"stray process {pid} in the cgroup of container {cid[:12]} (not running)")
+        self._check_files(set(model), active)
         nsdir = self.m.net.nsdir
         for ns in nsdir.iterdir() if nsdir.exists() else []:
             if ns.name not in active:
@@ -131,6 +133,16 @@ class Soak:
         veths = ports_of(bridge) if bridge else set()
         if len(veths) != len(active):
             raise Broken(f"{len(veths)} veths on {bridge} for {len(active)} running or paused containers")
+
+    def _check_files(self, existing: set[str], active: set[str]) -> None:
+        """A container's directory and network state exist while it does; the runtime's state only while
+        its process does; nothing half-removed stays."""
+        for where, allowed in (("containers", existing), ("net/containers", existing), ("runtime", active)):
+            d = self.root / where
+            for entry in d.iterdir() if d.exists() else []:
+                if entry.name not in allowed and ID_RE.search(entry.name):
+                    raise Broken(f"leaked file {entry} (its container: "
+                                 f"{'removed' if entry.name[-64:] not in existing else 'not running'})")
 
     def summary(self) -> str:
         states: dict[str, int] = {}
