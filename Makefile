@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libs
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
 	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3 postgresql
 
-.PHONY: install apt venv npm pyc run agent test test-e2e-sqlite test-e2e-postgres test-fast fuzz lint images clean
+.PHONY: install apt venv npm pyc run agent test test-e2e-sqlite test-e2e-postgres test-fast fuzz soak lint images clean
 
 install: apt venv npm pyc
 
@@ -78,6 +78,11 @@ test-fast: install
 fuzz: install
 	BERTH_FUZZ=1 $(BIN)/python -m pytest tests/engine/images/test_fuzz.py tests/api/test_api_schemathesis.py \
 		--timeout=10800 -rA
+
+# Opt-in, never in `make test`: random lifecycle actions on 50 containers with an invariant check every minute
+# (tests/soak.py; the seed is printed, SOAK_ARGS="--seed N" replays it, SOAK_ARGS="--minutes 3" for a short run).
+soak: install
+	$(BIN)/python tests/soak.py $(SOAK_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -315,7 +315,8 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
     handles: list[WorkerHandle] = []
 
     def start(host_name: str, state_root: str | os.PathLike[str] | None = None,
-              env: dict[str, str] | None = None, timeout: float = 60, wrap: list[str] | None = None) -> WorkerHandle:
+              env: dict[str, str] | None = None, timeout: float = 60, wrap: list[str] | None = None,
+              concurrency: int = 2) -> WorkerHandle:
         root = Path(state_root) if state_root else tmp_path_factory.mktemp(f"state-{host_name}")
         log_path = tmp_path_factory.mktemp("worker-log") / f"{host_name}.log"
         full_env = {
@@ -337,7 +338,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [*(wrap or []), sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", f"host.{host_name}",
-                 "-n", f"{host_name}@%h", "--concurrency", "2", "--loglevel", "INFO",
+                 "-n", f"{host_name}@%h", "--concurrency", str(concurrency), "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent,

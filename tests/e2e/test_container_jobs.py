@@ -43,8 +43,8 @@ def host_worker(berth_worker):
     container and the monitor of each state root used."""
     handles = []
 
-    def start(name: str, state_root=None, env=None):
-        handle = berth_worker(name, state_root=state_root, env=env)
+    def start(name: str, state_root=None, env=None, **kw):
+        handle = berth_worker(name, state_root=state_root, env=env, **kw)
         handles.append(handle)
         return handle
 

@@ -136,6 +136,19 @@ def test_force_remove_disconnects_and_stop_tears_down(mgr):
     assert mgr.inspect("g1")["network"]["networks"] == {}
 
 
+
+def test_kill_tears_down_at_once_as_stop_does(mgr):
+    """Found by `make soak`: a SIGKILL left the namespace and veth until the next supervise pass. No pass
+    runs here: the kill itself must undo them (the address stays reserved, as after a stop)."""
+    net = mgr.net.create("killed", subnet="10.231.9.0/24")
+    mgr.create("busybox", name="k1", command=SLEEP, networks=["killed"])
+    mgr.start("k1")
+    veths = ports_of(net["bridge"])
+    assert len(veths) == 1 and len(netns_mounts_under(mgr.root)) == 1  # the control
+    assert mgr.kill("k1")["state"] == "exited"
+    assert netns_mounts_under(mgr.root) == [] and veths & links() == set()
+    assert mgr.inspect("k1")["network"]["ip"] == "10.231.9.2"
+
 def test_internal_network_has_no_way_out(mgr):
     mgr.net.create("inside", subnet="10.231.22.0/24", internal=True)
     mgr.net.create("outside", subnet="10.231.23.0/24")

@@ -284,6 +284,8 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
                 self._wait_exit(rec, EXIT_WAIT)
             else:
                 self._refresh(rec)
+            if rec["state"] not in _states.ACTIVE:
+                self.net.teardown(cid)  # as after a stop: not left for the next supervise pass
             self._save(rec)
             return self._view(rec)
 
