@@ -210,3 +210,30 @@ def test_a_container_that_exits_by_itself_gives_back_its_interfaces_at_the_next_
     assert net["bridge"] not in bridges() and netns_mounts_under(mgr.root) == []
     assert firewall_rules_mentioning(info["id"], "10.231.26.") == []
     assert mgr.net.store.get("brief")["allocations"] == {"10.231.26.2": info["id"]}  # kept until removed
+
+
+def test_networks_stay_apart_after_a_third_networks_last_container_stops(mgr):
+    """netavark 1.4 drops its isolation jump when any network is fully torn down; Berth's own jump holds."""
+    import subprocess
+
+    from workers.engine.net import guard
+
+    # Start from a host without Berth's rule, so that the test sees this process install it.
+    while subprocess.run(["iptables", "-w", "-D", "FORWARD", *guard.ISOLATION], capture_output=True).returncode == 0:
+        pass
+    guard._isolation_ready = False
+    for n, s in (("a", 45), ("b", 46), ("c", 47)):
+        mgr.net.create(n, subnet=f"10.231.{s}.0/24")
+    mgr.create("busybox", name="in-a", command=HTTPD, networks=["a"])
+    mgr.create("busybox", name="in-b", command=SLEEP, networks=["b"])
+    mgr.create("busybox", name="in-c", command=SLEEP, networks=["c"])
+    for n in ("in-a", "in-b", "in-c"):
+        mgr.start(n)
+    ip_a = mgr.inspect("in-a")["network"]["ip"]
+    fetch = ["timeout", "3", "wget", "-qO-", f"http://{ip_a}/hostname"]
+    assert run_out(mgr, "in-b", fetch)[0] != 0
+    mgr.stop("in-c", timeout=0)  # c's last container: netavark's complete teardown of c
+    assert run_out(mgr, "in-b", fetch)[0] != 0
+    mgr.create("busybox", name="also-a", command=SLEEP, networks=["a"])
+    mgr.start("also-a")
+    assert run_out(mgr, "also-a", fetch)[0] == 0  # the control: a's own containers still reach it

@@ -62,3 +62,30 @@ def ensure_published_forwarding() -> None:
     proc = subprocess.run(["iptables", "-w", "-I", "FORWARD", "1", *PUBLISHED], capture_output=True, text=True)
     if proc.returncode != 0:
         raise NetworkError(f"cannot install the published-ports forwarding rule: {proc.stderr.strip()[:300]}")
+
+
+ISOLATION = ["-m", "comment", "--comment", "berth network isolation", "-j", "NETAVARK_ISOLATION_1"]
+_isolation_ready = False  # Berth's own jump is in place (checked once per process: netavark never removes it)
+
+
+def ensure_isolation() -> None:
+    """Containers on different networks stay apart even while netavark's own isolation jump is missing.
+
+    netavark 1.4 removes its one FORWARD jump to NETAVARK_ISOLATION_1 whenever any isolated network is fully
+    torn down (its last container stops), and adds it back only at the next setup: in between, every network
+    reached every other (measured: a container on network b fetched a's httpd page after a container on a
+    third network c stopped). Berth keeps a jump of its own, which netavark never removes, right after the
+    published-ports rule and before netavark's forwarding accepts."""
+    global _isolation_ready
+    if _isolation_ready:
+        return
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.splitlines()
+    body = [r for r in rules if r.startswith("-A FORWARD")]
+    if not any("berth network isolation" in r for r in body):
+        subprocess.run(["iptables", "-w", "-N", "NETAVARK_ISOLATION_1"], capture_output=True)  # may exist
+        published = [i for i, r in enumerate(body) if "berth published ports" in r]
+        at = str(published[0] + 2 if published else 1)  # after the published-ports accept, which goes first
+        proc = subprocess.run(["iptables", "-w", "-I", "FORWARD", at, *ISOLATION], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise NetworkError(f"cannot install the network isolation rule: {proc.stderr.strip()[:300]}")
+    _isolation_ready = True

@@ -229,6 +229,8 @@ class NetworkManager:
             try:
                 for i, n in enumerate(st["order"]):
                     self._setup_one(st, n, st["ports"] if i == 0 else [])
+                if st["attachments"]:
+                    guard.ensure_isolation()
                 if st["ports"]:
                     guard.ensure_published_forwarding()  # after netavark: its isolation jump goes first
             except BaseException:
