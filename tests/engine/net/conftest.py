@@ -35,8 +35,13 @@ def _needs() -> None:
 
 @pytest.fixture
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerManager]:
+    yield from manager_on_own_root(tmp_path_factory, "nt")
+
+
+def manager_on_own_root(tmp_path_factory: pytest.TempPathFactory, prefix: str) -> Iterator[ContainerManager]:
+    """A ContainerManager on a new state root with busybox; everything removed after (a host of its own)."""
     _needs()
-    root = tmp_path_factory.mktemp("nt")
+    root = tmp_path_factory.mktemp(prefix)
     ensure_base_images(ImageStore(root))
     m = ContainerManager(root, default_network="bridge")
     try:

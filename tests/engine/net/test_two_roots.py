@@ -10,11 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.engine.containers.conftest import teardown_root
-from tests.engine.net.conftest import _needs, cleanup, firewall_rules_mentioning, run_out
-from workers.engine.containers import ContainerManager
-from workers.engine.images.base import ensure_base_images
-from workers.engine.images.store import ImageStore
+from tests.engine.net.conftest import firewall_rules_mentioning, manager_on_own_root, run_out
 
 SLEEP = ["sleep", "300"]
 
@@ -34,15 +30,7 @@ def chains_of(subnet: str) -> set[str]:
 
 @pytest.fixture
 def other(tmp_path_factory: pytest.TempPathFactory):
-    _needs()
-    root = tmp_path_factory.mktemp("nt-other")
-    ensure_base_images(ImageStore(root))
-    m = ContainerManager(root, default_network="bridge")
-    try:
-        yield m
-    finally:
-        cleanup(m)
-        teardown_root(root)
+    yield from manager_on_own_root(tmp_path_factory, "nt-other")
 
 
 def test_a_network_of_the_same_name_on_another_host_keeps_its_own_rules(mgr, other):
