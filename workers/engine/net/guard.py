@@ -42,6 +42,12 @@ def ensure() -> None:
     _ready = True
 
 
+def _forward_rules() -> list[str]:
+    """The FORWARD chain's rules, in order (`iptables -S` lines)."""
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.splitlines()
+    return [r for r in rules if r.startswith("-A FORWARD")]
+
+
 PUBLISHED = ["-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", "berth published ports",
              "-j", "ACCEPT"]
 
@@ -52,8 +58,7 @@ def ensure_published_forwarding() -> None:
     netavark's isolation rules drop every packet between two bridges, including connections the host's own
     port DNAT sent there; such connections were asked for by publishing a port, so the first FORWARD rule
     accepts what was DNAT-ed (both directions). Plain traffic between networks still meets the isolation."""
-    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.splitlines()
-    body = [r for r in rules if r.startswith("-A FORWARD")]
+    body = _forward_rules()
     if body and "berth published ports" in body[0]:
         return
     for r in body:
@@ -79,8 +84,7 @@ def ensure_isolation() -> None:
     global _isolation_ready
     if _isolation_ready:
         return
-    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.splitlines()
-    body = [r for r in rules if r.startswith("-A FORWARD")]
+    body = _forward_rules()
     if not any("berth network isolation" in r for r in body):
         subprocess.run(["iptables", "-w", "-N", "NETAVARK_ISOLATION_1"], capture_output=True)  # may exist
         published = [i for i, r in enumerate(body) if "berth published ports" in r]
