@@ -58,6 +58,12 @@ from tests.postgres import database_url  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
+# A shell without job control starts background commands (`make test &`, nohup, some CI runners) with SIGINT
+# ignored, and an ignored signal stays ignored across exec: every Ctrl-C test would then hang. A handler here
+# becomes SIG_DFL in each child at exec, so children get SIGINT as from a terminal whatever launched the suite.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def kill_exact(pid: int, ticks: str, sig: int = signal.SIGKILL) -> None:
     """Signal `pid` only if it is still the process that started at `ticks` (no PID-reuse accidents)."""
