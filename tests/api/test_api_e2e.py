@@ -105,7 +105,7 @@ def test_import_run_logs_export_delete_through_the_api(api_server, berth_worker,
 
         assert ContainerManager(worker.state_root).list(all=True) == []
     finally:
-        worker.stop(timeout=10)
+        worker.discard()
         clean_state_root(Path(worker.state_root))
         for d in berth_cgroups() - cgroups_before:
             try:

@@ -67,7 +67,7 @@ def live_berth(berth_worker, live_redis, wait_job, tmp_path) -> Iterator[LiveBer
     finally:
         if proc is not None:
             stop_process(proc)
-        worker.stop(timeout=10)
+        worker.discard()
         clean_state_root(Path(worker.state_root))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,11 +48,8 @@ def host_worker(berth_worker):
         return handle
 
     yield start
-    for handle in handles:  # warm shutdowns in parallel: each takes seconds
-        if handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
     for handle in handles:
-        handle.stop(timeout=10)
+        handle.discard()
     for root in {h.state_root for h in handles}:
         clean_state_root(Path(root))
 

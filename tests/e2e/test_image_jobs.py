@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import tarfile
 from pathlib import Path
 
@@ -34,10 +33,7 @@ def workers(berth_worker):
 
     yield start
     for handle in handles:
-        if handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
-    for handle in handles:
-        handle.stop(timeout=10)
+        handle.discard()
 
 
 

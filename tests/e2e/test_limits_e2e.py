@@ -81,5 +81,5 @@ def test_a_container_made_without_limits_gets_the_teams_defaults_on_the_host(ber
         assert not loop_devices_of(image) and not image.exists()
         assert not host_mounts_under(worker.state_root / "containers")
     finally:
-        worker.stop(timeout=10)
+        worker.discard()
         clean_state_root(worker.state_root)

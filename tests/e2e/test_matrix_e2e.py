@@ -44,7 +44,7 @@ def team_world(berth_worker, wait_job, wait_for):
         assert wait_job(job).state == Job.State.SUCCEEDED, job.error
         yield worker, team, users, row
     finally:
-        worker.stop(timeout=10)
+        worker.discard()
         clean_state_root(Path(worker.state_root))
 
 

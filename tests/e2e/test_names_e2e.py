@@ -8,7 +8,6 @@ removed by id/PID at the end (clean_state_root), even when a test fails."""
 from __future__ import annotations
 
 import io
-import signal
 import tarfile
 from pathlib import Path
 
@@ -37,10 +36,7 @@ def workers(berth_worker):
     cache.clear()  # API throttle counters
     yield start
     for handle in handles:
-        if handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
-    for handle in handles:
-        handle.stop(timeout=10)
+        handle.discard()
     for root in {h.state_root for h in handles}:
         clean_state_root(Path(root))
     cache.clear()

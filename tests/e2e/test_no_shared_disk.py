@@ -77,7 +77,7 @@ def hidden_host(berth_worker, live_redis, tmp_path, settings):
     finally:
         if worker is not None and worker.proc.poll() is None:
             clean_hidden_root(worker.pid, root)
-            worker.stop(timeout=10)
+            worker.discard()
         stop_process(web)
     assert list(hidden.iterdir()) == [], "the hidden state root never showed outside its namespace"
 

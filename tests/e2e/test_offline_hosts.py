@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -58,10 +57,7 @@ def hosts(berth_worker, settings):
 
     yield start
     for handle in handles:
-        if handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
-    for handle in handles:
-        handle.stop(timeout=10)
+        handle.discard()
     for root in {h.state_root for h in handles}:
         clean_state_root(Path(root))
 

@@ -77,6 +77,6 @@ def test_build_push_pull_run_with_a_team_credential(berth_worker, wait_job, tmp_
         audit = json.dumps(list(AuditEvent.objects.values("detail", "target_repr")), default=str)
         assert SECRET not in rows and SECRET not in audit and SECRET not in worker.log()
     finally:
-        worker.stop(timeout=10)
+        worker.discard()
         reg.stop()
         clean_state_root(root)

@@ -117,6 +117,6 @@ def test_a_side_killed_mid_transfer_leaves_no_file(berth_worker, live_redis, wai
     finally:
         proxy.close()
         if worker is not None:
-            worker.stop(timeout=10)
+            worker.discard()
         stop_process(web)
         clean_state_root(root)
