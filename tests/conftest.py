@@ -232,6 +232,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         connections.close_all()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, postgres_server) -> Iterator[None]:
+    """pytest-django's test database, and at the session's end on PostgreSQL the other sessions still open on it
+    ended first (asgiref's worker threads keep theirs): DROP DATABASE would wait 5 s for them, then fail."""
+    yield
+    if postgres_server is not None:
+        import psycopg
+
+        with psycopg.connect(postgres_server.url("postgres"), autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = 'test_berth' AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture
 def berth_run_env(postgres_server) -> Iterator[dict[str, str]]:
     """Environment for a `manage.py berth_run` a test starts: on SQLite nothing (it makes its own file in its state
