@@ -6,7 +6,9 @@ flat whatever the size of the tree.
 The trees are a container's (changing while it runs) or an image's (from a hostile archive): every entry is
 reached through its directory's descriptor and opened with O_NOFOLLOW (see merged.py), the header is made from
 what the opened file is (fstat), and a name swapped for a symlink meanwhile is copied as the symlink it now is
-or skipped, never followed to a host file.
+or skipped, never followed to a host file. The walk and the writer look at a swapping name at different moments,
+so the writer keeps the stream consistent itself: an entry goes out only below a directory it wrote as one (else
+a link written as `d` could be followed by `d/x`, which every safe extractor, ours included, refuses).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class TarWriter:
         self.written = 0
         self._progress = progress
         self._inodes: dict[tuple[int, int], str] = {}
+        self._dirs: set[str] = set()  # written as directories: the only parents an entry may have
         try:  # a real file or pipe: file data goes kernel to kernel with sendfile
             self._fd: int | None = out.fileno()
         except (AttributeError, OSError, ValueError):
@@ -62,9 +65,17 @@ class TarWriter:
         info.mtime = self.mtime if self.mtime is not None else int(st.st_mtime)
         return info
 
-    def add(self, rel: str, node: Node) -> None:
-        """The entry `node` as `rel`. A regular file or directory is opened first (O_NOFOLLOW, relative to its
-        directory) and described by what was opened; anything else is described by its lstat."""
+    def _under_a_written_dir(self, rel: str) -> bool:
+        parent = rel.rpartition("/")[0]
+        return not parent or parent in self._dirs
+
+    def add(self, rel: str, node: Node) -> str | None:
+        """The entry `node` as `rel`; returns the tar type written, None when it was left out. A regular file or
+        directory is opened first (O_NOFOLLOW, relative to its directory) and described by what was opened;
+        anything else is described by its lstat. Left out: what changed twice meanwhile, and anything whose
+        parent was not written as a directory (it was swapped between the walk's look and ours)."""
+        if not self._under_a_written_dir(rel):
+            return None
         fd = None
         st = node.st
         if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
@@ -78,21 +89,24 @@ class TarWriter:
                 try:
                     st = os.stat(node.name, dir_fd=node.dirfd, follow_symlinks=False)
                 except FileNotFoundError:
-                    return
+                    return None
                 if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                    return  # changed twice: leave it out rather than chase it
+                    return None  # changed twice: leave it out rather than chase it
             else:
                 st = os.fstat(fd)
                 if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                     os.close(fd)
-                    return
+                    return None
         try:
-            self._add(rel, node, st, fd)
+            kind = self._add(rel, node, st, fd)
         finally:
             if fd is not None:
                 os.close(fd)
+        if kind == tarfile.DIRTYPE:
+            self._dirs.add(rel)
+        return kind
 
-    def _add(self, rel: str, node: Node, st: os.stat_result, fd: int | None) -> None:
+    def _add(self, rel: str, node: Node, st: os.stat_result, fd: int | None) -> str | None:
         info = self._info(rel, st)
         mode = st.st_mode
         if stat.S_ISREG(mode) and st.st_nlink > 1:
@@ -102,7 +116,7 @@ class TarWriter:
                 info.type = tarfile.LNKTYPE
                 info.linkname = first
                 self._header(info)
-                return
+                return info.type
             self._inodes[key] = rel
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
@@ -115,7 +129,7 @@ class TarWriter:
                 info.linkname = os.readlink(node.name, dir_fd=node.dirfd)
             except OSError as e:
                 if e.errno in (errno.ENOENT, errno.EINVAL):
-                    return  # no longer a symlink: swapped while we read it, left out
+                    return None  # no longer a symlink: swapped while we read it, left out
                 raise
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
@@ -123,13 +137,14 @@ class TarWriter:
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         else:
-            return  # sockets and the like have no tar form
+            return None  # sockets and the like have no tar form
         xattrs = self._xattrs(fd_path(fd) if fd is not None else fd_path(node.dirfd, node.name))
         if xattrs:
             info.pax_headers = xattrs
         self._header(info)
         if info.type == tarfile.REGTYPE and info.size:
             self._copy(fd, info.size)
+        return info.type
 
     def _xattrs(self, path: str) -> dict[str, str]:
         # `path` names a descriptor we hold or an entry of one; l*xattr does not follow its last component.
@@ -183,6 +198,8 @@ class TarWriter:
             self._write(b"\0" * pad)
 
     def add_empty_file(self, rel: str, mtime: int | None = None) -> None:
+        if not self._under_a_written_dir(rel):
+            return
         info = tarfile.TarInfo(rel)
         info.mode = 0o644
         info.mtime = self.mtime if self.mtime is not None else (mtime or 0)
@@ -232,8 +249,7 @@ def write_diff(upper: str, writer: TarWriter) -> None:
                 head, _, name = rel.rpartition("/")
                 writer.add_empty_file(f"{head}/{WHITEOUT_PREFIX}{name}" if head else WHITEOUT_PREFIX + name)
                 continue
-            writer.add(rel, node)
-            if stat.S_ISDIR(node.st.st_mode) and is_opaque_at(node.dirfd, node.name):
+            if writer.add(rel, node) == tarfile.DIRTYPE and is_opaque_at(node.dirfd, node.name):
                 writer.add_empty_file(f"{rel}/{OPAQUE_MARKER}")
     finally:
         close_all(fds)
