@@ -159,14 +159,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
                 self._save(rec)
                 self.names.add(name, cid)
             except BaseException:
-                with contextlib.suppress(Exception):
-                    self.net.release(cid)
-                with contextlib.suppress(Exception):
-                    store.release_rootfs(cdir)
-                if rw is not None:
-                    with contextlib.suppress(Exception):
-                        quota.release(rw)
-                shutil.rmtree(cdir, ignore_errors=True)
+                self._undo_create(cid)
                 raise
         return self._view(rec)
 
@@ -338,6 +331,31 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             raise ContainerError(f"cannot exec in container {rec['name']}: {e}") from None
 
     # ---- remove -----------------------------------------------------------------------------
+
+    def _undo_create(self, cid: str) -> None:
+        """What a create made before its record: address, image use, disk mount, directory (a failed create,
+        or one whose process was killed: see sweep_half_made)."""
+        cdir = self._cdir(cid)
+        with contextlib.suppress(Exception):
+            self.net.release(cid)
+        with contextlib.suppress(Exception):
+            ImageStore(self.root).release_rootfs(cdir)
+        with contextlib.suppress(Exception):
+            quota.release_if_any(self._rw_dir(cid))
+        shutil.rmtree(cdir, ignore_errors=True)
+
+    def sweep_half_made(self) -> list[str]:
+        """Directories of creates that never wrote their record (the worker was killed mid-create) undone, under
+        the lock every create holds, so a create in progress is never taken for one; their ids."""
+        gone = []
+        with self._lock(None):
+            if not self.containers_dir.is_dir():
+                return gone
+            for d in self.containers_dir.iterdir():
+                if ID_RE.match(d.name) and not (d / "container.json").exists():
+                    self._undo_create(d.name)
+                    gone.append(d.name)
+        return gone
 
     def remove(self, ref: str, force: bool = False) -> None:
         """Remove a container; a running one only with force (killed first). Leaves no process,

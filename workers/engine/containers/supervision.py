@@ -143,6 +143,8 @@ class SupervisionMixin:
     def reconcile(self) -> list[dict]:
         """The pass at worker start: running containers are left running (the monitor is started
         again if it died, and adopts them); exits that happened meanwhile are reported."""
+        with contextlib.suppress(ContainerError, OSError):
+            self.sweep_half_made()  # before the network reconcile: their addresses are freed with them
         states = []
         for cid in self._ids():
             with contextlib.suppress(NoSuchContainer, ValueError, ContainerError):
