@@ -105,6 +105,10 @@ def clean_state_root(root: Path) -> None:
                 if info.get("pid"):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(info["pid"], signal.SIGKILL)
+        try:  # a create the test did not wait for, cut short by the worker's kill at the test's end
+            mgr.sweep_half_made()
+        except Exception as exc:
+            print(f"cleanup: half-made containers under {root} not undone: {exc}")
     if (root / "volumes").is_dir():
         for vol in volumes.list_volumes(root):
             try:
