@@ -7,8 +7,9 @@ The trees are a container's (changing while it runs) or an image's (from a hosti
 reached through its directory's descriptor and opened with O_NOFOLLOW (see merged.py), the header is made from
 what the opened file is (fstat), and a name swapped for a symlink meanwhile is copied as the symlink it now is
 or skipped, never followed to a host file. The walk and the writer look at a swapping name at different moments,
-so the writer keeps the stream consistent itself: an entry goes out only below a directory it wrote as one (else
-a link written as `d` could be followed by `d/x`, which every safe extractor, ours included, refuses).
+so the writer keeps the stream consistent itself: nothing goes out below a name it wrote as something other
+than a directory (else a link written as `d` could be followed by `d/x`, which every safe extractor, ours
+included, refuses). Parents it never wrote are the layers' below, as in any diff.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class TarWriter:
         self.written = 0
         self._progress = progress
         self._inodes: dict[tuple[int, int], str] = {}
-        self._dirs: set[str] = set()  # written as directories: the only parents an entry may have
+        self._not_dirs: set[str] = set()  # walked as directories, written as something else or not at all
         try:  # a real file or pipe: file data goes kernel to kernel with sendfile
             self._fd: int | None = out.fileno()
         except (AttributeError, OSError, ValueError):
@@ -65,16 +66,20 @@ class TarWriter:
         info.mtime = self.mtime if self.mtime is not None else int(st.st_mtime)
         return info
 
-    def _under_a_written_dir(self, rel: str) -> bool:
+    def _under_a_non_dir(self, rel: str) -> bool:
         parent = rel.rpartition("/")[0]
-        return not parent or parent in self._dirs
+        while parent:
+            if parent in self._not_dirs:
+                return True
+            parent = parent.rpartition("/")[0]
+        return False
 
     def add(self, rel: str, node: Node) -> str | None:
         """The entry `node` as `rel`; returns the tar type written, None when it was left out. A regular file or
         directory is opened first (O_NOFOLLOW, relative to its directory) and described by what was opened;
         anything else is described by its lstat. Left out: what changed twice meanwhile, and anything whose
-        parent was not written as a directory (it was swapped between the walk's look and ours)."""
-        if not self._under_a_written_dir(rel):
+        parent was written as something else than a directory (swapped between the walk's look and ours)."""
+        if self._under_a_non_dir(rel):
             return None
         fd = None
         st = node.st
@@ -102,8 +107,8 @@ class TarWriter:
         finally:
             if fd is not None:
                 os.close(fd)
-        if kind == tarfile.DIRTYPE:
-            self._dirs.add(rel)
+        if kind != tarfile.DIRTYPE and stat.S_ISDIR(node.st.st_mode):
+            self._not_dirs.add(rel)  # the walk saw a directory and may descend: what it finds there stays out
         return kind
 
     def _add(self, rel: str, node: Node, st: os.stat_result, fd: int | None) -> str | None:
@@ -198,7 +203,7 @@ class TarWriter:
             self._write(b"\0" * pad)
 
     def add_empty_file(self, rel: str, mtime: int | None = None) -> None:
-        if not self._under_a_written_dir(rel):
+        if self._under_a_non_dir(rel):
             return
         info = tarfile.TarInfo(rel)
         info.mode = 0o644
