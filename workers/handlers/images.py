@@ -176,6 +176,8 @@ def save_image(job, report) -> dict[str, Any]:
 @handler("image.remove")
 def remove_image(job, report) -> dict[str, Any]:
     """Untag or remove the image in the store, then delete its row (a store without it is fine: gone)."""
+    if common.gone_after_earlier_attempt(job, Image):  # the attempt that died removed it (the row goes last)
+        return {"image_id": int(job.target_id), "untagged": [], "deleted": None}
     row = common.target_image(job)
     force = bool(job.params.get("force"))
     try:
@@ -201,6 +203,10 @@ def tag_image(job, report) -> dict[str, Any]:
         ref = ":".join(common.split_ref(target))
     except ImageError as exc:
         raise _job_error(str(exc)) from None
+    owner = common.job_owner(job) or row.owner
+    earlier = common.earlier_attempt_image(job, row.namespace, ref, owner=owner, team=row.team, shared=row.shared)
+    if earlier is not None:  # a re-run after the worker died: the tag was made
+        return {"image_id": earlier.pk, "ref": earlier.ref, "digest": earlier.digest}
     engine_ref = common.new_engine_ref(job.host, row.namespace, ref)
     try:
         image = common.image_store().tag(row.engine_ref, engine_ref, replace=False)
@@ -208,8 +214,9 @@ def tag_image(job, report) -> dict[str, Any]:
         raise _job_error(common.taken_message(job.host, row.namespace, ref)) from None
     except ImageError as exc:
         raise _job_error(str(exc)) from None
-    new = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job) or row.owner, team=row.team,
-                                shared=row.shared, namespace=row.namespace)
+    report(90, f"tagged: recording {ref}")
+    new = common.sync_image_row(job.host, ref, image, owner=owner, team=row.team, shared=row.shared,
+                                namespace=row.namespace)
     return {"image_id": new.pk, "ref": new.ref, "digest": new.digest}
 
 
