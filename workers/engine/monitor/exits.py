@@ -36,7 +36,7 @@ class ExitsMixin:
         layout.write_json_atomic(layout.exit_path(self.root, c.id), exit_record)
         self._persist(c)
         changes.note(self.root, c.id)  # after the record: whoever reads the note finds it
-        if c.log is not None and not c.streams and not c.log_pending:
+        if c.log is not None and not c.streams and c not in self.log_blocked:  # else logfull.py closes it
             c.log.close()
         info = c.info()
         for cl, _ in c.waiters:
