@@ -116,18 +116,23 @@ def test_a_worker_killed_inside_every_kind_of_job(berth_worker, wait_job, wait_f
             volume_services.remove_volume(user, gone_vol),
         ]
         assert sorted(j.kind for j in targets) == sorted(HOLDS)
-        wait_for(lambda: all((holds / f"held.{j.pk}").exists() for j in targets), timeout=180,
-                 what="every job held at its step: "
-                      + ", ".join(j.kind for j in targets if not (holds / f"held.{j.pk}").exists()))
+        def not_held() -> list[tuple[str, str, str]]:
+            return [(j.kind, j.state, j.error) for j in Job.objects.filter(pk__in=[t.pk for t in targets])
+                    if not (holds / f"held.{j.pk}").exists()]
+
+        try:
+            wait_for(lambda: not not_held(), timeout=180, what="every job held at its step")
+        except pytest.fail.Exception:
+            pytest.fail(f"not held at their step: {not_held()}")
         worker.kill9()
         for job in targets:
             job.refresh_from_db()
             assert job.state == Job.State.RUNNING and job.attempts == 1, (job.kind, job.state, job.error)
 
         worker = berth_worker("kinds", state_root=root)  # no fail-points: the re-runs go through
-        for job in targets:
-            job = wait_job(job, timeout=240)
-            assert (job.kind, job.state, job.error, job.attempts) == (job.kind, Job.State.SUCCEEDED, "", 2)
+        ended = [wait_job(job, timeout=240) for job in targets]
+        wrong = [(j.kind, j.state, j.error, j.attempts) for j in ended if (j.state, j.attempts) != ("succeeded", 2)]
+        assert not wrong, wrong
 
         # The host is what the rows say.
         mgr = ContainerManager(root)
@@ -140,9 +145,11 @@ def test_a_worker_killed_inside_every_kind_of_job(berth_worker, wait_job, wait_f
             return (rows_now.keys() == want.keys() and all(rows_now[n][1] == s for n, s in want.items())
                     and engine == {eid: state for eid, state in rows_now.values()})
 
-        wait_for(containers_match, timeout=60, what="the containers on the host and their rows to agree: "
-                 f"{ {c.name: c.state for c in Container.objects.filter(host=host)} } vs "
-                 f"{ {v['name']: v['state'] for v in mgr.list(all=True)} }")
+        try:
+            wait_for(containers_match, timeout=60, what="the containers on the host and their rows to agree")
+        except pytest.fail.Exception:
+            pytest.fail(f"rows { {c.name: (c.engine_id[:12], c.state) for c in Container.objects.filter(host=host)} }"
+                        f" vs host { {v['id'][:12]: (v['name'], v['image'], v['state']) for v in mgr.list(all=True)} }")
         store = ImageStore(root)
         tags = sorted(t for i in store.list() for t in i.tags)
         assert tags == sorted(i.engine_ref for i in Image.objects.filter(host=host)), tags
