@@ -98,3 +98,23 @@ def test_past_the_hold_time_dropped_counted_marked_and_the_cut_line_finished():
     finally:
         os.close(r)
         os.close(wr)
+
+
+def test_the_monitor_and_the_holder_outlive_a_full_disk_under_their_own_log():
+    """Their stderr is monitor.log / holder.log in the state root: on a full disk (here /dev/full, which answers
+    every write with ENOSPC) a line is lost, not the process. The control: a plain print dies there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    says = ("import sys; from workers.engine.monitor.quiet_stderr import QuietStderr; sys.stderr = QuietStderr(); "
+            "print('berth-monitor: the log is full', file=sys.stderr, flush=True); "
+            "from workers.engine.monitor.holder import log_line; sys.stderr = sys.__stderr__; log_line('held'); "
+            "print('alive')")
+    plain = "import sys; print('berth-monitor: the log is full', file=sys.stderr, flush=True); print('alive')"
+    with open("/dev/full", "w") as full:
+        ran = [subprocess.run([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE, stderr=full, text=True,
+                              timeout=60) for code in (says, plain)]
+    assert (ran[0].returncode, ran[0].stdout) == (0, "alive\n")
+    assert ran[1].returncode != 0 and ran[1].stdout == ""
