@@ -187,7 +187,8 @@ def earlier_attempt_image(job, namespace: str, ref: str, *, owner, team: Team | 
     """On a re-run (the worker died during an earlier attempt), the image `ref` that attempt made, its row brought
     in line with the store; None on a first attempt or when the name is not that attempt's (the caller then
     refuses it as taken). The store has the name in the job's name space, and its row is missing (the attempt
-    died between the store and the database) or was made after the job was asked for, for the same owner and team."""
+    died between the store and the database) or was made after the job was asked for, for the same team and for who
+    asked or nobody (the next worker's start gives a tag without a row a row of nobody's: images.sync_host_images)."""
     if job.attempts < 2:
         return None
     name, tag = split_ref(ref)
@@ -199,7 +200,7 @@ def earlier_attempt_image(job, namespace: str, ref: str, *, owner, team: Team | 
     if not store.exists(engine_ref):
         return None
     row = Image.objects.filter(host=job.host, namespace=namespace, name=name, tag=tag).first()
-    if row is not None and (row.created < job.created or row.owner_id != getattr(owner, "pk", None)
+    if row is not None and (row.created < job.created or row.owner_id not in (None, getattr(owner, "pk", None))
                             or row.team_id != getattr(team, "pk", None)):
         return None
     return sync_image_row(job.host, f"{name}:{tag}", store.resolve(engine_ref), owner=owner, team=team,

@@ -15,6 +15,7 @@ from containers.models import Image, Team
 from workers import transfer
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound, RefTaken
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, debian_ref, ensure_base_images, is_base_ref
+from workers.engine.images.build.leftovers import TAG_PREFIX as BUILD_TAG_PREFIX
 from workers.engine.images.debian import default_cache_dir
 from workers.handlers import common, handler, on_worker_start
 
@@ -257,6 +258,8 @@ def sync_host_images(host) -> list[int]:
     pks = []
     for image in store.list():
         for engine_ref in image.tags:
+            if engine_ref.startswith(BUILD_TAG_PREFIX):
+                continue  # a build's intermediate image (its own, or a killed build's until swept): nobody's to see
             namespace, name, tag = namespaces.split_engine_ref(engine_ref)
             existing = Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists()
             user_id, team_id = namespaces.owner_ids(namespace)

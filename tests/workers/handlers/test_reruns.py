@@ -83,6 +83,9 @@ def test_a_name_the_dead_attempt_made_is_adopted_only_by_its_rerun(host, publish
     assert image.owner_id == alice.pk and image.digest == made.digest
     # It died after the row: the same again.
     assert containers.commit(rerun, lambda *a: None)["image_id"] == image.pk
+    # The next worker's start gave the store's tag a row of nobody's (images.sync_host_images): the re-run's.
+    Image.objects.filter(pk=image.pk).update(owner=None)
+    assert common.earlier_attempt_image(rerun, ns, "snap:1", owner=alice, team=None).owner_id == alice.pk
 
     # Not the dead attempt's: a row older than the job, or someone else's.
     Image.objects.filter(pk=image.pk).update(created=rerun.created - timedelta(seconds=1))
@@ -92,3 +95,11 @@ def test_a_name_the_dead_attempt_made_is_adopted_only_by_its_rerun(host, publish
     with pytest.raises(JobError, match="already exists"):
         containers.commit(rerun, lambda *a: None)
     assert common.earlier_attempt_image(rerun, ns, "other:1", owner=alice, team=None) is None, "not in the store"
+
+
+def test_the_next_workers_start_gives_no_row_to_a_killed_builds_intermediate_image(host, published, store, tmp_path):
+    made = store.import_tarball(tarball(tmp_path), "app:1")
+    store.tag("app:1", "berth-build-0a1b2c:s0")  # what a build killed mid-RUN leaves until the sweep
+    images.sync_host_images(host)
+    assert sorted(f"{i.name}:{i.tag}" for i in Image.objects.filter(host=host)) == ["app:1"]
+    assert Image.objects.get(host=host).digest == made.digest
