@@ -74,6 +74,7 @@ def test_a_flood_on_a_full_state_root_is_dropped_counted_and_marked_and_the_cont
         script = ("i=0; while true; do echo line-$i; i=$((i+1)); case $i in *000) echo $i > /progress; "
                   "if [ -e /stop ]; then echo $i > /final; while [ ! -e /go ]; do usleep 20000; done; "
                   "echo resumed; exec sleep 3600; fi;; esac; done")
+        h.start("quiet", bundle(["sleep", "3600"], overlay=False))  # to exit while the disk is full
         b = bundle(["sh", "-c", script], overlay=False)
         h.start("flood", b, log_max_size=0, log_full_hold=0)
         _until(lambda: "dropped" in (h.client.status("flood").get("log_error") or ""), "dropping", 120)
@@ -86,12 +87,19 @@ def test_a_flood_on_a_full_state_root_is_dropped_counted_and_marked_and_the_cont
         log = small / "containers" / "flood" / "logs" / "container.log"
         whole = log.read_text().split("\n")[:-1]  # the last piece may be a line the disk cut
         assert whole and all(json.loads(x)["log"].startswith("line-") for x in whole)
+        # A container that exits now: its exit record cannot be written, the monitor knows it meanwhile.
+        h.runtime_call("kill", "quiet", "KILL")
+        assert h.client.wait("quiet", timeout=60)["exit_code"] == 137
+        assert h.client.pid() == pid and not (small / "containers" / "quiet" / "exit.json").exists()
 
         (b.rootfs / "stop").touch()
         final = _until(lambda: (b.rootfs / "final").exists() and int((b.rootfs / "final").read_text() or 0),
                        "the flood to stop", 120)
         (small / "filler").unlink()  # space returns
         _until(lambda: h.client.status("flood")["log_error"] is None, "the log written again", 120)
+        exit_file = small / "containers" / "quiet" / "exit.json"
+        assert json.loads(_until(lambda: exit_file.exists() and exit_file.read_text(), "the exit record", 60)
+                          )["exit_code"] == 137
         (b.rootfs / "go").touch()
         entries = _until(lambda: (e := [json.loads(x) for x in log.read_text().splitlines()])[-1]["log"]
                          == "resumed\n" and e, "logging resumed", 120)
@@ -108,7 +116,8 @@ def test_a_flood_on_a_full_state_root_is_dropped_counted_and_marked_and_the_cont
         assert h.client.wait("flood", timeout=30)["exit_code"] == 137
     finally:
         if h is not None:
-            h.runtime_call("delete", "--force", "flood", check=False)
+            for cid in ("flood", "quiet"):
+                h.runtime_call("delete", "--force", cid, check=False)
             for p in (h.client.pid(), h.client.holder_pid()):
                 stop_pid(p)
         subprocess.run(["umount", "-l", str(small)], check=False)

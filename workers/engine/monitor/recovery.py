@@ -30,6 +30,7 @@ class RecoveryMixin:
         for sink in self.sinks.values():
             sink.forget(c.id)
         self.log_blocked.pop(c, None)
+        self.exits_unwritten.pop(c, None)
         for fd in list(c.streams):
             if fd not in c.paused:
                 self.sel.unregister(fd)
