@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
@@ -11,6 +12,7 @@ from . import events
 from .models import Host, Job
 
 RUN_JOB_TASK = "workers.tasks.run_job"
+log = logging.getLogger(__name__)
 
 
 def _target(target: Any) -> tuple[str, str]:
@@ -30,7 +32,17 @@ def send(job: Job) -> None:
 
     queue = job.host.queue
     job_id = job.pk
-    transaction.on_commit(lambda: app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue))
+
+    def publish() -> None:
+        try:
+            # No result backend: outcomes live in the Job row (and a dead Redis would hold this for ~20 s).
+            app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, ignore_result=True)
+        except Exception as exc:  # kombu's OperationalError: the broker (Redis) cannot be reached
+            # The job stays queued; the host's worker sends it again once it reaches the broker (workers/agent.py).
+            log.warning("job %s: its task could not be queued on %s (%s); it is sent when the broker is back",
+                        job_id, queue, exc)
+
+    transaction.on_commit(publish)
 
 
 def submit(

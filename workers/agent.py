@@ -169,6 +169,7 @@ class Heartbeat(threading.Thread):
         self.on_refused = on_refused
 
     def run(self) -> None:
+        broker = BrokerWatch()
         while not self.stopping.wait(self.interval):
             try:
                 close_old_connections()
@@ -178,11 +179,59 @@ class Heartbeat(threading.Thread):
                     return  # a refused host beats no more: it shows offline
                 host = beat(self.host_name)
                 recover_orphaned_jobs(host)
+                if broker.came_back():
+                    n = resend_queued_jobs(host, before=timezone.now())
+                    log.warning("the broker was unreachable or restarted; %d queued job(s) of host %s sent again "
+                                "(their messages may have been lost)", n, host.name)
             except Exception:
                 log.exception("heartbeat of host %s failed", self.host_name)
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+# --- the broker ------------------------------------------------------------------------------------
+
+REACHABLE = "reachable"
+
+
+def broker_run_id(url: str | None = None) -> str | None:
+    """The broker's run id (a redis-server's, new at each start; REACHABLE where INFO is not allowed), or None
+    while it cannot be reached."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url or settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+    except ValueError:
+        return None
+    try:
+        return str(client.info("server").get("run_id") or REACHABLE)
+    except redis.ResponseError:  # e.g. an ACL user without INFO: reachable, restarts unseen
+        return REACHABLE
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+class BrokerWatch:
+    """Tells when the broker is back after an outage or a restart: queued jobs' messages sent meanwhile failed, and
+    a Redis without persistence lost those it held. Their rows stay queued; the caller sends them again (a job
+    is claimed once, so a duplicate costs nothing)."""
+
+    def __init__(self, probe: Callable[[], str | None] = broker_run_id) -> None:
+        self.probe = probe
+        self.seen = probe()
+        self.lost = self.seen is None
+
+    def came_back(self) -> bool:
+        now = self.probe()
+        if now is None:
+            self.lost = True
+            return False
+        back = self.lost or now != self.seen
+        self.seen, self.lost = now, False
+        return back
 
 
 # --- which process runs a job ------------------------------------------------------------------------

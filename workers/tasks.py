@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from containers import events
 from containers.models import Job
-from workers import agent, handlers, job_errors
+from workers import agent, failpoint, handlers, job_errors
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def _reporter(job: Job):
         job.message = str(message)[:500]
         Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(progress=job.progress, message=job.message)
         events.publish_job(job)
+        failpoint.hold(job, "report", job.message)
 
     return report
 
@@ -147,6 +148,7 @@ def _run_job(job_id: int) -> str:
         result = fn(job, _reporter(job))
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
+        failpoint.hold(job, "finish")
         _finish(job, Job.State.SUCCEEDED, result=result or {})
         finished = True
     except Exception as exc:

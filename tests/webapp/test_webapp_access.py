@@ -81,7 +81,7 @@ def test_jobs_page_lists_only_own_jobs_except_for_superusers(host, users):
 
 def test_probe_button_queues_a_job_for_the_host(client, host, users, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue, **kw: sent.append((name, args, queue)))
     root = users[2]
     client.force_login(root)
     assert "Probe now" in client.get("/hosts/").content.decode()
@@ -98,7 +98,7 @@ def test_probe_button_queues_a_job_for_the_host(client, host, users, monkeypatch
 def test_probe_by_a_non_operator_is_refused_and_audited(client, host, users, monkeypatch):
     # hosts are shared by every tenant: a tenant may see one, not make it work (the view once queued the job)
     sent = []
-    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue, **kw: sent.append((name, args, queue)))
     alice = users[0]
     client.force_login(alice)
     assert "Probe now" not in client.get("/hosts/").content.decode()

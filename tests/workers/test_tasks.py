@@ -22,7 +22,7 @@ def host():
 @pytest.fixture
 def sent(monkeypatch):
     calls = []
-    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue: calls.append((name, args, queue)))
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args, queue, **kw: calls.append((name, args, queue)))
     return calls
 
 

@@ -85,6 +85,12 @@ def target_image(job) -> Image:
     return img
 
 
+def gone_after_earlier_attempt(job, model) -> bool:
+    """A re-run (an earlier attempt's worker died) of a removal whose target row is gone: that attempt finished
+    the removal, whose last step deletes the row. A first attempt never counts: its missing target is an error."""
+    return job.attempts > 1 and not model.objects.filter(pk=_target_pk(job), host=job.host).exists()
+
+
 def _target_pk(job) -> int:
     from workers.tasks import JobError
 
@@ -174,6 +180,31 @@ def new_engine_ref(host: Host, namespace: str, ref: str) -> str:
     if Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists():
         raise JobError(taken_message(host, namespace, f"{name}:{tag}"))
     return engine_ref
+
+
+def earlier_attempt_image(job, namespace: str, ref: str, *, owner, team: Team | None,
+                          shared: bool = False) -> Image | None:
+    """On a re-run (the worker died during an earlier attempt), the image `ref` that attempt made, its row brought
+    in line with the store; None on a first attempt or when the name is not that attempt's (the caller then
+    refuses it as taken). The store has the name in the job's name space, and its row is missing (the attempt
+    died between the store and the database) or was made after the job was asked for, for the same team and for who
+    asked or nobody (the next worker's start gives a tag without a row a row of nobody's: images.sync_host_images)."""
+    if job.attempts < 2:
+        return None
+    name, tag = split_ref(ref)
+    try:
+        engine_ref = namespaces.check_new_ref(namespace, name, tag)
+    except namespaces.NameError_:
+        return None
+    store = image_store()
+    if not store.exists(engine_ref):
+        return None
+    row = Image.objects.filter(host=job.host, namespace=namespace, name=name, tag=tag).first()
+    if row is not None and (row.created < job.created or row.owner_id not in (None, getattr(owner, "pk", None))
+                            or row.team_id != getattr(team, "pk", None)):
+        return None
+    return sync_image_row(job.host, f"{name}:{tag}", store.resolve(engine_ref), owner=owner, team=team,
+                          shared=shared, namespace=namespace)
 
 
 def taken_message(host: Host, namespace: str, ref: str) -> str:

@@ -227,6 +227,9 @@ def unpause(job, report) -> dict[str, Any]:
 
 @handler("container.remove")
 def remove(job, report) -> dict[str, Any]:
+    if common.gone_after_earlier_attempt(job, Container):
+        # The attempt that died removed it (the row goes last): done, as the user asked.
+        return {"container_id": int(job.target_id), "removed": True}
     row = common.target_container(job)
     mgr = common.container_manager()
     errors = _errors()
@@ -280,6 +283,10 @@ def commit(job, report) -> dict[str, Any]:
     team = common.job_team(job)
     owner = common.job_owner(job)
     namespace = common.job_namespace(job, team)
+    shared = bool(params.get("shared"))
+    earlier = common.earlier_attempt_image(job, namespace, ref, owner=owner, team=team, shared=shared)
+    if earlier is not None:  # a re-run after the worker died: the commit was made
+        return {"image_id": earlier.pk, "ref": earlier.ref, "digest": earlier.digest}
     engine_ref = common.new_engine_ref(job.host, namespace, ref)  # an existing name is refused, not replaced
     report(10, f"committing {row.name} to {ref}")
     try:
@@ -293,8 +300,9 @@ def commit(job, report) -> dict[str, Any]:
         raise _gone(row) from None
     except (errors.ContainerError, ImageError) as exc:
         raise _job_error(str(exc), exc) from None
-    image_row = common.sync_image_row(job.host, ref, image, owner=owner, team=team,
-                                      shared=bool(params.get("shared")), namespace=namespace)
+    report(90, f"committed {row.name}: recording {ref}")
+    image_row = common.sync_image_row(job.host, ref, image, owner=owner, team=team, shared=shared,
+                                      namespace=namespace)
     return {"image_id": image_row.pk, "ref": image_row.ref, "digest": image_row.digest}
 
 

@@ -15,6 +15,7 @@ from containers.models import Image, Team
 from workers import transfer
 from workers.engine.images import CorruptArchive, ImageError, ImageNotFound, RefTaken
 from workers.engine.images.base import BUSYBOX_REF, DEBIAN_REF, debian_ref, ensure_base_images, is_base_ref
+from workers.engine.images.build.leftovers import TAG_PREFIX as BUILD_TAG_PREFIX
 from workers.engine.images.debian import default_cache_dir
 from workers.handlers import common, handler, on_worker_start
 
@@ -176,6 +177,8 @@ def save_image(job, report) -> dict[str, Any]:
 @handler("image.remove")
 def remove_image(job, report) -> dict[str, Any]:
     """Untag or remove the image in the store, then delete its row (a store without it is fine: gone)."""
+    if common.gone_after_earlier_attempt(job, Image):  # the attempt that died removed it (the row goes last)
+        return {"image_id": int(job.target_id), "untagged": [], "deleted": None}
     row = common.target_image(job)
     force = bool(job.params.get("force"))
     try:
@@ -201,6 +204,10 @@ def tag_image(job, report) -> dict[str, Any]:
         ref = ":".join(common.split_ref(target))
     except ImageError as exc:
         raise _job_error(str(exc)) from None
+    owner = common.job_owner(job) or row.owner
+    earlier = common.earlier_attempt_image(job, row.namespace, ref, owner=owner, team=row.team, shared=row.shared)
+    if earlier is not None:  # a re-run after the worker died: the tag was made
+        return {"image_id": earlier.pk, "ref": earlier.ref, "digest": earlier.digest}
     engine_ref = common.new_engine_ref(job.host, row.namespace, ref)
     try:
         image = common.image_store().tag(row.engine_ref, engine_ref, replace=False)
@@ -208,8 +215,9 @@ def tag_image(job, report) -> dict[str, Any]:
         raise _job_error(common.taken_message(job.host, row.namespace, ref)) from None
     except ImageError as exc:
         raise _job_error(str(exc)) from None
-    new = common.sync_image_row(job.host, ref, image, owner=common.job_owner(job) or row.owner, team=row.team,
-                                shared=row.shared, namespace=row.namespace)
+    report(90, f"tagged: recording {ref}")
+    new = common.sync_image_row(job.host, ref, image, owner=owner, team=row.team, shared=row.shared,
+                                namespace=row.namespace)
     return {"image_id": new.pk, "ref": new.ref, "digest": new.digest}
 
 
@@ -250,6 +258,8 @@ def sync_host_images(host) -> list[int]:
     pks = []
     for image in store.list():
         for engine_ref in image.tags:
+            if engine_ref.startswith(BUILD_TAG_PREFIX):
+                continue  # a build's intermediate image (its own, or a killed build's until swept): nobody's to see
             namespace, name, tag = namespaces.split_engine_ref(engine_ref)
             existing = Image.objects.filter(host=host, namespace=namespace, name=name, tag=tag).exists()
             user_id, team_id = namespaces.owner_ids(namespace)

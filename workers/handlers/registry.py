@@ -20,7 +20,7 @@ from workers import transfer
 from workers.engine.images import ImageError, RefTaken
 from workers.engine.images.compression import decompressed
 from workers.engine.images.registry_auth import Credentials
-from workers.handlers import common, handler
+from workers.handlers import common, handler, on_worker_start
 
 
 def _job_error(message: str, exc: Exception | None = None):
@@ -96,6 +96,10 @@ def pull_image(job, report) -> dict[str, Any]:
     team = common.job_team(job)
     namespace = common.job_namespace(job, team)
     local = params.get("local") or ""
+    earlier = common.earlier_attempt_image(job, namespace, local, owner=common.job_owner(job), team=team)
+    if earlier is not None:  # a re-run after the worker died: the pull was made
+        return {"image_id": earlier.pk, "ref": earlier.ref, "digest": earlier.digest, "layers_fetched": 0,
+                "layers_reused": len(earlier.layers)}
     engine_ref = common.new_engine_ref(job.host, namespace, local)
     credentials = _credentials(job, team)
     report(1, f"resolving {params.get('ref')}")
@@ -107,6 +111,7 @@ def pull_image(job, report) -> dict[str, Any]:
         raise _job_error(common.taken_message(job.host, namespace, local)) from None
     except ImageError as exc:
         raise _job_error(f"pull of {params.get('ref')} failed: {exc}", exc) from None
+    report(97, f"pulled {params.get('ref')}: recording {local}")
     row = common.sync_image_row(job.host, local, result.image, owner=common.job_owner(job), team=team,
                                 namespace=namespace)
     report(99, f"pulled {params.get('ref')} as {row.ref}")
@@ -156,11 +161,18 @@ def build_image(job, report) -> dict[str, Any]:
             team = common.job_team(job)
             namespace = common.job_namespace(job, team)
             local = params.get("ref") or ""
-            engine_ref = common.new_engine_ref(job.host, namespace, local)
+            earlier = common.earlier_attempt_image(job, namespace, local, owner=common.job_owner(job), team=team)
+            if earlier is None:
+                engine_ref = common.new_engine_ref(job.host, namespace, local)
         except Exception:
             if params.get("upload"):
                 transfer.consume_upload(job)  # refused for good: the control plane deletes the staged file
             raise
+        if earlier is not None:  # a re-run after the worker died: the build was made
+            if params.get("upload"):
+                transfer.consume_upload(job)
+            return {"image_id": earlier.pk, "ref": earlier.ref, "digest": earlier.digest, "steps": 0, "cached": 0,
+                    "new_layers": 0, "log": []}
         context = work / "context"
         if params.get("upload"):
             # The context was staged by the web server; the host fetches it over HTTP (no shared disk).
@@ -194,6 +206,7 @@ def build_image(job, report) -> dict[str, Any]:
             raise _job_error(str(exc), exc) from None
         except ImageError as exc:
             raise _job_error(f"build failed: {exc}", exc) from None
+        report(97, f"built: recording {local}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     row = common.sync_image_row(job.host, local, result.image, owner=common.job_owner(job), team=team,
@@ -201,3 +214,11 @@ def build_image(job, report) -> dict[str, Any]:
     report(99, f"built {row.ref}: {len(result.new_layers)} new layer(s), {result.cached} step(s) from the cache")
     return {"image_id": row.pk, "ref": row.ref, "digest": result.image.digest, "steps": result.steps,
             "cached": result.cached, "new_layers": len(result.new_layers), "log": lines[-500:]}
+
+
+@on_worker_start
+def sweep_dead_builds(host) -> list[str]:
+    """Containers and intermediate tags of builds whose worker was killed mid-way (the next build does it too)."""
+    from workers.engine.images.build import leftovers
+
+    return leftovers.sweep(common.image_store(), common.container_manager)

@@ -25,6 +25,16 @@ def sleep(job, report) -> dict:
     return {"attempt": job.attempts}
 
 
+@handler("test.wait_file")
+def wait_file(job, report) -> dict:
+    """Runs until the file params.path exists (a gate the test opens), then succeeds."""
+    report(50, "waiting for the gate")
+    gate = Path(job.params["path"])
+    while not gate.exists():
+        time.sleep(0.05)
+    return {"attempt": job.attempts}
+
+
 @handler("test.steps")
 def steps(job, report) -> dict:
     n = int(job.params.get("steps", 4))

@@ -12,6 +12,7 @@ import sys
 from workers.engine.monitor import layout
 from workers.engine.monitor.daemon import run_foreground
 from workers.engine.monitor.launch import ensure_monitor
+from workers.engine.monitor.quiet_stderr import QuietStderr
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = layout.state_root(args.root)
     if args.foreground:
+        sys.stderr = QuietStderr()  # monitor.log may sit on a full disk: a lost line, not a dead monitor
         return run_foreground(root)
     code = ensure_monitor(root)
     if code:

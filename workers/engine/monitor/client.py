@@ -127,6 +127,7 @@ class MonitorClient:
         tty: bool = False,
         log_redis_url: str | None = None,
         auto_remove: bool = False,
+        log_full_hold: float | None = None,
     ) -> dict:
         """Create and start a container through the runtime; the monitor owns its stdio.
         Returns the container's status dict (status "running", or "exited" if it was quick).
@@ -138,6 +139,8 @@ class MonitorClient:
         }
         if log_redis_url:
             req["log_redis_url"] = log_redis_url
+        if log_full_hold is not None:  # seconds output waits for a full log disk before it is dropped
+            req["log_full_hold"] = log_full_hold
         if auto_remove:
             req["auto_remove"] = True  # the monitor removes it when it exits (exits.py)
         try:

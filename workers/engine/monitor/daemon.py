@@ -70,6 +70,7 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
         self.held: dict[str, int] = {}
         self.holder_exits: dict[int, dict] = {}
         self.waiting: set[Container] = set()
+        self.exits_unwritten: dict[Container, float] = {}  # exit records the disk refused -> next try (exits.py)
         self.log_blocked: dict[Container, float] = {}  # containers whose log cannot be written -> next try  # containers with waiters: per-turn work scales with these, not all
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from workers.engine.monitor import changes, layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
@@ -29,14 +30,8 @@ class ExitsMixin:
         c.status = "exited"
         c.finished_at = rfc3339_nano()
         c.started_at = c.started_at or c.finished_at
-        exit_record = {"exit_code": code, "oom_killed": c.oom_killed, "finished_at": c.finished_at,
-                       "started_at": c.started_at, "pid": c.pid}
-        if reason:
-            exit_record["reason"] = reason
-        layout.write_json_atomic(layout.exit_path(self.root, c.id), exit_record)
-        self._persist(c)
-        changes.note(self.root, c.id)  # after the record: whoever reads the note finds it
-        if c.log is not None and not c.streams and not c.log_pending:
+        self._write_exit(c)
+        if c.log is not None and not c.streams and c not in self.log_blocked:  # else logfull.py closes it
             c.log.close()
         info = c.info()
         for cl, _ in c.waiters:
@@ -51,6 +46,31 @@ class ExitsMixin:
         c.attached.clear()
         if c.auto_remove:
             self._spawn_remover(c)
+
+    def _write_exit(self, c: Container) -> bool:
+        """The exit record, the container's record, then the change note. A disk that refuses them (full) must not
+        end this loop: the exit is known here meanwhile (status, wait), and they are tried again every second."""
+        record = {"exit_code": c.exit_code, "oom_killed": c.oom_killed, "finished_at": c.finished_at,
+                  "started_at": c.started_at, "pid": c.pid}
+        if c.reason:
+            record["reason"] = c.reason
+        try:
+            layout.write_json_atomic(layout.exit_path(self.root, c.id), record)
+            self._persist(c)
+            changes.note(self.root, c.id)  # after the record: whoever reads the note finds it
+        except OSError as exc:
+            if c not in self.exits_unwritten:
+                print(f"berth-monitor: {c.id}: cannot write its exit record: {exc}; trying again", file=sys.stderr)
+            self.exits_unwritten[c] = time.monotonic() + 1.0
+            return False
+        self.exits_unwritten.pop(c, None)
+        return True
+
+    def _retry_unwritten_exits(self) -> None:
+        now = time.monotonic()
+        for c, due in list(self.exits_unwritten.items()):
+            if now >= due and c.status == "exited" and self._write_exit(c):
+                print(f"berth-monitor: {c.id}: exit record written", file=sys.stderr)
 
     def _spawn_remover(self, c: Container) -> None:
         """`run --rm -d`: the engine removes the container in a process of its own (never in this loop: an

@@ -269,7 +269,10 @@ class Holder:
 
 
 def log_line(text: str) -> None:
-    print(f"berth-holder: {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+    try:
+        print(f"berth-holder: {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+    except OSError:  # holder.log on a full disk: the line is lost, the holder (and its fds) stay
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

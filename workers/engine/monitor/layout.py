@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -61,12 +62,17 @@ def write_json_atomic(path: str | os.PathLike[str], data: dict, durable: bool = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a full disk leaves no half-written temp file behind
+        raise
     if not durable:
         return
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)

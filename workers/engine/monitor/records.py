@@ -56,6 +56,13 @@ class Container:
         self.log_pending: list[bytes] = []  # encoded lines the log's disk did not take yet (logfull.py)
         self.paused: set[int] = set()  # stream fds not read meanwhile
         self.log_error: str | None = None
+        self.log_full_hold = 10.0  # seconds output is held while the log cannot be written, then dropped (logfull.py)
+        self.log_blocked_since: float | None = None
+        self.log_why = ""  # the write's error, for the marker
+        self.log_midline = False  # the log file ends inside a line the disk cut short
+        self.log_dropping = False
+        self.log_dropped = 0  # lines dropped since the last marker
+        self.log_dropped_total = 0
         self.op: dict | None = None  # the runtime command in flight {"kind", "pid", "ticks"}, for a successor
         self.auto_remove = False  # at its exit, spawn the engine's remover (exits.py)
 
@@ -74,12 +81,13 @@ class Container:
             "oom_killed": self.oom_killed,
             "reason": self.reason,
             "log_error": self.log_error,
+            "log_dropped": self.log_dropped_total + self.log_dropped,
         }
 
     def record(self) -> dict:
         return {**self.info(), "runtime_cmd": self.runtime_cmd, "start_ticks": self.start_ticks,
                 "cgroups": self.cgroups, "pid_file": self.pid_file, "log_max_size": self.log_max_size,
-                "log_max_files": self.log_max_files, "log_redis_url": self.log_redis_url, "op": self.op,
+                "log_max_files": self.log_max_files, "log_full_hold": self.log_full_hold, "log_redis_url": self.log_redis_url, "op": self.op,
                 "auto_remove": self.auto_remove}
 
 

@@ -30,6 +30,7 @@ class RecoveryMixin:
         for sink in self.sinks.values():
             sink.forget(c.id)
         self.log_blocked.pop(c, None)
+        self.exits_unwritten.pop(c, None)
         for fd in list(c.streams):
             if fd not in c.paused:
                 self.sel.unregister(fd)
@@ -93,6 +94,7 @@ class RecoveryMixin:
             setattr(c, key, rec.get(key))
         c.pid_file = rec.get("pid_file") or str(layout.records_dir(self.root) / f"{c.id}.pid")
         c.log_max_size = int(rec.get("log_max_size", c.log_max_size))
+        c.log_full_hold = float(rec.get("log_full_hold", c.log_full_hold))
         c.log_max_files = int(rec.get("log_max_files", c.log_max_files))
         c.cgroups = rec.get("cgroups") or {}
         c.runtime = oci.from_command(c.runtime_cmd, self.root / "runtime")

@@ -82,6 +82,8 @@ class ServerMixin:
                 except Exception as exc:  # one bad event must not take every container's monitor down
                     print(f"berth-monitor: {kind}: {exc!r}", file=sys.stderr)
             self.reap()
+            if self.exits_unwritten:
+                self._retry_unwritten_exits()
             if self.log_blocked:
                 self._retry_blocked_logs()
             self._check_deadlines()
@@ -95,6 +97,8 @@ class ServerMixin:
         deadlines = [op.deadline for op in self.ops.values()]
         if self.log_blocked:
             deadlines.append(min(self.log_blocked.values()))
+        if self.exits_unwritten:
+            deadlines.append(min(self.exits_unwritten.values()))
         deadlines += [d for c in self.waiting for _, d in c.waiters]
         deadlines += self._exec_deadlines()
         if not deadlines:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from workers.engine.containers import oci
-from workers.engine.monitor import changes, layout
+from workers.engine.monitor import changes, layout, logfull
 from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
 from workers.engine.monitor.procfs import exit_code_of, proc_cgroups, proc_start_ticks
 from workers.engine.monitor.records import Client, Container, RuntimeOp
@@ -216,6 +216,7 @@ class StartMixin:
             pass
         c.log_max_size = int(req.get("log_max_size", 10 * 1024 * 1024))
         c.log_max_files = int(req.get("log_max_files", 3))
+        c.log_full_hold = float(req.get("log_full_hold", logfull.HOLD_SECONDS))
         c.log = JsonFileLog(c.log_path, c.log_max_size, c.log_max_files)
         self.containers[cid] = c
         c.pending_start.append(cl)

@@ -22,7 +22,7 @@ from ..changes import apply_changes
 from ..errors import ImageNotFound, InvalidReference
 from ..layers import _Txn
 from ..layout import OCI_MANIFEST, REF_NAME, Image, host_arch, now_rfc3339
-from . import copying
+from . import copying, leftovers
 from .cache import CACHE_ANNOTATION, BuildCache, step_key
 from .dockerfile import Dockerfile, Instruction, Stage, expand, json_or_none, parse, split_flags
 from .errors import BuildError
@@ -111,6 +111,11 @@ class Builder:
                 raise BuildError(f"no stage named {self.target!r}", field="target")
             stages = stages[:found[0].index + 1]
         total = sum(1 + len(s.steps) for s in stages)
+        leftovers.sweep(self.store, lambda: self.manager)  # what builds killed mid-way left
+        with leftovers.running(self.store, self.id):
+            return self._run_stages(stages, total, tags)
+
+    def _run_stages(self, stages: list[Stage], total: int, tags: list[str]) -> BuildResult:
         n = 0
         state = None
         try:
@@ -339,7 +344,7 @@ class Builder:
         self.cache.put(key, desc["digest"], layer, diff_id)
 
     def _temp_tag(self) -> str:
-        tag = f"berth-build-{self.id}:s{len(self._temp_tags)}"
+        tag = f"{leftovers.TAG_PREFIX}{self.id}:s{len(self._temp_tags)}"
         self._temp_tags.append(tag)
         return tag
 
