@@ -69,3 +69,68 @@ def test_a_dropped_relay_cuts_its_reader_and_a_growing_one_survives_the_sweep(re
     assert list(stream) == []  # cut: the reader sees a pack without its end
     assert not transfer.staged_upload(relay).exists()
     assert put(c, relay, b"late", 8, True).status_code == 404  # the sender is refused at its next part
+
+
+@pytest.fixture
+def over_http(live_server, settings, tmp_path, transactional_db, monkeypatch):
+    """A receive job whose pack a worker's RelayWriter sends to this process's live server, read back over HTTP as
+    the receiving worker does; a reader that misses the end waits for the test's timeout, not for a stall."""
+    from containers import transfer_relay
+
+    monkeypatch.setattr(transfer_relay, "STALL", 3600.0)
+    settings.BERTH_TRANSFER_DIR = tmp_path
+    settings.BERTH_CONTROL_URL = live_server.url
+    host = Host.objects.create(name="far-away")
+    return Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_reads_the_pack_while_another_still_sends_it(over_http):
+    # mutant: transfer_relay.GrowingFile.read: `if (not st.st_mode & stat.S_IWUSR or st.st_nlink == 0) and …` ->
+    # `if st.st_nlink == 0 and …` (the reader never learns that the relay is whole: the test times out)
+    import threading
+
+    from workers import transfer as worker_transfer
+
+    data = bytes(range(256)) * 12_000  # about 3 MiB: a dozen parts of 256 KiB
+    writer = worker_transfer.RelayWriter(over_http, part=256 * 1024)
+    sent = {}
+
+    def send() -> None:
+        for i in range(0, len(data), 100_000):
+            writer.write(data[i:i + 100_000])
+        sent["bytes"] = writer.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    got = bytearray()
+    with worker_transfer.streamed_upload(over_http) as f:
+        while chunk := f.read(1 << 20):
+            got += chunk
+    sender.join()
+    assert bytes(got) == data and sent["bytes"] == len(data)
+    row = Transfer.objects.get(job=over_http)
+    assert (row.kind, row.size) == (Transfer.Kind.UPLOAD, len(data))
+    worker_transfer.consume_upload(over_http)
+    assert not Transfer.objects.filter(job=over_http).exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_that_gives_up_cuts_the_reader_and_is_refused_after(over_http):
+    # mutant: the same line -> `if not st.st_mode & stat.S_IWUSR and …` (an unlinked relay is read forever)
+    from workers import transfer as worker_transfer
+
+    writer = worker_transfer.RelayWriter(over_http, part=256 * 1024)
+    writer.write(b"\1" * (1 << 20))
+    got = bytearray()
+    with worker_transfer.streamed_upload(over_http) as f:
+        while len(got) < 768 * 1024:
+            got += f.read(1 << 20)
+        worker_transfer.consume_upload(over_http)  # the source gives the move up
+        while chunk := f.read(1 << 20):
+            got += chunk
+    assert len(got) < 1 << 20 or bytes(got) == b"\1" * (1 << 20)
+    with pytest.raises(Exception, match="control plane refused"):
+        writer.write(b"\2" * (1 << 20))
+        writer.close()
+    writer.abort()
