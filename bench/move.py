@@ -142,6 +142,10 @@ def breakdown(job) -> dict[str, float]:
     if receive is not None and receive.started and receive.finished:
         out["stop"] = (receive.started - (blobs.finished if blobs else job.started)).total_seconds()
         out["stream+unpack+start"] = (receive.finished - receive.started).total_seconds()
+        if (job.result or {}).get("ship_seconds") is not None:
+            out["  source: pack + push"] = job.result["ship_seconds"]
+        for part, seconds in ((receive.result or {}).get("seconds") or {}).items():
+            out[f"  of which {part}"] = seconds
         out["remove source"] = (job.finished - receive.finished).total_seconds()
     return out
 

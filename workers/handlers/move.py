@@ -202,8 +202,10 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
                     "from_container": row.pk, "chain": job.pk, "engine_id": to_row.engine_id,
                     "volume_ids": [v["engine_id"] for v in (to_row.config or {}).get("volumes") or []]})
         _note(job, receive_job=receive_job.pk)
+        shipping = time.monotonic()
         try:
             sent = _ship(job, report, row, target, receive_job, blobs.result.get("blobs") or [], copy)
+            sent["seconds"] = round(time.monotonic() - shipping, 3)  # pack + push, while the target reads
         except Exception:
             # The target may have refused the container (and dropped the relay, failing the push): its reason is
             # the one to tell. Else its reader is cut here, and it ends at once.
@@ -224,7 +226,7 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
         raise
     out = _finish_source(job, report, row, to_row, received, copy)
     out.update(sent=sent["sent"], pack_bytes=sent["pack_bytes"], blobs_sent=len(sent["blobs_sent"]),
-               blobs_kept=len(sent["blobs_kept"]), was_running=was_running)
+               blobs_kept=len(sent["blobs_kept"]), was_running=was_running, ship_seconds=sent.get("seconds"))
     return out
 
 

@@ -23,7 +23,7 @@ def source(tmp_path: Path):
     store = ImageStore(tmp_path / "a")
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
-        for name, data in (("bin/tool", b"#!/bin/sh\necho tool\n"), ("payload.bin", os.urandom(300_000))):
+        for name, data in (("bin/tool", b"#!/bin/sh\necho tool\n"), ("payload.bin", os.urandom(2_500_000))):
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o755
             tar.addfile(info, io.BytesIO(data))
@@ -70,7 +70,23 @@ def test_what_goes_in_comes_out(source, tmp_path):
     layer = dest.layer_dir(image.diff_ids[0])
     assert (layer / "bin" / "tool").read_bytes() == b"#!/bin/sh\necho tool\n"
     assert sorted(got) == sorted(["manifest", "digests"]) and len(got["digests"]) == 6  # head, 3 blobs, volume, upper
-    assert not list(dest.tmp.iterdir())
+    assert not list(dest.tmp.iterdir()) and not list(store.tmp.iterdir())
+
+
+def test_a_sender_whose_stream_breaks_keeps_no_staged_tree(source):
+    # mutant: move_pack._Trees.__exit__: the final `os.unlink(future.result()[0])` -> `pass` (a tree made ahead,
+    # never sent, stays in the store's tmp dir)
+    store, image, upper, volume = source
+
+    class Breaks(io.BytesIO):
+        def write(self, data):
+            if self.tell() + len(data) > 100_000:  # inside the layer blob: the trees are (being) made ahead
+                raise OSError("the control plane went away")
+            return super().write(data)
+
+    with pytest.raises(OSError, match="went away"):
+        move_pack.write_pack(store, image.digest, "box:1", Breaks(), have=[], upper=upper, volumes={VID: volume})
+    assert not list(store.tmp.iterdir())
 
 
 def test_a_cut_or_altered_pack_is_refused_and_leaves_nothing(source, tmp_path):

@@ -88,6 +88,49 @@ def _tree_tar(store: ImageStore, directory: str | os.PathLike[str]) -> str:
     return path
 
 
+class _Trees:
+    """The nested tars of a pack (volumes, upper dir) made by a thread of their own while the blobs are sent;
+    `done()` yields each, in order, as (name, temp file, digest, kind) and deletes it after. Every temp file is
+    deleted on exit, whatever happened."""
+
+    def __init__(self, store: ImageStore, staged: list[tuple[str, Any, str]]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.staged = staged
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-tree")
+        self.futures = [self.pool.submit(self._make, store, directory) for _, directory, _ in staged]
+
+    @staticmethod
+    def _make(store: ImageStore, directory) -> tuple[str, str]:
+        path = _tree_tar(store, directory)
+        try:
+            return path, sha256_file(path)[0]
+        except BaseException:
+            os.unlink(path)
+            raise
+
+    def done(self):
+        for (name, _, kind), future in zip(self.staged, self.futures, strict=True):
+            path, digest = future.result()
+            try:
+                yield name, path, digest, kind
+            finally:
+                os.unlink(path)
+
+    def __enter__(self) -> _Trees:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for future in self.futures:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for future in self.futures:
+            if future.cancelled() or future.exception() is not None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(future.result()[0])
+
+
 def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO, *, have: set[str] | list[str],
                upper: str | os.PathLike[str] | None, volumes: dict[str, str | os.PathLike[str]],
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -97,7 +140,10 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
     digests: dict[str, str] = {}
     sent = {"blobs": 0, "volumes": 0, "upper": 0}
     blobs_sent, blobs_kept = [], []
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
+    staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
+    if upper is not None:
+        staged.append(("upper.tar", upper, "upper"))
+    with _Trees(store, staged) as trees, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
         head = json.dumps({"manifest": manifest_digest, "ref": ref}).encode()
         _add_bytes(tf, "image.json", head)
         digests["image.json"] = "sha256:" + hashlib.sha256(head).hexdigest()
@@ -113,19 +159,12 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
             digests[name] = digest
             sent["blobs"] += store.blob_path(digest).stat().st_size
             blobs_sent.append(digest)
-        staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
-        if upper is not None:
-            staged.append(("upper.tar", upper, "upper"))
-        for name, directory, kind in staged:
+        for name, path, digest, kind in trees.done():
             if progress:
-                progress(f"packing {name}")
-            path = _tree_tar(store, directory)
-            try:
-                digests[name] = sha256_file(path)[0]
-                _add_file(tf, name, path)
-                sent[kind] += os.stat(path).st_size
-            finally:
-                os.unlink(path)
+                progress(f"sending {name}")
+            digests[name] = digest
+            _add_file(tf, name, path)
+            sent[kind] += os.stat(path).st_size
         _add_bytes(tf, "digests.json", json.dumps(digests, sort_keys=True).encode())
     return {"sent": sent, "blobs_sent": blobs_sent, "blobs_kept": blobs_kept}
 
