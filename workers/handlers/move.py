@@ -207,14 +207,15 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
             sent = _ship(job, report, row, target, receive_job, blobs.result.get("blobs") or [], copy)
             sent["seconds"] = round(time.monotonic() - shipping, 3)  # pack + push, while the target reads
         except Exception:
-            # The target may have refused the container (and dropped the relay, failing the push): its reason is
-            # the one to tell. Else its reader is cut here, and it ends at once.
+            # The target may have refused the container and dropped the relay (failing the push): then its reason
+            # is the one to tell. Else the failure is this side's: the target's reader is cut here, and it ends.
+            dropped_there = not Transfer.objects.filter(job=receive_job).exists()
             job_dispatch.cancel(receive_job)
             _drop_relay(receive_job)
             received = _wait(receive_job, report, 50, 95, f"host {target.name}")
             if received.state == Job.State.SUCCEEDED:  # the last part arrived, its answer did not
                 sent = {"sent": {}, "pack_bytes": None, "blobs_sent": [], "blobs_kept": []}
-            elif received.state != Job.State.FAILED or not received.error:
+            elif not dropped_there or received.state != Job.State.FAILED or not received.error:
                 raise
         else:
             received = _wait(receive_job, report, 50, 95, f"host {target.name}")
