@@ -7,8 +7,8 @@ Real and local: redis-server, a migrated SQLite database, the ASGI server of `ma
 transfers go through it), two Celery workers (hosts a and b, own state roots and queues), as
 bench/console_web.FullStack starts one. The image is busybox plus --image-mb of incompressible data (an
 image.import job); the container writes --changes-mb into its upper dir and runs `sleep`.
-1. move a -> b through the services (the job: blobs asked, stop, pack, relay through the web server, receive,
-   start, source removed), timed from the request to the job's end;
+1. move a -> b through the services (the job: blobs asked, stop, the pack streamed through the web server's relay
+   while the target unpacks it, create and start there, source removed), timed from the request to the job's end;
 2. the floor: the same bytes by hand on the same disk: `tar -c | tar -x` of the image's layer dir and of the
    container's upper dir, plus a container start on b (the engine's create + start of the moved image);
 3. move b -> a: a has the image's layer, so only the manifest, the config and the changes should travel.
@@ -129,8 +129,9 @@ def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float
 
 
 def breakdown(job) -> dict[str, float]:
-    """Where a move's time went, from its jobs' timestamps: the target's blob list, the source's stop + pack +
-    push (until the receive job was sent), the target's fetch + unpack + create + start, the source's remove."""
+    """Where a move's time went, from its jobs' timestamps: the target's blob list, the source's stop (until the
+    receive job started: it is sent before the pack), the streamed part (the source packs and pushes while the
+    target fetches and unpacks; then the target's create + start), the source's remove."""
     from containers.models import Job
 
     blobs = Job.objects.filter(kind="host.blobs", created__gte=job.created).order_by("pk").first()
@@ -139,8 +140,12 @@ def breakdown(job) -> dict[str, float]:
     if blobs is not None and blobs.finished:
         out["blob list"] = (blobs.finished - job.started).total_seconds()
     if receive is not None and receive.started and receive.finished:
-        out["stop+pack+push"] = (receive.started - (blobs.finished if blobs else job.started)).total_seconds()
-        out["fetch+unpack+start"] = (receive.finished - receive.started).total_seconds()
+        out["stop"] = (receive.started - (blobs.finished if blobs else job.started)).total_seconds()
+        out["stream+unpack+start"] = (receive.finished - receive.started).total_seconds()
+        if (job.result or {}).get("ship_seconds") is not None:
+            out["  source: pack + push"] = job.result["ship_seconds"]
+        for part, seconds in ((receive.result or {}).get("seconds") or {}).items():
+            out[f"  of which {part}"] = seconds
         out["remove source"] = (job.finished - receive.finished).total_seconds()
     return out
 

@@ -83,8 +83,8 @@ def download_file(job: Job) -> Path:
 def _owned(kind: str, path: Path) -> bool:
     if kind == "uploads":
         tid = upload_id(path)
-        return tid is not None and Transfer.objects.filter(
-            pk=tid, kind=Transfer.Kind.UPLOAD, expires__gt=timezone.now()).exclude(
+        return tid is not None and Transfer.objects.filter(  # a relay's file is named while it still grows
+            pk=tid, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY), expires__gt=timezone.now()).exclude(
             job__state__in=Job.FINISHED_STATES).exclude(job=None).exists()
     if not path.name.isdigit():
         return False

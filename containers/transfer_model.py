@@ -19,8 +19,9 @@ class Transfer(models.Model):
     class Kind(models.TextChoices):
         UPLOAD = "upload"  # staged by the web server, fetched by the worker (GET), consumed (DELETE)
         DOWNLOAD = "download"  # made by the worker, pushed to the web server once (PUT)
-        # A host's file for another host's job (a move's pack): pushed once (PUT) by the sending worker, then
-        # an UPLOAD of the receiving job, fetched by the receiving worker as any upload is.
+        # A host's file for another host's job (a move's pack): pushed in parts (PUT ?offset=) by the sending
+        # worker while the receiving worker already reads it (GET, containers/transfer_relay.py); an UPLOAD of the
+        # receiving job once its last part is in.
         RELAY = "relay"
 
     id = models.UUIDField(primary_key=True)

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import transfer, transfer_files
+from . import transfer, transfer_files, transfer_relay
 from .models import Job
 from .services.downloads import StreamedFile
 from .transfer_model import Transfer
@@ -42,9 +42,11 @@ def transfer_view(request: HttpRequest, pk) -> HttpResponse:
         return _error(404, "not_found", "no such transfer")
     if row.kind == Transfer.Kind.UPLOAD and request.method == "GET":
         return _send_upload(row)
-    if row.kind == Transfer.Kind.UPLOAD and request.method == "DELETE":
+    if row.kind == Transfer.Kind.RELAY and request.method == "GET":  # still arriving: read as it grows
+        return StreamedFile(transfer_relay.GrowingFile(row), content_type="application/octet-stream")
+    if row.kind in (Transfer.Kind.UPLOAD, Transfer.Kind.RELAY) and request.method == "DELETE":
         transfer.staged_upload(row).unlink(missing_ok=True)
-        row.delete()
+        row.delete()  # a relay's sender is refused at its next part, its reader cut at its next look
         return HttpResponse(status=204)
     if row.kind == Transfer.Kind.DOWNLOAD and request.method == "PUT":
         return _receive_download(request, row)
@@ -106,22 +108,22 @@ def _receive_download(request: HttpRequest, row: Transfer) -> HttpResponse:
 
 
 def _receive_relay(request: HttpRequest, row: Transfer) -> HttpResponse:
-    """A host's file for another host's queued job: staged as that job's upload (same name, same row, now
-    of kind upload), which its worker fetches as any upload (single use: a second PUT finds no relay)."""
+    """One part of a host's file for another host's job (containers/transfer_relay.py): `?offset=N` where it
+    starts, `&end=1` on the last. Without them the body is the whole file (offset 0, the end)."""
     job = row.job
-    if job is None or job.state != Job.State.QUEUED or job.kind not in transfer.RELAY_KINDS:
+    if job is None or job.state not in (Job.State.QUEUED, Job.State.RUNNING) or job.kind not in transfer.RELAY_KINDS:
         return _error(409, "conflict", "this transfer's job is not waiting for it")
     length = _length(request)
     if isinstance(length, JsonResponse):
         return length
-    staging = transfer_files.Staging(transfer_files.uploads_dir())
+    raw_offset, end = request.GET.get("offset", "0"), request.GET.get("end", "1") == "1"
+    if not (raw_offset.isascii() and raw_offset.isdigit()):
+        return _error(400, "invalid", "offset must be a number of bytes")
+    offset = int(raw_offset)
+    if offset + length > int(settings.BERTH_MAX_DOWNLOAD_BYTES):
+        return _error(413, "too_large", "the file is larger than BERTH_MAX_DOWNLOAD_BYTES")
     try:
-        failed = _stage(request, staging, length)
-        if failed is not None:
-            return failed
-        staging.publish(transfer.staged_upload(row))
-        Transfer.objects.filter(pk=row.pk, kind=Transfer.Kind.RELAY).update(
-            kind=Transfer.Kind.UPLOAD, size=length, expires=timezone.now() + transfer.ttl())
-    finally:
-        staging.release()
-    return JsonResponse({"size": length}, status=201)
+        size = transfer_relay.append_part(request, row, offset, length, end)
+    except transfer_relay.RelayRefused as exc:
+        return _error(exc.status, exc.code, exc.message)
+    return JsonResponse({"size": size}, status=201)

@@ -17,8 +17,9 @@ from django.views.decorators.http import require_POST
 
 from . import permissions, selectors, services
 from .services import hosts as host_services
+from .services.drain_move import move_off
 
-HOST_ACTIONS = ("cordon", "uncordon", "drain")
+HOST_ACTIONS = ("cordon", "uncordon", "drain", "drain-move")
 
 
 def _refused(request: HttpRequest, exc: services.ServiceError) -> HttpResponse:
@@ -111,12 +112,16 @@ def host_offline_timeout(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def host_state(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """Cordon, uncordon or drain a host (admins)."""
+    """Cordon, uncordon or drain a host (admins); drain-move also moves each container off, as the API's drain
+    with move: true (the same services, so the same refusals)."""
     if action not in HOST_ACTIONS:
         raise Http404("no such action")
     host = get_object_or_404(permissions.visible_hosts(request.user), pk=pk)
     try:
-        if action == "drain":
+        if action == "drain-move":
+            host, _ = services.drain_host(request.user, host, request=request)
+            _say_moves(request, host, move_off(request.user, host, request=request))
+        elif action == "drain":
             host, remaining = services.drain_host(request.user, host, request=request)
             names = ", ".join(c.name for c in remaining) or "nothing"
             messages.warning(request, f"{host.name} is draining (cordoned). Still on it: {names}. "
@@ -127,3 +132,15 @@ def host_state(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     except services.ServiceError as exc:
         return _refused(request, exc)
     return redirect("hosts")
+
+
+def _say_moves(request: HttpRequest, host, moves: list[dict[str, Any]]) -> None:
+    """One line for what left (each container, its new host and job), one for what stays and why."""
+    went = [f"{m['name']} to {m['host']} (job #{m['job']})" for m in moves if "job" in m]
+    stays = [f"{m['name']} ({m['error']})" for m in moves if "job" not in m]
+    if went:
+        messages.info(request, f"{host.name} is draining (cordoned). Moving: {', '.join(went)}.")
+    if stays:
+        messages.warning(request, f"Still on {host.name}: {'; '.join(stays)}.")
+    if not moves:
+        messages.info(request, f"{host.name} is draining (cordoned); it has no container to move.")

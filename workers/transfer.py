@@ -1,7 +1,8 @@
 """The worker's side of transfers (design: containers/transfer.py): fetch a job's upload from the control
 plane over HTTP, push a job's download to it. Files on the host are anonymous (tempfile.TemporaryFile, i.e.
 O_TMPFILE in `<state root>/transfers`), so a worker killed mid-transfer leaves nothing on its disk; memory
-stays constant (1 MiB chunks)."""
+stays constant (1 MiB chunks). A move's pack is streamed host to host instead (RelayWriter on the sender,
+streamed_upload on the receiver, containers/transfer_relay.py between them): no file on either host."""
 
 from __future__ import annotations
 
@@ -57,13 +58,14 @@ def _message(resp: http.client.HTTPResponse) -> str:
         return f"HTTP {resp.status} {resp.reason}"
 
 
-def _call(method: str, row: Transfer, body: IO[bytes] | None = None, length: int | None = None):
+def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, length: int | None = None,
+          query: str = ""):
     conn, base = _connection()
     headers = {"Authorization": f"Bearer {row.token}"}
     if length is not None:
         headers["Content-Length"] = str(length)
     try:
-        conn.request(method, f"{base}/internal/transfers/{row.pk}/", body=body, headers=headers)
+        conn.request(method, f"{base}/internal/transfers/{row.pk}/{query}", body=body, headers=headers)
         return conn, conn.getresponse()
     except OSError as exc:
         conn.close()
@@ -104,9 +106,54 @@ def fetched_upload(job) -> Iterator[IO[bytes]]:
         conn.close()
 
 
+class _Capped:
+    """A response body read as a file, at most `size` bytes (None: a relay still arriving, whose length nobody
+    knows yet; its reader must tell a cut stream by its content, as a move's pack does); a known size that
+    arrives short raises."""
+
+    def __init__(self, resp: http.client.HTTPResponse, size: int | None) -> None:
+        self.resp, self.size, self.got = resp, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = (self.size - self.got) if self.size is not None else int(settings.BERTH_MAX_DOWNLOAD_BYTES) - self.got
+        if left <= 0:
+            return b""
+        try:
+            # read1: what has arrived (at most n), so a reader of a stream still being sent never waits for more
+            # than it needs
+            chunk = self.resp.read1(min(CHUNK, left) if n is None or n < 0 else min(n, left))
+        except (OSError, http.client.HTTPException) as exc:
+            raise _job_error(f"the upload broke off after {self.got} bytes ({exc}): run the job again") from None
+        if not chunk and self.size is not None:
+            raise _job_error(f"the upload arrived incomplete ({self.got} of {self.size} bytes): run the job again")
+        self.got += len(chunk)
+        return chunk
+
+
+@contextlib.contextmanager
+def streamed_upload(job) -> Iterator[IO[bytes]]:
+    """The job's upload read straight from the control plane's response, nothing written on this host, while
+    its sender may still be sending it (a relay, containers/transfer_relay.py): for a reader that checks what it
+    reads itself and undoes what it made if the stream fails (a move's pack)."""
+    row = Transfer.objects.filter(job=job, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY)).first()
+    if row is None or row.expires <= timezone.now():
+        raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
+    conn, resp = _call("GET", row)
+    try:
+        if resp.status in (404, 410):
+            raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
+        if resp.status != 200:
+            raise _job_error(f"the control plane refused to send the upload: {_message(resp)}")
+        length = resp.getheader("Content-Length")
+        yield _Capped(resp, int(length) if length and length.isdigit() else None)  # type: ignore[misc]
+    finally:
+        conn.close()
+
+
 def consume_upload(job) -> None:
-    """Tell the control plane the upload was used (or refused for good): it deletes the staged file."""
-    row = Transfer.objects.filter(job=job, kind=Transfer.Kind.UPLOAD).first()
+    """Tell the control plane the upload was used (or refused for good): it deletes the staged file (a relay's
+    sender is then refused at its next part)."""
+    row = Transfer.objects.filter(job=job, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY)).first()
     if row is None:
         return
     with contextlib.suppress(Exception):  # the sweep deletes it once the job has finished anyway
@@ -135,20 +182,76 @@ def push_download(job, source: IO[bytes], filename: str, content_type: str) -> d
     return {"size": size, "filename": filename, "content_type": content_type}
 
 
-def push_relay(receiving_job, source: IO[bytes]) -> int:
-    """Send a local file to the control plane for another host's queued job (a move's pack): it becomes that
-    job's upload, fetched by the receiving worker with `fetched_upload`. Returns the bytes sent."""
-    source.flush()
-    size = os.fstat(source.fileno()).st_size
-    source.seek(0)
-    row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=receiving_job.host,
-                                  job=receiving_job, size=size, expires=timezone.now() + PUSH_TTL)
-    conn, resp = _call("PUT", row, body=source, length=size)
-    try:
-        if resp.status != 201:
-            Transfer.objects.filter(pk=row.pk, kind=Transfer.Kind.RELAY).delete()
-            raise _job_error(f"the control plane refused the file ({size} bytes): {_message(resp)}")
-        resp.read()
-    finally:
-        conn.close()
-    return size
+class RelayWriter:
+    """Write a file for another host's job to the control plane as it is made (containers/transfer_relay.py): a
+    writable file object whose bytes go out in parts, PUT by a thread of its own so that making the next part
+    and sending this one overlap. The receiving job may read it from the first part on. `close()` sends the last
+    part and returns the bytes sent; `abort()` stops (the part not sent is dropped). Memory: two parts."""
+
+    def __init__(self, receiving_job, part: int = 2 << 20) -> None:
+        import queue
+        import threading
+
+        self.row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=receiving_job.host,
+                                           job=receiving_job, size=0, expires=timezone.now() + PUSH_TTL)
+        self.part, self.sent, self.queued = part, 0, 0
+        self.buf = bytearray()
+        self.error: BaseException | None = None
+        self.parts: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name=f"relay-{self.row.pk}", daemon=True)
+        self.thread.start()
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        while len(self.buf) >= self.part:
+            self._queue(bytes(self.buf[:self.part]), end=False)
+            del self.buf[:self.part]
+        return len(data)
+
+    def tell(self) -> int:
+        return self.queued + len(self.buf)
+
+    def flush(self) -> None:
+        pass
+
+    def _queue(self, data: bytes | None, end: bool) -> None:
+        if self.error is not None:
+            raise self.error
+        self.parts.put((data, end))
+        if data is not None:
+            self.queued += len(data)
+
+    def _run(self) -> None:
+        while True:
+            data, end = self.parts.get()
+            if data is None or self.error is not None:
+                return
+            try:
+                query = f"?offset={self.sent}&end={int(end)}"
+                conn, resp = _call("PUT", self.row, body=data, length=len(data), query=query)
+                try:
+                    if resp.status != 201:
+                        raise _job_error(f"the control plane refused part {self.sent} of the file: {_message(resp)}")
+                    resp.read()
+                finally:
+                    conn.close()
+                self.sent += len(data)
+            except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
+                self.error = exc
+            if end:
+                return
+
+    def close(self) -> int:
+        self._queue(bytes(self.buf), end=True)
+        self.buf.clear()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.error = self.error or _job_error("the file was abandoned")
+            with contextlib.suppress(Exception):
+                self.parts.put_nowait((None, True))
+            self.thread.join(timeout=TIMEOUT)

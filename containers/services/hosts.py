@@ -16,8 +16,8 @@ from .common import ServiceError, _as_host, _authorize, _existing, _refuse, _sub
 
 # What a drain does and how its containers leave (issue 18).
 DRAIN_NOTE = ("Drain cordons the host and lists what is still there: move each container off from its page (Move or "
-              "copy to another host), or drain through the API with move: true to move them all to the least loaded "
-              "online, uncordoned hosts.")
+              "copy to another host), or move them all to the least loaded online, uncordoned hosts with Drain and "
+              "move containers on the Hosts page (the API: drain with move: true).")
 
 
 def probe_host(user, host: Host | int | str, *, request=None, idempotency_key: str | None = None) -> Job:

@@ -6,6 +6,12 @@
   if (!grid) return;
   var offlineAfter = parseFloat(grid.getAttribute("data-offline-after")) || 15;
 
+  // Actions that change many things at once (drain and move) ask first.
+  grid.addEventListener("submit", function (e) {
+    var question = e.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) e.preventDefault();
+  });
+
   function setOnline(card, online) {
     var badge = card.querySelector('[data-field="online"]');
     badge.textContent = online ? "online" : "offline";

@@ -54,3 +54,59 @@ def test_an_admin_manages_join_tokens_labels_and_cordon_on_the_hosts_page(live_b
         page.locator(f"#host-{host.pk}").get_by_role("button", name="Uncordon").click()
     assert not Host.objects.get(pk=host.pk).cordoned
     assert problems == []
+
+
+def test_an_admin_drains_a_host_and_moves_its_containers_after_confirming(live_berth, browser, watch, problems,
+                                                                          berth_worker, wait_job, wait_for):
+    # mutant: static/js/hosts.js asks nothing (`if (question && !window.confirm(question))` -> `if (false)`): no
+    # dialog, and the dismissed click drains
+    from pathlib import Path
+
+    from containers import services
+    from containers.models import Container, Job
+    from tests.support import clean_state_root
+
+    user = live_berth.user
+    user.is_superuser = True
+    user.save(update_fields=["is_superuser"])
+    source = live_berth.worker.host
+    spare = berth_worker("browser-spare")  # no image: the move carries it
+    try:
+        row, job = services.create_container(user, host=source, image="busybox:latest", name="mover",
+                                             command=["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"])
+        assert wait_job(job).state == Job.State.SUCCEEDED, job.error
+        page = watch(browser.new_page(viewport={"width": 1366, "height": 900}))
+        live_berth.login(page)
+        page.goto(live_berth.url + "/hosts/")
+        button = page.locator(f"#host-{source.pk}").get_by_role("button", name="Drain and move containers")
+        asked: list[str] = []
+
+        def answer(accept: bool):
+            def handle(dialog) -> None:
+                asked.append(dialog.message)
+                dialog.accept() if accept else dialog.dismiss()
+            return handle
+
+        page.once("dialog", answer(False))
+        button.click()
+        assert asked == [f"Drain {source.name} and move every container on it to the least loaded online, "
+                         "uncordoned hosts? Running containers are stopped, moved with their files and volumes, and "
+                         "started again there."]
+        page.once("dialog", answer(True))
+        with page.expect_navigation():
+            button.click()
+        assert len(asked) == 2
+        move = Job.objects.get(kind="container.move")  # one: the dismissed click sent nothing
+        said = page.locator("main .messages").inner_text()
+        assert f"Moving: mover to browser-spare (job #{move.pk})" in said, said
+        assert wait_job(move, timeout=180).state == Job.State.SUCCEEDED, move.error
+        moved = Container.objects.get(pk=move.params["to_container"])
+        wait_for(lambda: Container.objects.get(pk=moved.pk).state == "running", what="mover running on the spare")
+        assert moved.host.name == "browser-spare" and not Container.objects.filter(pk=row.pk).exists()
+        page.goto(live_berth.url + "/hosts/")
+        assert page.locator(f'#host-{source.pk} [data-field="cordon"]').inner_text() == "draining"
+        assert "mover" in page.locator(f"#host-{spare.host.pk} .host-containers").inner_text()
+        assert problems == []
+    finally:
+        spare.stop(timeout=10)
+        clean_state_root(Path(spare.state_root))

@@ -22,9 +22,10 @@ SCRIPT = ("mkdir -p /www; for f in /www/log /data/log; do if [ -f $f ]; then ech
           "else echo first > $f; fi; done; exec httpd -f -p 80 -h /")
 
 
-def start_web(user, worker, wait_job, wait_for, name: str = "web") -> Container:
+def start_web(user, worker, wait_job, wait_for, name: str = "web", before: str = "") -> Container:
+    """`before`: shell run first at each start (e.g. a file that makes the upper dir bigger)."""
     row, job = services.create_container(user, host=worker.host, image="busybox:latest", name=name,
-                                         command=["sh", "-c", SCRIPT], mounts=["data:/data"], ports=["80"])
+                                         command=["sh", "-c", before + SCRIPT], mounts=["data:/data"], ports=["80"])
     assert wait_job(job).state == Job.State.SUCCEEDED, job.error
     row = row_where(wait_for, row, "running", state="running")
     assert get(row, "/www/log") == "first\n"

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 import tests.webapp.test_dashboard_pages as pages
-from containers.models import AuditEvent, Container, Host, JoinToken
+from containers.models import AuditEvent, Container, Host, Job, JoinToken
 from tests.webapp.test_dashboard_forms import create
 
 dash = pages.dash  # two hosts, a team with one user per role, their objects
@@ -52,8 +52,9 @@ def test_non_admins_see_no_tokens_and_are_refused(dash, role):
     assert client.post("/hosts/join-tokens/", {"name": "mine"}).status_code == 403
     assert client.post(f"/hosts/join-tokens/{row.pk}/revoke/").status_code == 404
     assert client.post(f"/hosts/{dash.host.pk}/labels/", {"labels": "gpu"}).status_code == 403
-    for action in ("cordon", "drain"):
+    for action in ("cordon", "drain", "drain-move"):
         assert client.post(f"/hosts/{dash.host.pk}/{action}/").status_code == 403
+    assert "Drain and move" not in page and not Job.objects.filter(kind="container.move").exists()
     assert list(JoinToken.objects.values_list("name", "revoked")) == [("rack", None)]
     host = Host.objects.get(pk=dash.host.pk)
     assert (host.labels, host.cordoned) == ({}, False)
@@ -83,6 +84,23 @@ def test_labels_cordon_and_drain_from_the_page(dash):
     root.post(f"/hosts/{dash.host.pk}/uncordon/")
     assert Host.objects.filter(pk=dash.host.pk, cordoned=False, draining=False).exists()
     assert Container.objects.filter(host=dash.host).count() == 2  # drain moved nothing
+
+
+def test_drain_and_move_from_the_page_queues_a_move_of_each_container_and_says_what_stays(dash):
+    # mutant: views_hosts.host_state's drain-move does not call move_off (drains, moves nothing)
+    root = dash.client("root")
+    page = root.get("/hosts/").content.decode()
+    assert f'action="/hosts/{dash.host.pk}/drain-move/"' in page and "data-confirm=\"Drain dash-a and move" in page
+    done = root.post(f"/hosts/{dash.host.pk}/drain-move/", follow=True).content.decode()
+    assert Host.objects.filter(pk=dash.host.pk, cordoned=True, draining=True).exists()
+    moves = list(Job.objects.filter(kind="container.move").order_by("pk"))
+    assert [(j.target_id, j.host_id, j.params["to_host"]) for j in moves] == [
+        (str(dash.secret.pk), dash.host.pk, dash.host_b.pk), (str(dash.web.pk), dash.host.pk, dash.host_b.pk)]
+    assert f"Moving: hidden-box to dash-b (job #{moves[0].pk}), web to dash-b (job #{moves[1].pk})" in done
+    # Again: each container is being moved already, which the page says, and nothing more is queued.
+    again = root.post(f"/hosts/{dash.host.pk}/drain-move/", follow=True).content.decode()
+    assert "Still on dash-a: hidden-box (container hidden-box is being moved or copied already)" in again
+    assert Job.objects.filter(kind="container.move").count() == 2
 
 
 def test_the_create_form_puts_a_cordoned_host_refusal_at_the_host_field(dash):

@@ -11,8 +11,10 @@ One plain tar stream, members in this order:
 The receiver checks each blob against its name as it arrives and every member against digests.json at
 the end: a pack that does not match fails as a whole (its caller removes what it made). Nested tars are
 extracted with the store's hostile-input rules (tarsafe), never followed out of their target dir. Only the
-names above are accepted. Memory is constant: members are staged in files under the image store's tmp dir.
-Django-free (the worker's handlers/move.py drives it)."""
+names above are accepted. Memory is constant. The writer stages only the nested tars (a tar member's size comes
+before its data) in files under the image store's tmp dir; blobs go from the store into the stream. The reader
+works on a stream still being sent (it needs no length and reads on to the end once the trailer is in) and
+hashes each blob once, as the store keeps it. Django-free (the worker's handlers/move.py drives it)."""
 
 from __future__ import annotations
 
@@ -86,6 +88,49 @@ def _tree_tar(store: ImageStore, directory: str | os.PathLike[str]) -> str:
     return path
 
 
+class _Trees:
+    """The nested tars of a pack (volumes, upper dir) made by a thread of their own while the blobs are sent;
+    `done()` yields each, in order, as (name, temp file, digest, kind) and deletes it after. Every temp file is
+    deleted on exit, whatever happened."""
+
+    def __init__(self, store: ImageStore, staged: list[tuple[str, Any, str]]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.staged = staged
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-tree")
+        self.futures = [self.pool.submit(self._make, store, directory) for _, directory, _ in staged]
+
+    @staticmethod
+    def _make(store: ImageStore, directory) -> tuple[str, str]:
+        path = _tree_tar(store, directory)
+        try:
+            return path, sha256_file(path)[0]
+        except BaseException:
+            os.unlink(path)
+            raise
+
+    def done(self):
+        for (name, _, kind), future in zip(self.staged, self.futures, strict=True):
+            path, digest = future.result()
+            try:
+                yield name, path, digest, kind
+            finally:
+                os.unlink(path)
+
+    def __enter__(self) -> _Trees:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for future in self.futures:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for future in self.futures:
+            if future.cancelled() or future.exception() is not None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(future.result()[0])
+
+
 def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO, *, have: set[str] | list[str],
                upper: str | os.PathLike[str] | None, volumes: dict[str, str | os.PathLike[str]],
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -95,7 +140,10 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
     digests: dict[str, str] = {}
     sent = {"blobs": 0, "volumes": 0, "upper": 0}
     blobs_sent, blobs_kept = [], []
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tf:
+    staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
+    if upper is not None:
+        staged.append(("upper.tar", upper, "upper"))
+    with _Trees(store, staged) as trees, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
         head = json.dumps({"manifest": manifest_digest, "ref": ref}).encode()
         _add_bytes(tf, "image.json", head)
         digests["image.json"] = "sha256:" + hashlib.sha256(head).hexdigest()
@@ -111,19 +159,12 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
             digests[name] = digest
             sent["blobs"] += store.blob_path(digest).stat().st_size
             blobs_sent.append(digest)
-        staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
-        if upper is not None:
-            staged.append(("upper.tar", upper, "upper"))
-        for name, directory, kind in staged:
+        for name, path, digest, kind in trees.done():
             if progress:
-                progress(f"packing {name}")
-            path = _tree_tar(store, directory)
-            try:
-                digests[name] = sha256_file(path)[0]
-                _add_file(tf, name, path)
-                sent[kind] += os.stat(path).st_size
-            finally:
-                os.unlink(path)
+                progress(f"sending {name}")
+            digests[name] = digest
+            _add_file(tf, name, path)
+            sent[kind] += os.stat(path).st_size
         _add_bytes(tf, "digests.json", json.dumps(digests, sort_keys=True).encode())
     return {"sent": sent, "blobs_sent": blobs_sent, "blobs_kept": blobs_kept}
 
@@ -162,12 +203,18 @@ class PackReader:
                 if name == "digests.json":
                     trailer = json.loads(f.read(1 << 20))
                     break
+                blob = BLOB_RE.fullmatch(name)
+                if blob and self.head is not None and not self.image_ready:
+                    self.got[name] = self._blob("sha256:" + blob.group(1), f)  # hashed once, as it is stored
+                    continue
                 reader = HashingReader(f)
                 self._member(name, reader)
                 reader.drain()
                 self.got[name] = reader.digest
         if trailer is None or self.head is None:
             raise PackError("the pack ended early (no digests.json): send it again")
+        while self.stream.read(CHUNK):  # to its end: a stream still being sent is then whole at its sender too
+            pass
         if not self.image_ready:
             self._image()
         if trailer != self.got:
@@ -184,10 +231,6 @@ class PackReader:
             return
         if self.head is None:
             raise PackError(f"{name[:80]!r} before image.json")
-        blob = BLOB_RE.fullmatch(name)
-        if blob and not self.image_ready:
-            self._blob("sha256:" + blob.group(1), reader)
-            return
         if not self.image_ready:
             self._image()
         volume = VOLUME_RE.fullmatch(name)
@@ -198,16 +241,20 @@ class PackReader:
         else:
             raise PackError(f"unexpected member {name[:80]!r}")
 
-    def _blob(self, digest: str, reader: HashingReader) -> None:
+    def _blob(self, digest: str, raw: BinaryIO) -> str:
+        """Store one blob member read from `raw`, checked against its name; returns its digest."""
         path = self.store.blob_path(digest)
         if path.exists():
-            return  # drained by run(): the digest still counts
+            while raw.read(CHUNK):  # this host has it (checked when it came): skipped
+                pass
+            return digest
         if not self.diff_ids:
             self._learn_layers()
         if digest in self.diff_ids:  # one pass: the blob is kept and unpacked as it streams in, both checked
-            self.txn.layers.append(self.store._stage_layer(reader, what=f"layer {digest[7:19]} of the pack",
+            self.txn.layers.append(self.store._stage_layer(raw, what=f"layer {digest[7:19]} of the pack",
                                                            expect_digest=digest, expect_diff_id=self.diff_ids[digest]))
-            return
+            return digest
+        reader = HashingReader(raw)
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.store.tmp)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -222,6 +269,7 @@ class PackReader:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        return digest
 
     def _learn_layers(self) -> None:
         """Once the manifest and the config are in the store: which blobs are layers, and their diff ids."""

@@ -1,0 +1,136 @@
+"""A relay streamed through the web server (containers/transfer_relay.py, a move's pack): the reader gets each part
+as it arrives and the end once the last one is in; parts only append where the file ends; a reader whose transfer
+is dropped is cut (no wait for a stall); the sweep keeps a growing relay's file."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from containers import transfer
+from containers.models import Host, Job
+from containers.transfer_model import Transfer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def relay(settings, tmp_path) -> Transfer:
+    settings.BERTH_TRANSFER_DIR = tmp_path
+    host = Host.objects.create(name="far-away")
+    job = Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
+    return Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=host, job=job,
+                                   expires=timezone.now() + timedelta(hours=1))
+
+
+def put(c: Client, row: Transfer, data: bytes, offset: int, end: bool):
+    return c.generic("PUT", f"/internal/transfers/{row.pk}/?offset={offset}&end={int(end)}", data,
+                     content_type="application/octet-stream", HTTP_AUTHORIZATION=f"Bearer {row.token}")
+
+
+def test_a_reader_gets_each_part_as_it_arrives_and_the_end_after_the_last(relay):
+    # mutant: transfer_relay.append_part: `if st.st_size != offset or ...` -> `if not st.st_mode & stat.S_IWUSR`
+    # (a part lands wherever its sender says)
+    c = Client()
+    assert put(c, relay, b"first-", 0, False).status_code == 201
+    got = c.get(f"/internal/transfers/{relay.pk}/", HTTP_AUTHORIZATION=f"Bearer {relay.token}")
+    assert got.status_code == 200 and not got.has_header("Content-Length")
+    stream = iter(got.streaming_content)
+    assert next(stream) == b"first-"  # before the sender is done
+    assert put(c, relay, b"x", 3, False).status_code == 409  # not where the file ends
+    assert put(c, relay, b"second", 6, True).status_code == 201
+    assert b"".join(stream) == b"second"
+    relay.refresh_from_db()
+    assert (relay.kind, relay.size) == (Transfer.Kind.UPLOAD, 12)
+    assert put(c, relay, b"more", 12, True).status_code == 405  # ended: an upload now, no more parts
+    whole = c.get(f"/internal/transfers/{relay.pk}/", HTTP_AUTHORIZATION=f"Bearer {relay.token}")
+    assert b"".join(whole.streaming_content) == b"first-second" and whole["Content-Length"] == "12"
+
+
+def test_a_dropped_relay_cuts_its_reader_and_a_growing_one_survives_the_sweep(relay, monkeypatch):
+    # mutant: containers/transfer.py _owned: `kind__in=(UPLOAD, RELAY)` -> `kind__in=(UPLOAD,)` (the sweep deletes
+    # the file of a relay still arriving)
+    from containers import transfer_relay
+
+    monkeypatch.setattr(transfer_relay, "STALL", 3600.0)  # only the dropped row may end the read below
+    monkeypatch.setattr(transfer_relay, "ROW_EVERY", 0.0)
+    c = Client()
+    assert put(c, relay, b"part-one", 0, False).status_code == 201
+    transfer.sweep()
+    assert transfer.staged_upload(relay).read_bytes() == b"part-one"
+    got = c.get(f"/internal/transfers/{relay.pk}/", HTTP_AUTHORIZATION=f"Bearer {relay.token}")
+    stream = iter(got.streaming_content)
+    assert next(stream) == b"part-one"
+    assert c.delete(f"/internal/transfers/{relay.pk}/", HTTP_AUTHORIZATION=f"Bearer {relay.token}").status_code == 204
+    assert list(stream) == []  # cut: the reader sees a pack without its end
+    assert not transfer.staged_upload(relay).exists()
+    assert put(c, relay, b"late", 8, True).status_code == 404  # the sender is refused at its next part
+
+
+@pytest.fixture
+def over_http(live_server, settings, tmp_path, transactional_db, monkeypatch):
+    """A receive job whose pack a worker's RelayWriter sends to this process's live server, read back over HTTP as
+    the receiving worker does; a reader that misses the end waits for the test's timeout, not for a stall."""
+    from containers import transfer_relay
+
+    monkeypatch.setattr(transfer_relay, "STALL", 3600.0)
+    settings.BERTH_TRANSFER_DIR = tmp_path
+    settings.BERTH_CONTROL_URL = live_server.url
+    host = Host.objects.create(name="far-away")
+    return Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_reads_the_pack_while_another_still_sends_it(over_http):
+    # mutant: transfer_relay.GrowingFile.read: `if (not st.st_mode & stat.S_IWUSR or st.st_nlink == 0) and …` ->
+    # `if st.st_nlink == 0 and …` (the reader never learns that the relay is whole: the test times out)
+    import threading
+
+    from workers import transfer as worker_transfer
+
+    data = bytes(range(256)) * 12_000  # about 3 MiB: a dozen parts of 256 KiB
+    writer = worker_transfer.RelayWriter(over_http, part=256 * 1024)
+    sent = {}
+
+    def send() -> None:
+        for i in range(0, len(data), 100_000):
+            writer.write(data[i:i + 100_000])
+        sent["bytes"] = writer.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    got = bytearray()
+    with worker_transfer.streamed_upload(over_http) as f:
+        while chunk := f.read(1 << 20):
+            got += chunk
+    sender.join()
+    assert bytes(got) == data and sent["bytes"] == len(data)
+    row = Transfer.objects.get(job=over_http)
+    assert (row.kind, row.size) == (Transfer.Kind.UPLOAD, len(data))
+    worker_transfer.consume_upload(over_http)
+    assert not Transfer.objects.filter(job=over_http).exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_that_gives_up_cuts_the_reader_and_is_refused_after(over_http):
+    # mutant: the same line -> `if not st.st_mode & stat.S_IWUSR and …` (an unlinked relay is read forever)
+    from workers import transfer as worker_transfer
+
+    writer = worker_transfer.RelayWriter(over_http, part=256 * 1024)
+    writer.write(b"\1" * (1 << 20))
+    got = bytearray()
+    with worker_transfer.streamed_upload(over_http) as f:
+        while len(got) < 768 * 1024:
+            got += f.read(1 << 20)
+        worker_transfer.consume_upload(over_http)  # the source gives the move up
+        while chunk := f.read(1 << 20):
+            got += chunk
+    assert len(got) < 1 << 20 or bytes(got) == b"\1" * (1 << 20)
+    with pytest.raises(Exception, match="control plane refused"):
+        writer.write(b"\2" * (1 << 20))
+        writer.close()
+    writer.abort()
