@@ -135,6 +135,8 @@ def test_a_first_use_gets_the_layer_the_background_unpack_makes(pushed: str, tmp
         if child.poll() is None:
             child.kill()
             child.wait()
+        child.stdin.close()
+        child.stdout.close()
     assert host.layer_dir(diff_id).stat().st_ino == made, "the first use made its own copy of the layer"
     assert rootfs["lowerdirs"] == [str(host.layer_dir(diff_id))] and _whole(host, diff_id)
     host.release_rootfs(tmp_path / "c1")

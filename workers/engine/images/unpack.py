@@ -56,11 +56,11 @@ def unlock(fd: int) -> None:
     os.close(fd)
 
 
-def unpack_locked(store: ImageStore, diff_id: str, blob: dict[str, Any], progress: Progress | None = None) -> bool:
-    """Unpack the layer from its blob unless its dir is there (the caller holds its lock and the gc lock, shared);
-    True if it was unpacked here."""
+def stage(store: ImageStore, diff_id: str, blob: dict[str, Any], progress: Progress | None = None) -> _Txn | None:
+    """Unpack the layer from its blob into images/tmp, its diff id checked, unless its dir is there (None). The
+    caller holds the layer's lock and the gc lock (shared), and renames it in with `commit`."""
     if store.layer_dir(diff_id).exists():
-        return False
+        return None
     what = blob["digest"]
     shown = None
     if progress is not None:
@@ -71,52 +71,76 @@ def unpack_locked(store: ImageStore, diff_id: str, blob: dict[str, Any], progres
         with open(store.blob_path(what), "rb") as f:
             txn.layers.append(store._stage_layer(f, what=what, expect_diff_id=diff_id, keep_blob=False,
                                                  verified_digest=what, progress=shown, total=blob.get("size")))
-        syncfs(store.tmp)  # before the index lock: a flush may take long, other writers need not wait for it
-        txn.synced = True
-        with store._lock("index"):
-            store._commit(txn)
-    finally:
+    except BaseException:
         store._discard(txn)
-    return True
+        raise
+    return txn
+
+
+def commit(store: ImageStore, txns: list[_Txn]) -> None:
+    """Rename staged layers in: one flush of the filesystem for them all, before the index lock (a flush may
+    take long; other writers need not wait for it). Whatever is not renamed in is removed."""
+    try:
+        if txns:
+            syncfs(store.tmp)
+            with store._lock("index"):
+                for txn in txns:
+                    txn.synced = True
+                    store._commit(txn)
+    finally:
+        for txn in txns:
+            store._discard(txn)
 
 
 def ensure(store: ImageStore, layers: list[tuple[str, dict[str, Any]]], workers: int = WORKERS) -> None:
     """Every layer dir of `layers` is there on return: each missing one is waited for (its lock) and unpacked
-    here if nobody made it meanwhile; several at once. The caller should hold the gc lock (shared), so that gc
-    cannot take a blob away meanwhile. The first failure is raised, after every layer has been tried."""
+    here if nobody made it meanwhile; several at once, renamed in together. The caller should hold the gc lock
+    (shared), so that gc cannot take a blob away meanwhile. The first failure is raised, after every layer has
+    been tried (the others are renamed in)."""
     missing = list({d: b for d, b in layers if not store.layer_dir(d).exists()}.items())
     if not missing:
         return
+    held: list[int] = []
+    staged: list[_Txn] = []
 
     def one(item: tuple[str, dict[str, Any]]) -> None:
         diff_id, blob = item
-        fd = lock_layer(store, diff_id, wait=True)
-        try:
-            unpack_locked(store, diff_id, blob)
-        finally:
-            unlock(fd)
+        held.append(lock_layer(store, diff_id, wait=True))
+        txn = stage(store, diff_id, blob)
+        if txn is not None:
+            staged.append(txn)
 
-    if len(missing) == 1:
-        one(missing[0])
-        return
-    with ThreadPoolExecutor(max_workers=min(workers, len(missing)), thread_name_prefix="berth-unpack") as pool:
-        futures = [pool.submit(one, item) for item in missing]
-    for future in futures:
-        future.result()
+    try:
+        if len(missing) == 1:
+            one(missing[0])
+            errors = []
+        else:
+            with ThreadPoolExecutor(max_workers=min(workers, len(missing)),
+                                    thread_name_prefix="berth-unpack") as pool:
+                futures = [pool.submit(one, item) for item in missing]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        commit(store, staged)
+    finally:
+        for fd in held:
+            unlock(fd)
+    if errors:
+        raise errors[0]
 
 
 class Background:
     """The unpacking one pull starts: each layer given to `add` (its blob verified and in the store) unpacks in a
-    thread of this process, during the pull and after it returns. Each layer's lock is taken in `add`, before
-    the image can be tagged, so a first use always finds it held and waits; the gc lock (shared) is held from
-    the start until the last layer is done, so gc cannot remove what is being unpacked. Errors are logged and
-    kept for `wait`; a first use that finds a layer missing unpacks it again and raises the error itself."""
+    thread of this process, during the pull and after it returns; they are renamed in together after one flush,
+    when the last is done. Each layer's lock is taken in `add`, before the image can be tagged, and held until
+    then, so a first use always finds it held and waits; the gc lock (shared) is held from the start to the end,
+    so gc cannot remove what is being unpacked. Errors are logged and kept for `wait`; a first use that finds a
+    layer missing unpacks it again and raises the error itself."""
 
     def __init__(self, store: ImageStore, workers: int = WORKERS, progress: Progress | None = None) -> None:
         self.store, self.progress = store, progress
         self.gc_fd: int | None = store._lock_fd("gc", shared=True)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berth-unpack")
         self.futures: list[Future] = []
+        self.staged: list[tuple[_Txn, int]] = []
         self._mu = threading.Lock()
         self._pending = 0
         self._closed = False
@@ -135,43 +159,60 @@ class Background:
         try:
             self.futures.append(self.pool.submit(self._run, diff_id, blob, fd))
         except BaseException:
-            self._done_one(fd)
+            unlock(fd)
+            self._one_done()
             raise
         return True
 
     def _run(self, diff_id: str, blob: dict[str, Any], fd: int) -> None:
+        txn = None
         try:
-            unpack_locked(self.store, diff_id, blob, self.progress)
+            txn = stage(self.store, diff_id, blob, self.progress)
         except Exception as exc:
             log.warning("unpack of layer %s (blob %s) failed: %s", diff_id, blob.get("digest"), exc)
             raise
         finally:
-            self._done_one(fd)
+            if txn is None:
+                unlock(fd)  # failed or already there: a first use need not wait for the others
+            else:
+                with self._mu:
+                    self.staged.append((txn, fd))
+            self._one_done()
 
-    def _done_one(self, fd: int) -> None:
-        unlock(fd)
+    def _one_done(self) -> None:
         with self._mu:
             self._pending -= 1
             last = self._closed and self._pending == 0
         if last:
-            self._release()
+            self._finish()
 
     def close(self) -> None:
-        """No more layers: the gc lock goes when the last queued one is done."""
+        """No more layers: the last one to finish renames them all in and lets the locks go (a thread of the
+        pool does it, never the caller)."""
         with self._mu:
             self._closed = True
             last = self._pending == 0
-        self.pool.shutdown(wait=False)
         if last:
-            self._release()
+            self.futures.append(self.pool.submit(self._finish))
+        self.pool.shutdown(wait=False)
 
-    def _release(self) -> None:
+    def _finish(self) -> None:
         with self._mu:
-            fd, self.gc_fd = self.gc_fd, None
-        if fd is not None:
-            os.close(fd)
-        with _running_mu:
-            _running.discard(self)
+            staged, self.staged = self.staged, []
+        try:
+            commit(self.store, [txn for txn, _ in staged])
+        except Exception as exc:
+            log.warning("renaming unpacked layers into %s failed: %s", self.store.layers, exc)
+            raise
+        finally:
+            for _, fd in staged:
+                unlock(fd)
+            with self._mu:
+                fd, self.gc_fd = self.gc_fd, None
+            if fd is not None:
+                os.close(fd)
+            with _running_mu:
+                _running.discard(self)
 
     def wait(self) -> None:
         """Until every queued layer is unpacked; the first failure is raised."""
