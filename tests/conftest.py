@@ -386,6 +386,16 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
 
 # --- waiting -----------------------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _background_unpacks_done() -> Iterator[None]:
+    """A pull's layers unpack in threads of the process that pulled (workers/engine/images/unpack.py): a test
+    ends when they are done, so its temp dirs go with nothing still writing into them."""
+    yield
+    unpack = sys.modules.get("workers.engine.images.unpack")
+    if unpack is not None:
+        unpack.wait_all()
+
+
 @pytest.fixture
 def wait_for() -> Callable[..., Any]:
     def wait(predicate: Callable[[], Any], timeout: float = 60, what: str = "a condition",

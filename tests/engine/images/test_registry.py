@@ -190,6 +190,7 @@ def test_an_interrupted_pull_leaves_the_store_readable_and_a_retry_completes(
     assert list(fresh.tmp.iterdir()) == []
     reg.start()
     pulled = registry.pull(fresh, f"{reg.domain}/big/one:1")
+    pulled.wait_unpacked()  # its layer unpacks in the background
     content = (fresh.layer_dir(pulled.image.diff_ids[0]) / "big.bin").read_bytes()
     assert hashlib.sha256(content).digest() == hashlib.sha256(random.Random(15).randbytes(48 << 20)).digest()
     assert os.path.exists(fresh.blob_path(pulled.digest))

@@ -30,7 +30,7 @@ class _Progress:
             return
         with self.lock:
             if self.as_json:
-                if event.get("status") not in ("downloading", "uploading") or event.get("current") == 0:
+                if event.get("status") not in ("downloading", "uploading", "extracting") or event.get("current") == 0:
                     sys.stderr.write(json.dumps(event) + "\n")
                 return
             layer = event.get("id")
@@ -38,7 +38,7 @@ class _Progress:
             if not layer or event.get("status") == "done":
                 return
             short = layer.split(":", 1)[-1][:12]
-            if status in ("downloading", "uploading"):
+            if status in ("downloading", "uploading", "extracting"):
                 if self.tty:
                     sys.stderr.write(f"\r{short}: {status} {_human(event['current'])}/{_human(event['total'])}\x1b[K")
                 if self.status.get(layer) == status:
@@ -47,8 +47,9 @@ class _Progress:
                 sys.stderr.write("\r\x1b[K")
             self.status[layer] = status
             label = {"exists": "Already exists", "mounted": "Mounted", "complete": "Pull complete",
-                     "pushed": "Pushed", "downloading": "Downloading", "uploading": "Pushing"}.get(status, status)
-            if not self.tty or status not in ("downloading", "uploading"):
+                     "pushed": "Pushed", "downloading": "Downloading", "uploading": "Pushing",
+                     "extracting": "Extracting"}.get(status, status)
+            if not self.tty or status not in ("downloading", "uploading", "extracting"):
                 sys.stderr.write(f"{short}: {label}\n")
             sys.stderr.flush()
 
@@ -65,8 +66,10 @@ def _client_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_pull(args) -> int:
-    result = registry.pull(_store(args), args.reference, platform=args.platform,
-                           progress=_Progress(args.json, args.quiet), **_client_args(args))
+    progress = _Progress(args.json, args.quiet)
+    result = registry.pull(_store(args), args.reference, platform=args.platform, progress=progress,
+                           unpack_progress=progress, **_client_args(args))
+    result.wait_unpacked()  # as `docker pull`: done when the layers are unpacked too
     if args.json:
         print(json.dumps({"Id": result.image.id, "Digest": result.digest, "RepoTags": result.image.tags,
                           "Fetched": result.fetched, "Reused": result.reused}))

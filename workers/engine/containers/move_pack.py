@@ -294,8 +294,7 @@ class PackReader:
             raise PackError(f"the pack lacks blobs this host does not have: {', '.join(m[7:19] for m in missing)}")
         manifest = self.store.read_blob_json(digest)
         config = self.store.read_blob_json(manifest["config"]["digest"])
-        for diff_id, blob in zip(config["rootfs"]["diff_ids"], manifest["layers"], strict=True):
-            self.store.ensure_layer(diff_id, blob)
+        self.store.ensure_layers(list(zip(config["rootfs"]["diff_ids"], manifest["layers"], strict=True)))
         self.upper = self.on_image(digest, self.head["ref"])
         self.image_ready = True
 

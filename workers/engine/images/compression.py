@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from typing import BinaryIO
 
@@ -51,26 +50,6 @@ def _read_exact(raw: BinaryIO, n: int) -> bytes:
     return buf
 
 
-class _Checked:
-    """Turn decompressor failures (truncated or corrupt input) into CorruptArchive."""
-
-    def __init__(self, inner, kind: str, what: str):
-        self.inner = inner
-        self.kind = kind
-        self.what = what
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return self.inner.read(n)
-        except EOFError as e:
-            raise CorruptArchive(f"truncated {self.kind} stream ({e})", self.what) from None
-        except (OSError, zlib.error, zstandard.ZstdError) as e:
-            raise CorruptArchive(f"corrupt {self.kind} stream ({e})", self.what) from None
-
-    def readable(self) -> bool:
-        return True
-
-
 def detect(raw: BinaryIO) -> tuple[str, BinaryIO]:
     """Peek at the magic bytes: ('gzip'|'zstd'|'plain', a stream that still starts at byte 0)."""
     head = _read_exact(raw, 4)
@@ -86,10 +65,77 @@ def decompressed(raw: BinaryIO, what: str = "archive") -> tuple[str, BinaryIO]:
     """A plain byte stream of `raw`, whatever its compression, and the compression's name."""
     kind, stream = detect(raw)
     if kind == "gzip":
-        return kind, _Checked(gzip.GzipFile(fileobj=stream, mode="rb"), kind, what)
+        return kind, _GzipReader(stream, what)
     if kind == "zstd":
         return kind, _ZstdReader(stream, what)
     return kind, stream
+
+
+class _GzipReader:
+    """Gzip inflated by zlib in one pass: wbits 31 checks the header, CRC-32 and length in C while it inflates,
+    where the gzip module runs a second CRC pass over every byte. Members back to back and zero padding after
+    the last are read as gzip(1) reads them; a member cut short, a bad CRC or garbage is a CorruptArchive.
+    Each call's output is bounded, so a bomb costs no memory."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, raw: BinaryIO, what: str):
+        self.raw, self.what = raw, what
+        self.obj = zlib.decompressobj(31)
+        self.feed = b""  # compressed bytes read but not yet given to zlib
+        self.extra = b""  # output beyond what the last read asked for
+        self.done = False
+
+    def _next_member(self) -> bool:
+        """After a member's end: start the next one, or say the stream is over (only zeros may follow)."""
+        rest = self.obj.unused_data.lstrip(b"\0")
+        while not rest:
+            more = self.raw.read(self.BLOCK)
+            if not more:
+                self.done = True
+                return False
+            rest = more.lstrip(b"\0")
+        self.obj, self.feed = zlib.decompressobj(31), rest
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.BLOCK if n is None or n < 0 else n
+        parts, have = [], 0
+        if self.extra:
+            parts.append(self.extra[:want])
+            self.extra = self.extra[want:]
+            have = len(parts[0])
+        while have < want and not self.done:
+            if self.obj.eof:
+                if not self._next_member():
+                    break
+            data = self.feed or self.obj.unconsumed_tail
+            if not data:
+                data = self.raw.read(self.BLOCK)
+                if not data:  # the input ends: whatever zlib still holds, and the member must be whole
+                    try:
+                        out = self.obj.flush()
+                    except zlib.error as e:
+                        raise CorruptArchive(f"corrupt gzip stream ({e})", self.what) from None
+                    if not self.obj.eof:
+                        raise CorruptArchive("truncated gzip stream (member cut short)", self.what)
+                    parts.append(out)
+                    have += len(out)
+                    continue
+            try:
+                out = self.obj.decompress(data, want - have)
+            except zlib.error as e:
+                raise CorruptArchive(f"corrupt gzip stream ({e})", self.what) from None
+            self.feed = b""
+            parts.append(out)
+            have += len(out)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(data) > want:
+            data, self.extra = data[:want], data[want:] + self.extra
+        return data
+
+    def readable(self) -> bool:
+        return True
 
 
 class _ZstdReader:

@@ -14,9 +14,19 @@ from typing import Any, BinaryIO
 from .compression import decompressed, media_type
 from .errors import DigestMismatch, RefTaken
 from .expansion import Budget
-from .fsutil import HashingReader, atomic_write, atomic_write_json, canonical_json, fsync_dir, syncfs
+from .fsutil import (
+    HashingReader,
+    atomic_write,
+    atomic_write_json,
+    canonical_json,
+    fsync_dir,
+    syncfs,
+    write_all,
+)
 from .layout import REF_NAME
 from .tarsafe import TarPolicy, extract
+
+BLOB_BLOCK = 4 << 20  # a downloaded blob is hashed and written in blocks this big
 
 
 @dataclass
@@ -43,6 +53,7 @@ class _Txn:
     layers: list[StagedLayer] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
     files: list[tuple[str, str]] = field(default_factory=list)  # (tmp path, digest) of whole blobs
+    synced: bool = False  # the staged layer dirs are flushed already (syncfs outside the index lock)
 
 
 class LayersMixin:
@@ -53,30 +64,36 @@ class LayersMixin:
     def _stage_layer(self, raw: BinaryIO, *, what: str, policy: TarPolicy | None = None,
                      expect_digest: str | None = None, expect_diff_id: str | None = None,
                      progress=None, total: int | None = None, keep_blob: bool = True,
-                     budget: Budget | None = None) -> StagedLayer:
-        """Read one layer stream: tee it to a temp blob, hash it both ways, unpack it into a temp dir."""
+                     budget: Budget | None = None, verified_digest: str | None = None) -> StagedLayer:
+        """Read one layer stream: tee it to a temp blob, hash it both ways, unpack it into a temp dir.
+        `verified_digest`: `raw` is a blob of the store, already checked to be that digest when it came in,
+        so only the unpacked bytes are hashed (one hash per byte)."""
         fd, blob_tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
         layer_tmp = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
         try:
             with os.fdopen(fd, "wb") as out:
-                outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total)
+                outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total,
+                                      hashing=verified_digest is None)
                 kind, plain = decompressed(outer, what)
                 if budget is not None:
                     plain = budget.wrap(plain)
-                inner = HashingReader(plain, hashing=kind != "plain")  # plain: the diff id is the digest
+                # plain and not verified: the diff id is the digest, hashed once by `outer`
+                inner = HashingReader(plain, hashing=kind != "plain" or verified_digest is not None)
                 os.chmod(layer_tmp, 0o755)
                 extract(inner, layer_tmp, policy or self.policy, what)
                 inner.drain()
                 outer.drain()
-                out.flush()
-                os.fsync(out.fileno())
-            diff_id = outer.digest if kind == "plain" else inner.digest
-            if expect_digest and outer.digest != expect_digest:
-                raise DigestMismatch(f"digest is {outer.digest}, expected {expect_digest}", what)
+                if keep_blob:
+                    out.flush()
+                    os.fsync(out.fileno())
+            digest = verified_digest or outer.digest
+            diff_id = inner.digest if inner.hash is not None else outer.digest
+            if expect_digest and digest != expect_digest:
+                raise DigestMismatch(f"digest is {digest}, expected {expect_digest}", what)
             if expect_diff_id and diff_id != expect_diff_id:
                 raise DigestMismatch(f"uncompressed digest is {diff_id}, the config says {expect_diff_id}",
                                      what)
-            staged = StagedLayer(outer.digest, diff_id, outer.count, inner.count, media_type(kind),
+            staged = StagedLayer(digest, diff_id, outer.count, inner.count, media_type(kind),
                                  blob_tmp if keep_blob else None, layer_tmp)
             if not keep_blob:
                 os.unlink(blob_tmp)
@@ -86,6 +103,32 @@ class LayersMixin:
                 os.unlink(blob_tmp)
             shutil.rmtree(layer_tmp, ignore_errors=True)
             raise
+
+    def _stage_blob(self, raw: BinaryIO, *, what: str, expect_digest: str, size: int, progress=None) -> str:
+        """Copy one blob to a temp file in images/tmp, hashing it on the way (the only pass over its bytes); its
+        path once it is exactly `size` bytes hashing to `expect_digest`, else DigestMismatch (nothing kept)."""
+        fd, blob_tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
+        try:
+            h, count = hashlib.sha256(), 0
+            while chunk := raw.read(BLOB_BLOCK):
+                h.update(chunk)
+                write_all(fd, chunk)
+                count += len(chunk)
+                if progress is not None:
+                    progress(count, size)
+            digest = "sha256:" + h.hexdigest()
+            if count != size:
+                raise DigestMismatch(f"size is {count}, the manifest says {size}", what)
+            if digest != expect_digest:
+                raise DigestMismatch(f"digest is {digest}, expected {expect_digest}", what)
+            os.fsync(fd)  # the bytes are on disk before the blob gets its name
+            return blob_tmp
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(blob_tmp)
+            raise
+        finally:
+            os.close(fd)
 
     def _discard(self, txn: _Txn) -> None:
         for layer in txn.layers:
@@ -100,7 +143,7 @@ class LayersMixin:
 
     def _commit(self, txn: _Txn) -> None:
         """Rename every staged blob and layer dir into place (caller holds the index lock)."""
-        if any(layer.layer_tmp for layer in txn.layers):
+        if not txn.synced and any(layer.layer_tmp for layer in txn.layers):
             syncfs(self.tmp)  # unpacked files reach the disk before their dir gets its final name
         for layer in txn.layers:
             if layer.blob_tmp:
@@ -164,15 +207,13 @@ class LayersMixin:
             self._write_index(index)
 
     def ensure_layer(self, diff_id: str, blob: dict[str, Any]) -> None:
-        """Unpack a layer whose dir is missing (e.g. a layout written by another tool) from its blob."""
-        if self.layer_dir(diff_id).exists():
-            return
-        txn = _Txn()
-        try:
-            with open(self.blob_path(blob["digest"]), "rb") as f:
-                txn.layers.append(self._stage_layer(f, what=blob["digest"], expect_diff_id=diff_id,
-                                                    keep_blob=False))
-            with self._lock("index"):
-                self._commit(txn)
-        finally:
-            self._discard(txn)
+        """The layer dir of `diff_id` is there when this returns: see ensure_layers."""
+        self.ensure_layers([(diff_id, blob)])
+
+    def ensure_layers(self, layers: list[tuple[str, dict[str, Any]]]) -> None:
+        """Every layer dir of `layers` (diff id, blob descriptor) is there when this returns: unpacked here from
+        its verified blob, or waited for while another thread or process (a pull's background unpack) does it.
+        The caller holds the gc lock (shared)."""
+        from .unpack import ensure
+
+        ensure(self, layers)

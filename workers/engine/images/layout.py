@@ -65,12 +65,22 @@ class IndexMixin:
 
     @contextlib.contextmanager
     def _lock(self, name: str, shared: bool = False) -> Iterator[None]:
-        fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._lock_fd(name, shared)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def _lock_fd(self, name: str, shared: bool = False) -> int:
+        """The store lock `name` taken, as an open fd: held until the fd is closed (for a lock that outlives
+        the block that took it, e.g. the gc lock a pull's background unpack keeps until it is done)."""
+        fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _read_index(self) -> dict[str, Any]:
         return json.loads((self.dir / "index.json").read_bytes())

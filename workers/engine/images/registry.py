@@ -2,15 +2,13 @@
 
 Why a client written here on `requests` rather than driving Debian's skopeo (or python-dxf / oras from PyPI):
 - skopeo writes an OCI layout by itself, outside the store's locks, with its own `ref.name` convention (the
-  tag alone, where the store keeps `name:tag`), and it does not unpack layers; the store would have to re-read
-  every blob after it to hash and unpack it, i.e. read each layer twice. Streaming the response straight into
-  the store's staging (`_stage_layer`: hash, decompress, safe-extract in one pass) does it once.
+  tag alone, where the store keeps `name:tag`), and it does not unpack layers. Berth's pull hashes each blob
+  once as it streams into the store's staging and starts unpacking it (unpack.py) as soon as it is verified,
+  while the other blobs still download.
 - skopeo's progress is bars on a terminal, not per-layer bytes a job can report; its credentials come from
   files or argv (visible in `ps`), where a job must keep them in memory only.
-- Speed (bench/registry.py, 200 MB in 4 gzip layers, loopback docker-registry, 2 shared cores): pull with
-  unpacking 2.36 s vs skopeo-into-the-store-then-unpack 2.10 s (within this machine's ±30 % noise; podman pull
-  4.11 s), push 1.27 s vs skopeo copy 1.55 s (podman push 2.66 s). Unpacking dominates a pull; skopeo alone
-  (no unpack) copies in 0.61 s, which is not what a host needs before a container can start.
+- Speed: bench/registry.py and bench/README.md (pull, pull → a container running, push, beside skopeo and
+  podman).
 - python-dxf and oras are thin wrappers that would still need the token flow, index selection and store
   staging written around them.
 The grammar of references is in registry_ref.py, credentials and the token flow in registry_auth.py and
@@ -48,12 +46,15 @@ def client_for(ref: RegistryRef, *, credentials: Credentials | None = None, auth
 
 
 def pull(store: ImageStore, reference: str, *, platform: str | None = None, progress: Progress | None = None,
-         tag: str | None = None, workers: int = 3, **client_args) -> PullResult:
-    """`docker pull reference`: into `store`, tagged as Docker names it (or `tag`)."""
+         tag: str | None = None, workers: int = 4, unpack: str = "background",
+         unpack_progress: Progress | None = None, **client_args) -> PullResult:
+    """`docker pull reference`: into `store`, tagged as Docker names it (or `tag`); its layers unpack in the
+    background unless `unpack="inline"` (see registry_pull.pull)."""
     ref = parse(reference)
     parse_platform(platform)  # a bad --platform fails before any request
     with client_for(ref, **client_args) as client:
-        return _pull(store, ref, client, platform=platform, progress=progress, workers=workers, tag=tag)
+        return _pull(store, ref, client, platform=platform, progress=progress, workers=workers, tag=tag,
+                     unpack=unpack, unpack_progress=unpack_progress)
 
 
 def push(store: ImageStore, source: str, destination: str | None = None, *, progress: Progress | None = None,

@@ -1,7 +1,12 @@
 """Pull: manifest (an index or list resolved to one platform), config, then the layers in parallel, each
-streamed through the store's staging (hashed, size-capped, unpacked into images/tmp) and renamed in only once
-its digest and diff id match. Each verified layer is committed on its own, so an interrupted pull leaves the
-store as readable as before and a retry fetches only the layers it lacks; the tag moves last."""
+streamed into the store's staging (hashed once, size-capped) and renamed in only once its digest and size
+match. Each verified blob is committed on its own, so an interrupted pull leaves the store as readable as
+before and a retry fetches only the blobs it lacks; the tag moves last.
+
+Layers unpack in the background (unpack.py): each as soon as its blob is in, in threads of this process that
+go on after the pull returns; a container's first use waits for them. `unpack="inline"` is the one-pass pull
+(each layer unpacked while it downloads, renamed in once its diff id matches too, done when the pull returns).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from .layers import _Txn
 from .layout import host_arch
 from .registry_client import RegistryClient
 from .registry_ref import RegistryRef
+from .unpack import Background
 
 if TYPE_CHECKING:
     from .store import Image, ImageStore
@@ -44,6 +50,12 @@ class PullResult:
     index_digest: str | None  # the digest the tag pointed to, when it was an index
     fetched: list[str]  # layer digests downloaded
     reused: list[str]  # layer digests already in the store
+    unpacking: Background | None = None  # the layers still unpacking in the background
+
+    def wait_unpacked(self) -> None:
+        """Until every layer this pull queued is unpacked (a first use waits by itself); the first error."""
+        if self.unpacking is not None:
+            self.unpacking.wait()
 
 
 def parse_platform(platform: str | None) -> tuple[str, str, str | None]:
@@ -146,8 +158,18 @@ def _fetch_json_blob(client: RegistryClient, ref: RegistryRef, desc: dict[str, A
 
 
 def pull(store: ImageStore, ref: RegistryRef, client: RegistryClient, *, platform: str | None = None,
-         progress: Progress | None = None, workers: int = 3, tag: str | None = None) -> PullResult:
-    """Pull `ref` into `store` and tag it `tag` (default: Docker's familiar name, e.g. `nginx:latest`)."""
+         progress: Progress | None = None, workers: int = 4, tag: str | None = None,
+         unpack: str = "background", unpack_progress: Progress | None = None) -> PullResult:
+    """Pull `ref` into `store` and tag it `tag` (default: Docker's familiar name, e.g. `nginx:latest`).
+
+    It returns once every blob is verified (digest and size) and in the store's OCI layout and the tag is
+    written: the image can be listed, inspected, pushed, saved, read by skopeo and run. With
+    `unpack="background"` its layers are unpacking meanwhile (their "extracting" events go to
+    `unpack_progress`); a first use waits for them (see unpack.py). `unpack="inline"`: one pass, every layer
+    unpacked when this returns."""
+    if unpack not in ("background", "inline"):
+        raise ValueError(f"unpack must be background or inline, not {unpack!r}")
+    inline = unpack == "inline"
     scope = f"repository:{ref.path}:pull"
     emit = progress or (lambda event: None)
     body, media, digest = fetch_manifest(client, ref, ref.reference, scope)
@@ -177,44 +199,61 @@ def pull(store: ImageStore, ref: RegistryRef, client: RegistryClient, *, platfor
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(layers):
             raise RegistryError(f"{ref}: the config lists {len(diff_ids)} layers, the manifest {len(layers)}")
-        todo, reused = [], []
-        for desc, diff_id in zip(layers, diff_ids, strict=True):
-            if store.blob_path(desc["digest"]).exists() and store.layer_dir(diff_id).exists():
-                reused.append(desc["digest"])
-                emit({"status": "exists", "id": desc["digest"], "current": desc["size"], "total": desc["size"]})
-            elif all(desc["digest"] != d["digest"] for d, _ in todo):
-                todo.append((desc, diff_id))
+        background = None if inline else Background(store, progress=unpack_progress)
+        try:
+            todo, reused = [], []
+            for desc, diff_id in zip(layers, diff_ids, strict=True):
+                if store.blob_path(desc["digest"]).exists() and (not inline or store.layer_dir(diff_id).exists()):
+                    reused.append(desc["digest"])
+                    if background is not None:
+                        background.add(diff_id, desc)  # a blob whose unpack never ended (a crash) is redone
+                    emit({"status": "exists", "id": desc["digest"], "current": desc["size"], "total": desc["size"]})
+                elif all(desc["digest"] != d["digest"] for d, _ in todo):
+                    todo.append((desc, diff_id))
 
-        def fetch(item: tuple[dict[str, Any], str]) -> None:
-            desc, diff_id = item
-            what = desc["digest"]
-            emit({"status": "downloading", "id": what, "current": 0, "total": desc["size"]})
+            def fetch(item: tuple[dict[str, Any], str]) -> None:
+                desc, diff_id = item
+                what = desc["digest"]
+                emit({"status": "downloading", "id": what, "current": 0, "total": desc["size"]})
+
+                def shown(n: int, total: int | None) -> None:
+                    emit({"status": "downloading", "id": what, "current": n, "total": total})
+
+                txn = _Txn()
+                try:
+                    resp = client.request("GET", f"/v2/{ref.path}/blobs/{what}", scope=scope, stream=True)
+                    with resp:
+                        stream = _Capped(resp.raw, desc["size"], what)
+                        if inline:
+                            txn.layers.append(store._stage_layer(stream, what=what, expect_digest=what,
+                                                                 expect_diff_id=diff_id, total=desc["size"],
+                                                                 progress=shown))
+                            if txn.layers[0].size != desc["size"]:
+                                raise DigestMismatch(f"size is {txn.layers[0].size}, the manifest says "
+                                                     f"{desc['size']}", what)
+                        else:
+                            txn.files.append((store._stage_blob(stream, what=what, expect_digest=what,
+                                                                size=desc["size"], progress=shown), what))
+                    with store._lock("index"):
+                        store._commit(txn)
+                finally:
+                    store._discard(txn)
+                if background is not None:
+                    background.add(diff_id, desc)
+                emit({"status": "complete", "id": what, "current": desc["size"], "total": desc["size"]})
+
+            if todo:
+                with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+                    for future in [pool.submit(fetch, item) for item in todo]:
+                        future.result()
             txn = _Txn()
-            try:
-                resp = client.request("GET", f"/v2/{ref.path}/blobs/{what}", scope=scope, stream=True)
-                with resp:
-                    txn.layers.append(store._stage_layer(
-                        _Capped(resp.raw, desc["size"], what), what=what, expect_digest=what,
-                        expect_diff_id=diff_id, total=desc["size"],
-                        progress=lambda n, total: emit({"status": "downloading", "id": what, "current": n,
-                                                        "total": total})))
-                if txn.layers[0].size != desc["size"]:
-                    raise DigestMismatch(f"size is {txn.layers[0].size}, the manifest says {desc['size']}", what)
-                with store._lock("index"):
-                    store._commit(txn)
-            finally:
-                store._discard(txn)
-            emit({"status": "complete", "id": what, "current": desc["size"], "total": desc["size"]})
-
-        if todo:
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-                for future in [pool.submit(fetch, item) for item in todo]:
-                    future.result()
-        txn = _Txn()
-        txn.blobs[config_desc["digest"]] = config_bytes
-        txn.blobs[digest] = body
-        store._finish(txn, [(tag if tag is not None else ref.local_tag,
-                             {"mediaType": media, "digest": digest, "size": len(body)})])
+            txn.blobs[config_desc["digest"]] = config_bytes
+            txn.blobs[digest] = body
+            store._finish(txn, [(tag if tag is not None else ref.local_tag,
+                                 {"mediaType": media, "digest": digest, "size": len(body)})])
+        finally:
+            if background is not None:
+                background.close()
     image = store._image(digest, store._read_index())
     emit({"status": "done", "digest": digest, "id": image.id})
-    return PullResult(image, digest, index_digest, [d["digest"] for d, _ in todo], reused)
+    return PullResult(image, digest, index_digest, [d["digest"] for d, _ in todo], reused, background)

@@ -39,8 +39,7 @@ class RootfsMixin:
         rw = Path(rw_dir).resolve() if rw_dir is not None else cdir
         with self._lock("gc", shared=True):
             image = self.resolve(ref)
-            for diff_id, blob in zip(image.diff_ids, image.manifest["layers"], strict=True):
-                self.ensure_layer(diff_id, blob)
+            self.ensure_layers(list(zip(image.diff_ids, image.manifest["layers"], strict=True)))
             with self._lock("index"):
                 image = self._resolve(image.digest, self._read_index())  # not removed meanwhile
                 lowers = [str(self.layer_dir(d)) for d in reversed(image.diff_ids)]

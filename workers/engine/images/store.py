@@ -4,6 +4,7 @@
     images/layers/<diffid-hex>/                         each layer unpacked once, overlayfs-ready
     images/diffs/<diffid-hex>.json                      uncompressed size of a layer (for docker-archive)
     images/users/<key>                                  container dirs outside <state_root>/containers
+    images/locks/<diffid-hex>.lock                      held by whoever unpacks that layer (unpack.py)
     images/tmp/                                         staging; anything here is garbage after a crash
 
 Who uses an image is read from each container's `image.json`, never counted, so it cannot drift.
@@ -49,8 +50,9 @@ class ImageStore(IndexMixin, LayersMixin, RootfsMixin):
         self.diffs = self.dir / "diffs"
         self.users_dir = self.dir / "users"
         self.tmp = self.dir / "tmp"
+        self.locks = self.dir / "locks"
         self.policy = policy
-        for d in (self.blobs, self.layers, self.diffs, self.users_dir, self.tmp):
+        for d in (self.blobs, self.layers, self.diffs, self.users_dir, self.tmp, self.locks):
             d.mkdir(parents=True, exist_ok=True)
         for name in ("gc", "index"):
             (self.dir / f"{name}.lock").touch(mode=0o600)
@@ -193,6 +195,9 @@ class ImageStore(IndexMixin, LayersMixin, RootfsMixin):
             for meta in self.diffs.iterdir():
                 if meta.name.removesuffix(".json") not in keep_layers:
                     meta.unlink()
+            for lock in self.locks.iterdir():  # every holder of a layer lock holds gc.lock shared too
+                if lock.name.removesuffix(".lock") not in keep_layers:
+                    lock.unlink()
             for link in self.users_dir.iterdir():
                 with contextlib.suppress(OSError):
                     if not (Path(link.read_text().strip()) / "image.json").exists():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .errors import CorruptArchive, UnsafeEntry
-from .fsutil import CHUNK
+from .fsutil import CHUNK, write_all
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -236,7 +236,7 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
                 chunk = src.read(min(CHUNK, remaining))
                 if not chunk:
                     raise CorruptArchive("truncated: file data ends early", name)
-                _write_all(fd, chunk)
+                write_all(fd, chunk)
                 remaining -= len(chunk)
             stats.file_bytes += member.size
         finally:
@@ -281,9 +281,3 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
         return
     raise UnsafeEntry(f"unsupported tar entry type {member.type!r}", name)
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]

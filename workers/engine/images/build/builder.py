@@ -149,8 +149,7 @@ class Builder:
             image = self.store.resolve(base)
         except (ImageNotFound, InvalidReference) as e:
             raise BuildError(f"FROM {base}: {e} (pull it first)", field="dockerfile") from None
-        for diff_id, blob in zip(image.diff_ids, image.manifest["layers"], strict=True):
-            self.store.ensure_layer(diff_id, blob)
+        self.store.ensure_layers(list(zip(image.diff_ids, image.manifest["layers"], strict=True)))
         config = copy.deepcopy(image.config)
         config.setdefault("history", [])
         return _State(config, list(image.manifest["layers"]), step_key(image.digest))
