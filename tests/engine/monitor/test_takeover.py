@@ -184,11 +184,14 @@ def test_kill9_of_the_monitor_before_it_wrote_down_its_create(monitor, bundle):
     monitor written down before it runs (monitor/forking.py), so only a record from another monitor, or
     a runtime's command line, can lack the pid; the answer must still be the runtime's.)"""
     b = bundle(HELLO, overlay=False)
+    go = b.path / "go"
+    _hold_in_hook(b, "createRuntime", go)
     old = monitor.client.pid()
     starter = _Starter(monitor, "mid", b)
     try:
         create = _until(lambda: _runtime_child(old, "create"), "the monitor running the create", limit=60)
         os.kill(old, signal.SIGSTOP)
+        go.touch()
         _until(lambda: _state(create) in ("Z", "gone"), "the create done (a zombie of the stopped monitor)")
         record = monitor.root / "monitor" / "containers" / "mid.json"
         rec = json.loads(record.read_text())
@@ -197,6 +200,7 @@ def test_kill9_of_the_monitor_before_it_wrote_down_its_create(monitor, bundle):
         record.write_text(json.dumps(rec))
         _kill9(old)
     finally:
+        go.touch()  # never left blocking in its hook
         st = starter.join()
     assert st["status"] == "running"
     _until(lambda: _logs(monitor, "mid") == ["hello\n"], "output of a container started across monitors")
