@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 # exit code of a child whose monitor died before releasing it: it did nothing
@@ -72,6 +73,11 @@ def fork_verb(verb: Callable[[], object], stdio: tuple[int, int, int], comm: str
     """Fork a child that runs `verb()` once released; (its pid, the gate's fd). The caller writes the pid
     down, then calls `release(gate)`. A gate closed unreleased (the caller died) makes the child exit
     NOT_RELEASED, unless `written_down(its pid)` says the caller's record names it."""
+    for stream in (sys.stdout, sys.stderr):  # text the monitor buffered must not reach the child's stdio
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass  # none, or closed
     gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid:
