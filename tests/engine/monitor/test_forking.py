@@ -90,3 +90,19 @@ def test_a_failing_verb_says_why_as_the_command_line_does(tmp_path):
     line = err.read_text()
     assert 'level=error msg="cannot start a container that has stopped"' in line
     assert line.count("\n") == 1
+
+
+def test_a_write_to_a_closed_pipe_is_an_error_not_the_death_of_the_verb(tmp_path):
+    """As in the command line's interpreter: an OCI hook that exits without reading the state it is given
+    must not kill the create (it did, with SIGPIPE, in tests/engine/monitor/test_takeover.py)."""
+    def verb() -> None:
+        r, w = os.pipe()
+        os.close(r)
+        os.write(w, b"state")
+
+    stdio, err = _stdio(tmp_path)
+    pid, gate = forking.fork_verb(verb, stdio, "berth-create")
+    _close(stdio)
+    forking.release(gate)
+    assert _wait(pid) == 1  # not -SIGPIPE
+    assert "Broken pipe" in err.read_text()

@@ -165,6 +165,8 @@ def test_kill9_of_the_monitor_during_a_start(monitor, bundle, phase):
     try:
         _until(lambda: _runtime_child(old, phase), f"the monitor running the runtime's {phase}", limit=60)
         _kill9(old)
+        # the next monitor has read the records (it answers only then) while the runtime's verb still runs
+        _until(lambda: monitor.client.pid() not in (None, old) and monitor.client.is_running(), "the next monitor")
     finally:
         go.touch()
         st = starter.join()

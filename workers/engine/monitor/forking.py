@@ -46,8 +46,12 @@ def _become_child(stdio: tuple[int, int, int], keep: int) -> int:
     """Shed what the monitor holds; `keep` survives (its fd number is returned: it may have moved)."""
     gc.disable()  # a finaliser of the monitor's garbage could close an fd the verb opened since
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    # as the command line's interpreter has it: a write to a closed pipe (a hook that exits without reading
+    # the state it was given) is an EPIPE error, not the death of the create; the container's process gets
+    # every signal back to its default before its exec (runtime/process.py reset_signals)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     tmp = [os.dup(fd) for fd in stdio]  # through fresh fds, so that e.g. (1, 0, 2) lands right
     if keep in (0, 1, 2):
