@@ -107,7 +107,9 @@ def limits_row(stack: ScaleStack) -> None:
             continue
     for br in sorted(os.listdir("/sys/class/net")):
         if br.startswith(BRIDGE_PREFIX) and os.path.isdir(f"/sys/class/net/{br}/brif"):
-            parts.append(f"bridge {br} {len(os.listdir(f'/sys/class/net/{br}/brif'))} ports (of 1023)")
+            ports = len(os.listdir(f"/sys/class/net/{br}/brif"))
+            if ports:  # other bridges of Berth on a shared machine: other state roots'
+                parts.append(f"bridge {br} {ports} ports (of 1023)")
     neigh = subprocess.run(["ip", "-o", "neigh", "show"], capture_output=True, text=True).stdout.count("\n")
     thresh = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text().strip()
     parts.append(f"host neighbour entries {neigh} (gc_thresh3 {thresh})")
