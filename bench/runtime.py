@@ -79,6 +79,28 @@ def in_process_run(root: Path, bundle: Path) -> Callable[[], None]:
     return run
 
 
+def monitor_run(root: Path, bundle: Path, started: list) -> Callable[[], None]:
+    """What the engine does for a container: the host's monitor runs Berth's runtime create + start (in a fork
+    of itself since issue 16, by the runtime's command line before), the exit is awaited, then the delete."""
+    from workers.engine.monitor import MonitorClient
+    from workers.engine.runtime.api import Runtime
+
+    client = MonitorClient(root)
+    client.ensure_running()
+    started.append(client)
+    rt = Runtime(str(root / "runtime"))
+
+    def run() -> None:
+        cid = new_id()
+        client.start_container(cid, bundle)
+        st = client.wait(cid, timeout=60)
+        rt.delete(cid, force=True)
+        client.forget(cid)
+        if st.get("exit_code") != 0:
+            raise RuntimeError(f"monitor run exited {st.get('exit_code')}: {st.get('reason')}")
+    return run
+
+
 def floor_run(rootfs: Path) -> Callable[[], None]:
     argv = ["unshare", "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "chroot", str(rootfs), "/bin/true"]
     return lambda: subprocess.run(argv, check=True)
@@ -104,10 +126,22 @@ def crun_reason(bundle: Path, root: Path) -> str:
 def bench_startup(base: Path, runs: int) -> None:
     bundle = make_bundle(base / "true", ["/bin/true"])
     roots = {k: base / f"root-{k}" for k in ("berth-cli", "berth-inproc", "runc", "crun")}
+    monitors: list = []
+    try:
+        _bench_startup(base, bundle, roots, monitors, runs)
+    finally:
+        for client in monitors:
+            for pid in (client.pid(), client.holder_pid()):
+                if pid:
+                    stop_pid(pid)
+
+
+def _bench_startup(base: Path, bundle: Path, roots: dict[str, Path], monitors: list, runs: int) -> None:
     runners: dict[str, Callable[[], None]] = {
         "(a) berth CLI run": cli_run([*BERTH_CLI, "--root", str(roots["berth-cli"])], bundle),
         "(b) berth in-process Runtime.run": in_process_run(roots["berth-inproc"], bundle),
         "(c) runc run": cli_run([RUNC, "--root", str(roots["runc"])], bundle),
+        "(f) berth monitor start + wait + delete": monitor_run(base / "mon", bundle, monitors),
     }
     notes = {}
     if CRUN:
@@ -132,13 +166,13 @@ def bench_startup(base: Path, runs: int) -> None:
             times[name].append(timed(fn))
     runc_median = statistics.median(times["(c) runc run"]) if "(c) runc run" in times else None
     print(f"\nStart-up: `run` of /bin/true in the busybox bundle, median of {runs} runs each")
-    print(f"{'runner':38} {'median ms':>10} {'min ms':>8} {'x runc':>8}")
+    print(f"{'runner':42} {'median ms':>10} {'min ms':>8} {'x runc':>8}")
     for name, ts in times.items():
         med = statistics.median(ts)
         ratio = f"{med / runc_median:8.2f}" if runc_median else "       -"
-        print(f"{name:38} {med * 1000:10.1f} {min(ts) * 1000:8.1f} {ratio}")
+        print(f"{name:42} {med * 1000:10.1f} {min(ts) * 1000:8.1f} {ratio}")
     for name, note in notes.items():
-        print(f"{name:38} {note}")
+        print(f"{name:42} {note}")
 
 
 # ---- memory per idle container --------------------------------------------------------

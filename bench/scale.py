@@ -88,6 +88,34 @@ def memory_row(stack: ScaleStack, n: int, label: str) -> None:
     print(f"  memory at {n} ({label}): {total} KiB PSS = {total / n:.1f} KiB/container ({shown})", flush=True)
 
 
+def limits_row(stack: ScaleStack) -> None:
+    """What a thousand containers use of the host's limits: the fds of the monitor and the holder against
+    their RLIMIT_NOFILE, the ports of Berth's bridges (a Linux bridge takes 1023), the host's neighbour
+    entries (net.ipv4.neigh.default.gc_thresh3)."""
+    import subprocess
+
+    from workers.engine.net.store import BRIDGE_PREFIX
+
+    parts = []
+    for name, pid in stack.monitor_pids().items():
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            soft = next(line.split()[3] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                        if line.startswith("Max open files"))
+            parts.append(f"{name} {fds} fds (limit {soft})")
+        except (OSError, StopIteration):
+            continue
+    for br in sorted(os.listdir("/sys/class/net")):
+        if br.startswith(BRIDGE_PREFIX) and os.path.isdir(f"/sys/class/net/{br}/brif"):
+            ports = len(os.listdir(f"/sys/class/net/{br}/brif"))
+            if ports:  # other bridges of Berth on a shared machine: other state roots'
+                parts.append(f"bridge {br} {ports} ports (of 1023)")
+    neigh = subprocess.run(["ip", "-o", "neigh", "show"], capture_output=True, text=True).stdout.count("\n")
+    thresh = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text().strip()
+    parts.append(f"host neighbour entries {neigh} (gc_thresh3 {thresh})")
+    print("  limits: " + "; ".join(parts), flush=True)
+
+
 def conmon_memory(n: int) -> None:
     import runtime as rt  # bench/runtime.py: conmon + runc, the same busybox `sleep`
 
@@ -218,6 +246,7 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     print(f"  rows: {len(pks)}, running: {running}", flush=True)
     time.sleep(1)
     memory_row(stack, n, "berth monitor + holder")
+    limits_row(stack)
     for what, session, path in (("list API, first page (50)", stack.api, "/api/v1/containers"),
                                 ("list API, page_size=500", stack.api, "/api/v1/containers?page_size=500"),
                                 ("hosts page", stack.page, "/hosts/"),

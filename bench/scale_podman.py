@@ -15,7 +15,8 @@ LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 class Podman:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.base = ["podman", "--root", str(tmp / "root"), "--runroot", str(tmp / "run"),
+        # its own --tmpdir too: /run/libpod (the default) is shared with every other podman on the host
+        self.base = ["podman", "--root", str(tmp / "root"), "--runroot", str(tmp / "run"), "--tmpdir", str(tmp / "tmp"),
                      "--network-backend", "netavark", "--runtime", "runc"]
         self.problem = None if shutil.which("podman") else "podman is not installed"
         if self.problem is None:

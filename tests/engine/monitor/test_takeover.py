@@ -98,20 +98,27 @@ def test_kill9_of_the_monitor_loses_no_line_and_no_exit(monitor, bundle):
     assert streams()[0][-1] == "bye\n"
 
 
-def _monitor_child(monitor_pid: int, *words: bytes) -> int | None:
-    """The pid of a child of the monitor whose command line holds every word (the runtime's verb, the id)."""
+def _runtime_child(monitor_pid: int, verb: str) -> int | None:
+    """The pid of the monitor's child running Berth's runtime `verb` for a container: a fork of the monitor
+    that names itself berth-<verb> once the monitor has written it down (monitor/forking.py)."""
     try:
         children = Path(f"/proc/{monitor_pid}/task/{monitor_pid}/children").read_text().split()
     except OSError:
         return None
     for child in children:
         try:
-            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if Path(f"/proc/{child}/comm").read_text().strip() == f"berth-{verb}":
+                return int(child)
         except OSError:
             continue
-        if all(w in argv for w in words):
-            return int(child)
     return None
+
+
+def _hold_in_hook(b, kind: str, go: Path) -> None:
+    """A hook of `kind` that waits for `go`: the runtime's create (createRuntime) or start (poststart) runs
+    until the test lets it end, long enough to kill the monitor meanwhile (a forked verb takes a few ms)."""
+    b.edit(lambda cfg: cfg.update(hooks={kind: [{"path": "/bin/sh",
+                                                "args": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"]}]}))
 
 
 def _state(pid: int) -> str:
@@ -151,13 +158,17 @@ def test_kill9_of_the_monitor_during_a_start(monitor, bundle, phase):
     """Killed while the runtime's create (or start) command runs: the start still completes and the
     caller gets the container running from the next monitor."""
     b = bundle(HELLO, overlay=False)
+    go = b.path / "go"
+    _hold_in_hook(b, {"create": "createRuntime", "start": "poststart"}[phase], go)
     old = monitor.client.pid()
     starter = _Starter(monitor, "mid", b)
     try:
-        _until(lambda: _monitor_child(old, phase.encode(), b"mid"), f"the monitor running the runtime's {phase}",
-               limit=60)
+        _until(lambda: _runtime_child(old, phase), f"the monitor running the runtime's {phase}", limit=60)
         _kill9(old)
+        # the next monitor has read the records (it answers only then) while the runtime's verb still runs
+        _until(lambda: monitor.client.pid() not in (None, old) and monitor.client.is_running(), "the next monitor")
     finally:
+        go.touch()
         st = starter.join()
     assert st["status"] == "running"
     assert monitor.client.pid() != old
@@ -168,25 +179,30 @@ def test_kill9_of_the_monitor_during_a_start(monitor, bundle, phase):
 
 @pytest.mark.parametrize("monitor", ["berth"], indirect=True)
 def test_kill9_of_the_monitor_before_it_wrote_down_its_create(monitor, bundle):
-    """The narrowest window of the case above, made certain: the monitor dies after spawning the
-    runtime's create but before writing its pid down, and the create ends meanwhile. Berth's create
-    forks the container's init without an exec, so the holder's only child with the create's command
-    line is then that init, blocked until `start`: the next monitor must not wait for it as if it were
-    the create (it did, until its 120 s deadline, and the start failed), but ask the runtime."""
+    """A record that lost the pid of its create, and the create ended meanwhile: the next monitor asks
+    the runtime how far it got and finishes the start. (Written for the window between spawning the
+    runtime's command line and writing its pid down, where it once waited for the container's init, which
+    had the create's command line, until its 120 s deadline. Berth's runtime now runs in a fork of the
+    monitor written down before it runs (monitor/forking.py), so only a record from another monitor, or
+    a runtime's command line, can lack the pid; the answer must still be the runtime's.)"""
     b = bundle(HELLO, overlay=False)
+    go = b.path / "go"
+    _hold_in_hook(b, "createRuntime", go)
     old = monitor.client.pid()
     starter = _Starter(monitor, "mid", b)
     try:
-        create = _until(lambda: _monitor_child(old, b"create", b"mid"), "the monitor running the create", limit=60)
-        os.kill(old, signal.SIGSTOP)  # its next step would be to write the create's pid down
+        create = _until(lambda: _runtime_child(old, "create"), "the monitor running the create", limit=60)
+        os.kill(old, signal.SIGSTOP)
+        go.touch()
         _until(lambda: _state(create) in ("Z", "gone"), "the create done (a zombie of the stopped monitor)")
         record = monitor.root / "monitor" / "containers" / "mid.json"
         rec = json.loads(record.read_text())
         assert rec["status"] == "creating" and rec["op"]["kind"] == "create"
-        rec["op"].update(pid=None, ticks=None)  # as it was between the spawn and the write
+        rec["op"].update(pid=None, ticks=None)  # the pid lost
         record.write_text(json.dumps(rec))
         _kill9(old)
     finally:
+        go.touch()  # never left blocking in its hook
         st = starter.join()
     assert st["status"] == "running"
     _until(lambda: _logs(monitor, "mid") == ["hello\n"], "output of a container started across monitors")

@@ -5,8 +5,9 @@
     rt.kill(cid, signal.SIGTERM); rt.pause(cid); rt.resume(cid); rt.exec(cid, ["ps"]); rt.delete(cid, force=True)
 
 Berth's native runtime is called in-process (no interpreter start per verb); runc and crun by their command
-line. The monitor spawns `create`/`start` itself (it must own the container's stdio and never block), so the
-seam also gives it the argv (`create_argv`, `start_argv`) and the rootfs preparation to do first.
+line. The monitor runs `create`/`start` in a child itself (it must own the container's stdio and never block):
+Berth's runtime in a fork of the monitor (monitor/forking.py), the others by the argv the seam gives it
+(`create_argv`, `start_argv`), after the rootfs preparation the seam says (`prepare`).
 
 All implementations raise the native runtime's errors (workers.engine.runtime.errors): ContainerNotFound,
 InvalidState, RuntimeError_ — callers never parse a runtime's message text themselves.

@@ -19,7 +19,7 @@ from workers.engine.storage import quota
 
 from . import oci, runtime_probe
 from . import states as _states
-from .config import parse_mount
+from .config import ID_RE, parse_mount
 from .errors import ContainerError, InvalidConfig, NoSuchContainer
 
 
@@ -66,6 +66,8 @@ class RecordsMixin:
             for cid, name in self._all_names():
                 if name == ref:
                     return cid
+        if ID_RE.match(ref):  # a whole id is no other id's prefix: no need to list every container
+            raise NoSuchContainer(f"no such container '{ref}'")
         ids = self._ids()
         matches = [cid for cid in ids if cid.startswith(ref.lower())]
         if len(matches) == 1:

@@ -10,8 +10,9 @@ logs, records `containers/<id>/exit.json`, and answers a JSON-lines protocol on
 `<root>/monitor/monitor.sock`: ping, start, status, wait, attach (+ input/resize), forget,
 list, shutdown.
 
-Everything runs in one selectors loop; runtime commands are spawned, never waited for in
-place, so a slow runtime never stalls the logs of other containers.
+Everything runs in one selectors loop; runtime verbs run in child processes (Berth's runtime in a
+fork of this one, others by their command line), never waited for in place, so a slow runtime
+never stalls the logs of other containers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import selectors
 import socket
 from pathlib import Path
 
-from workers.engine.monitor import layout
+from workers.engine.monitor import forking, layout
 from workers.engine.monitor.exec_sessions import ExecMixin, ExecSession
 from workers.engine.monitor.exits import UNKNOWN_EXIT, ExitsMixin
 from workers.engine.monitor.holding import HoldingMixin
@@ -51,6 +52,7 @@ class Monitor(ServerMixin, ProtocolMixin, StartMixin, StreamsMixin, ExitsMixin, 
     """The daemon's state; its behaviour lives in the mixins, one module per concern."""
 
     def __init__(self, root: str | os.PathLike[str]):
+        forking.preload()  # the runtime's create/start/exec run in forks of this process (forking.py)
         self.root = Path(root)
         self.sel = selectors.DefaultSelector()
         self.containers: dict[str, Container] = {}

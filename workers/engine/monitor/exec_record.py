@@ -5,15 +5,15 @@ kept on disk, the wire frame, and the pieces that touch the kernel (the runtime'
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
-import signal
 import socket
 import struct
 import termios
 from collections import deque
 
-from workers.engine.monitor import layout
+from workers.engine.monitor import forking, layout
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.records import Client
 
@@ -72,28 +72,13 @@ def _frame(obj: dict) -> bytes:
 
 
 def _fork_berth_exec(runtime, cid: str, process: dict, s: ExecSession, stdio: tuple[int, int, int]) -> int:
-    """Berth's runtime `exec --detach`, in a fork of the monitor rather than a new interpreter (the runtime's
-    command line costs an interpreter start, most of an exec's time). The child answers like the command line
-    would: exit 0 once the pid file is written, else its error on stderr and exit 1."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)  # the monitor's wake-up socket is not the child's
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        runtime.rt.exec(cid, process=process, stdin=0, stdout=1, stderr=2, detach=True, pid_file=s.pid_file,
-                        console_socket=s.console_path)
-        code = 0
-    except BaseException as exc:  # noqa: BLE001 - reported to the monitor on stderr, as the CLI would
-        try:
-            os.write(2, f"exec failed: {exc}\n".encode())
-        except OSError:
-            pass
-    os._exit(code)
+    """Berth's runtime `exec --detach`, in a fork of the monitor rather than a new interpreter (forking.py):
+    exit 0 once the pid file is written, else its error on stderr and exit 1, as the command line."""
+    verb = functools.partial(runtime.rt.exec, cid, process=process, stdin=0, stdout=1, stderr=2, detach=True,
+                             pid_file=s.pid_file, console_socket=s.console_path)
+    pid, gate = forking.fork_verb(verb, stdio, "berth-exec")
+    forking.release(gate)  # nothing to write down first: a next monitor does not take exec sessions over
+    return pid
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

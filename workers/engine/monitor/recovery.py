@@ -132,7 +132,7 @@ class RecoveryMixin:
         if c.pid is not None:
             self.by_pid[c.pid] = c
         op = c.op or {}
-        if op and op.get("pid") is None:  # killed between spawning it and writing its pid down
+        if op and op.get("pid") is None and op.get("argv"):  # killed between spawning it and writing its pid down
             op.update(_find_child(os.getppid(), op.get("argv") or []))
         pid = op.get("pid")
         print(f"berth-monitor: resuming the start of {c.id} ({c.status}, runtime {op.get('kind')} {pid})",
@@ -166,7 +166,7 @@ class RecoveryMixin:
         if status == "created":
             c.status = "created"
             self._persist(c)
-            self._run_op(c, "start", c.runtime.start_argv(c.id))
+            self._run_op(c, "start")
         else:
             c.status = "running"
             c.started_at = c.started_at or rfc3339_nano()

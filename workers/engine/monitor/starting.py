@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import selectors
 import signal
@@ -12,7 +14,7 @@ import time
 from pathlib import Path
 
 from workers.engine.containers import oci
-from workers.engine.monitor import changes, layout, logfull
+from workers.engine.monitor import changes, forking, layout, logfull
 from workers.engine.monitor.jsonlog import JsonFileLog, rfc3339_nano
 from workers.engine.monitor.procfs import exit_code_of, proc_cgroups, proc_start_ticks
 from workers.engine.monitor.records import Client, Container, RuntimeOp
@@ -80,19 +82,49 @@ class StartMixin:
             setsigmask=(),
         )
 
-    def _run_op(self, c: Container, kind: str, argv: list[str], stdout: int | None = None,
-                stderr: int | None = None) -> None:
+    def _run_op(self, c: Container, kind: str, stdout: int | None = None, stderr: int | None = None,
+                console_socket: str | None = None) -> None:
+        """The runtime's `kind` (create, start) for c, never waited for here: Berth's runtime in a fork of this
+        process (forking.py: no interpreter start), another runtime by its command line."""
         errfile = tempfile.TemporaryFile(prefix="berth-monitor-")
+        null = _devnull()
+        try:
+            stdio = (null, stdout if stdout is not None else null,
+                     stderr if stderr is not None else errfile.fileno())
+            if isinstance(c.runtime, oci.BerthRuntime):
+                self._fork_op(c, kind, stdio, errfile, console_socket)
+            else:
+                self._spawn_op(c, kind, stdio, errfile, console_socket)
+        finally:
+            os.close(null)
+
+    def _fork_op(self, c: Container, kind: str, stdio: tuple[int, int, int], errfile,
+                 console_socket: str | None) -> None:
+        rt = c.runtime
+        if kind == "create":
+            verb = functools.partial(rt.create, c.id, c.bundle, pid_file=c.pid_file, console_socket=console_socket)
+        else:
+            verb = functools.partial(rt.start, c.id)
+        record = layout.records_dir(self.root) / f"{c.id}.json"
+        pid, gate = forking.fork_verb(verb, stdio, f"berth-{kind}", lambda me: _record_names(record, me))
+        try:
+            self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
+            # A successor monitor finds the child in the record and waits for it (the holder reaps it).
+            c.op = {"kind": kind, "pid": pid, "ticks": proc_start_ticks(pid), "fork": True}
+            self._persist(c, durable=False)
+        finally:
+            forking.release(gate)
+
+    def _spawn_op(self, c: Container, kind: str, stdio: tuple[int, int, int], errfile,
+                  console_socket: str | None) -> None:
+        if kind == "create":
+            argv = c.runtime.create_argv(c.id, c.bundle, pid_file=c.pid_file, console_socket=console_socket)
+        else:
+            argv = c.runtime.start_argv(c.id)
         # A successor monitor finds the command in the record and waits for it (the holder reaps it).
         c.op = {"kind": kind, "pid": None, "ticks": None, "argv": argv}
         self._persist(c, durable=False)
-        null = _devnull()
-        try:
-            pid = self._spawn(argv, null,
-                              stdout if stdout is not None else null,
-                              stderr if stderr is not None else errfile.fileno())
-        finally:
-            os.close(null)
+        pid = self._spawn(argv, *stdio)
         self.ops[pid] = RuntimeOp(c, kind, errfile, time.monotonic() + RUNTIME_OP_TIMEOUT)
         c.op = {"kind": kind, "pid": pid, "ticks": proc_start_ticks(pid), "argv": argv}
         self._persist(c, durable=False)
@@ -140,7 +172,7 @@ class StartMixin:
                 self._container_exited(self.by_pid.pop(c.pid), exit_code_of(self.unclaimed.pop(c.pid)))
                 return
             c.started_at = rfc3339_nano()
-            self._run_op(c, "start", c.runtime.start_argv(c.id))
+            self._run_op(c, "start")
         elif op.kind == "start":
             if code != 0 and c.status != "exited":
                 self._fail_start(c, f"start failed (exit {code}): {err.strip() or 'no message'}", created=True)
@@ -233,8 +265,7 @@ class StartMixin:
             lsock.setblocking(False)
             c.console_listener = lsock
             self.sel.register(lsock, selectors.EVENT_READ, ("console", c))
-            self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file,
-                                                            console_socket=c.console_path))
+            self._run_op(c, "create", console_socket=c.console_path)
             return
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -242,10 +273,17 @@ class StartMixin:
             _grow_pipe(w)
         self._hold(c, [("stdout", out_r), ("stderr", err_r)])  # before anything can be written to them
         try:
-            self._run_op(c, "create", c.runtime.create_argv(cid, c.bundle, pid_file=c.pid_file),
-                         stdout=out_w, stderr=err_w)
+            self._run_op(c, "create", stdout=out_w, stderr=err_w)
         finally:
             os.close(out_w)
             os.close(err_w)
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
             self._add_stream(c, fd, name)
+
+
+def _record_names(record: Path, pid: int) -> bool:
+    """Whether the monitor's record of a container names `pid` as its runtime verb in flight."""
+    try:
+        return (json.loads(record.read_text()).get("op") or {}).get("pid") == pid
+    except (OSError, ValueError):
+        return False

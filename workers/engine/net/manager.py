@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import antispoof, files, guard, netavark, netns, ports
+from . import antispoof, bridge_room, files, guard, netavark, netns, ports
 from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
 from .store import DEFAULT_NETWORK, NetworkStore
 
@@ -132,7 +132,8 @@ class NetworkManager:
                         if n == DEFAULT_NETWORK:
                             self.store.ensure_default()
                         self._attach(st, n, aliases)
-                    st["ports"] = ports.resolve(cfg.get("ports") or [], self._others_ports(cid))
+                    if cfg.get("ports"):  # every other container's record is read: only for one that publishes
+                        st["ports"] = ports.resolve(cfg["ports"], self._others_ports(cid))
                 self._save(st)
                 self._write_files(st, cfg)
             except BaseException:
@@ -218,7 +219,8 @@ class NetworkManager:
             return
         with self.store.locked():
             self.teardown(cid)  # what a previous run left (an exit without stop, a crash)
-            ports.check(st["ports"], self._others_ports(cid))
+            if st["ports"]:  # reads every other container's record: only for one that publishes
+                ports.check(st["ports"], self._others_ports(cid))
             if st["attachments"]:
                 guard.ensure()
             path = self._ns(cid)
@@ -249,6 +251,7 @@ class NetworkManager:
             st["applied"].append(name)  # teardown undoes it even when setup fails half-way
             self._save(st)
         before = antispoof.bridge_ports(net["bridge"])  # under the network lock: the new port is ours
+        bridge_room.check(net["name"], before)
         res = netavark.run("setup", self.run_dir, self._ns(st["id"]), opts)
         try:
             att["mac"] = res[att["vark"]]["interfaces"][att["interface"]]["mac_address"]

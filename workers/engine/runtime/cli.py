@@ -100,10 +100,28 @@ def _now() -> str:
     return rfc3339()
 
 
+def error_line(msg: str) -> str:
+    """An error as runc prints it (`time=... level=error msg="..."`): the engine reads the msg="..." part."""
+    msg = " ".join(str(msg).split("\n"))
+    esc = msg.replace("\\", "\\\\").replace('"', '\\"')
+    return f'time="{_now()}" level=error msg="{esc}"\n'
+
+
+def error_message(e: BaseException) -> str:
+    """What the command line says about an exception a verb raised (never a traceback)."""
+    from .errors import RuntimeError_
+
+    if isinstance(e, (RuntimeError_, UsageError)):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {e}"
+
+
 def _fail(msg: str, g: dict) -> int:
     msg = " ".join(str(msg).split("\n"))
     esc = msg.replace("\\", "\\\\").replace('"', '\\"')
-    sys.stderr.write(f'time="{_now()}" level=error msg="{esc}"\n')
+    sys.stderr.write(error_line(msg))
     log = g.get("log")
     if log:
         try:
@@ -153,13 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI never prints a traceback
         from .errors import RuntimeError_
 
-        if isinstance(e, RuntimeError_):
-            return _fail(str(e), g)
-        if isinstance(e, OSError):
-            return _fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), g)
-        if os.environ.get("BERTH_RUNTIME_DEBUG"):
+        if not isinstance(e, (RuntimeError_, OSError)) and os.environ.get("BERTH_RUNTIME_DEBUG"):
             raise
-        return _fail(f"{type(e).__name__}: {e}", g)
+        return _fail(error_message(e), g)
 
 
 def _dispatch(cmd: str, o: dict, pos: list[str], g: dict) -> int:

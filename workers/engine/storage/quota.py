@@ -54,15 +54,12 @@ def _run(args: list[str], what: str) -> None:
         raise QuotaError(f"{what}: {detail or f'{args[0]} exited with {proc.returncode}'}")
 
 
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
 def is_mounted(path: str | os.PathLike[str]) -> bool:
-    """Whether a filesystem is mounted exactly on `path` in our mount namespace."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(_unescape(line.split()[4]) == target for line in f)
+    """Whether a filesystem is mounted on `path` in our mount namespace: `path` is on another device than
+    its parent (two stats; the image is always its own device). A read of mountinfo instead, whose lines
+    grow with every container's disk and network namespace, cost O(containers) at every create and start
+    (10 % of a create job's time at 300 containers, bench/scale.py)."""
+    return os.path.ismount(os.path.realpath(path))
 
 
 def make(path: str | os.PathLike[str], size: int) -> None:
