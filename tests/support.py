@@ -105,6 +105,13 @@ def clean_state_root(root: Path) -> None:
                 if info.get("pid"):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(info["pid"], signal.SIGKILL)
+    if (root / "net" / "networks").is_dir():  # what a failed remove left of networking: rules, bridges
+        from workers.engine.net import NetworkManager
+
+        try:
+            NetworkManager(root).dismantle()
+        except Exception as exc:
+            print(f"cleanup: networking of {root} not dismantled: {exc}")
     if (root / "volumes").is_dir():
         for vol in volumes.list_volumes(root):
             try:

@@ -5,12 +5,15 @@ when both hosts gave it `app`, the last teardown on one host deleted rules the o
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 
 import pytest
 
 from tests.engine.net.conftest import firewall_rules_mentioning, manager_on_own_root, run_out
+from workers.engine.net import store
+from workers.engine.net.errors import InvalidConfig
 
 SLEEP = ["sleep", "300"]
 
@@ -54,3 +57,19 @@ def test_a_network_of_the_same_name_on_another_host_keeps_its_own_rules(mgr, oth
     mgr.start("a2")  # appends to this host's chain, which must still be there
     ip = mgr.inspect("a1")["network"]["ip"]
     assert run_out(mgr, "a2", ["ping", "-c1", "-W5", ip])[0] == 0
+
+
+def test_a_subnet_another_host_routes_is_skipped_and_refused(mgr, other, monkeypatch):
+    """Neither host sees the other's records, only the machine's routes: the second host's default network
+    goes around the first's bridge, and a subnet given by hand that overlaps it is refused unless asked for."""
+    mgr.create("busybox", name="a1", command=SLEEP)  # the first host's default `bridge`, up with its route
+    mgr.start("a1")
+    routed = ipaddress.ip_network(mgr.net.store.get("bridge")["subnet"])
+    # The default pool narrowed to that one subnet: without the route check the second host would take it.
+    monkeypatch.setattr(store, "DEFAULT_POOL", routed)
+    theirs = ipaddress.ip_network(other.net.store.ensure_default()["subnet"])
+    assert not theirs.overlaps(routed), (theirs, routed)
+    with pytest.raises(InvalidConfig, match=f"overlaps the route to {routed}") as e:
+        other.net.create("given", subnet=str(routed))
+    assert e.value.field == "subnet"
+    assert other.net.create("given", subnet=str(routed), overlap_routes=True)["subnet"] == str(routed)

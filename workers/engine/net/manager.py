@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import antispoof, files, guard, netavark, netns, ports
+from . import antispoof, files, guard, netavark, netns, ports, sweep
 from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
 from .store import DEFAULT_NETWORK, NetworkStore
 
@@ -52,7 +52,9 @@ class NetworkManager:
                 for cid in self.store.users(rec):
                     with contextlib.suppress(NoSuchNetwork, InvalidConfig):
                         self.disconnect(cid, rec["name"])
-            return self.view_network(self.store.delete(rec["id"]))
+            view = self.view_network(self.store.delete(rec["id"]))
+            self.sweep([rec])
+            return view
 
     def prune(self) -> list[str]:
         """Remove every unused network but the default one; their names."""
@@ -61,8 +63,30 @@ class NetworkManager:
             for rec in self.store.all():
                 if rec["name"] != DEFAULT_NETWORK and not rec["allocations"]:
                     self.store.delete(rec["id"])
+                    self.sweep([rec])
                     gone.append(rec["name"])
         return gone
+
+    def sweep(self, nets: list[dict] | None = None) -> list[str]:
+        """Networks (default: all of this host's) left on the machine with no container on their bridge, torn
+        down completely by netavark (sweep.py); their names. At network remove, at reconcile, at dismantle."""
+        done = []
+        with self.store.locked():
+            nets = self.store.all() if nets is None else nets
+            rules = sweep.firewall_text() if nets else ""
+            for net in nets:
+                if sweep.left_on_host(net, rules) and sweep.tear_down(net, self.run_dir, self.nsdir / ".stand-in"):
+                    done.append(net["name"])
+        return done
+
+    def dismantle(self) -> None:
+        """Everything this host's networking holds on the machine undone, before its state root is removed
+        (a test's root, a host taken out of service): every container's networking released, then whatever
+        of each network is left swept. The containers' processes should be gone first."""
+        with self.store.locked():
+            for d in list(self.cdir.iterdir()):
+                self.release(d.name)
+            self.sweep()
 
     def view_network(self, rec: dict) -> dict:
         containers = {}
@@ -280,17 +304,21 @@ class NetworkManager:
     def _teardown_one(self, st: dict, name: str) -> None:
         att = st["attachments"].get(name)
         path = self._ns(st["id"])
-        if att is not None and netns.is_mounted(path):
+        if att is not None and name in st.get("applied", []):
             try:
                 net = self.store.get(att["network_id"])
             except NoSuchNetwork:
                 net = None
             if net is not None:
                 first = self._first(st)
-                port_maps = st["ports"] if first and first[0] == name else []
-                with contextlib.suppress(NetworkError):
-                    netavark.run("teardown", self.run_dir, path,
-                                 netavark.options(st["id"], st["name"], net, att, port_maps))
+                opts = netavark.options(st["id"], st["name"], net, att, st["ports"] if first and first[0] == name
+                                        else [])
+                with contextlib.suppress(NetworkError, OSError):
+                    if netns.is_mounted(path):
+                        netavark.run("teardown", self.run_dir, path, opts)
+                    else:  # the namespace went first: netavark still removes the rules, bridge and DNS entry
+                        with netns.stand_in(self.nsdir / ".stand-in", [att["interface"]]) as ns:
+                            netavark.run("teardown", self.run_dir, ns, opts)
         if att is not None and att.get("veth"):
             antispoof.forget(att["veth"], att["mac"], att["ip"])
             att["veth"] = None
@@ -375,7 +403,7 @@ class NetworkManager:
             self.release(cid)
         if self.nsdir.exists():
             for p in self.nsdir.iterdir():
-                if p.name not in live:
+                if p.name not in live and not p.name.startswith("."):
                     netns.remove(p)
         freed = self.store.release_all_but(live)
-        return {"containers": gone, "addresses": freed}
+        return {"containers": gone, "addresses": freed, "swept": self.sweep()}

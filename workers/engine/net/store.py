@@ -35,17 +35,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def host_ipv4_networks() -> list[ipaddress.IPv4Network]:
-    """Subnets of the host's own IPv4 addresses (a network must not shadow them)."""
+def host_ipv4_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """What the host already reaches, with the device: the subnets of its own IPv4 addresses and the routes of
+    its main table but the default one. A new network must not shadow them (Docker skips such subnets for its
+    default pools): among them are the bridges of other Berth hosts on this machine, whose state roots this
+    one cannot see."""
+    import socket
+
     from pyroute2 import IPRoute
 
     out = []
     with IPRoute() as ipr:
-        for a in ipr.get_addr(family=2):
+        for a in ipr.get_addr(family=socket.AF_INET):
             ip = a.get_attr("IFA_ADDRESS")
             if ip:
-                out.append(ipaddress.ip_network(f"{ip}/{a['prefixlen']}", strict=False))
+                out.append((ipaddress.ip_network(f"{ip}/{a['prefixlen']}", strict=False), _dev(a["index"])))
+        for r in ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["dst_len"]:
+                out.append((ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False), _dev(r.get_attr("RTA_OIF"))))
     return out
+
+
+def _dev(index: int | None) -> str:
+    import socket
+
+    try:
+        return socket.if_indextoname(index) if index else "?"
+    except OSError:
+        return "?"
 
 
 class NetworkStore:
@@ -105,9 +123,12 @@ class NetworkStore:
     # ---- create / remove -------------------------------------------------------------------
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None, internal: bool = False,
-               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False) -> dict:
+               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False,
+               overlap_routes: bool = False) -> dict:
         """default_bridge: a tenant's default network (every container of theirs given no network joins it),
-        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX)."""
+        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX).
+        A chosen subnet never overlaps a route of the host; a given one that does is refused (field subnet)
+        unless `overlap_routes` (the user knows that route: a VPN's, a network reached another way)."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidConfig("name", f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
         if name in RESERVED:
@@ -116,8 +137,17 @@ class NetworkStore:
             nets = self.all()
             if any(r["name"] == name for r in nets):
                 raise NetworkNameTaken(f"a network named '{name}' already exists")
-            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._default_subnet(taken) if default_bridge and subnet is None else self._subnet(subnet, taken)
+            taken = [ipaddress.ip_network(r["subnet"]) for r in nets]
+            routes = host_ipv4_routes()
+            if subnet is None:
+                busy = taken + [r for r, _ in routes]
+                net = self._default_subnet(busy) if default_bridge else self._subnet(None, busy)
+            else:
+                net = self._subnet(subnet, taken)
+                clash = next(((r, dev) for r, dev in routes if net.overlaps(r)), None)
+                if clash is not None and not overlap_routes:
+                    raise InvalidConfig("subnet", f"subnet {net} overlaps the route to {clash[0]} (dev {clash[1]}) "
+                                                  "on this host: choose another subnet, or ask for it anyway")
             gw = self._gateway(net, gateway)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": name, "driver": "bridge", "subnet": str(net), "gateway": str(gw),
@@ -178,7 +208,7 @@ class NetworkStore:
             except NoSuchNetwork:
                 pass
             nets = self.all()
-            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
+            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + [r for r, _ in host_ipv4_routes()]
             net = self._default_subnet(taken)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": DEFAULT_NETWORK, "driver": "bridge", "subnet": str(net),

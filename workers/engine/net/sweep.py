@@ -1,0 +1,70 @@
+"""What a network leaves on the machine when its containers' teardowns could not all run, and its removal.
+
+netavark removes a network's bridge, its NETAVARK-<hash> nat chains, its isolation rules and its forwarding
+accepts only in a "complete teardown": the teardown of a container after which the bridge has no port left.
+When a container's namespace vanished first (a reboot, a state root unmounted under a crashed worker, a
+bridge deleted by hand), no such teardown comes and the rules stay for good; leftover bridges of another
+host's default pool also make subnets look taken. Here such a network is torn down by netavark itself, for a
+stand-in container: an empty bridge of the network's name (made if gone, as netavark refuses a teardown on a
+missing bridge) and a namespace holding the stand-in's interface (netns.stand_in)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from . import netavark, netns
+from .antispoof import bridge_ports
+from .errors import NetworkError
+
+STAND_IN_ID = "0" * 64  # no container has it: nothing of a real container's DNS entries matches it
+
+
+def firewall_text() -> str:
+    """The iptables rules of the filter and nat tables (one iptables-save per sweep, not per network)."""
+    out = ""
+    for table in ("filter", "nat"):
+        out += subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+    return out
+
+
+def left_on_host(net: dict, rules: str) -> bool:
+    """Whether the machine holds anything of `net` outside a container: its bridge, an isolation rule naming
+    the bridge, a forwarding accept or a masquerade jump for its subnet."""
+    if os.path.exists(f"/sys/class/net/{net['bridge']}"):
+        return True
+    return any(f" {net['bridge']} " in ln or ln.endswith(f" {net['bridge']}") or f"-s {net['subnet']} " in ln
+               or f"-d {net['subnet']} " in ln for ln in rules.splitlines() if ln.startswith("-A "))
+
+
+def tear_down(net: dict, run_dir: Path, stand_in: Path) -> bool:
+    """netavark's complete teardown of `net`, unless a container is still on its bridge; whether it ran.
+    The caller holds the host's network lock (no setup of this network can run meanwhile)."""
+    if bridge_ports(net["bridge"]):
+        return False
+    if not os.path.exists(f"/sys/class/net/{net['bridge']}"):
+        subprocess.run(["ip", "link", "add", "name", net["bridge"], "type", "bridge"], capture_output=True)
+    last = ipaddress.ip_network(net["subnet"]).broadcast_address - 1
+    att = {"ip": str(last), "interface": "eth0", "aliases": [], "vark": netavark.vark_name(net)}
+    opts = netavark.options(STAND_IN_ID, "berth-sweep", net, att, [])
+    with contextlib.suppress(NetworkError, OSError), netns.stand_in(stand_in, ["eth0"]) as ns:
+        netavark.run("teardown", run_dir, ns, opts)
+    if os.path.exists(f"/sys/class/net/{net['bridge']}") and not bridge_ports(net["bridge"]):
+        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)  # netavark failed: at least this
+    _forget_names(run_dir / "aardvark-dns", att["vark"])
+    return True
+
+
+def _forget_names(dns_dir: Path, vark: str) -> None:
+    """The network's DNS records (aardvark-dns's file of it) still hold the names of containers whose teardown
+    never ran: dropped, and aardvark-dns told to reload, as netavark does (it exits once it serves nothing)."""
+    try:
+        (dns_dir / vark).unlink()
+    except FileNotFoundError:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int((dns_dir / "aardvark.pid").read_text().strip()), signal.SIGHUP)
