@@ -11,9 +11,15 @@ import subprocess
 
 import pytest
 
-from tests.engine.net.conftest import firewall_rules_mentioning, manager_on_own_root, run_out
+from tests.engine.net.conftest import (
+    bridges,
+    firewall_rules_mentioning,
+    manager_on_own_root,
+    netns_mounts_under,
+    run_out,
+)
 from workers.engine.net import store
-from workers.engine.net.errors import InvalidConfig
+from workers.engine.net.errors import InvalidConfig, NetworkError
 
 SLEEP = ["sleep", "300"]
 
@@ -73,3 +79,17 @@ def test_a_subnet_another_host_routes_is_skipped_and_refused(mgr, other, monkeyp
         other.net.create("given", subnet=str(routed))
     assert e.value.field == "subnet"
     assert other.net.create("given", subnet=str(routed), overlap_routes=True)["subnet"] == str(routed)
+
+
+def test_a_subnet_another_host_took_meanwhile_is_refused_at_start(mgr, other):
+    """Both hosts made a network of one subnet before either had a container on it (no route yet to tell):
+    the second to start one is refused, saying why, and nothing of it is left (its bridge would have shadowed
+    half of the first's traffic)."""
+    mgr.net.create("first", subnet="10.231.48.0/24")
+    second = other.net.create("second", subnet="10.231.48.0/24")
+    mgr.create("busybox", name="a1", command=SLEEP, networks=["first"])
+    mgr.start("a1")
+    other.create("busybox", name="b1", command=SLEEP, networks=["second"])
+    with pytest.raises(NetworkError, match="10.231.48.0/24 is already routed"):
+        other.start("b1")
+    assert second["bridge"] not in bridges() and netns_mounts_under(other.root) == []

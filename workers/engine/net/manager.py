@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import antispoof, files, guard, netavark, netns, ports, sweep
+from . import antispoof, files, guard, netavark, netns, ports, routes, sweep
 from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
 from .store import DEFAULT_NETWORK, NetworkStore
 
@@ -244,7 +244,7 @@ class NetworkManager:
             self.teardown(cid)  # what a previous run left (an exit without stop, a crash)
             ports.check(st["ports"], self._others_ports(cid))
             if st["attachments"]:
-                guard.ensure()
+                guard.ensure()  # before the first veth: the loopback guard must hold from its first packet
             path = self._ns(cid)
             try:
                 netns.create(path)
@@ -253,10 +253,6 @@ class NetworkManager:
             try:
                 for i, n in enumerate(st["order"]):
                     self._setup_one(st, n, st["ports"] if i == 0 else [])
-                if st["attachments"]:
-                    guard.ensure_isolation()
-                if st["ports"]:
-                    guard.ensure_published_forwarding()  # after netavark: its isolation jump goes first
             except BaseException:
                 self.teardown(cid)
                 raise
@@ -266,8 +262,19 @@ class NetworkManager:
     def _setup_one(self, st: dict, name: str, port_maps: list[dict]) -> None:
         att = st["attachments"][name]
         net = self.store.get(att["network_id"])
+        if not net.get("overlap_routes") and not os.path.exists(f"/sys/class/net/{net['bridge']}"):
+            # its first container here: its bridge and route come now; another host's may have come first
+            clash = routes.routed_elsewhere(net["subnet"], net["bridge"])
+            if clash is not None:
+                raise NetworkError(f"network {net['name']}: its subnet {net['subnet']} is already routed on this "
+                                   f"host (to {clash[0]}, dev {clash[1]}): another network took it since; remove "
+                                   "this network's containers and make it again with another subnet")
         att["vark"] = netavark.vark_name(net, att)
+        att["isolate"] = False  # guard.py keeps networks apart
         opts = netavark.options(st["id"], st["name"], net, att, port_maps)
+        if port_maps and not net.get("dn_chain"):
+            net["dn_chain"] = True  # netavark makes NETAVARK-DN-<hash>: the network's last teardown removes it
+            self.store.save(net)
         st.setdefault("applied", [])
         if name not in st["applied"]:
             st["applied"].append(name)  # teardown undoes it even when setup fails half-way
@@ -280,7 +287,12 @@ class NetworkManager:
             raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
         new = antispoof.bridge_ports(net["bridge"]) - before
         att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
-        antispoof.allow(att["veth"], att["mac"], att["ip"])
+        guard.ensure()  # made once per process (connect comes here without a setup)
+        try:
+            antispoof.allow(att["veth"], att["mac"], att["ip"], also=guard.within(net["bridge"]))
+        except NetworkError:
+            guard.recheck()  # its table may have been removed behind our back: made again next time
+            raise
         self._save(st)
 
     def active(self, cid: str) -> bool:
@@ -313,12 +325,18 @@ class NetworkManager:
                 first = self._first(st)
                 opts = netavark.options(st["id"], st["name"], net, att, st["ports"] if first and first[0] == name
                                         else [])
+                if net.get("dn_chain"):
+                    opts.setdefault("port_mappings", [])  # else netavark leaves the chain when it is the last
                 with contextlib.suppress(NetworkError, OSError):
                     if netns.is_mounted(path):
                         netavark.run("teardown", self.run_dir, path, opts)
                     else:  # the namespace went first: netavark still removes the rules, bridge and DNS entry
                         with netns.stand_in(self.nsdir / ".stand-in", [att["interface"]]) as ns:
                             netavark.run("teardown", self.run_dir, ns, opts)
+                if not os.path.exists(f"/sys/class/net/{net['bridge']}"):
+                    guard.forget(net["bridge"])  # its last container: netavark removed the bridge, chains too
+                    if net.pop("dn_chain", None):
+                        self.store.save(net)
         if att is not None and att.get("veth"):
             antispoof.forget(att["veth"], att["mac"], att["ip"])
             att["veth"] = None

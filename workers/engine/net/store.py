@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import routes
 from .errors import InvalidConfig, NetworkInUse, NetworkNameTaken, NoSuchNetwork
 
 DEFAULT_NETWORK = "bridge"
@@ -33,37 +34,6 @@ DEFAULT_POOL, DEFAULT_PREFIX = ipaddress.ip_network("10.80.0.0/13"), 20
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def host_ipv4_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
-    """What the host already reaches, with the device: the subnets of its own IPv4 addresses and the routes of
-    its main table but the default one. A new network must not shadow them (Docker skips such subnets for its
-    default pools): among them are the bridges of other Berth hosts on this machine, whose state roots this
-    one cannot see."""
-    import socket
-
-    from pyroute2 import IPRoute
-
-    out = []
-    with IPRoute() as ipr:
-        for a in ipr.get_addr(family=socket.AF_INET):
-            ip = a.get_attr("IFA_ADDRESS")
-            if ip:
-                out.append((ipaddress.ip_network(f"{ip}/{a['prefixlen']}", strict=False), _dev(a["index"])))
-        for r in ipr.get_routes(family=socket.AF_INET, table=254):
-            dst = r.get_attr("RTA_DST")
-            if dst and r["dst_len"]:
-                out.append((ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False), _dev(r.get_attr("RTA_OIF"))))
-    return out
-
-
-def _dev(index: int | None) -> str:
-    import socket
-
-    try:
-        return socket.if_indextoname(index) if index else "?"
-    except OSError:
-        return "?"
 
 
 class NetworkStore:
@@ -138,13 +108,13 @@ class NetworkStore:
             if any(r["name"] == name for r in nets):
                 raise NetworkNameTaken(f"a network named '{name}' already exists")
             taken = [ipaddress.ip_network(r["subnet"]) for r in nets]
-            routes = host_ipv4_routes()
+            routed = routes.host_routes()
             if subnet is None:
-                busy = taken + [r for r, _ in routes]
+                busy = taken + [r for r, _ in routed]
                 net = self._default_subnet(busy) if default_bridge else self._subnet(None, busy)
             else:
                 net = self._subnet(subnet, taken)
-                clash = next(((r, dev) for r, dev in routes if net.overlaps(r)), None)
+                clash = next(((r, dev) for r, dev in routed if net.overlaps(r)), None)
                 if clash is not None and not overlap_routes:
                     raise InvalidConfig("subnet", f"subnet {net} overlaps the route to {clash[0]} (dev {clash[1]}) "
                                                   "on this host: choose another subnet, or ask for it anyway")
@@ -153,6 +123,8 @@ class NetworkStore:
             rec = {"id": nid, "name": name, "driver": "bridge", "subnet": str(net), "gateway": str(gw),
                    "internal": bool(internal), "dns": bool(dns), "labels": dict(labels or {}),
                    "created": _now(), "bridge": f"{BRIDGE_PREFIX}{nid[:10]}", "allocations": {}}
+            if overlap_routes:
+                rec["overlap_routes"] = True  # asked for: its start does not refuse such a route either
             self.save(rec)
             return rec
 
@@ -208,7 +180,7 @@ class NetworkStore:
             except NoSuchNetwork:
                 pass
             nets = self.all()
-            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + [r for r, _ in host_ipv4_routes()]
+            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + [r for r, _ in routes.host_routes()]
             net = self._default_subnet(taken)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": DEFAULT_NETWORK, "driver": "bridge", "subnet": str(net),

@@ -17,7 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from . import netavark, netns
+from . import antispoof, guard, netavark, netns
 from .antispoof import bridge_ports
 from .errors import NetworkError
 
@@ -33,12 +33,14 @@ def firewall_text() -> str:
 
 
 def left_on_host(net: dict, rules: str) -> bool:
-    """Whether the machine holds anything of `net` outside a container: its bridge, an isolation rule naming
-    the bridge, a forwarding accept or a masquerade jump for its subnet."""
+    """Whether the machine holds anything of `net` outside a container: its bridge, a rule naming the bridge
+    (an older Berth's isolation rules) or its own nat chain. Not a rule naming only its subnet: another host's
+    network may have the same one (asked for with overlap_routes), and its rules are not ours."""
     if os.path.exists(f"/sys/class/net/{net['bridge']}"):
         return True
-    return any(f" {net['bridge']} " in ln or ln.endswith(f" {net['bridge']}") or f"-s {net['subnet']} " in ln
-               or f"-d {net['subnet']} " in ln for ln in rules.splitlines() if ln.startswith("-A "))
+    mine = netavark.chain(netavark.vark_name(net))
+    return any(f" {net['bridge']} " in f"{ln} " or f" {mine} " in f"{ln} " or ln.startswith(f":{mine} ")
+               for ln in rules.splitlines())
 
 
 def tear_down(net: dict, run_dir: Path, stand_in: Path) -> bool:
@@ -49,13 +51,16 @@ def tear_down(net: dict, run_dir: Path, stand_in: Path) -> bool:
     if not os.path.exists(f"/sys/class/net/{net['bridge']}"):
         subprocess.run(["ip", "link", "add", "name", net["bridge"], "type", "bridge"], capture_output=True)
     last = ipaddress.ip_network(net["subnet"]).broadcast_address - 1
-    att = {"ip": str(last), "interface": "eth0", "aliases": [], "vark": netavark.vark_name(net)}
+    # isolate: the rules an older Berth had netavark make go too (none there is no error)
+    att = {"ip": str(last), "interface": "eth0", "aliases": [], "vark": netavark.vark_name(net), "isolate": True}
     opts = netavark.options(STAND_IN_ID, "berth-sweep", net, att, [])
     with contextlib.suppress(NetworkError, OSError), netns.stand_in(stand_in, ["eth0"]) as ns:
         netavark.run("teardown", run_dir, ns, opts)
     if os.path.exists(f"/sys/class/net/{net['bridge']}") and not bridge_ports(net["bridge"]):
         subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)  # netavark failed: at least this
     _forget_names(run_dir / "aardvark-dns", att["vark"])
+    guard.forget(net["bridge"])
+    antispoof.forget_network(net["subnet"])
     return True
 
 
