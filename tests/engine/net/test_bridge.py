@@ -202,7 +202,7 @@ def test_a_sweep_removes_what_a_lost_container_left_of_its_network(mgr):
     import shutil
 
     net = mgr.net.create("lost", subnet="10.231.28.0/24")
-    info = mgr.create("busybox", name="l1", command=SLEEP, networks=["lost"])
+    info = mgr.create("busybox", name="l1", command=SLEEP, networks=["lost"], ports=["80"])  # its DNAT rules too
     mgr.start("l1")
     chains = netavark_chains("10.231.28.0/24")
     assert chains and firewall_rules_mentioning(net["bridge"])  # the control

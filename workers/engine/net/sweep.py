@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -59,9 +60,23 @@ def tear_down(net: dict, run_dir: Path, stand_in: Path) -> bool:
     if os.path.exists(f"/sys/class/net/{net['bridge']}") and not bridge_ports(net["bridge"]):
         subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)  # netavark failed: at least this
     _forget_names(run_dir / "aardvark-dns", att["vark"])
+    _drop_port_chain(netavark.chain(att["vark"]).replace("NETAVARK-", "NETAVARK-DN-", 1))
     guard.forget(net["bridge"])
     antispoof.forget_network(net["subnet"])
     return True
+
+
+def _drop_port_chain(chain: str) -> None:
+    """The network's published ports whose containers' teardown never ran: netavark removes a DNAT rule only
+    in that container's teardown, by its exact text, and keeps its NETAVARK-DN chain while rules are left.
+    Such a rule would send the host port to an address that is gone (or to the next container given it)."""
+    listed = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "NETAVARK-HOSTPORT-DNAT"], capture_output=True,
+                            text=True).stdout
+    for rule in listed.splitlines():
+        if rule.startswith("-A ") and rule.split()[-1] == chain:
+            subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(rule)[1:]], capture_output=True)
+    if subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], capture_output=True).returncode == 0:
+        subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], capture_output=True)
 
 
 def _forget_names(dns_dir: Path, vark: str) -> None:
