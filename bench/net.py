@@ -12,7 +12,8 @@
   Docker's user networks), on one without DNS, with `none`, and without any networking (the runtime's own
   namespace with lo only); podman with netavark beside it when podman runs here: `podman start` with
   --network bridge (podman's default network: no DNS, no isolation), on a network made with DNS and
-  `--opt isolate=true` (what every Berth network has: like for like), and none. Podman's network configs go
+  `--opt isolate=true` (like for like: every Berth network has DNS and is kept apart from the others, by
+  Berth's own nft rule since netavark's isolation was measured out of the start path), and none. Podman's network configs go
   to its own --network-config-dir, never /etc/containers/networks.
 Everything lives in its own state root and subnets 10.231.200-204.0/24 and is removed at the end.
 """

@@ -109,6 +109,13 @@ def clean_state_root(root: Path) -> None:
             mgr.sweep_half_made()
         except Exception as exc:
             print(f"cleanup: half-made containers under {root} not undone: {exc}")
+    if (root / "net" / "networks").is_dir():  # what a failed remove left of networking: rules, bridges
+        from workers.engine.net import NetworkManager
+
+        try:
+            NetworkManager(root).dismantle()
+        except Exception as exc:
+            print(f"cleanup: networking of {root} not dismantled: {exc}")
     if (root / "volumes").is_dir():
         for vol in volumes.list_volumes(root):
             try:

@@ -1,7 +1,8 @@
 """Fixtures for the container manager tests: a ContainerManager per test on its own short state
 root with busybox:latest imported. Teardown works even when a test fails: every container's
 processes are killed by pid (runtime state and monitor records), its cgroup removed by path, the
-monitor stopped by the pid in its pid file, and the root deleted."""
+monitor stopped by the pid in its pid file, networking dismantled through the engine (netavark's bridges
+and rules live outside the root), and the root deleted."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.engine.monitor.conftest import stop_pid
 from workers.engine.containers import ContainerManager
 from workers.engine.images.base import ensure_base_images
 from workers.engine.images.store import ImageStore
+from workers.engine.net import NetworkManager
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -51,6 +53,11 @@ def teardown_root(root: Path) -> None:
             stop_pid(int((root / "monitor" / name).read_text().strip()))
         except (OSError, ValueError):
             pass
+    if (root / "net" / "networks").is_dir():  # bridges and firewall rules are the machine's: netavark undoes them
+        try:
+            NetworkManager(root).dismantle()
+        except Exception as e:  # noqa: BLE001 - report, and remove the rest
+            print(f"cleanup: networking of {root} not dismantled: {e}")
     for mp in sorted(host_mounts_under(root), reverse=True):
         os.system(f"umount -l '{mp}'")  # noqa: S605 - a path we made; only after a failed test
     shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Fixtures for the network tests: a ContainerManager on its own state root (busybox imported) whose
 containers join the `bridge` network by default, and listing helpers for what networking leaves on the
-host. Teardown removes every container through the engine, then whatever is left by name we made
-(bridges bth<network id>, namespaces under the root), aardvark-dns by its pid file, and the root.
+host. Teardown removes every container through the engine, then dismantles what is left of the root's
+networking through the engine (netavark's complete teardown of each network: bridge, chains, isolation
+rules; a bridge deleted by hand would leave those), aardvark-dns by its pid file, and the root.
 
 Each test uses its own subnets (10.231.<n>.0/24, n unique per test), so no two tests' networks meet."""
 
@@ -55,13 +56,8 @@ def cleanup(m: ContainerManager) -> None:
     for info in m.list(all=True):
         with contextlib.suppress(Exception):
             m.remove(info["id"], force=True)
-    cdir = m.root / "net" / "containers"
-    for d in cdir.glob("*") if cdir.exists() else []:
-        with contextlib.suppress(Exception):
-            m.net.release(d.name)
-    for net in m.net.store.all():
-        if net["bridge"] in bridges():
-            subprocess.run(["ip", "link", "del", net["bridge"]], check=False)
+    with contextlib.suppress(Exception):
+        m.net.dismantle()  # netavark's complete teardown of what is left: bridges and their rules together
     pid_file = m.root / "net" / "run" / "aardvark-dns" / "aardvark.pid"
     with contextlib.suppress(OSError, ValueError):
         os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
@@ -84,10 +80,21 @@ def ports_of(bridge: str) -> set[str]:
 
 
 def firewall_rules_mentioning(*needles: str) -> list[str]:
-    """iptables (nft backend) rules and nft rules that name any of `needles` (subnets, container ids)."""
+    """iptables (nft backend) rules and chains, and nft rules, that name any of `needles` (subnets, container
+    ids, a bridge: the isolation rules name it, netavark_chains)."""
     text = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     text += subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     return [ln for ln in text.splitlines() if any(n in ln for n in needles)]
+
+
+def netavark_chains(subnet: str) -> set[str]:
+    """netavark's own chains of one network: NETAVARK-<hash> (the nat table's jump for traffic from `subnet`)
+    and its port-forwarding twin NETAVARK-DN-<hash>. Pass them to firewall_rules_mentioning after a teardown:
+    an empty chain left behind names neither the subnet nor the bridge."""
+    text = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    hashes = {ln.split()[-1].removeprefix("NETAVARK-") for ln in text.splitlines()
+              if ln.startswith("-A POSTROUTING") and f"-s {subnet} " in ln and "-j NETAVARK-" in ln}
+    return {f"NETAVARK-{h}" for h in hashes} | {f"NETAVARK-DN-{h}" for h in hashes}
 
 
 def netns_mounts_under(root: Path) -> list[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -10,12 +14,13 @@ from tests.engine.net.conftest import (
     bridges,
     firewall_rules_mentioning,
     links,
+    netavark_chains,
     netns_mounts_under,
     ports_of,
     run_out,
 )
 from tests.engine.net.frames import send_udp_frame, udp_listener
-from workers.engine.net import NetworkInUse
+from workers.engine.net import NetworkInUse, netavark, netns
 
 SLEEP = ["sleep", "300"]
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
@@ -60,16 +65,26 @@ def test_none_has_only_loopback(mgr):
 
 
 def test_host_mode_sees_host_interfaces(mgr):
+    """The container is in the host's network namespace and lists the host's links. Other sessions on the
+    machine add and remove veths at any time, so the host lists its links before, all along and after the
+    container's listing: every link present in all of them must be seen (lo and the host's own interfaces
+    among them), and none the host never had."""
     mgr.create("busybox", name="onhost", command=SLEEP, networks=["host"])
     mgr.start("onhost")
-    # Other processes on the machine may add or remove links meanwhile: what the host has both before and after
-    # must be seen, and nothing the host had neither before nor after (a netns of its own sees only lo).
-    before = links()
-    code, out = run_out(mgr, "onhost", ["ls", "/sys/class/net"])
-    after = links()
-    seen = set(out.split())
-    assert code == 0 and before & after <= seen <= before | after, (seen, before, after)
-    assert len(before & after) > 1  # more than lo: the test machine has a real interface to compare
+    code, ns = run_out(mgr, "onhost", ["readlink", "/proc/self/ns/net"])
+    assert code == 0 and ns.strip() == os.readlink("/proc/self/ns/net")
+    host = [set(os.listdir("/sys/class/net"))]
+    done, got = threading.Event(), []
+    lister = threading.Thread(target=lambda: (got.append(run_out(mgr, "onhost", ["ls", "/sys/class/net"])),
+                                              done.set()))
+    lister.start()
+    while not done.wait(0.002):
+        host.append(set(os.listdir("/sys/class/net")))
+    lister.join()
+    host.append(set(os.listdir("/sys/class/net")))
+    code, out = got[0]
+    always, ever, seen = set.intersection(*host), set.union(*host), set(out.split())
+    assert code == 0 and {"lo"} < always <= seen <= ever, (seen, always, ever)
 
 
 def test_container_mode_shares_the_namespace(mgr):
@@ -112,6 +127,10 @@ def test_remove_leaves_nothing_behind(mgr):
     assert net["bridge"] in bridges()
     veths = ports_of(net["bridge"])
     assert len(veths) == 2
+    chains = netavark_chains("10.231.7.0/24")  # the nat chain and its port-forwarding twin
+    mine = netavark.chain(netavark.vark_name(net))  # what a sweep looks for
+    assert chains == {mine, mine.replace("NETAVARK-", "NETAVARK-DN-")}
+    assert firewall_rules_mentioning(net["bridge"])  # its isolation entry (netavark's isolation rules before)
     assert firewall_rules_mentioning("10.231.7.", info["id"])
     assert len(netns_mounts_under(mgr.root)) == 2
     with pytest.raises(NetworkInUse):
@@ -120,7 +139,7 @@ def test_remove_leaves_nothing_behind(mgr):
     mgr.remove("t2", force=True)
     assert net["bridge"] not in bridges()
     assert veths & links() == set()
-    assert firewall_rules_mentioning("10.231.7.", info["id"]) == []
+    assert firewall_rules_mentioning("10.231.7.", info["id"], net["bridge"], *chains) == []
     assert netns_mounts_under(mgr.root) == []
     assert mgr.net.store.get("tidy")["allocations"] == {}
     assert list((mgr.root / "net" / "containers").iterdir()) == []
@@ -154,6 +173,51 @@ def test_kill_tears_down_at_once_as_stop_does(mgr):
     assert mgr.kill("k1")["state"] == "exited"
     assert netns_mounts_under(mgr.root) == [] and veths & links() == set()
     assert mgr.inspect("k1")["network"]["ip"] == "10.231.9.2"
+
+def test_a_container_whose_namespace_went_first_is_still_torn_down(mgr):
+    """A container's namespace gone before its teardown (a reboot, a state root unmounted under a crashed
+    worker): netavark only removes a bridge and the network's chains when it deletes the container's interface
+    first, so they stayed on the host for good (found: NETAVARK chains and isolation rules of bridges long
+    gone, empty bth bridges). The teardown now hands netavark a stand-in namespace."""
+    net = mgr.net.create("orphan", subnet="10.231.27.0/24")
+    info = mgr.create("busybox", name="o1", command=HTTPD, networks=["orphan"], ports=["80"])
+    mgr.start("o1")
+    chains = netavark_chains("10.231.27.0/24")
+    assert chains and firewall_rules_mentioning(net["bridge"]) and ports_of(net["bridge"])  # the control
+    os.kill(mgr.inspect("o1")["pid"], signal.SIGKILL)
+    netns.remove(mgr.root / "net" / "ns" / info["id"])  # unmounted: the namespace dies with its last process
+    deadline = time.monotonic() + 30
+    while ports_of(net["bridge"]):  # the kernel deletes the veth with the namespace, asynchronously
+        assert time.monotonic() < deadline, "the veth outlived its namespace"
+        time.sleep(0.05)
+    mgr.remove("o1", force=True)
+    assert net["bridge"] not in bridges()
+    assert firewall_rules_mentioning("10.231.27.", info["id"], net["bridge"], *chains) == []
+
+
+def test_a_sweep_removes_what_a_lost_container_left_of_its_network(mgr):
+    """Neither the container's namespace nor its network state is left (a root half removed): nothing knows
+    the attachment any more, yet the bridge and the network's rules are still on the host. A sweep (network
+    rm, a worker's reconcile, a test's cleanup) has netavark tear the network down completely."""
+    import shutil
+
+    net = mgr.net.create("lost", subnet="10.231.28.0/24")
+    info = mgr.create("busybox", name="l1", command=SLEEP, networks=["lost"], ports=["80"])  # its DNAT rules too
+    mgr.start("l1")
+    chains = netavark_chains("10.231.28.0/24")
+    assert chains and firewall_rules_mentioning(net["bridge"])  # the control
+    os.kill(mgr.inspect("l1")["pid"], signal.SIGKILL)
+    netns.remove(mgr.root / "net" / "ns" / info["id"])
+    shutil.rmtree(mgr.root / "net" / "containers" / info["id"])
+    deadline = time.monotonic() + 30
+    while ports_of(net["bridge"]):
+        assert time.monotonic() < deadline, "the veth outlived its namespace"
+        time.sleep(0.05)
+    assert net["bridge"] in bridges()  # what was leaking: an empty bridge and its rules
+    assert mgr.net.sweep() == ["lost"]
+    assert net["bridge"] not in bridges()
+    assert firewall_rules_mentioning("10.231.28.", net["bridge"], *chains) == []
+
 
 def test_internal_network_has_no_way_out(mgr):
     mgr.net.create("inside", subnet="10.231.22.0/24", internal=True)
@@ -219,15 +283,8 @@ def test_a_container_that_exits_by_itself_gives_back_its_interfaces_at_the_next_
 
 
 def test_networks_stay_apart_after_a_third_networks_last_container_stops(mgr):
-    """netavark 1.4 drops its isolation jump when any network is fully torn down; Berth's own jump holds."""
-    import subprocess
-
-    from workers.engine.net import guard
-
-    # Start from a host without Berth's rule, so that the test sees this process install it.
-    while subprocess.run(["iptables", "-w", "-D", "FORWARD", *guard.ISOLATION], capture_output=True).returncode == 0:
-        pass
-    guard._isolation_ready = False
+    """netavark 1.4 dropped its isolation jump when any network was fully torn down (networks then reached
+    each other); Berth's isolation (guard.py) does not depend on what a teardown of another network does."""
     for n, s in (("a", 45), ("b", 46), ("c", 47)):
         mgr.net.create(n, subnet=f"10.231.{s}.0/24")
     mgr.create("busybox", name="in-a", command=HTTPD, networks=["a"])

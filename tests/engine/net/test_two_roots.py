@@ -5,12 +5,21 @@ when both hosts gave it `app`, the last teardown on one host deleted rules the o
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 
 import pytest
 
-from tests.engine.net.conftest import firewall_rules_mentioning, manager_on_own_root, run_out
+from tests.engine.net.conftest import (
+    bridges,
+    firewall_rules_mentioning,
+    manager_on_own_root,
+    netns_mounts_under,
+    run_out,
+)
+from workers.engine.net import store
+from workers.engine.net.errors import InvalidConfig, NetworkError
 
 SLEEP = ["sleep", "300"]
 
@@ -54,3 +63,33 @@ def test_a_network_of_the_same_name_on_another_host_keeps_its_own_rules(mgr, oth
     mgr.start("a2")  # appends to this host's chain, which must still be there
     ip = mgr.inspect("a1")["network"]["ip"]
     assert run_out(mgr, "a2", ["ping", "-c1", "-W5", ip])[0] == 0
+
+
+def test_a_subnet_another_host_routes_is_skipped_and_refused(mgr, other, monkeypatch):
+    """Neither host sees the other's records, only the machine's routes: the second host's default network
+    goes around the first's bridge, and a subnet given by hand that overlaps it is refused unless asked for."""
+    mgr.create("busybox", name="a1", command=SLEEP)  # the first host's default `bridge`, up with its route
+    mgr.start("a1")
+    routed = ipaddress.ip_network(mgr.net.store.get("bridge")["subnet"])
+    # The default pool narrowed to that one subnet: without the route check the second host would take it.
+    monkeypatch.setattr(store, "DEFAULT_POOL", routed)
+    theirs = ipaddress.ip_network(other.net.store.ensure_default()["subnet"])
+    assert not theirs.overlaps(routed), (theirs, routed)
+    with pytest.raises(InvalidConfig, match=f"overlaps the route to {routed}") as e:
+        other.net.create("given", subnet=str(routed))
+    assert e.value.field == "subnet"
+    assert other.net.create("given", subnet=str(routed), overlap_routes=True)["subnet"] == str(routed)
+
+
+def test_a_subnet_another_host_took_meanwhile_is_refused_at_start(mgr, other):
+    """Both hosts made a network of one subnet before either had a container on it (no route yet to tell):
+    the second to start one is refused, saying why, and nothing of it is left (its bridge would have shadowed
+    half of the first's traffic)."""
+    mgr.net.create("first", subnet="10.231.48.0/24")
+    second = other.net.create("second", subnet="10.231.48.0/24")
+    mgr.create("busybox", name="a1", command=SLEEP, networks=["first"])
+    mgr.start("a1")
+    other.create("busybox", name="b1", command=SLEEP, networks=["second"])
+    with pytest.raises(NetworkError, match="10.231.48.0/24 is already routed"):
+        other.start("b1")
+    assert second["bridge"] not in bridges() and netns_mounts_under(other.root) == []

@@ -13,7 +13,8 @@ from .containers import EXIT_ERROR, _engine_errors, _manager, _pairs, _print_jso
 @_engine_errors
 def cmd_create(args) -> int:
     net = _manager(args).net.create(args.name, subnet=args.subnet, gateway=args.gateway, internal=args.internal,
-                                    labels=_pairs(args.label), dns=not args.disable_dns)
+                                    labels=_pairs(args.label), dns=not args.disable_dns,
+                                    overlap_routes=args.overlap_routes)
     print(net["id"])
     return 0
 
@@ -88,7 +89,10 @@ def register(sub) -> None:
     p = sub.add_parser("network", help="manage networks")
     verbs = p.add_subparsers(dest="network_command", metavar="VERB", required=True)
     c = verbs.add_parser("create", help="create a bridge network")
-    c.add_argument("--subnet", help="IPv4 subnet (default: a free /24 of 10.89.0.0/16)")
+    c.add_argument("--subnet", help="IPv4 subnet (default: a free /24 of 10.89.0.0/16 that no route of the host "
+                                    "overlaps)")
+    c.add_argument("--overlap-routes", action="store_true",
+                   help="accept a --subnet that overlaps a route the host already has")
     c.add_argument("--gateway")
     c.add_argument("--internal", action="store_true", help="no outbound access")
     c.add_argument("--disable-dns", action="store_true", help="no name resolution between its containers")

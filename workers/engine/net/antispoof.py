@@ -74,18 +74,52 @@ def host_veth(netns: Path, iface: str) -> str:
         raise NetworkError(f"cannot find the host side of {iface} in {netns}") from None
 
 
-def allow(veth: str, mac: str, ip: str) -> None:
+def allow(veth: str, mac: str, ip: str, also: str = "") -> None:
+    """The veth's entries; `also`: more nft lines for the same call (one process per setup, not two)."""
     global _ready
     ensure()
     proc = _nft(f'add element bridge {TABLE} mac_ok {{ "{veth}" . {mac} }}\n'
                 f'add element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n'
-                f'add element bridge {TABLE} ports {{ "{veth}" }}\n')
+                f'add element bridge {TABLE} ports {{ "{veth}" }}\n' + also)
     if proc.returncode != 0:
         _ready = False  # the table may have been removed behind our back: the next call makes it again
         raise NetworkError(f"cannot add the anti-spoofing entry for {veth}: {proc.stderr.strip()[:300]}")
 
 
 def forget(veth: str, mac: str, ip: str) -> None:
-    """Remove the entries (each on its own: one already gone does not keep the others)."""
-    for elem in (f'ports {{ "{veth}" }}', f'mac_ok {{ "{veth}" . {mac} }}', f'ip_ok {{ "{veth}" . {ip} }}'):
+    """Remove the entries: in one nft call (a transaction), else each on its own, so that one already gone
+    does not keep the others."""
+    elems = [f'ports {{ "{veth}" }}', f'mac_ok {{ "{veth}" . {mac} }}', f'ip_ok {{ "{veth}" . {ip} }}']
+    if _nft("".join(f"delete element bridge {TABLE} {e}\n" for e in elems)).returncode == 0:
+        return
+    for elem in elems:
         _nft(f"delete element bridge {TABLE} {elem}\n")
+
+
+def forget_network(subnet: str) -> None:
+    """Entries of containers of a network that is gone or empty (a sweep; no live container is on it): every
+    (veth, address) in `subnet`, and the veth's other entries when no interface has its name any more. Such
+    entries were left when a teardown never ran; veth names come back (netavark counts from veth0), and a
+    stale entry would let the next container on that veth send from the old address."""
+    import ipaddress
+
+    listed = subprocess.run(["nft", "-j", "list", "set", "bridge", TABLE, "ip_ok"], capture_output=True, text=True)
+    try:
+        sets = [o["set"] for o in json.loads(listed.stdout)["nftables"] if "set" in o]
+        elems = [e["concat"] for s in sets for e in s.get("elem", []) if isinstance(e, dict) and "concat" in e]
+    except (ValueError, KeyError, TypeError):
+        return
+    net = ipaddress.ip_network(subnet)
+    stale = [(veth, ip) for veth, ip in elems if ipaddress.ip_address(ip) in net]
+    for veth, ip in stale:
+        _nft(f'delete element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n')
+    for veth in {v for v, _ in stale if not os.path.exists(f"/sys/class/net/{v}")}:
+        _nft(f'delete element bridge {TABLE} ports {{ "{veth}" }}\n')
+        macs = subprocess.run(["nft", "-j", "list", "set", "bridge", TABLE, "mac_ok"], capture_output=True, text=True)
+        try:
+            for o in json.loads(macs.stdout)["nftables"]:
+                for e in o.get("set", {}).get("elem", []):
+                    if isinstance(e, dict) and e.get("concat", [None])[0] == veth:
+                        _nft(f'delete element bridge {TABLE} mac_ok {{ "{veth}" . {e["concat"][1]} }}\n')
+        except (ValueError, KeyError, TypeError):
+            pass

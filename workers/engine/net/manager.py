@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import antispoof, bridge_room, files, guard, netavark, netns, ports
+from . import antispoof, bridge_room, files, guard, netavark, netns, ports, routes, sweep
 from .errors import InvalidConfig, InvalidState, NetworkError, NoSuchNetwork
 from .store import DEFAULT_NETWORK, NetworkStore
 
@@ -52,7 +52,9 @@ class NetworkManager:
                 for cid in self.store.users(rec):
                     with contextlib.suppress(NoSuchNetwork, InvalidConfig):
                         self.disconnect(cid, rec["name"])
-            return self.view_network(self.store.delete(rec["id"]))
+            view = self.view_network(self.store.delete(rec["id"]))
+            self.sweep([rec])
+            return view
 
     def prune(self) -> list[str]:
         """Remove every unused network but the default one; their names."""
@@ -61,8 +63,30 @@ class NetworkManager:
             for rec in self.store.all():
                 if rec["name"] != DEFAULT_NETWORK and not rec["allocations"]:
                     self.store.delete(rec["id"])
+                    self.sweep([rec])
                     gone.append(rec["name"])
         return gone
+
+    def sweep(self, nets: list[dict] | None = None) -> list[str]:
+        """Networks (default: all of this host's) left on the machine with no container on their bridge, torn
+        down completely by netavark (sweep.py); their names. At network remove, at reconcile, at dismantle."""
+        done = []
+        with self.store.locked():
+            nets = self.store.all() if nets is None else nets
+            rules = sweep.firewall_text() if nets else ""
+            for net in nets:
+                if sweep.left_on_host(net, rules) and sweep.tear_down(net, self.run_dir, self.nsdir / ".stand-in"):
+                    done.append(net["name"])
+        return done
+
+    def dismantle(self) -> None:
+        """Everything this host's networking holds on the machine undone, before its state root is removed
+        (a test's root, a host taken out of service): every container's networking released, then whatever
+        of each network is left swept. The containers' processes should be gone first."""
+        with self.store.locked():
+            for d in list(self.cdir.iterdir()):
+                self.release(d.name)
+            self.sweep()
 
     def view_network(self, rec: dict) -> dict:
         containers = {}
@@ -222,7 +246,7 @@ class NetworkManager:
             if st["ports"]:  # reads every other container's record: only for one that publishes
                 ports.check(st["ports"], self._others_ports(cid))
             if st["attachments"]:
-                guard.ensure()
+                guard.ensure()  # before the first veth: the loopback guard must hold from its first packet
             path = self._ns(cid)
             try:
                 netns.create(path)
@@ -231,10 +255,6 @@ class NetworkManager:
             try:
                 for i, n in enumerate(st["order"]):
                     self._setup_one(st, n, st["ports"] if i == 0 else [])
-                if st["attachments"]:
-                    guard.ensure_isolation()
-                if st["ports"]:
-                    guard.ensure_published_forwarding()  # after netavark: its isolation jump goes first
             except BaseException:
                 self.teardown(cid)
                 raise
@@ -244,8 +264,19 @@ class NetworkManager:
     def _setup_one(self, st: dict, name: str, port_maps: list[dict]) -> None:
         att = st["attachments"][name]
         net = self.store.get(att["network_id"])
+        if not net.get("overlap_routes") and not os.path.exists(f"/sys/class/net/{net['bridge']}"):
+            # its first container here: its bridge and route come now; another host's may have come first
+            clash = routes.routed_elsewhere(net["subnet"], net["bridge"])
+            if clash is not None:
+                raise NetworkError(f"network {net['name']}: its subnet {net['subnet']} is already routed on this "
+                                   f"host (to {clash[0]}, dev {clash[1]}): another network took it since; remove "
+                                   "this network's containers and make it again with another subnet")
         att["vark"] = netavark.vark_name(net, att)
+        att["isolate"] = False  # guard.py keeps networks apart
         opts = netavark.options(st["id"], st["name"], net, att, port_maps)
+        if port_maps and not net.get("dn_chain"):
+            net["dn_chain"] = True  # netavark makes NETAVARK-DN-<hash>: the network's last teardown removes it
+            self.store.save(net)
         st.setdefault("applied", [])
         if name not in st["applied"]:
             st["applied"].append(name)  # teardown undoes it even when setup fails half-way
@@ -259,7 +290,12 @@ class NetworkManager:
             raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
         new = antispoof.bridge_ports(net["bridge"]) - before
         att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
-        antispoof.allow(att["veth"], att["mac"], att["ip"])
+        guard.ensure()  # made once per process (connect comes here without a setup)
+        try:
+            antispoof.allow(att["veth"], att["mac"], att["ip"], also=guard.within(net["bridge"]))
+        except NetworkError:
+            guard.recheck()  # its table may have been removed behind our back: made again next time
+            raise
         self._save(st)
 
     def active(self, cid: str) -> bool:
@@ -283,17 +319,27 @@ class NetworkManager:
     def _teardown_one(self, st: dict, name: str) -> None:
         att = st["attachments"].get(name)
         path = self._ns(st["id"])
-        if att is not None and netns.is_mounted(path):
+        if att is not None and name in st.get("applied", []):
             try:
                 net = self.store.get(att["network_id"])
             except NoSuchNetwork:
                 net = None
             if net is not None:
                 first = self._first(st)
-                port_maps = st["ports"] if first and first[0] == name else []
-                with contextlib.suppress(NetworkError):
-                    netavark.run("teardown", self.run_dir, path,
-                                 netavark.options(st["id"], st["name"], net, att, port_maps))
+                opts = netavark.options(st["id"], st["name"], net, att, st["ports"] if first and first[0] == name
+                                        else [])
+                if net.get("dn_chain"):
+                    opts.setdefault("port_mappings", [])  # else netavark leaves the chain when it is the last
+                with contextlib.suppress(NetworkError, OSError):
+                    if netns.is_mounted(path):
+                        netavark.run("teardown", self.run_dir, path, opts)
+                    else:  # the namespace went first: netavark still removes the rules, bridge and DNS entry
+                        with netns.stand_in(self.nsdir / ".stand-in", [att["interface"]]) as ns:
+                            netavark.run("teardown", self.run_dir, ns, opts)
+                if not os.path.exists(f"/sys/class/net/{net['bridge']}"):
+                    guard.forget(net["bridge"])  # its last container: netavark removed the bridge, chains too
+                    if net.pop("dn_chain", None):
+                        self.store.save(net)
         if att is not None and att.get("veth"):
             antispoof.forget(att["veth"], att["mac"], att["ip"])
             att["veth"] = None
@@ -378,7 +424,7 @@ class NetworkManager:
             self.release(cid)
         if self.nsdir.exists():
             for p in self.nsdir.iterdir():
-                if p.name not in live:
+                if p.name not in live and not p.name.startswith("."):
                     netns.remove(p)
         freed = self.store.release_all_but(live)
-        return {"containers": gone, "addresses": freed}
+        return {"containers": gone, "addresses": freed, "swept": self.sweep()}

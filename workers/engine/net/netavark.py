@@ -8,6 +8,7 @@ container is the same operation as starting one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,22 +47,37 @@ def vark_name(net: dict, att: dict | None = None) -> str:
     return f"berth-{net['id'][:12]}"
 
 
-def network_info(net: dict, name: str) -> dict:
-    """netavark's description of one of our network records."""
+def chain(vark: str) -> str:
+    """netavark's nat chain of a network it knows as `vark` (its port-forwarding twin is NETAVARK-DN-<same>):
+    the first 13 hex digits, upper case, of the SHA-512 of the name (core_utils::create_network_hash)."""
+    return "NETAVARK-" + hashlib.sha512(vark.encode()).hexdigest().upper()[:13]
+
+
+def network_info(net: dict, name: str, isolate: bool = False) -> dict:
+    """netavark's description of one of our network records. Isolation between networks is Berth's own
+    (guard.py): netavark's `isolate` only for the teardown of what an older Berth set up with it."""
     return {"name": name, "id": net["id"], "driver": "bridge", "network_interface": net["bridge"],
             "subnets": [{"subnet": net["subnet"], "gateway": net["gateway"]}], "ipv6_enabled": False,
             "internal": net["internal"], "dns_enabled": net["dns"], "ipam_options": {"driver": "host-local"},
-            "options": {"isolate": "true"}}
+            "options": {"isolate": "true" if isolate else "false"}}
 
 
 def options(cid: str, name: str, net: dict, att: dict, ports: list[dict]) -> dict:
+    """setup/teardown input for one attachment. `att["isolate"]` is how it was set up; absent: by an older
+    Berth, which gave netavark isolate=true and always a port list, whose rules its teardown must remove.
+
+    No `port_mappings` key without ports, as podman does: an empty list makes netavark create (and at
+    teardown list and delete) an empty NETAVARK-DN-<hash> chain, three iptables processes for nothing."""
     vark = vark_name(net, att)
-    return {"container_id": cid, "container_name": name,
-            "port_mappings": [{"host_ip": p["host_ip"], "container_port": p["container_port"],
-                               "host_port": p["host_port"], "range": 1, "protocol": p["protocol"]} for p in ports],
+    legacy = att.get("isolate", True)
+    opts = {"container_id": cid, "container_name": name,
             "networks": {vark: {"static_ips": [att["ip"]], "aliases": list(att.get("aliases") or []),
-                                       "interface_name": att["interface"]}},
-            "network_info": {vark: network_info(net, vark)}}
+                                "interface_name": att["interface"]}},
+            "network_info": {vark: network_info(net, vark, legacy)}}
+    if ports or legacy:
+        opts["port_mappings"] = [{"host_ip": p["host_ip"], "container_port": p["container_port"],
+                                  "host_port": p["host_port"], "range": 1, "protocol": p["protocol"]} for p in ports]
+    return opts
 
 
 def run(verb: str, config_dir: Path, netns: Path, opts: dict) -> dict:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from workers.engine.runtime import linux as L
@@ -21,8 +23,10 @@ def is_mounted(path: Path) -> bool:
         return False
 
 
-def create(path: Path) -> None:
-    """A new network namespace with `lo` up, kept alive by a bind mount on `path` (made if missing).
+def create(path: Path, links: tuple[str, ...] = ()) -> None:
+    """A new network namespace with `lo` up, kept alive by a bind mount on `path` (made if missing);
+    `links`: names of links to make in it (see stand_in): each one end of a veth pair whose other end is
+    in there too (veth is in every kernel that runs containers; the dummy driver is not).
 
     Made by a short-lived thread (a network namespace is per thread): unshare, lo up, bind-mount its
     /proc/thread-self/ns/net, exit. No fork of the (large) worker process: that cost 30+ ms per start."""
@@ -36,6 +40,9 @@ def create(path: Path) -> None:
         try:
             L.unshare(L.CLONE_NEWNET)
             L.loopback_up()
+            for i, name in enumerate(links):  # a child forked by this thread is in its namespace
+                subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"standin{i}"],
+                               check=True, capture_output=True)
             L.mount("/proc/thread-self/ns/net", str(path), None, L.MS_BIND)
         except BaseException as e:  # noqa: BLE001 - reported to the caller
             failure.append(e)
@@ -58,3 +65,18 @@ def remove(path: Path) -> None:
             raise
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+@contextlib.contextmanager
+def stand_in(path: Path, ifaces: list[str]) -> Iterator[Path]:
+    """A namespace at `path` holding a link named as each of `ifaces`, for the time of a netavark teardown
+    of a container whose own namespace is gone (a reboot, a state root unmounted under a crashed worker).
+    netavark's teardown first deletes the container's interface in the namespace it is given, and only if
+    that works checks whether the bridge has ports left and, if none, removes the bridge and the network's
+    chains: without a namespace to find the interface in, a network's rules would stay for ever."""
+    remove(path)  # one an interrupted teardown left would lack these links
+    create(path, tuple(ifaces))
+    try:
+        yield path
+    finally:
+        remove(path)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import routes
 from .errors import InvalidConfig, NetworkInUse, NetworkNameTaken, NoSuchNetwork
 
 DEFAULT_NETWORK = "bridge"
@@ -33,19 +34,6 @@ DEFAULT_POOL, DEFAULT_PREFIX = ipaddress.ip_network("10.80.0.0/13"), 20
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def host_ipv4_networks() -> list[ipaddress.IPv4Network]:
-    """Subnets of the host's own IPv4 addresses (a network must not shadow them)."""
-    from pyroute2 import IPRoute
-
-    out = []
-    with IPRoute() as ipr:
-        for a in ipr.get_addr(family=2):
-            ip = a.get_attr("IFA_ADDRESS")
-            if ip:
-                out.append(ipaddress.ip_network(f"{ip}/{a['prefixlen']}", strict=False))
-    return out
 
 
 class NetworkStore:
@@ -105,9 +93,12 @@ class NetworkStore:
     # ---- create / remove -------------------------------------------------------------------
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None, internal: bool = False,
-               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False) -> dict:
+               labels: dict[str, str] | None = None, dns: bool = True, default_bridge: bool = False,
+               overlap_routes: bool = False) -> dict:
         """default_bridge: a tenant's default network (every container of theirs given no network joins it),
-        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX)."""
+        sized as the host's `bridge` when no subnet is given (see DEFAULT_PREFIX).
+        A chosen subnet never overlaps a route of the host; a given one that does is refused (field subnet)
+        unless `overlap_routes` (the user knows that route: a VPN's, a network reached another way)."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidConfig("name", f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
         if name in RESERVED:
@@ -116,13 +107,24 @@ class NetworkStore:
             nets = self.all()
             if any(r["name"] == name for r in nets):
                 raise NetworkNameTaken(f"a network named '{name}' already exists")
-            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
-            net = self._default_subnet(taken) if default_bridge and subnet is None else self._subnet(subnet, taken)
+            taken = [ipaddress.ip_network(r["subnet"]) for r in nets]
+            routed = routes.host_routes()
+            if subnet is None:
+                busy = taken + [r for r, _ in routed]
+                net = self._default_subnet(busy) if default_bridge else self._subnet(None, busy)
+            else:
+                net = self._subnet(subnet, taken)
+                clash = next(((r, dev) for r, dev in routed if net.overlaps(r)), None)
+                if clash is not None and not overlap_routes:
+                    raise InvalidConfig("subnet", f"subnet {net} overlaps the route to {clash[0]} (dev {clash[1]}) "
+                                                  "on this host: choose another subnet, or ask for it anyway")
             gw = self._gateway(net, gateway)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": name, "driver": "bridge", "subnet": str(net), "gateway": str(gw),
                    "internal": bool(internal), "dns": bool(dns), "labels": dict(labels or {}),
                    "created": _now(), "bridge": f"{BRIDGE_PREFIX}{nid[:10]}", "allocations": {}}
+            if overlap_routes:
+                rec["overlap_routes"] = True  # asked for: its start does not refuse such a route either
             self.save(rec)
             return rec
 
@@ -178,7 +180,7 @@ class NetworkStore:
             except NoSuchNetwork:
                 pass
             nets = self.all()
-            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + host_ipv4_networks()
+            taken = [ipaddress.ip_network(r["subnet"]) for r in nets] + [r for r, _ in routes.host_routes()]
             net = self._default_subnet(taken)
             nid = secrets.token_hex(32)
             rec = {"id": nid, "name": DEFAULT_NETWORK, "driver": "bridge", "subnet": str(net),
