@@ -24,9 +24,20 @@ from workers.engine.net.errors import InvalidConfig, NetworkError
 SLEEP = ["sleep", "300"]
 
 
+ELEMENT = re.compile(r'"[^"]+" \. [0-9a-f.:]+')
+
+
 def rules(subnet_prefix: str) -> list[str]:
-    """The firewall rules naming a subnet, without their packet counters (which move with traffic)."""
-    return sorted(re.sub(r"counter packets \d+ bytes \d+ ", "", r) for r in firewall_rules_mentioning(subnet_prefix))
+    """The firewall rules naming a subnet, without their packet counters (which move with traffic). Elements of
+    the machine's shared nft sets count one by one: nft prints several to a line, its commas and braces placed
+    by whichever other hosts' elements sit next to them (run 17: a line changed when the other host's went)."""
+    out = []
+    for r in firewall_rules_mentioning(subnet_prefix):
+        if "elements = {" in r or r.strip().startswith('"'):
+            out += [e for e in ELEMENT.findall(r) if subnet_prefix in e]
+        else:
+            out.append(re.sub(r"counter packets \d+ bytes \d+ ", "", r))
+    return sorted(out)
 
 
 def chains_of(subnet: str) -> set[str]:
