@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from workers.engine.images.busybox import make_busybox_rootfs
 from workers.engine.images.store import ImageStore
 from workers.engine.images.tarwrite import TarWriter, write_tree
+
+from .registry_server import LocalRegistry
 
 pytestmark = pytest.mark.root
 
@@ -77,3 +80,14 @@ def snapshot(path: Path) -> dict[str, tuple[int, int]]:
             st = os.lstat(p)
             out[os.path.relpath(p, path)] = (st.st_mode, st.st_size if not os.path.isdir(p) else 0)
     return out
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Iterator[LocalRegistry]:
+    """A docker-registry on loopback (registry_server.py), stopped by PID at the end."""
+    r = LocalRegistry(tmp_path / "registry")
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from workers.engine.images.store import ImageStore
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not registry_available(), reason="docker-registry (Debian package) missing")]
-
-
-@pytest.fixture
-def reg(tmp_path: Path) -> Iterator[LocalRegistry]:
-    r = LocalRegistry(tmp_path / "registry")
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,16 +55,6 @@ registry.pull(ImageStore(root), ref, unpack_progress=extracting)
 print("pulled", flush=True)
 pulled.set()
 """
-
-
-@pytest.fixture
-def reg(tmp_path: Path) -> Iterator[LocalRegistry]:
-    r = LocalRegistry(tmp_path / "registry")
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _layer_tar() -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.utils import timezone
 
 from containers.models import Container, Host, Job
 from workers.engine.containers.errors import InvalidState, NameTaken, NoSuchContainer
@@ -141,18 +140,6 @@ def test_split_ref_and_safe_filename():
 
 
 # --- with the database -------------------------------------------------------------------------------
-
-@pytest.fixture
-def host(db):
-    return Host.objects.create(name="unit-host", last_heartbeat=timezone.now())
-
-
-@pytest.fixture
-def published(monkeypatch):
-    got = []
-    monkeypatch.setattr("containers.events.publish", got.append)
-    return got
-
 
 @pytest.fixture
 def fake(monkeypatch):

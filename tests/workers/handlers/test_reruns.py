@@ -10,23 +10,10 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from containers.models import Container, Host, Image, Job
 from workers.handlers import common, containers, images
 from workers.tasks import JobError
-
-
-@pytest.fixture
-def host(db):
-    return Host.objects.create(name="rerun-host", last_heartbeat=timezone.now())
-
-
-@pytest.fixture
-def published(monkeypatch):
-    got = []
-    monkeypatch.setattr("containers.events.publish", got.append)
-    return got
 
 
 @pytest.fixture
