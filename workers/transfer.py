@@ -73,23 +73,32 @@ def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, len
                          f"(BERTH_CONTROL_URL): {exc}") from None
 
 
-def upload_transfer(job) -> Transfer:
-    row = Transfer.objects.filter(job=job, kind=Transfer.Kind.UPLOAD).first()
+def upload_transfer(job, kinds: tuple[str, ...] = (Transfer.Kind.UPLOAD,)) -> Transfer:
+    row = Transfer.objects.filter(job=job, kind__in=kinds).first()
     if row is None or row.expires <= timezone.now():
         raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
     return row
 
 
 @contextlib.contextmanager
-def fetched_upload(job) -> Iterator[IO[bytes]]:
-    """The job's upload as a local, seekable, nameless file (closed, thus gone, on exit)."""
-    row = upload_transfer(job)
+def _upload_response(row: Transfer) -> Iterator[tuple[http.client.HTTPConnection, http.client.HTTPResponse]]:
+    """The control plane's answer to GET of the upload, refused unless it is sending it; closed on exit."""
     conn, resp = _call("GET", row)
     try:
         if resp.status in (404, 410):
             raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
         if resp.status != 200:
             raise _job_error(f"the control plane refused to send the upload: {_message(resp)}")
+        yield conn, resp
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def fetched_upload(job) -> Iterator[IO[bytes]]:
+    """The job's upload as a local, seekable, nameless file (closed, thus gone, on exit)."""
+    row = upload_transfer(job)
+    with _upload_response(row) as (conn, resp):
         with local_file() as out:
             got = 0
             while chunk := resp.read(CHUNK):
@@ -102,8 +111,6 @@ def fetched_upload(job) -> Iterator[IO[bytes]]:
             out.seek(0)
             conn.close()
             yield out
-    finally:
-        conn.close()
 
 
 class _Capped:
@@ -135,19 +142,10 @@ def streamed_upload(job) -> Iterator[IO[bytes]]:
     """The job's upload read straight from the control plane's response, nothing written on this host, while
     its sender may still be sending it (a relay, containers/transfer_relay.py): for a reader that checks what it
     reads itself and undoes what it made if the stream fails (a move's pack)."""
-    row = Transfer.objects.filter(job=job, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY)).first()
-    if row is None or row.expires <= timezone.now():
-        raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
-    conn, resp = _call("GET", row)
-    try:
-        if resp.status in (404, 410):
-            raise _job_error("the uploaded file is gone from the control plane; upload it again", "upload_gone")
-        if resp.status != 200:
-            raise _job_error(f"the control plane refused to send the upload: {_message(resp)}")
+    row = upload_transfer(job, (Transfer.Kind.UPLOAD, Transfer.Kind.RELAY))
+    with _upload_response(row) as (_conn, resp):
         length = resp.getheader("Content-Length")
         yield _Capped(resp, int(length) if length and length.isdigit() else None)  # type: ignore[misc]
-    finally:
-        conn.close()
 
 
 def consume_upload(job) -> None:
