@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events
 
+log = logging.getLogger(__name__)
+
 # Close code for "not signed in" (4000-4999 are for applications); the dashboard's JS redirects to login.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_LAYER_AWAY = 1011  # the channel layer's Redis did not answer: try again later
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
@@ -21,13 +27,23 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user = user
-        await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        # The handshake never waits on the channel layer: a browser opens one WebSocket to a server at a time
+        # (RFC 6455 4.1), so a handshake left hanging while Redis is away would hold back the page's log view too.
         await self.accept()
+        try:
+            await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        except redis.RedisError as exc:
+            log.warning("events socket: channel layer unavailable: %r", exc)
+            await self.close(code=CLOSE_LAYER_AWAY)  # the page reconnects with backoff
+            return
+        self.user = user
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is not None:
-            await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+            except redis.RedisError:  # gone with Redis; its membership expires (channels_redis group_expiry)
+                pass
 
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

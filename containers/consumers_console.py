@@ -82,6 +82,11 @@ def _open_session(user, container, query: dict[str, str], scope) -> tuple[str | 
 
 
 class ContainerConsoleConsumer(AsyncWebsocketConsumer):
+    # No channel layer: nothing is sent to this socket by group, so no per-socket BZPOPMIN loop on Redis (one
+    # connection fewer per viewer, and no layer task to wait on when Redis restarts). An unconfigured alias
+    # gives None (channels.layers.get_channel_layer).
+    channel_layer_alias = None
+
     async def connect(self) -> None:
         self.task: asyncio.Task | None = None
         self.redis: aioredis.Redis | None = None

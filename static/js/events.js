@@ -16,8 +16,9 @@
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + "/ws/events/");
+    var openedAt = 0;
     socket.onopen = function () {
-      delay = 1000;
+      openedAt = Date.now();
       setLive(true);
       // Events sent before this moment are not replayed: pages resync on this signal.
       document.dispatchEvent(new CustomEvent("berth:open"));
@@ -34,6 +35,9 @@
         window.location.href = "/login/?next=" + encodeURIComponent(window.location.pathname);
         return;
       }
+      // Back off from the first try unless the socket had stayed up: the server accepts, then closes with
+      // 1011 when its channel layer is away, and that must not turn into a reconnect every second.
+      if (openedAt && Date.now() - openedAt > 5000) delay = 1000;
       window.setTimeout(connect, delay);
       delay = Math.min(delay * 2, 15000);
     };

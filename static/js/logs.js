@@ -101,8 +101,9 @@ class LogsPanel {
     const tail = this.root.dataset.tail || "500";
     const socket = new WebSocket(`${scheme}${window.location.host}${this.root.dataset.wsPath}?tail=${tail}`);
     this.socket = socket;
+    this.openedAt = 0;
     socket.onopen = () => {
-      this.delay = 1000;
+      this.openedAt = Date.now();
       this.setStatus("live", "on");
       this.updateNotice();
     };
@@ -131,6 +132,9 @@ class LogsPanel {
       this.setNotice(this.fatal, "bad");
       return;
     }
+    // Back off from the first try unless the socket had stayed up (the server accepts, then closes with 1011
+    // while the live stream's Redis is away: that must not become a reconnect every second).
+    if (this.openedAt && Date.now() - this.openedAt > 5000) this.delay = 1000;
     this.setStatus(`reconnecting in ${Math.round(this.delay / 1000)} s…`, "off");
     if (this.closedFor) {
       this.setNotice(this.closedFor, "bad"); // e.g. the live stream is unavailable: download instead

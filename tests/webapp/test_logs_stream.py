@@ -335,3 +335,23 @@ async def test_redis_away_says_so_and_closes(live_redis, stream, settings):
         msg = json.loads(await comm.receive_from(timeout=20))
         assert msg["type"] == "error" and "download the full log" in msg["message"]
         assert await close_code(comm) == 1011
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_following_needs_no_channel_layer(live_redis, stream, settings):
+    """The log socket takes nothing by group: with the channel layer's Redis away (the stream's is here) it
+    still replays and follows. A consumer on the layer would run a BZPOPMIN loop per socket and fail here."""
+    from tests.support import dead_port
+
+    world = await setup_world(stream)
+    await sync_to_async(write)(live_redis, stream, [("stdout", "before\n")])
+    with dead_port() as port:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{port}/0"}]}}}
+        comm = await connect(world["mine"], world["alice"])
+        replay = json.loads(await comm.receive_from(timeout=10))
+        assert [line["log"] for line in replay["lines"]] == ["before\n"]
+        await sync_to_async(write)(live_redis, stream, [("stdout", "after\n")])
+        msgs = await receive_lines(comm, 1)
+        assert [line["log"] for m in msgs for line in m["lines"]] == ["after\n"]
+        await comm.disconnect()

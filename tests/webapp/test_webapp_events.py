@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -59,3 +62,33 @@ async def test_consumer_delivers_only_what_the_user_may_see():
     await comm.send_json_to({"type": "ping"})
     assert await comm.receive_json_from(timeout=5) == {"type": "pong"}
     await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_channel_layer_away_completes_the_handshake_then_closes_1011(settings):
+    """The handshake never waits on Redis: a browser opens one WebSocket to a server at a time, so a hung
+    /ws/events/ handshake would also hold back the page's log view. Accepted, then closed with 1011 (retry)."""
+    from tests.support import dead_port
+
+    alice = await sync_to_async(make_user)("alice")
+
+    def cookie_for(user):
+        client = Client()
+        client.force_login(user)
+        return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+                (b"origin", b"http://127.0.0.1")]
+
+    headers = await sync_to_async(cookie_for)(alice)
+    with dead_port() as port:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{port}/0"}]}}}
+        comm = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+        connected, _ = await comm.connect(timeout=10)
+        assert connected
+        # Read the queue itself: the layer's own receive loop then fails too, and the communicator would raise
+        # that before handing out the close already sent (a server drops the connection after it either way).
+        closed = await asyncio.wait_for(comm.output_queue.get(), 10)
+        assert closed == {"type": "websocket.close", "code": 1011}
+        await asyncio.wait_for(asyncio.wait([comm.future]), 10)
+        assert comm.future.cancelled() or comm.future.exception() is None \
+            or isinstance(comm.future.exception(), redis.RedisError)
