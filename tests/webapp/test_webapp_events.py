@@ -24,6 +24,13 @@ def make_user(name: str, superuser: bool = False):
     return User.objects.create_user(name, password="pw-" + name + "-123")
 
 
+def cookie_for(user) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+            (b"origin", b"http://127.0.0.1")]
+
+
 @pytest.mark.django_db
 def test_visible_to_rules():
     alice, bob, root = make_user("alice"), make_user("bob"), make_user("root", superuser=True)
@@ -40,12 +47,6 @@ def test_visible_to_rules():
 async def test_consumer_delivers_only_what_the_user_may_see():
     alice = await sync_to_async(make_user)("alice")
     bob = await sync_to_async(make_user)("bob")
-
-    def cookie_for(user):
-        client = Client()
-        client.force_login(user)
-        return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
-                (b"origin", b"http://127.0.0.1")]
 
     headers = await sync_to_async(cookie_for)(alice)
     comm = WebsocketCommunicator(application, "/ws/events/", headers=headers)
@@ -71,12 +72,6 @@ async def test_channel_layer_away_completes_the_handshake_then_closes_1011(setti
     from tests.support import dead_port
 
     alice = await sync_to_async(make_user)("alice")
-
-    def cookie_for(user):
-        client = Client()
-        client.force_login(user)
-        return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
-                (b"origin", b"http://127.0.0.1")]
 
     headers = await sync_to_async(cookie_for)(alice)
     with dead_port() as port:
