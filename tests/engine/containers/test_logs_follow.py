@@ -60,3 +60,31 @@ def test_files_rotated_past_the_kept_count_are_lost_but_the_rest_is_read_in_orde
     # The rest of its open file (still readable), then what is still on disk, oldest first, no repeats.
     assert got == [f"line-{i}\n" for i in (*range(1, 5), *range(10, 20))]
     assert sorted(os.listdir(tmp_path)) == ["container.log", "container.log.1"]
+
+
+def test_a_listing_in_the_middle_of_a_rotation_does_not_skip_the_file_on_its_way_to_1(tmp_path: Path, monkeypatch):
+    """Fresh-clone run 23: the follower listed the files after the monitor had renamed .1 to .2 and before it renamed
+    the live file to .1 ([.2, live]), then opened the new live file: the old one, now .1, was never read. Here the
+    rotation's last two steps run right after that first listing, as the monitor did under load."""
+    from workers.engine.containers import logs
+
+    log = tmp_path / "container.log"
+    write(log, 0, 10)
+    rotate(log, keep=3)  # A -> .1
+    write(log, 10, 20)  # B, live
+    log.with_name("container.log.1").rename(log.with_name("container.log.2"))  # the rotation's first step
+    listed = logs.log_files
+    calls = []
+
+    def listing_then_the_rest_of_the_rotation(path: Path) -> list[Path]:
+        files = listed(path)
+        if not calls:
+            log.rename(log.with_name("container.log.1"))  # B -> .1
+            write(log, 20, 25)  # C, the new live file
+        calls.append([p.name for p in files])
+        return files
+
+    monkeypatch.setattr(logs, "log_files", listing_then_the_rest_of_the_rotation)
+    got = [r["log"] for r in read_logs(log, follow=True, running=lambda: False, poll=0.001)]
+    assert calls[0] == ["container.log.2", "container.log"]  # the listing did fall between the two renames
+    assert got == [f"line-{i}\n" for i in range(25)]

@@ -27,6 +27,20 @@ def log_files(log_path: Path) -> list[Path]:
     return out
 
 
+def _settled_files(log_path: Path, wait: float = 1.0) -> list[Path]:
+    """log_files, listed again while the rotated names have a gap: a rotation renames .1 to .2 before the live
+    file to .1, and a listing between the two would skip the file that is on its way to .1 (a follower then
+    never reads it). After `wait` seconds of gaps (someone removed a file), what is there."""
+    deadline = time.monotonic() + wait
+    while True:
+        files = log_files(log_path)
+        rotated = [p for p in files if p != log_path]
+        if [p.name for p in rotated] == [f"{log_path.name}.{i}" for i in range(len(rotated), 0, -1)] \
+                or time.monotonic() >= deadline:
+            return files
+        time.sleep(0.001)
+
+
 def parse_time(text: str) -> float:
     """RFC 3339 with up to nine fraction digits -> unix seconds (float)."""
     main, _, frac = text.rstrip("Z").partition(".")
@@ -63,7 +77,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
             return False
         return since_text is None or str(rec.get("time", "")) >= since_text
 
-    files = log_files(log_path)
+    files = _settled_files(log_path)
     live = None
     queued: list = []  # files opened after a rotation, oldest first, read before anything newer
     if follow and files and files[-1] == log_path:
@@ -138,7 +152,7 @@ def _opened_after(log_path: Path, ino: int) -> list:
     rotated past the files kept). Each is opened and checked against the inode listed for its name, so a
     rotation between listing and opening is seen and the listing made again."""
     for _ in range(20):
-        files = log_files(log_path)
+        files = _settled_files(log_path)
         try:
             inodes = [os.stat(p).st_ino for p in files]
         except FileNotFoundError:
