@@ -71,6 +71,16 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def one_file_tar(data: bytes) -> bytes:
+    """A plain PAX tar holding `data` as big.bin (fixed mtime: the same bytes give the same layer digest)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("big.bin")
+        info.size, info.mtime = len(data), 1_700_000_000
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
     """Every path under `path` with its type and size: compare before and after to prove nothing changed."""
     out = {}

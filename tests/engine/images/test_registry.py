@@ -9,13 +9,12 @@ import io
 import json
 import os
 import random
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.engine.images.conftest import snapshot
+from tests.engine.images.conftest import one_file_tar, snapshot
 from tests.engine.images.registry_server import LocalRegistry, registry_available
 from workers.engine.images import registry
 from workers.engine.images.errors import DigestMismatch, ImageError, RegistryUnreachable
@@ -38,13 +37,7 @@ def fresh(tmp_path: Path) -> ImageStore:
 
 def _big_tar(size: int) -> bytes:
     """A plain tar holding `size` bytes that do not compress (fixed seed)."""
-    data = random.Random(15).randbytes(size)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        info = tarfile.TarInfo("big.bin")
-        info.size, info.mtime = len(data), 1_700_000_000
-        tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return one_file_tar(random.Random(15).randbytes(size))
 
 
 def test_push_then_pull_into_a_fresh_store_and_run(source: ImageStore, fresh: ImageStore, reg: LocalRegistry,

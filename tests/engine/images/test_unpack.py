@@ -13,12 +13,12 @@ import random
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.engine.images.conftest import one_file_tar
 from tests.engine.images.registry_server import LocalRegistry, registry_available
 from workers.engine.images import registry
 from workers.engine.images.errors import DigestMismatch
@@ -57,18 +57,9 @@ pulled.set()
 """
 
 
-def _layer_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        info = tarfile.TarInfo("big.bin")
-        info.size, info.mtime = len(DATA), 1_700_000_000
-        tf.addfile(info, io.BytesIO(DATA))
-    return buf.getvalue()
-
-
 @pytest.fixture
 def pushed(store: ImageStore, reg: LocalRegistry) -> str:
-    store.import_tarball(io.BytesIO(gzip.compress(_layer_tar(), 1, mtime=0)), "big:1")
+    store.import_tarball(io.BytesIO(gzip.compress(one_file_tar(DATA), 1, mtime=0)), "big:1")
     ref = f"{reg.domain}/big/one:1"
     registry.push(store, "big:1", ref)
     return ref
