@@ -73,6 +73,17 @@ def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, len
                          f"(BERTH_CONTROL_URL): {exc}") from None
 
 
+def _put(row: Transfer, body: IO[bytes] | bytes, length: int, refused: str, query: str = "") -> None:
+    """PUT bytes to the control plane's transfer; anything but 201 fails the job with `refused` and its reason."""
+    conn, resp = _call("PUT", row, body=body, length=length, query=query)
+    try:
+        if resp.status != 201:
+            raise _job_error(f"{refused}: {_message(resp)}")
+        resp.read()
+    finally:
+        conn.close()
+
+
 def upload_transfer(job, kinds: tuple[str, ...] = (Transfer.Kind.UPLOAD,)) -> Transfer:
     row = Transfer.objects.filter(job=job, kind__in=kinds).first()
     if row is None or row.expires <= timezone.now():
@@ -168,13 +179,7 @@ def push_download(job, source: IO[bytes], filename: str, content_type: str) -> d
     row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.DOWNLOAD, host=job.host, job=job,
                                   size=size, expires=timezone.now() + PUSH_TTL)
     try:
-        conn, resp = _call("PUT", row, body=source, length=size)
-        try:
-            if resp.status != 201:
-                raise _job_error(f"the control plane refused the file ({size} bytes): {_message(resp)}")
-            resp.read()
-        finally:
-            conn.close()
+        _put(row, source, size, f"the control plane refused the file ({size} bytes)")
     finally:
         Transfer.objects.filter(pk=row.pk).delete()
     return {"size": size, "filename": filename, "content_type": content_type}
@@ -225,14 +230,8 @@ class RelayWriter:
             if data is None or self.error is not None:
                 return
             try:
-                query = f"?offset={self.sent}&end={int(end)}"
-                conn, resp = _call("PUT", self.row, body=data, length=len(data), query=query)
-                try:
-                    if resp.status != 201:
-                        raise _job_error(f"the control plane refused part {self.sent} of the file: {_message(resp)}")
-                    resp.read()
-                finally:
-                    conn.close()
+                _put(self.row, data, len(data), f"the control plane refused part {self.sent} of the file",
+                     query=f"?offset={self.sent}&end={int(end)}")
                 self.sent += len(data)
             except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
                 self.error = exc
