@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 # Close code for "not signed in" (4000-4999 are for applications); the dashboard's JS redirects to login.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_LAYER_AWAY = 1011  # the channel layer's Redis did not answer: try again later
+# channel_layer_alias of a socket nothing is sent to by group: no per-socket BZPOPMIN loop on Redis (one connection
+# fewer per viewer, and no layer task to wait on when Redis restarts). An unconfigured alias gives None
+# (channels.layers.get_channel_layer).
+NO_CHANNEL_LAYER = None
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):

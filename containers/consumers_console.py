@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .consumers import CLOSE_UNAUTHENTICATED
+from .consumers import CLOSE_UNAUTHENTICATED, NO_CHANNEL_LAYER
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,7 @@ def _open_session(user, container, query: dict[str, str], scope) -> tuple[str | 
 
 
 class ContainerConsoleConsumer(AsyncWebsocketConsumer):
-    # No channel layer: nothing is sent to this socket by group, so no per-socket BZPOPMIN loop on Redis (one
-    # connection fewer per viewer, and no layer task to wait on when Redis restarts). An unconfigured alias
-    # gives None (channels.layers.get_channel_layer).
-    channel_layer_alias = None
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self) -> None:
         self.task: asyncio.Task | None = None

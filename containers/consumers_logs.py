@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import logstream
-from .consumers import CLOSE_UNAUTHENTICATED
+from .consumers import CLOSE_UNAUTHENTICATED, NO_CHANNEL_LAYER
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ class RateMeter:
 
 
 class ContainerLogsConsumer(AsyncJsonWebsocketConsumer):
-    # No channel layer: nothing is sent to this socket by group, so no per-socket BZPOPMIN loop on Redis (one
-    # connection fewer per viewer, and no layer task to wait on when Redis restarts). An unconfigured alias
-    # gives None (channels.layers.get_channel_layer).
-    channel_layer_alias = None
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self) -> None:
         self.task: asyncio.Task | None = None
