@@ -88,3 +88,31 @@ def test_a_listing_in_the_middle_of_a_rotation_does_not_skip_the_file_on_its_way
     got = [r["log"] for r in read_logs(log, follow=True, running=lambda: False, poll=0.001)]
     assert calls[0] == ["container.log.2", "container.log"]  # the listing did fall between the two renames
     assert got == [f"line-{i}\n" for i in range(25)]
+
+
+def test_a_rotation_while_the_older_files_are_read_moves_names_not_the_files_being_read(tmp_path: Path, monkeypatch):
+    """Fresh-clone run 23 again, the second window: the reader read .2 and then opened .1 *by name*; a rotation in
+    between had put the live file at .1, so the old .1 was skipped and the live file read twice. Here the rotation
+    runs while the first (oldest) file is being read."""
+    from workers.engine.containers import logs
+
+    log = tmp_path / "container.log"
+    write(log, 0, 10)
+    rotate(log, keep=3)  # A -> .1
+    write(log, 10, 20)  # B
+    rotate(log, keep=3)  # A -> .2, B -> .1
+    write(log, 20, 30)  # C, live
+    records = logs._records
+    rotated = []
+
+    def rotating_while_reading(f):
+        if not rotated:
+            rotated.append(True)
+            rotate(log, keep=3)  # A deleted, B -> .2, C -> .1
+            write(log, 30, 35)  # D, the new live file
+        yield from records(f)
+
+    monkeypatch.setattr(logs, "_records", rotating_while_reading)
+    got = [r["log"] for r in read_logs(log, follow=True, running=lambda: False, poll=0.001)]
+    assert rotated
+    assert got == [f"line-{i}\n" for i in range(35)]

@@ -77,24 +77,25 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
             return False
         return since_text is None or str(rec.get("time", "")) >= since_text
 
-    files = _settled_files(log_path)
+    # every listed file is opened at once (inode-checked), then read through its descriptor: a rotation while
+    # the older files are read moves names, not the files this reader holds
+    opened = _opened_after(log_path, None)
     live = None
     queued: list = []  # files opened after a rotation, oldest first, read before anything newer
-    if follow and files and files[-1] == log_path:
-        live = open(log_path, "rb")  # noqa: SIM115 - kept open across the generator's life
-        files = files[:-1]
+    if opened and os.fstat(opened[-1].fileno()).st_ino == _inode(log_path):
+        live = opened.pop()
+    if not follow and live is not None:
+        opened.append(live)
+        live = None
     try:
         selected: deque[dict] | list[dict] = deque(maxlen=tail) if tail is not None else []
         if tail == 0:
             selected = deque(maxlen=0)
-        for path in files:
-            try:
-                with open(path, "rb") as f:
-                    for rec in _records(f):
-                        if wanted(rec):
-                            selected.append(rec)
-            except FileNotFoundError:
-                continue  # rotated away meanwhile
+        while opened:
+            with opened.pop(0) as f:
+                for rec in _records(f):
+                    if wanted(rec):
+                        selected.append(rec)
         if live is not None:
             for rec in _iter_complete(live):
                 if wanted(rec):
@@ -142,14 +143,21 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 return
             time.sleep(poll)
     finally:
-        for f in [live, *queued]:
+        for f in [live, *queued, *opened]:
             if f is not None:
                 f.close()
 
 
-def _opened_after(log_path: Path, ino: int) -> list:
-    """Open the log files written after the one with inode `ino`, oldest first (all of them when it is gone:
-    rotated past the files kept). Each is opened and checked against the inode listed for its name, so a
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _opened_after(log_path: Path, ino: int | None) -> list:
+    """Open the log files written after the one with inode `ino`, oldest first (all of them when it is None or
+    gone: rotated past the files kept). Each is opened and checked against the inode listed for its name, so a
     rotation between listing and opening is seen and the listing made again."""
     for _ in range(20):
         files = _settled_files(log_path)
