@@ -66,6 +66,30 @@ async def test_consumer_delivers_only_what_the_user_may_see():
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_an_event_sent_the_moment_the_socket_opens_is_delivered(monkeypatch):
+    """Fresh-clone run 24: the page resyncs when its socket opens; a socket that opened before it had joined
+    the group lost an exit sent in between, and the list's summary stayed "2 running" for good. Here the join
+    is slow (as a loaded Redis is) and the event goes out as soon as the handshake completes."""
+    alice = await sync_to_async(make_user)("alice")
+    layer = get_channel_layer()
+    join = layer.group_add
+
+    async def slow_join(group: str, channel: str) -> None:
+        await asyncio.sleep(0.3)
+        await join(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", slow_join)
+    headers = await sync_to_async(cookie_for)(alice)
+    comm = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    exited = {"type": "container", "id": 7, "owner_id": alice.pk, "state": "exited"}
+    await layer.group_send(events.GROUP, {"type": "berth.event", "event": exited})
+    assert await comm.receive_json_from(timeout=5) == exited
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_channel_layer_away_completes_the_handshake_then_closes_1011(settings):
     """The handshake never waits on Redis: a browser opens one WebSocket to a server at a time, so a hung
     /ws/events/ handshake would also hold back the page's log view. Accepted, then closed with 1011 (retry)."""
