@@ -116,3 +116,29 @@ def test_a_rotation_while_the_older_files_are_read_moves_names_not_the_files_bei
     got = [r["log"] for r in read_logs(log, follow=True, running=lambda: False, poll=0.001)]
     assert rotated
     assert got == [f"line-{i}\n" for i in range(35)]
+
+
+def test_rotations_between_opening_the_live_file_and_knowing_it_live_skip_nothing(tmp_path: Path, monkeypatch):
+    """Fresh-clone run 28: the file opened as the live one had been rotated (twice) before the reader compared it
+    with the live name, so it was read as an old file and the follower then opened the live file *by name*: the
+    file rotated in between was skipped. Here the two rotations happen right at that comparison."""
+    from workers.engine.containers import logs
+
+    log = tmp_path / "container.log"
+    write(log, 0, 10)  # A, live
+    inode = logs._inode
+    rotated = []
+
+    def rotating_first(path: Path) -> int | None:
+        if not rotated:
+            rotated.append(True)
+            rotate(log, keep=3)  # A -> .1
+            write(log, 10, 20)  # B
+            rotate(log, keep=3)  # A -> .2, B -> .1
+            write(log, 20, 25)  # C, live
+        return inode(path)
+
+    monkeypatch.setattr(logs, "_inode", rotating_first)
+    got = [r["log"] for r in read_logs(log, follow=True, running=lambda: False, poll=0.001)]
+    assert rotated
+    assert got == [f"line-{i}\n" for i in range(25)]

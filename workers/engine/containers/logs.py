@@ -82,6 +82,8 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
     opened = _opened_after(log_path, None)
     live = None
     queued: list = []  # files opened after a rotation, oldest first, read before anything newer
+    last = None  # inode of the last file read to its end: what comes next is listed after it, never by name
+    held = None  # that file, kept open so that its inode is not reused by a newer file while listed after
     if opened and os.fstat(opened[-1].fileno()).st_ino == _inode(log_path):
         live = opened.pop()
     if not follow and live is not None:
@@ -92,10 +94,13 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
         if tail == 0:
             selected = deque(maxlen=0)
         while opened:
-            with opened.pop(0) as f:
-                for rec in _records(f):
-                    if wanted(rec):
-                        selected.append(rec)
+            f = opened.pop(0)
+            if held is not None:
+                held.close()
+            held, last = f, os.fstat(f.fileno()).st_ino
+            for rec in _records(f):
+                if wanted(rec):
+                    selected.append(rec)
         if live is not None:
             for rec in _iter_complete(live):
                 if wanted(rec):
@@ -105,9 +110,13 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
             return
         while True:
             if live is None:
-                if log_path.exists():
-                    live = open(log_path, "rb")  # noqa: SIM115
-                elif running is not None and not running():
+                # Not the live file by name: files may have been rotated in since the last one was read (the
+                # live one of the first listing rotated before it was known as live, run 28), and each is read.
+                ended = running is not None and not running()
+                queued = _opened_after(log_path, last)
+                if queued:
+                    live = queued.pop(0)
+                elif ended:
                     return
                 else:
                     time.sleep(poll)
@@ -129,11 +138,13 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 for rec in _iter_complete(live):  # the rest of the old file first
                     if wanted(rec):
                         yield rec
+                if held is not None:
+                    held.close()
+                held, last = live, os.fstat(live.fileno()).st_ino
                 if not queued:
                     # Every file written after this one, not just the live one: a follower that fell behind
                     # by two rotations would otherwise skip a whole file that is still on disk.
-                    queued = _opened_after(log_path, os.fstat(live.fileno()).st_ino)
-                live.close()
+                    queued = _opened_after(log_path, last)
                 live = queued.pop(0) if queued else None
                 continue
             if ended:
@@ -143,7 +154,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 return
             time.sleep(poll)
     finally:
-        for f in [live, *queued, *opened]:
+        for f in [live, held, *queued, *opened]:
             if f is not None:
                 f.close()
 
