@@ -82,8 +82,9 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
     opened = _opened_after(log_path, None)
     live = None
     queued: list = []  # files opened after a rotation, oldest first, read before anything newer
-    last = None  # inode of the last file read to its end: what comes next is listed after it, never by name
-    held = None  # that file, kept open so that its inode is not reused by a newer file while listed after
+    # the last file read to its end, kept open so that its inode is not reused by a newer file: what comes next is
+    # listed after it, never opened by name
+    held = None
     if opened and os.fstat(opened[-1].fileno()).st_ino == _inode(log_path):
         live = opened.pop()
     if not follow and live is not None:
@@ -97,7 +98,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
             f = opened.pop(0)
             if held is not None:
                 held.close()
-            held, last = f, os.fstat(f.fileno()).st_ino
+            held = f
             for rec in _records(f):
                 if wanted(rec):
                     selected.append(rec)
@@ -113,7 +114,7 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                 # Not the live file by name: files may have been rotated in since the last one was read (the
                 # live one of the first listing rotated before it was known as live, run 28), and each is read.
                 ended = running is not None and not running()
-                queued = _opened_after(log_path, last)
+                queued = _opened_after(log_path, None if held is None else os.fstat(held.fileno()).st_ino)
                 if queued:
                     live = queued.pop(0)
                 elif ended:
@@ -140,11 +141,11 @@ def read_logs(log_path: Path, *, tail: int | None = None, since: float | None = 
                         yield rec
                 if held is not None:
                     held.close()
-                held, last = live, os.fstat(live.fileno()).st_ino
+                held = live
                 if not queued:
                     # Every file written after this one, not just the live one: a follower that fell behind
                     # by two rotations would otherwise skip a whole file that is still on disk.
-                    queued = _opened_after(log_path, last)
+                    queued = _opened_after(log_path, os.fstat(held.fileno()).st_ino)
                 live = queued.pop(0) if queued else None
                 continue
             if ended:
