@@ -47,3 +47,70 @@ def test_berth_and_an_installed_runc_work_on_this_host(fresh):
     assert runtime_probe.problem("berth") is None
     if oci.binary("runc"):
         assert runtime_probe.problem("runc") is None
+
+
+def _probe_cgroups() -> set[str]:
+    from workers.engine.runtime.cgroups import hierarchies
+
+    found = set()
+    for _key, mnt, _root in hierarchies():
+        base = Path(mnt) / "berth"
+        if base.is_dir():
+            found |= {p.name for p in base.iterdir() if p.name.startswith(runtime_probe.PREFIX)}
+    return found
+
+
+def test_a_prober_killed_mid_probe_leaves_a_cgroup_the_next_probe_removes(tmp_path, fresh):
+    """A worker killed -9 while its probe container runs left /berth/berth-probe-* behind, with the container's
+    init still in it (the `run` that would delete it died too). The next probe kills what is left and removes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = _probe_cgroups()
+    # the prober's container sleeps instead of exiting, so the kill lands while it is surely running
+    script = ("import json, sys\n"
+              "from workers.engine.containers import runtime_probe as rp\n"
+              "orig = rp._bundle\n"
+              "def slow(d, cid):\n"
+              "    b = orig(d, cid)\n"
+              "    p = b + '/config.json'\n"
+              "    cfg = json.load(open(p)); cfg['process']['args'] = ['/busybox', 'sleep', '60']\n"
+              "    json.dump(cfg, open(p, 'w'))\n"
+              "    return b\n"
+              "rp._bundle = slow\n"
+              "print(rp.problem('berth'))\n")
+    prober = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parents[3]),
+                              start_new_session=True, stdout=subprocess.DEVNULL)
+    name = None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and name is None:
+            mine = [n for n in _probe_cgroups() - before if n.startswith(f"{runtime_probe.PREFIX}{prober.pid}-")]
+            if mine:
+                from workers.engine.runtime.cgroups import Cgroup
+
+                if Cgroup.for_path(f"/berth/{mine[0]}").pids():  # the container's init is in it
+                    name = mine[0]
+            time.sleep(0.01)
+        assert name, "the probe container never started"
+        os.killpg(prober.pid, signal.SIGKILL)  # the prober and its `run`, as when a worker is killed -9
+        prober.wait()
+        from workers.engine.runtime.cgroups import Cgroup
+
+        left = Cgroup.for_path(f"/berth/{name}")
+        assert left.pids(), "the container's init outlives its prober"
+        init_pids = left.pids()
+
+        assert runtime_probe.problem("berth") is None  # the next probe, in this process
+        assert name not in _probe_cgroups()
+        for pid in init_pids:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if prober.poll() is None:
+            os.killpg(prober.pid, signal.SIGKILL)
+            prober.wait()
+        runtime_probe.sweep_stale()
+    assert _probe_cgroups() <= before

@@ -3,6 +3,8 @@
 Probed, never assumed: crun 1.8 refuses hosts with hybrid cgroups ("cgroups in hybrid mode not supported"),
 runc may be missing, a kernel may lack a namespace. The container is a static busybox bind-mounted into an
 empty read-only rootfs, so the probe needs no image; everything it makes is removed by id and path.
+Its cgroup is /berth/berth-probe-<pid of the prober>-<hex>: a prober killed mid-probe (a worker killed -9)
+leaves it behind, and the next probe removes every probe cgroup whose prober is dead.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 
 from workers.engine.runtime import errors as rterr
+from workers.engine.runtime.cgroups import Cgroup, hierarchies
 
 from . import oci
 
@@ -24,7 +28,14 @@ _cache: dict[str, str | None] = {}
 _lock = threading.Lock()
 
 
-def _bundle(d: str) -> str:
+PREFIX = "berth-probe-"
+
+
+def _cgroup_path(cid: str) -> str:
+    return f"/berth/{cid}"
+
+
+def _bundle(d: str, cid: str) -> str:
     bundle = os.path.join(d, "bundle")
     os.makedirs(os.path.join(bundle, "rootfs"))
     cfg = {
@@ -35,7 +46,8 @@ def _bundle(d: str) -> str:
         "hostname": "berth-probe",
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
                    {"destination": "/busybox", "type": "bind", "source": BUSYBOX, "options": ["bind", "ro"]}],
-        "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network")]},
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network")],
+                  "cgroupsPath": _cgroup_path(cid)},
     }
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(cfg, f)
@@ -49,12 +61,13 @@ def _probe(name: str) -> str | None:
         return str(e)
     if not os.path.exists(BUSYBOX):
         return f"cannot probe it: {BUSYBOX} (busybox-static) is missing"
-    d = tempfile.mkdtemp(prefix="berth-probe-")
+    sweep_stale()
+    d = tempfile.mkdtemp(prefix=PREFIX)
+    cid = f"{PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    rt = (oci.BerthRuntime(d + "/state") if isinstance(found, oci.BerthRuntime)
+          else oci.CliRuntime(found.name, found.cmd, d + "/state"))
     try:
-        rt = (oci.BerthRuntime(d + "/state") if isinstance(found, oci.BerthRuntime)
-              else oci.CliRuntime(found.name, found.cmd, d + "/state"))
-        cid = f"berth-probe-{secrets.token_hex(6)}"
-        bundle = _bundle(d)
+        bundle = _bundle(d, cid)
         # in a child process: the native runtime forks, and the caller may be a threaded worker
         p = subprocess.run([*rt.command(), "run", "--bundle", bundle, cid], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
@@ -62,16 +75,59 @@ def _probe(name: str) -> str | None:
                                filter(None, [_project_dir(), os.environ.get("PYTHONPATH")]))})
         if p.returncode != 0:
             lines = p.stderr.decode("utf-8", "replace").strip().splitlines()
-            try:
-                rt.delete(cid, force=True)
-            except rterr.RuntimeError_:
-                pass
             return lines[-1][:300] if lines else f"a test container exited {p.returncode}"
         return None
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"cannot probe it: {e}"
     finally:
+        if os.path.isdir(os.path.join(d, "state", cid)):  # the run failed or timed out before deleting it
+            try:
+                rt.delete(cid, force=True)
+            except (rterr.RuntimeError_, OSError):
+                pass
+        _remove_cgroup(_cgroup_path(cid))
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_cgroup(path: str) -> None:
+    """Kill what is left in a probe's cgroup (an init waiting for a start that never came) and remove it."""
+    cg = Cgroup.for_path(path)
+    if not any(os.path.isdir(x) for x in cg.dirs.values()):
+        return
+    try:
+        cg.signal_all(signal.SIGKILL)
+        cg.destroy()
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale() -> list[str]:
+    """Remove the cgroups of probes whose prober is dead (killed mid-probe); returns their names."""
+    stale: set[str] = set()
+    for _key, mnt, _root in hierarchies():
+        try:
+            names = os.listdir(os.path.join(mnt, "berth"))
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(PREFIX):
+                continue
+            pid = name[len(PREFIX):].split("-", 1)[0]
+            if not pid.isdigit() or not _alive(int(pid)):  # no pid: made before probes named their prober
+                stale.add(name)
+    for name in sorted(stale):
+        _remove_cgroup(_cgroup_path(name))
+    return sorted(stale)
 
 
 def _project_dir() -> str:
