@@ -4,7 +4,9 @@
 
 - TCP throughput (iperf3, Debian's) between two containers on one Berth bridge network, against the floor:
   two plain network namespaces joined by one veth pair. iperf3 runs from the host's binary inside each
-  container's network namespace (nsenter): what is measured is the data plane, not the image.
+  container's network namespace (nsenter): what is measured is the data plane, not the image. Beside it: two
+  namespaces on a bare Linux bridge (what bridging itself costs on this host) and two podman containers on
+  netavark's default bridge.
 - host -> published port (127.0.0.1:P, DNAT by netavark's rules) against host -> the container's own address.
 - HTTP requests/s (busybox httpd in the container, a keep-alive-less Python client on the host), published
   against direct.
@@ -91,6 +93,28 @@ def veth_floor(tmp: Path, seconds: float) -> float:
         netns.remove(b)
 
 
+def plain_bridge(tmp: Path, seconds: float) -> float:
+    """Two namespaces on one bare Linux bridge (no Berth, no rules of its own): what bridging costs on this host
+    (with br_netfilter loaded, every bridged packet also walks the host's iptables FORWARD chain)."""
+    a, b = tmp / "plain-a", tmp / "plain-b"
+    netns.create(a)
+    netns.create(b)
+    try:
+        subprocess.run(["ip", "link", "add", "bflbr", "type", "bridge"], check=True)
+        subprocess.run(["ip", "link", "set", "bflbr", "up"], check=True)
+        for dev, ns, ip in (("bflp0", a, "10.231.205.1/24"), ("bflp1", b, "10.231.205.2/24")):
+            subprocess.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", str(ns)],
+                           check=True)
+            subprocess.run(["ip", "link", "set", dev, "master", "bflbr", "up"], check=True)
+            subprocess.run(["nsenter", f"--net={ns}", "ip", "addr", "add", ip, "dev", "eth0"], check=True)
+            subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "set", "eth0", "up"], check=True)
+        return iperf(str(a), str(b), "10.231.205.1", seconds)
+    finally:
+        netns.remove(a)
+        netns.remove(b)
+        subprocess.run(["ip", "link", "del", "bflbr"], capture_output=True)
+
+
 def time_starts(m: ContainerManager, runs: int) -> dict[str, float]:
     m.net.create("benchnodns", subnet="10.231.203.0/24", dns=False)
     kinds = {"bridge": {"networks": ["bench"]}, "bridge, no DNS": {"networks": ["benchnodns"]},
@@ -108,16 +132,51 @@ def time_starts(m: ContainerManager, runs: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
+# podman's default rlimits are above what this host lets runc set (EPERM for RLIMIT_NOFILE)
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def _podman(tmp: Path) -> tuple[list[str], str | None]:
+    """podman with its own storage and network configs under tmp, and the busybox image `bbx` imported."""
     root = tmp / "podman"
     base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"), "--network-backend", "netavark",
             "--network-config-dir", str(root / "networks"), "--runtime", "runc"]
     tar = tmp / "busybox.tar"
-    subprocess.run(["tar", "-C", "/", "-cf", str(tar), "bin/busybox"], check=True)
-    imp = subprocess.run(base + ["import", "--change", "CMD /bin/busybox sleep 1000", str(tar), "bbx"],
-                         capture_output=True, text=True)
-    if imp.returncode != 0:
-        return f"podman import failed: {imp.stderr.strip()[-300:]}"
+    if not tar.exists():
+        subprocess.run(["tar", "-C", "/", "-cf", str(tar), "bin/busybox"], check=True)
+        imp = subprocess.run(base + ["import", "--change", "CMD /bin/busybox sleep 1000", str(tar), "bbx"],
+                             capture_output=True, text=True)
+        if imp.returncode != 0:
+            return base, f"podman import failed: {imp.stderr.strip()[-300:]}"
+    return base, None
+
+
+def podman_c2c(tmp: Path, seconds: float) -> float | str:
+    """iperf3 between two podman containers on one netavark bridge network (podman's default `bridge`)."""
+    base, err = _podman(tmp)
+    if err:
+        return err
+    made = []
+    try:
+        for name in ("pa", "pb"):
+            r = subprocess.run(base + ["run", "-d", "--name", name, "--network", "bridge", *ULIMITS, "bbx",
+                                       "/bin/busybox", "sleep", "1000"], capture_output=True, text=True)
+            if r.returncode != 0:
+                return f"podman run failed: {r.stderr.strip()[-300:]}"
+            made.append(name)
+        info = {n: json.loads(subprocess.run(base + ["inspect", n], capture_output=True, text=True, check=True)
+                              .stdout)[0]["NetworkSettings"] for n in made}
+        return iperf(info["pa"]["SandboxKey"], info["pb"]["SandboxKey"],
+                     info["pa"]["Networks"]["podman"]["IPAddress"], seconds)
+    finally:
+        for name in made:
+            subprocess.run(base + ["rm", "-f", "-t", "0", name], capture_output=True)
+
+
+def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
+    base, err = _podman(tmp)
+    if err:
+        return err
     out: dict[str, list[float]] = {"bridge": [], "isolated, DNS": [], "none": []}
     net = subprocess.run(base + ["network", "create", "--subnet", "10.231.204.0/24", "--opt", "isolate=true",
                                  "benchiso"], capture_output=True, text=True)
@@ -127,7 +186,8 @@ def podman_starts(tmp: Path, runs: int) -> dict[str, float] | str:
     try:
         for _ in range(runs):
             for kind in out:
-                cid = subprocess.run(base + ["create", "--network", nets[kind], "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "bbx", "/bin/busybox", "sleep", "1000"],
+                cid = subprocess.run(base + ["create", "--network", nets[kind], *ULIMITS, "bbx", "/bin/busybox",
+                                             "sleep", "1000"],
                                      capture_output=True, text=True)
                 if cid.returncode != 0:
                     return f"podman create failed: {cid.stderr.strip()[-300:]}"
@@ -164,6 +224,7 @@ def main() -> int:
         a = m.inspect("a")["network"]
         pub = {p["container_port"]: p["host_port"] for p in a["ports"]}
         floor = veth_floor(tmp, args.seconds)
+        plain = plain_bridge(tmp, args.seconds)
         c2c = iperf(ns["a"], ns["b"], a["ip"], args.seconds)
         direct = iperf(ns["a"], None, a["ip"], args.seconds)
         published = iperf_published(ns["a"], pub[5201], args.seconds)
@@ -171,6 +232,7 @@ def main() -> int:
         rps_pub = http_rps(f"http://127.0.0.1:{pub[80]}/hostname", args.seconds)
         print(f"TCP throughput, iperf3 {args.seconds:g} s each (Gbit/s):")
         print(f"  veth floor (2 namespaces, 1 veth pair)   {floor:8.2f}")
+        print(f"  2 namespaces on a bare Linux bridge      {plain:8.2f}   x floor {plain / floor:.2f}")
         print(f"  container <-> container (Berth bridge)   {c2c:8.2f}   x floor {c2c / floor:.2f}")
         print(f"  host -> container IP (direct)            {direct:8.2f}")
         print(f"  host -> 127.0.0.1 published port         {published:8.2f}   x direct {published / direct:.2f}")
@@ -186,6 +248,9 @@ def main() -> int:
         if args.many:
             many(m, args.many)
         if not args.skip_podman:
+            pod_c2c = podman_c2c(tmp, args.seconds)
+            print(f"podman: {pod_c2c}" if isinstance(pod_c2c, str) else
+                  f"  container <-> container (podman, netavark bridge) {pod_c2c:8.2f}   x floor {pod_c2c / floor:.2f}")
             pod = podman_starts(tmp, args.runs)
             if isinstance(pod, str):
                 print(f"podman: {pod}")
