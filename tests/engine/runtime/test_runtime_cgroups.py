@@ -24,6 +24,33 @@ def test_host_mode_matches_mounts():
     assert (mode == "hybrid") == (UNIFIED in keys and len(keys) > 1)
 
 
+def test_a_process_that_keeps_the_hierarchies_reads_the_mount_table_once(monkeypatch, tmp_path):
+    """The monitor keeps them (forking.preload): its forks, which create every container, no longer parse the
+    host's whole mount table (4,000+ lines with 1,000 containers) up to three times per create."""
+    import builtins
+
+    from workers.engine.runtime.cgroups import hierarchy
+
+    fresh = hierarchies()
+    monkeypatch.setattr(hierarchy, "_kept", None)
+    hierarchy.keep_hierarchies()
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def spy(file, *a, **k):
+        opened.append(str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    assert hierarchies() == fresh
+    assert hierarchy.MOUNTINFO not in opened
+    # another table (a fake host in tests) is still read
+    fake = tmp_path / "mountinfo"
+    fake.write_text("30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert hierarchies(str(fake)) == [(UNIFIED, "/sys/fs/cgroup", "/")]
+    assert str(fake) in opened
+
+
 def test_resolve_path_forms():
     assert resolve_path(None, "abc") == "/berth/abc"
     assert resolve_path("/a/b", "x") == "/a/b"

@@ -31,15 +31,20 @@ NOT_RELEASED = 125
 
 # the verbs' modules the runtime imports lazily: imported once in the monitor, not in every child
 _PRELOAD = ("workers.engine.runtime.create", "workers.engine.runtime.init", "workers.engine.runtime.cgroups",
+            "workers.engine.runtime.cgroups.v1", "workers.engine.runtime.cgroups.v2",
             "workers.engine.runtime.seccomp_filter", "workers.engine.runtime.exec_", "workers.engine.runtime.cli")
 
 
 def preload() -> None:
-    """Import what a forked verb needs, in the monitor (once), so that no child imports anything."""
+    """Import what a forked verb needs, in the monitor (once), so that no child imports anything; and read
+    the cgroup hierarchies once, so that no child parses the host's whole mount table again."""
     import importlib
 
     for name in _PRELOAD:
         importlib.import_module(name)
+    from workers.engine.runtime.cgroups.hierarchy import keep_hierarchies
+
+    keep_hierarchies()
 
 
 def _become_child(stdio: tuple[int, int, int], keep: int) -> int:

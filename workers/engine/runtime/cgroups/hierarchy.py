@@ -11,12 +11,29 @@ UNIFIED = "unified"
 MOUNTINFO = "/proc/self/mountinfo"
 
 
+# Set by `keep_hierarchies()` in a long-lived process whose forks start containers (the monitor): each
+# create read and parsed the whole mount table up to three times, and with 1,000 containers running it has
+# 4,000+ lines (their overlays and network namespaces). The host's cgroup mounts do not change under it.
+_kept: list[tuple[str, str, str]] | None = None
+
+
+def keep_hierarchies() -> None:
+    """Read this process's cgroup hierarchies once; its later calls and its forks use what was read."""
+    global _kept
+    _kept = None
+    _kept = hierarchies()
+
+
 def hierarchies(mountinfo: str = MOUNTINFO) -> list[tuple[str, str, str]]:
     """Mounted cgroup hierarchies as (key, mountpoint, mount root); key is the controller list
     ("cpu", "cpu,cpuacct", "name=systemd") or "unified" for cgroup2."""
+    if _kept is not None and mountinfo == MOUNTINFO:
+        return list(_kept)
     out: dict[str, tuple[str, str, str]] = {}
     with open(mountinfo) as f:
         for line in f:
+            if " - cgroup" not in line:  # most of a busy host's mount table: skip it unsplit
+                continue
             pre, _, post = line.partition(" - ")
             fields = pre.split()
             fstype, _src, sopts = (post.split() + ["", "", ""])[:3]
