@@ -9,7 +9,8 @@ own state root. Then:
   `podman start` (runc, netavark bridge, its own root): their median is the reference "first";
 - the rest up to N-1 in batches of --batch: each batch POSTed, then awaited until every row runs; each
   container's time is from its POST to the `started` time the engine reported;
-- container N alone (the goal: N's time within 1.5x the reference's);
+- the last --podman containers (up to N) each alone, their median against the reference's (the goal: within
+  1.5x), with where the time went (the API, the queue, the job, after) from the create job's row;
 - memory that stays per container (monitor + holder + any other host process naming the state root, PSS)
   at 50 and at N, beside conmon + runc's for --conmon containers (bench/runtime.py's setup);
 - at N: response times of the list API (first page, and page_size=500), the hosts page and the containers page;
@@ -63,10 +64,28 @@ def wait_running(pks: list[int], timeout: float = 600) -> dict[int, datetime]:
     return wait_until(all_running, timeout, f"{len(pks)} containers to run", 0.02 if len(pks) == 1 else 0.1)
 
 
-def one(stack: ScaleStack, i: int) -> float:
+def one(stack: ScaleStack, i: int, parts: list[dict[str, float]] | None = None) -> float:
     pk, t = create(stack, i)
     wait_running([pk])
-    return (time.time() - t) * 1000
+    total = (time.time() - t) * 1000
+    if parts is not None:
+        parts.append(job_parts(pk, t, total))
+    return total
+
+
+def job_parts(pk: int, posted: float, total: float) -> dict[str, float]:
+    """Where one container's POST-to-running went, from its create job's row: until the job existed (the API),
+    in the queue, in the job (the worker: create + start on the host), and after (the row seen running)."""
+    from containers.models import Job
+
+    job = Job.objects.filter(kind="container.create", target_id=str(pk)).order_by("pk").last()
+    made, began, ended = (x.timestamp() * 1000 for x in (job.created, job.started, job.finished))
+    return {"api": made - posted * 1000, "queued": began - made, "job": ended - began,
+            "after": posted * 1000 + total - ended}
+
+
+def parts_line(parts: list[dict[str, float]]) -> str:
+    return ", ".join(f"{k} {statistics.median(p[k] for p in parts):.0f}" for k in parts[0])
 
 
 def timed_get(stack: ScaleStack, session, path: str, runs: int = 5) -> tuple[float, int]:
@@ -198,10 +217,11 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     print(f"  container 1 (alone, the host's monitor starts): {cold:.0f} ms from POST to running", flush=True)
     # containers 2..R+1 alone, each beside a `podman run -d` and a `podman start` (rounds interleaved)
     berth, pod = [], {"run -d": [], "start": []}
+    first_parts: list[dict[str, float]] = []
     podman = Podman(stack.work / "podman") if args.podman else None
     try:
         for r in range(max(args.podman, 1)):
-            berth.append(one(stack, 2 + r))
+            berth.append(one(stack, 2 + r, first_parts))
             if podman is not None and podman.problem is None:
                 pod["run -d"].append(podman.run_d())
                 pod["start"].append(podman.start())
@@ -209,7 +229,8 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
         if podman is not None:
             podman.close()
     first = statistics.median(berth)
-    print(f"  containers 2..{len(berth) + 1} (alone): {first:.0f} ms median from POST to running", flush=True)
+    print(f"  containers 2..{len(berth) + 1} (alone): {first:.0f} ms median from POST to running "
+          f"(ms: {parts_line(first_parts)})", flush=True)
     if podman is not None:
         if podman.problem:
             print(f"  podman: {podman.problem}")
@@ -222,8 +243,9 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     made = 1 + len(berth)
     t_all = time.monotonic()
     memory_done = False
-    while made < n - 1:
-        size = min(args.batch, n - 1 - made)
+    alone = max(args.podman, 1)  # the last ones, each alone: as many as the reference rounds
+    while made < n - alone:
+        size = min(args.batch, n - alone - made)
         sent = [create(stack, made + k + 1) for k in range(size)]
         started = wait_running([pk for pk, _ in sent])
         batches.append(statistics.median((started[pk].timestamp() - t) * 1000 for pk, t in sent))
@@ -235,11 +257,13 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
             time.sleep(1)  # what is transient (job processes' children) ends
             memory_row(stack, made, "berth monitor + holder")
             memory_done = True
-    last = one(stack, n)
     spent = time.monotonic() - t_all
-    print(f"  container {n} (alone, {n - 1} running): {last:.0f} ms from POST to running = {last / first:.2f}x "
-          f"the reference; batches: first {batches[0]:.0f} ms, last {batches[-1]:.0f} ms median per container; "
-          f"{n - 1} started in {spent:.0f} s ({spent / (n - 1) * 1000:.0f} ms each)", flush=True)
+    last_parts: list[dict[str, float]] = []
+    last = statistics.median(one(stack, made + k + 1, last_parts) for k in range(n - made))
+    print(f"  containers {made + 1}..{n} (alone, {made}+ running): {last:.0f} ms median from POST to running = "
+          f"{last / first:.2f}x the reference (ms: {parts_line(last_parts)}); batches: first {batches[0]:.0f} ms, "
+          f"last {batches[-1]:.0f} ms median per container; {made - 1 - len(berth)} started in batches in "
+          f"{spent:.0f} s ({spent / max(made - 1 - len(berth), 1) * 1000:.0f} ms each)", flush=True)
     pks = list(Container.objects.filter(host=stack.host).values_list("pk", flat=True))
     engine_ids = list(Container.objects.filter(host=stack.host).values_list("engine_id", flat=True))
     running = Container.objects.filter(host=stack.host, state="running").count()
