@@ -78,7 +78,11 @@ def job_parts(pk: int, posted: float, total: float) -> dict[str, float]:
     in the queue, in the job (the worker: create + start on the host), and after (the row seen running)."""
     from containers.models import Job
 
-    job = Job.objects.filter(kind="container.create", target_id=str(pk)).order_by("pk").last()
+    def finished():  # the row says running just before its job is marked finished
+        job = Job.objects.filter(kind="container.create", target_id=str(pk)).order_by("pk").last()
+        return job if job is not None and job.finished is not None else None
+
+    job = wait_until(finished, 30, f"the create job of #{pk} to finish", 0.01)
     made, began, ended = (x.timestamp() * 1000 for x in (job.created, job.started, job.finished))
     return {"api": made - posted * 1000, "queued": began - made, "job": ended - began,
             "after": posted * 1000 + total - ended}

@@ -94,3 +94,15 @@ def test_a_disk_limit_below_the_minimum_is_refused_at_the_field(manager: Contain
         manager.create("busybox", command=["true"], disk=MiB)
     assert err.value.field == "disk" and "below the minimum of 16 MiB" in str(err.value)
     assert not list((manager.root / "containers").iterdir())
+
+
+def test_an_image_that_does_not_mount_leaves_no_loop_device_and_says_why(tmp_path):
+    """The loop device is attached by ioctl (storage/loop.py) before mount(2): a mount that fails must detach it."""
+    image = tmp_path / "rw.disk"
+    image.write_bytes(b"\xff" * MiB)  # no filesystem in it
+    (tmp_path / "rw").mkdir()
+    with pytest.raises(quota.QuotaError) as err:
+        quota.ensure_mounted(tmp_path / "rw")
+    assert str(err.value).startswith(f"cannot mount the disk of {tmp_path / 'rw'}: "), err.value
+    assert not loop_devices_of(image)
+    assert not quota.is_mounted(tmp_path / "rw")

@@ -140,7 +140,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
                 if rw is not None:
                     cdir.mkdir(parents=True)
                     try:
-                        quota.make(rw, cfg["disk"])
+                        quota.make(rw, cfg["disk"], templates=quota.templates_dir(self.root))
                     except quota.QuotaError as e:
                         raise ContainerError(f"cannot give the container its disk limit: {e}") from None
                 rootfs = store.prepare_rootfs(image.digest, cdir, rw_dir=rw)

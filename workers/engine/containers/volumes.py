@@ -141,7 +141,7 @@ def _ensure(root: str | os.PathLike[str], vid: str, name: str, labels: dict[str,
     if size:
         if not quota.ensure_mounted(vdir / "_data"):
             try:
-                quota.make(vdir / "_data", size)
+                quota.make(vdir / "_data", size, templates=quota.templates_dir(root))
             except quota.QuotaError as exc:
                 raise InvalidVolume(f"cannot give the volume its size limit: {exc}", field="size") from None
         os.chmod(vdir / "_data", 0o755)

@@ -15,8 +15,8 @@ API (paths are the directory that is limited; its image lives beside it as `<dir
 
 Images are sparse and mounted with `discard`, so deleted files give their space back to the
 host; the sum of all sizes may exceed the host's free space (an overcommit the admin chooses
-through the per-team maxima). Loop devices are attached by mount(8) with autoclear: the device
-goes away with the last unmount, nothing else to track.
+through the per-team maxima). Loop devices are attached with autoclear (loop.py, as mount(8) would, without
+its scan of every loop device and of the mount table): the device goes away with the last unmount.
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ MKFS_OPTIONS = ["-q", "-F", "-t", "ext4", "-m", "0", "-E", "lazy_itable_init=1,l
 # noinit_itable: no background thread writing zeros into a sparse image; the fs knows which
 # inode tables are uninitialised, so this is safe.
 MOUNT_OPTIONS = "loop,discard,noinit_itable,nosuid,nodev"
+MOUNT_DATA = "discard,noinit_itable"  # the filesystem's part of MOUNT_OPTIONS, for mount(2)
 
 
 class QuotaError(Exception):
     """A quota'd directory could not be made, mounted or released (one readable line)."""
+
+
+def templates_dir(state_root: str | os.PathLike[str]) -> Path:
+    """Where a host keeps its empty filesystems to copy (templates.py)."""
+    return Path(state_root) / "storage" / "disk-templates"
 
 
 def image_of(path: str | os.PathLike[str]) -> Path:
@@ -62,8 +68,10 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
     return os.path.ismount(os.path.realpath(path))
 
 
-def make(path: str | os.PathLike[str], size: int) -> None:
-    """A directory at `path` that can hold at most about `size` bytes (filesystem overhead included)."""
+def make(path: str | os.PathLike[str], size: int, templates: str | os.PathLike[str] | None = None) -> None:
+    """A directory at `path` that can hold at most about `size` bytes (filesystem overhead included).
+    `templates`: a directory where a freshly made empty filesystem of each size is kept and copied
+    (templates.py) instead of running mkfs for every container."""
     size = int(size)
     if size < MIN_SIZE:
         raise QuotaError(f"a disk limit must be at least {MIN_SIZE // (1024 * 1024)} MiB, not {size} bytes")
@@ -73,9 +81,12 @@ def make(path: str | os.PathLike[str], size: int) -> None:
     if any(p.iterdir()) or is_mounted(p):
         raise QuotaError(f"{p} is not an empty directory")
     try:
-        with open(image, "xb") as f:
-            f.truncate(size)  # sparse: no block is written
-        _run(["mkfs.ext4", *MKFS_OPTIONS, str(image)], "cannot make the disk image")
+        if templates is not None:
+            from . import templates as _templates
+
+            _templates.copy_to(Path(templates), size, image, _mkfs)
+        else:
+            _mkfs(image, size)
         _mount(image, p)
         with contextlib.suppress(OSError):
             os.rmdir(p / "lost+found")  # e2fsck recreates it if ever needed; users should not see it
@@ -84,7 +95,26 @@ def make(path: str | os.PathLike[str], size: int) -> None:
         raise
 
 
+def _mkfs(image: Path, size: int) -> None:
+    """An empty ext4 filesystem of `size` bytes in the new file `image` (sparse: no block is written but
+    the filesystem's own few MiB)."""
+    with open(image, "xb") as f:
+        f.truncate(size)
+    _run(["mkfs.ext4", *MKFS_OPTIONS, str(image)], "cannot make the disk image")
+
+
 def _mount(image: Path, path: Path) -> None:
+    from workers.engine.runtime import linux as L
+
+    from . import loop
+
+    try:
+        loop.mount_image(str(image), str(path), "ext4", L.MS_NOSUID | L.MS_NODEV, MOUNT_DATA)
+        return
+    except loop.NoLoopConfigure:
+        pass
+    except OSError as e:
+        raise QuotaError(f"cannot mount the disk of {path}: {e.strerror}") from None
     _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(path)], f"cannot mount the disk of {path}")
 
 
