@@ -61,7 +61,7 @@ def wait_running(pks: list[int], timeout: float = 600) -> dict[int, datetime]:
             raise RuntimeError(f"container.create of #{failed.target_id} failed: {failed.error}")
         return None
 
-    return wait_until(all_running, timeout, f"{len(pks)} containers to run", 0.02 if len(pks) == 1 else 0.1)
+    return wait_until(all_running, timeout, f"{len(pks)} containers to run", 0.002 if len(pks) == 1 else 0.1)
 
 
 def one(stack: ScaleStack, i: int, parts: list[dict[str, float]] | None = None) -> float:
