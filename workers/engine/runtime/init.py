@@ -66,11 +66,14 @@ def _import_before_namespaces(ctx: InitContext) -> None:
     user namespace the mapped root may be unable to read the interpreter's directory (e.g. under a 0700
     /root), and after pivot_root the host's stdlib is gone."""
     import fcntl  # noqa: F401 - linux.loopback_up, the console
-    import socket  # noqa: F401
     import struct  # noqa: F401
-    import termios  # noqa: F401
 
     hooks = ctx.cfg.get("hooks") or {}
+    # socket costs 4 ms of a command-line start: only for the console, and for hooks (run through subprocess)
+    if (ctx.cfg.get("process") or {}).get("terminal") or any(hooks.values()):
+        import socket  # noqa: F401
+        import termios  # noqa: F401
+
     if hooks.get("createContainer") or hooks.get("startContainer"):
         from . import hooks as _hooks  # noqa: F401
     if ctx.python_init:
