@@ -46,6 +46,7 @@ def copy_to(templates: Path, size: int, image: Path, mkfs: Callable[[Path, int],
         dst = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _copy_extents(src, dst, os.fstat(src).st_size)
+            os.fdatasync(dst)  # as mkfs does: a host crash must not leave a half-written filesystem to mount
         finally:
             os.close(dst)
     finally:
@@ -83,6 +84,11 @@ def _make(templates: Path, template: Path, size: int, mkfs: Callable[[Path, int]
     tmp = templates / f".{secrets.token_hex(6)}.tmp"
     try:
         mkfs(tmp, size)
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)  # whole on disk before its name says it is a template
+        finally:
+            os.close(fd)
         os.rename(tmp, template)
     finally:
         tmp.unlink(missing_ok=True)
