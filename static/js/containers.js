@@ -57,10 +57,19 @@ function gone(el) {
   if (el.tagName === "LI") el.remove();
 }
 
+// The newest event of each container, numbered as it came. A fetch that began before an event was read from the
+// database before the change the event reports: its answer must not undo the event (a container that exited
+// while the page resynced stayed "running").
+let clock = 0;
+const latest = new Map();
+function noted(c) { latest.set(String(c.id), [++clock, c]); }
+function newerThan(start, id) { const l = latest.get(String(id)); return !!l && l[0] > start; }
+
 // A container this page has not rendered: take the server's rendering of the list.
 let refreshing = null;
 function refreshList() {
   if (!tbody || refreshing) return;
+  const start = clock;
   refreshing = fetch(window.location.pathname, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.text() : null))
     .then((html) => {
@@ -71,6 +80,7 @@ function refreshList() {
       tbody.innerHTML = fresh.innerHTML;
       tbody.querySelectorAll("input[name=ids]").forEach((i) => { i.checked = checked.has(i.value); });
       document.getElementById("containers-empty").hidden = !!tbody.querySelector("tr");
+      latest.forEach(([n, c]) => { if (n > start) apply(c); });
       tick();
     })
     .catch(() => {})
@@ -111,14 +121,18 @@ function apply(c) {
   tick();
 }
 
-document.addEventListener("berth:container", (e) => apply(e.detail));
+document.addEventListener("berth:container", (e) => { noted(e.detail); apply(e.detail); });
 
 function resync() {
   const ids = [...new Set([...document.querySelectorAll("[data-container-id]")].map((el) => el.getAttribute("data-container-id")))];
   if (!ids.length) return;
+  const start = clock;
   fetch(`/containers/state/?ids=${ids.join(",")}`, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : { containers: [] }))
-    .then((data) => data.containers.forEach(apply))
+    .then((data) => {
+      data.containers.forEach((c) => { if (!newerThan(start, c.id)) apply(c); });
+      document.dispatchEvent(new CustomEvent("berth:resynced"));  // the list's summary counts the badges again
+    })
     .catch(() => {});
 }
 document.addEventListener("berth:open", resync);

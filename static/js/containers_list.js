@@ -118,5 +118,6 @@ if (table && tbody) {
   observer = new MutationObserver(() => window.requestAnimationFrame(apply));
   observer.observe(tbody, { childList: true });
   document.addEventListener("berth:container", () => window.setTimeout(apply, 0));
+  document.addEventListener("berth:resynced", () => window.setTimeout(apply, 0));
   apply();
 }
