@@ -19,6 +19,7 @@ import tempfile
 import threading
 
 from workers.engine.runtime import errors as rterr
+from workers.engine.runtime import state as S
 from workers.engine.runtime.cgroups import Cgroup, hierarchies
 
 from . import oci
@@ -101,16 +102,6 @@ def _remove_cgroup(path: str) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale() -> list[str]:
     """Remove the cgroups of probes whose prober is dead (killed mid-probe); returns their names."""
     stale: set[str] = set()
@@ -123,7 +114,7 @@ def sweep_stale() -> list[str]:
             if not name.startswith(PREFIX):
                 continue
             pid = name[len(PREFIX):].split("-", 1)[0]
-            if not pid.isdigit() or not _alive(int(pid)):  # no pid: made before probes named their prober
+            if not pid.isdigit() or not S.alive(int(pid), None):  # no pid: made before probes named their prober
                 stale.add(name)
     for name in sorted(stale):
         _remove_cgroup(_cgroup_path(name))
