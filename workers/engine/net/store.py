@@ -227,9 +227,9 @@ class NetworkStore:
                 first = int(net.network_address) + (1 if net.num_addresses > 2 else 0)
                 last = int(net.broadcast_address) - (1 if net.num_addresses > 2 else 0)
                 found = next((i for i in range(first, last + 1) if i not in taken), None)
-                addr = None if found is None else str(ipaddress.ip_address(found))
-                if addr is None:
+                if found is None:
                     raise InvalidConfig("network", f"network {rec['name']} ({net}) has no free address left")
+                addr = str(ipaddress.ip_address(found))
             rec["allocations"][addr] = cid
             self.save(rec)
             return rec, addr
