@@ -68,7 +68,7 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
     return os.path.ismount(os.path.realpath(path))
 
 
-def make(path: str | os.PathLike[str], size: int, templates: str | os.PathLike[str] | None = None) -> None:
+def make(path: str | os.PathLike[str], size: int, templates: str | os.PathLike[str]) -> None:
     """A directory at `path` that can hold at most about `size` bytes (filesystem overhead included).
     `templates`: a directory where a freshly made empty filesystem of each size is kept and copied
     (templates.py) instead of running mkfs for every container."""
@@ -81,12 +81,9 @@ def make(path: str | os.PathLike[str], size: int, templates: str | os.PathLike[s
     if any(p.iterdir()) or is_mounted(p):
         raise QuotaError(f"{p} is not an empty directory")
     try:
-        if templates is not None:
-            from . import templates as _templates
+        from . import templates as _templates
 
-            _templates.copy_to(Path(templates), size, image, _mkfs)
-        else:
-            _mkfs(image, size)
+        _templates.copy_to(Path(templates), size, image, _mkfs)
         _mount(image, p)
         with contextlib.suppress(OSError):
             os.rmdir(p / "lost+found")  # e2fsck recreates it if ever needed; users should not see it
