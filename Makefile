@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	@# Console commands `berth` and `berth-runtime`, run from this checkout.
 	printf '#!/bin/sh\nPYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m workers.engine "$$@"\n' > $(BIN)/berth
-	printf '#!/bin/sh\nPYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m workers.engine.runtime "$$@"\n' > $(BIN)/berth-runtime
+	printf '#!/bin/sh\nexec "$(CURDIR)/$(BIN)/python" -S "$(CURDIR)/workers/engine/runtime/__main__.py" "$$@"\n' > $(BIN)/berth-runtime
 	chmod +x $(BIN)/berth $(BIN)/berth-runtime
 	touch $@
 

@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from workers.engine.images.busybox import make_busybox_rootfs  # noqa: E402
+from workers.engine.runtime import command as runtime_command  # noqa: E402
 from workers.engine.runtime.spec import default_spec  # noqa: E402
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CRUN = shutil.which("crun")
 CONMON = shutil.which("conmon")
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-BERTH_CLI = [sys.executable, "-m", "workers.engine.runtime"]
+BERTH_CLI = runtime_command()  # as the engine and `berth-runtime` run it
 
 
 def make_bundle(base: Path, args: list[str]) -> Path:

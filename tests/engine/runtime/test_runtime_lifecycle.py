@@ -7,11 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
 import pytest
 
 from tests.engine.conftest import cgroup_dirs, host_mounts_under
+from workers.engine.runtime import command as runtime_command  # as the engine and `berth-runtime` run it
 
 pytestmark = pytest.mark.root
 
@@ -19,13 +19,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 
 def cli(root, *args, stdin=subprocess.DEVNULL, timeout=60):
-    return subprocess.run([sys.executable, "-m", "workers.engine.runtime", "--root", str(root), *args],
+    return subprocess.run([*runtime_command(), "--root", str(root), *args],
                           cwd=REPO, capture_output=True, text=True, stdin=stdin, timeout=timeout)
 
 
 def cli_detached(root, *args):
     """create / run -d: the container inherits stdio, so it must not be our capture pipes."""
-    p = subprocess.run([sys.executable, "-m", "workers.engine.runtime", "--root", str(root), *args],
+    p = subprocess.run([*runtime_command(), "--root", str(root), *args],
                        cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=60)
     return p.returncode

@@ -8,13 +8,13 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.tools import host_tool
+from workers.engine.runtime import command as runtime_command
 from workers.engine.runtime.caps import CAPS, last_cap
 from workers.engine.runtime.seccomp_profile import (
     ALLOWED_SYSCALLS,
@@ -90,7 +90,7 @@ class Runner:
     def cmd(self) -> list[str]:
         if self.kind == "runc":
             return [host_tool("runc"), "--root", str(self.root)]
-        return [sys.executable, "-m", "workers.engine.runtime", "--root", str(self.root)]
+        return [*runtime_command(), "--root", str(self.root)]  # -S: pyseccomp through site, added on demand
 
     def run(self, bundle) -> subprocess.CompletedProcess:
         cid = f"sc-{uuid.uuid4().hex[:8]}"

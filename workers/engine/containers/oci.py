@@ -20,7 +20,6 @@ import os
 import shutil
 import signal as _signal
 import subprocess
-import sys
 from pathlib import Path
 
 from workers.engine.runtime import errors as rterr
@@ -121,7 +120,9 @@ class BerthRuntime(OCIRuntime):
         self.rt = Runtime(self.root)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "workers.engine.runtime", "--root", self.root]
+        from workers.engine import runtime
+
+        return [*runtime.command(), "--root", self.root]
 
     def create(self, id, bundle, *, stdin=0, stdout=1, stderr=2, pid_file=None, console_socket=None) -> None:
         self.rt.create(id, str(bundle), stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
@@ -279,7 +280,9 @@ def get(name: str, state_root: str | os.PathLike[str]) -> OCIRuntime:
 
 
 def is_berth_command(cmd: list[str]) -> bool:
-    return "workers.engine.runtime" in cmd or os.path.basename(cmd[0]) == "berth-runtime"
+    return ("workers.engine.runtime" in cmd  # `-m`, as records made before runtime.command() have it
+            or any(a.endswith("/workers/engine/runtime/__main__.py") for a in cmd[1:3])  # runtime.command()
+            or os.path.basename(cmd[0]) == "berth-runtime")
 
 
 def from_command(cmd: list[str] | None, default_root: str | os.PathLike[str]) -> OCIRuntime:

@@ -44,9 +44,9 @@ def default_log_path(root: str | os.PathLike[str], cid: str) -> Path:
 
 def default_runtime_cmd(root: str | os.PathLike[str]) -> list[str]:
     """Berth's own runtime, run by the monitor's interpreter, with its state under the root."""
-    import sys
+    from workers.engine import runtime
 
-    return [sys.executable, "-m", "workers.engine.runtime", "--root", str(Path(root) / "runtime")]
+    return [*runtime.command(), "--root", str(Path(root) / "runtime")]
 
 
 def project_dir() -> Path:

@@ -1,3 +1,6 @@
+"""The runtime's command line: `python -m workers.engine.runtime`, or faster, as `command()` runs it, this file
+by its path under `python -S` (no runpy, no site: together a fifth of a `run` of /bin/true)."""
+
 import sys
 
 # This command line is started per container (the monitor runs `create` and `start` for each): without bytecode
@@ -6,6 +9,11 @@ import sys
 # would make every call pay that; the modules imported from here on are written once instead.
 sys.dont_write_bytecode = False
 
-from .cli import main  # noqa: E402 - after the line above, so that its modules get their .pyc
+if not __package__:  # run by path: the checkout is three levels up, not this file's directory
+    from os.path import dirname
+
+    sys.path[0] = dirname(dirname(dirname(dirname(__file__))))
+
+from workers.engine.runtime.cli import main  # noqa: E402 - after the lines above
 
 sys.exit(main())

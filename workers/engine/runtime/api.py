@@ -11,10 +11,9 @@ there: "created") and the freezer ("paused").
 
 from __future__ import annotations
 
+import _signal as signal  # signal's own functions and numbers, without its enum import (see jsonfast)
 import errno
-import json
 import os
-import signal
 import time
 
 from . import config as C
@@ -36,14 +35,14 @@ def parse_signal(sig: int | str) -> int:
         return int(s)
     if not s.startswith("SIG"):
         s = "SIG" + s
-    try:
-        return int(getattr(signal.Signals, s))
-    except AttributeError:
-        if s.startswith("SIGRTMIN+") or s.startswith("SIGRTMAX-"):
-            base = signal.SIGRTMIN if "MIN" in s else signal.SIGRTMAX
-            n = int(s[9:])
-            return base + n if "MIN" in s else base - n
-        raise InvalidState(f"unknown signal {sig!r}") from None
+    num = getattr(signal, s, None) if s[3:].isalnum() else None  # not SIG_DFL, SIG_BLOCK, ...
+    if isinstance(num, int) and num in signal.valid_signals():
+        return num
+    if s[:9] in ("SIGRTMIN+", "SIGRTMAX-") and s[9:].isdigit():
+        base = signal.SIGRTMIN if "MIN" in s else signal.SIGRTMAX
+        n = int(s[9:])
+        return base + n if "MIN" in s else base - n
+    raise InvalidState(f"unknown signal {sig!r}")
 
 
 class Runtime(CreateMixin):
@@ -370,4 +369,6 @@ class Runtime(CreateMixin):
 
 
 def dumps(obj) -> str:
+    import json  # only here: the command line's start does without it (jsonfast)
+
     return json.dumps(obj, indent=2)

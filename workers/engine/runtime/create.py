@@ -3,8 +3,8 @@ the forked intermediate and init, the sync protocol with them, state.json); `sta
 
 from __future__ import annotations
 
+import _signal as signal  # signal's own functions and numbers, without its enum import (see jsonfast)
 import os
-import signal
 
 from . import config as C
 from . import state as S

@@ -11,8 +11,8 @@ Messages to the caller are lines on a pipe: "pid N", "userns", "hooks", "ready",
 
 from __future__ import annotations
 
+import _signal as signal  # signal's own functions and numbers, without its enum import (see jsonfast)
 import os
-import signal
 import sys
 
 from . import linux as L

@@ -10,7 +10,6 @@ at open time), made when missing, and the mount targets `/proc/self/fd/N` of wha
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -36,12 +35,14 @@ def _step(dirfd: int, name: str, want_dir: bool, make: bool) -> int:
         except FileNotFoundError:
             if not make:
                 raise
-            with contextlib.suppress(FileExistsError):
+            try:  # not contextlib.suppress: its import is felt in the runtime command line's start
                 if want_dir:
                     os.mkdir(name, 0o755, dir_fd=dirfd)
                 else:
                     os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                      0o755, dir_fd=dirfd))
+            except FileExistsError:
+                pass
             continue
         mode = os.fstat(fd).st_mode
         if stat.S_ISLNK(mode) or (want_dir and not stat.S_ISDIR(mode)):

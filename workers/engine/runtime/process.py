@@ -3,9 +3,9 @@ rlimits, oom_score_adj, user and groups, capabilities, no_new_privs, cwd, seccom
 
 from __future__ import annotations
 
+import _signal as signal  # signal's own functions and numbers, without its enum import (see jsonfast)
 import os
 import resource  # imported here: after pivot_root the host's stdlib is out of reach
-import signal
 
 from ..defaults import DEFAULT_PATH
 from . import caps as C
@@ -72,7 +72,7 @@ def reset_signals() -> None:
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            if signal.getsignal(sig) is not signal.SIG_DFL:
+            if signal.getsignal(sig) != signal.SIG_DFL:
                 signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass

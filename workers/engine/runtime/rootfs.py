@@ -8,10 +8,10 @@ pivot_root; then, inside, maskedPaths, readonlyPaths and root.readonly.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 
+from . import jsonfast
 from . import linux as L
 from .mountpoint import NOFOLLOW_SOURCES, fd_target, open_destination, open_source_nofollow, reopen_mounted
 
@@ -299,7 +299,7 @@ def prepare(cfg: dict, bundle: str, rootfs: str, ns_new: set[str], before_cgroup
         L.mount(None, rootfs, None, L.MS_PRIVATE)
     mounts = cfg.get("mounts") or []
     cgroupns = "cgroup" in ns_new
-    nofollow = set(json.loads(ann.get(NOFOLLOW_SOURCES) or "[]"))
+    nofollow = set(jsonfast.loads(ann.get(NOFOLLOW_SOURCES) or "[]"))
     for m in mounts:
         if m.get("type") == "cgroup" and before_cgroup_mount is not None:
             before_cgroup_mount()

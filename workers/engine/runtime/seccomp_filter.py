@@ -107,7 +107,17 @@ def compile_bpf_cached(spec: dict, no_new_privs: bool, cache_dir: str) -> BpfPro
 
 def build(spec: dict, no_new_privs: bool):
     """Return a pyseccomp.SyscallFilter for the OCI `linux.seccomp` object (not loaded)."""
-    import pyseccomp as sc
+    try:
+        import pyseccomp as sc
+    except ImportError:
+        import sys
+
+        if not sys.flags.no_site:
+            raise
+        import site  # the command line runs under -S (runtime.command()): its packages are site's
+
+        site.main()
+        import pyseccomp as sc
 
     default = _action(sc, spec.get("defaultAction", "SCMP_ACT_ALLOW"), spec.get("defaultErrnoRet"))
     f = sc.SyscallFilter(default)

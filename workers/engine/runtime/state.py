@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from ..timefmt import rfc3339
+from . import jsonfast
 from .errors import ContainerNotFound
 
 OCI_VERSION = "1.0.2"
@@ -37,8 +37,8 @@ def state_dir(root: str, cid: str) -> str:
 
 def load(root: str, cid: str) -> dict:
     try:
-        with open(os.path.join(root, cid, "state.json")) as f:
-            return json.load(f)
+        with open(os.path.join(root, cid, "state.json"), "rb") as f:
+            return jsonfast.loads(f.read())
     except (FileNotFoundError, NotADirectoryError):
         raise ContainerNotFound(f"container {cid} does not exist") from None
     except ValueError:
@@ -49,7 +49,7 @@ def save(root: str, cid: str, st: dict) -> None:
     d = os.path.join(root, cid)
     tmp = os.path.join(d, "state.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(st, f)
+        f.write(jsonfast.dumps(st))
     os.rename(tmp, os.path.join(d, "state.json"))
 
 

@@ -8,9 +8,9 @@ processes, removing the directories) lives here; the subclasses hold the file lo
 
 from __future__ import annotations
 
+import _signal as signal  # signal's own functions and numbers, without its enum import (see jsonfast)
 import errno
 import os
-import signal
 import time
 
 from .files import read, write
