@@ -291,9 +291,24 @@ def requeue_or_fail(job_id: int, *, dead_worker: str, host_name: str) -> bool:
             job.finished = timezone.now()
             job.worker = ""
             job.save(update_fields=["state", "error", "finished", "worker"])
+            transaction.on_commit(lambda: given_up(job))
         log.warning("job %s: %s", job.pk, job.message if job.state == Job.State.QUEUED else job.error)
         transaction.on_commit(lambda: events.publish_job(job))
     return True
+
+
+def given_up(job: Job) -> None:
+    """The kind's cleanup for a job failed because its worker died on every attempt (its handler's own never ran):
+    workers/handlers' `on_given_up`. A failing hook is logged; the job stays failed."""
+    from workers import handlers
+
+    hook = handlers.given_up_hook(job.kind)
+    if hook is None:
+        return
+    try:
+        hook(job)
+    except Exception:
+        log.exception("job %s (%s): its given-up hook %s failed", job.pk, job.kind, hook.__qualname__)
 
 
 def resend_queued_jobs(host: Host, before) -> int:

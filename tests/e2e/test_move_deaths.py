@@ -8,16 +8,24 @@ holds a transfer at a known byte (tests/gate_proxy.py), so each kill lands in a 
   the source comes back the move is finished (the source removed): the container runs on the target only;
 - the target's worker killed while it unpacks: the move fails once the target is offline (8 s here; nothing else
   ends the wait before BERTH_MOVE_TIMEOUT's hour) with the source running again, and the target's next worker
-  removes the half-made container."""
+  removes the half-made container;
+- the source's worker killed on every attempt (BERTH_JOB_MAX_ATTEMPTS, 2 here): the move is given up and settled
+  (workers/handlers/move_settle.py): the container stays on the source, stopped, and nothing stays on the target;
+- the target's pool process killed on every attempt of its receive: the source gives back (its container runs
+  again) and the target removes the container it had made and started, so it never runs on two hosts."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from containers import services
-from containers.models import Container, Job
+from containers.management.commands.berth_run import descendants
+from containers.models import Container, Job, Volume
 from containers.transfer_model import Transfer
 from tests.e2e.test_container_jobs import host_worker, owner, row_where, seed  # noqa: F401
 from tests.e2e.test_move_e2e import engine_state, get, start_web
@@ -27,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 KiB = 1024
 OFFLINE_AFTER = "8"  # 8 of the tests' 1 s heartbeats (15 s by default)
+ATTEMPTS = "2"  # BERTH_JOB_MAX_ATTEMPTS: two deaths spend a job's attempts
 
 
 @pytest.fixture
@@ -119,3 +128,100 @@ def test_a_target_killed_mid_receive_fails_the_move_once_offline_and_leaves_noth
     host_worker("mvt-b", state_root=b.state_root, env=env(proxy))
     wait_for(lambda: engine_state(b) == ([], []), what="the target's next worker to remove the half-made container")
     assert list(Container.objects.filter(name="web").values_list("host__name", flat=True)) == ["mvt-a"]
+
+
+def dying(holds: Path) -> dict[str, str]:
+    return {"BERTH_HOST_OFFLINE_AFTER": OFFLINE_AFTER, "BERTH_JOB_MAX_ATTEMPTS": ATTEMPTS,
+            "BERTH_FAILPOINTS": str(holds)}
+
+
+def held_at(holds: Path, job: Job, wait_for, what: str) -> Path:
+    held = holds / f"held.{job.pk}"
+    wait_for(held.exists, timeout=120, what=what)
+    return held
+
+
+def test_a_source_killed_on_every_attempt_gives_the_move_up_leaving_it_stopped_and_nothing_on_the_target(
+        host_worker, owner, wait_job, wait_for, tmp_path):  # noqa: F811
+    from workers.handlers.move_receive import ABANDONED
+
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    a, b = host_worker("mvg-a", env=dying(holds)), host_worker("mvg-b", env=dying(holds))
+    seed(a, wait_job)
+    web = start_web(owner, a, wait_job, wait_for)
+    # The target's receive waits (alive, its host online) before it reads anything; attempt 1 of the move dies once
+    # it stopped the container and sent that receive.
+    (holds / "container.receive").write_text("report receiving the pack")
+    (holds / "container.move").write_text("report lacks")
+    made, job = services.send_container(owner, web, b.host.name)
+    held = held_at(holds, job, wait_for, "attempt 1 after the stop")
+    job.refresh_from_db()
+    receive = Job.objects.get(pk=job.params["receive_job"])
+    held_at(holds, receive, wait_for, "the receive on the target")
+    assert state_on(a, web) == "exited"
+    a.kill9()
+
+    # Attempt 2 (the re-run resumes) dies as it waits for that receive.
+    held.unlink()
+    (holds / "container.move").write_text("report waiting for the receive")
+    a = host_worker("mvg-a", state_root=a.state_root, env=dying(holds))
+    held_at(holds, job, wait_for, "attempt 2 waiting for the receive")
+    a.kill9()
+
+    # The next worker fails the move (no attempts left) and settles what it left.
+    (holds / "container.move").unlink()
+    a = host_worker("mvg-a", state_root=a.state_root, env=dying(holds))
+    job = wait_job(job, timeout=120)
+    assert (job.state, job.attempts) == (Job.State.FAILED, 2), job.error
+    receive = wait_job(receive, timeout=60)  # abandoned, not left running on the target
+    assert (receive.state, receive.error_code) == (Job.State.FAILED, ABANDONED), receive.error
+    settle = wait_job(Job.objects.get(pk=Job.objects.get(pk=job.pk).params["settled_by"]), timeout=60)
+    assert (settle.kind, settle.host_id, settle.state) == ("container.settle", a.host.pk, Job.State.SUCCEEDED), \
+        settle.error
+    job.refresh_from_db()
+    assert job.error_code == "worker_died" and job.error.startswith(
+        "the worker of host mvg-a died during each of the 2 attempts of this move, so it was given up: nothing of "
+        "it stays on host mvg-b; web stays on host mvg-a, exited (the move had stopped it;"), job.error
+    web.refresh_from_db()
+    assert (web.host_id, web.state, state_on(a, web)) == (a.host.pk, "exited", "exited")  # not started again
+    assert not Container.objects.filter(pk=made.pk).exists() and not Volume.objects.filter(host=b.host).exists()
+    assert engine_state(b) == ([], []) and not Transfer.objects.filter(job=receive).exists()
+
+
+def kill_pool_process(worker, held: Path) -> None:
+    """SIGKILL the pool process a fail-point holds (its worker's main process lives on), by PID and start time."""
+    pid = int(held.read_text().split()[0])
+    ticks = dict(descendants(worker.pid))[pid]  # one of this worker's processes, not a reused PID
+    held.unlink()
+    if dict(descendants(worker.pid)).get(pid) == ticks:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_target_killed_on_every_attempt_of_its_receive_removes_what_it_made_and_the_source_runs_again(
+        host_worker, owner, wait_job, wait_for, tmp_path):  # noqa: F811
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    a = host_worker("mvr-a", env={"BERTH_HOST_OFFLINE_AFTER": OFFLINE_AFTER})
+    b = host_worker("mvr-b", env=dying(holds))
+    seed(a, wait_job)
+    web = start_web(owner, a, wait_job, wait_for)
+    # Each attempt of the receive dies once it made and started the container, before its end is written.
+    (holds / "container.receive").write_text("finish")
+    made, job = services.send_container(owner, web, b.host.name)
+    wait_for(lambda: Job.objects.get(pk=job.pk).params.get("receive_job"), timeout=120, what="the receive made")
+    receive = Job.objects.get(pk=Job.objects.get(pk=job.pk).params["receive_job"])
+    kill_pool_process(b, held_at(holds, receive, wait_for, "attempt 1 of the receive at its end"))
+    kill_pool_process(b, held_at(holds, receive, wait_for, "attempt 2 of the receive at its end"))
+    assert state_on(b, made) == "running"  # what the dead attempts left
+
+    receive = wait_job(receive, Job.State.FAILED, timeout=60)
+    assert receive.attempts == 2, receive.error
+    job = wait_job(job, timeout=60)
+    assert job.state == Job.State.FAILED and "host mvr-b did not take the container" in job.error, job.error
+    web = row_where(wait_for, web, "running again on the source", state="running")
+    wait_for(lambda: engine_state(b) == ([], []), what="the target to remove the container its receive made")
+    settle = wait_job(Job.objects.get(pk=Job.objects.get(pk=receive.pk).params["settled_by"]), timeout=60)
+    assert (settle.host_id, settle.state) == (b.host.pk, Job.State.SUCCEEDED), settle.error
+    assert not Container.objects.filter(pk=made.pk).exists() and not Volume.objects.filter(host=b.host).exists()
+    assert list(Container.objects.filter(name="web").values_list("host__name", flat=True)) == ["mvr-a"]

@@ -149,6 +149,37 @@ def test_recover_orphaned_jobs_requeues_then_fails(host, sent, settings, django_
     assert alive.state == "running"
 
 
+def test_a_job_failed_for_good_runs_its_kinds_given_up_hook_once_after_commit(
+        host, sent, settings, monkeypatch, django_capture_on_commit_callbacks):
+    settings.BERTH_JOB_MAX_ATTEMPTS = 2
+    seen = []
+    monkeypatch.setitem(handlers.GIVEN_UP_HOOKS, "unit.x", lambda job: seen.append((job.pk, job.state)))
+    retry = Job.objects.create(kind="unit.x", host=host, state="running", attempts=1, worker=dead_token())
+    last = Job.objects.create(kind="unit.x", host=host, state="running", attempts=2, worker=dead_token())
+    other = Job.objects.create(kind="unit.y", host=host, state="running", attempts=2, worker=dead_token())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert sorted(agent.recover_orphaned_jobs(host)) == sorted([retry.pk, last.pk, other.pk])
+    assert seen == []  # not before the failure is committed
+    for cb in callbacks:
+        cb()
+    assert seen == [(last.pk, "failed")]  # not for a re-queued job, nor for a kind without a hook
+    assert agent.recover_orphaned_jobs(host) == [] and seen == [(last.pk, "failed")]
+
+
+def test_a_move_given_up_queues_its_settling_on_its_own_host(host, sent, settings, django_capture_on_commit_callbacks):
+    settings.BERTH_JOB_MAX_ATTEMPTS = 2
+    move = Job.objects.create(kind="container.move", host=host, state="running", attempts=2, worker=dead_token(),
+                              target_type="container", target_id="7", params={"was_running": True})
+    with django_capture_on_commit_callbacks(execute=True):
+        agent.recover_orphaned_jobs(host)
+    move.refresh_from_db()
+    settle = Job.objects.get(pk=move.params["settled_by"])
+    assert (settle.kind, settle.host, settle.target_id, settle.params) == (
+        "container.settle", host, "7", {"given_up": move.pk})
+    assert ("workers.tasks.run_job", [settle.pk], "host.node-a") in sent
+    assert move.state == "failed" and move.error.endswith(f"job #{settle.pk} settles what it left")
+
+
 def test_test_only_handlers_are_absent_without_the_env_flag():
     out = subprocess.run(
         [".venv/bin/python", "-c",

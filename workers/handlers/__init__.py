@@ -17,6 +17,13 @@ registers with `@on_worker_start` and receives the freshly registered Host row:
 
     @on_worker_start
     def reconcile(host): ...
+
+A job whose worker died on every attempt is failed by workers/agent.py (`requeue_or_fail`) without its
+handler's own cleanup; a kind that leaves work half done registers `@on_given_up("kind")`, called with the
+failed Job once that is committed, in the main process of its host's worker (start-up or heartbeat):
+
+    @on_given_up("container.move")
+    def settle(job): ...   # quick and engine-free there: queue a job for the engine work
 Modules named `testing*` are only loaded with BERTH_TEST_HANDLERS=1 (test-only job kinds).
 """
 
@@ -34,6 +41,7 @@ Handler = Callable[[Any, Report], "dict[str, Any] | None"]
 
 HANDLERS: dict[str, Handler] = {}
 STARTUP_HOOKS: list[Callable[[Any], None]] = []
+GIVEN_UP_HOOKS: dict[str, Callable[[Any], None]] = {}
 _loaded = False
 _lock = threading.Lock()
 
@@ -55,6 +63,22 @@ def on_worker_start(fn: Callable[[Any], None]) -> Callable[[Any], None]:
     if fn not in STARTUP_HOOKS:
         STARTUP_HOOKS.append(fn)
     return fn
+
+
+def on_given_up(*kinds: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Run `fn(job)` when a job of one of `kinds` is failed for good because its worker died on every attempt."""
+
+    def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        for kind in kinds:
+            GIVEN_UP_HOOKS[kind] = fn
+        return fn
+
+    return register
+
+
+def given_up_hook(kind: str) -> Callable[[Any], None] | None:
+    load_all()
+    return GIVEN_UP_HOOKS.get(kind)
 
 
 def load_all() -> None:

@@ -21,7 +21,9 @@ is finished (the source removed), one in flight with its whole pack is waited fo
 up and the source started again if the move had stopped it. A target whose worker dies is offline once its
 heartbeat is BERTH_HOST_OFFLINE_AFTER old: the source then gives its step up at once (BERTH_MOVE_TIMEOUT is
 the last resort for a live target that never answers) unless the receive is past its point of no return
-(move_receive.COMMITTED: then the container is the target's, and the source waits for it).
+(move_receive.COMMITTED: then the container is the target's, and the source waits for it). A chain job whose
+worker died on every attempt (BERTH_JOB_MAX_ATTEMPTS) ends failed without any of this: move_settle.py then
+finishes it or gives it up, leaving the source stopped rather than starting it again.
 
 The user's job shows the chain's progress and the failing step's error.
 

@@ -9,7 +9,8 @@ the job with ABANDONED; a receive that is still running (a live host whose heart
 its point of no return (`_commit`, before it starts the container or reports it made) and removes what it
 made. A receive whose worker was killed before that point leaves a half-made container here: the next
 worker start removes it (`clear_abandoned`), so the container never runs on two hosts. Past the point of no
-return the source no longer gives up: it waits for this host to come back and finish."""
+return the source no longer gives up: it waits for this host to come back and finish. A receive whose worker
+died on every attempt ends failed, and the source gives back: move_settle.py removes what it made here."""
 
 from __future__ import annotations
 
