@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -162,13 +162,27 @@ def streamed_upload(job) -> Iterator[IO[bytes]]:
 def consume_upload(job) -> None:
     """Tell the control plane the upload was used (or refused for good): it deletes the staged file (a relay's
     sender is then refused at its next part)."""
+    consuming(job)()
+
+
+def consuming(job) -> Callable[[], None]:
+    """consume_upload's request sent by a thread of its own (the control plane's unlink of a large file takes a
+    while): returns the function that waits for it. The row is read here (no database use in the thread)."""
+    import threading
+
     row = Transfer.objects.filter(job=job, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY)).first()
     if row is None:
-        return
-    with contextlib.suppress(Exception):  # the sweep deletes it once the job has finished anyway
-        conn, resp = _call("DELETE", row)
-        resp.read()
-        conn.close()
+        return lambda: None
+
+    def delete() -> None:
+        with contextlib.suppress(Exception):  # the sweep deletes it once the job has finished anyway
+            conn, resp = _call("DELETE", row)
+            resp.read()
+            conn.close()
+
+    thread = threading.Thread(target=delete, name=f"consume-{row.pk}", daemon=True)
+    thread.start()
+    return lambda: thread.join(TIMEOUT)
 
 
 def push_download(job, source: IO[bytes], filename: str, content_type: str) -> dict[str, Any]:
