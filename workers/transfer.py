@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from containers.transfer_model import Transfer
+from containers.transfer_relay import PART
 
 CHUNK = 1 << 20
 PUSH_TTL = timedelta(hours=1)
@@ -203,9 +204,10 @@ class RelayWriter:
     """Write a file for another host's job to the control plane as it is made (containers/transfer_relay.py): a
     writable file object whose bytes go out in parts, PUT by a thread of its own so that making the next part
     and sending this one overlap. The receiving job may read it from the first part on. `close()` sends the last
-    part and returns the bytes sent; `abort()` stops (the part not sent is dropped). Memory: two parts."""
+    part and returns the bytes sent; `abort()` stops (the part not sent is dropped). Memory: about three parts
+    (the one being made, one queued, one being sent)."""
 
-    def __init__(self, receiving_job, part: int = 2 << 20) -> None:
+    def __init__(self, receiving_job, part: int = PART) -> None:
         import queue
         import threading
 
