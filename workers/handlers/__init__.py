@@ -37,9 +37,11 @@ STARTUP_HOOKS: list[Callable[[Any], None]] = []
 _loaded = False
 _lock = threading.Lock()
 # Engine modules the handlers import on their first run: imported by preload() in the worker's main process
-# before its pool forks, so no job process pays for them (about 0.2 s of a fresh process's first move).
-PRELOAD = ("workers.engine.containers", "workers.engine.containers.move_pack", "workers.engine.containers.volumes",
-           "workers.engine.images.unpack", "workers.engine.monitor.client", "workers.engine.storage.quota")
+# before its pool forks, so no job process pays for them (a fresh process's first container job imported 216
+# modules, pyroute2's among them).
+PRELOAD = ("workers.engine.containers.manager", "workers.engine.net.manager", "workers.engine.containers.move_pack",
+           "workers.engine.containers.volumes", "workers.engine.images.unpack", "workers.engine.monitor.client",
+           "workers.engine.storage.quota", "channels_redis.core", "django.db.models.sql.compiler")
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
