@@ -212,7 +212,9 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
         if was_running and not copy:
             report(6, f"stopping {row.name} on {job.host.name}")
             stopped = True  # from here on a failure starts it again, whatever the stop got to
+            stopping = time.monotonic()
             reporter.save_status(row, mgr.stop(row.engine_id, timeout=int(job.params.get("timeout") or 10)))
+            seconds["of which stop"] = round(time.monotonic() - stopping, 3)
         blobs = _wait(blobs_job, report, 6, 8, f"host {target.name}")
         if blobs.state != Job.State.SUCCEEDED:
             raise job_error(f"host {target.name} could not list its image blobs: {blobs.error or blobs.state}")
