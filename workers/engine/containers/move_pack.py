@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
-from ..images.fsutil import HashingReader, sha256_file
+from ..images.fsutil import HashingReader, sha256_file, syncfs
 from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
@@ -252,7 +252,8 @@ class PackReader:
             self._learn_layers()
         if digest in self.diff_ids:  # one pass: the blob is kept and unpacked as it streams in, both checked
             self.txn.layers.append(self.store._stage_layer(raw, what=f"layer {digest[7:19]} of the pack",
-                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest]))
+                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest],
+                                                           behind=True, sync_blob=False))  # synced with its layer dir
             return digest
         reader = HashingReader(raw)
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.store.tmp)
@@ -304,6 +305,7 @@ class PackReader:
         if any(os.scandir(dest)):
             raise PackError(f"{what}: its target dir on this host is not empty")
         extract(reader, dest, COMMIT_POLICY, what)
+        syncfs(dest)  # on disk before the sender deletes its copy (its own filesystem, if a quota gave it one)
 
 
 def image_blobs_safe(store: ImageStore, manifest_digest: str) -> list[str]:
