@@ -193,7 +193,7 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     was_running = info.get("state") in ("running", "paused")
     _note(job, was_running=was_running)  # before the stop: a re-run must know it ran
     stopped = False
-    receive_job = out = None
+    receive_job = out = untied = None
     seconds: dict[str, float] = {}
     try:
         receive_job = Job.objects.create(
@@ -213,15 +213,19 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
             report(6, f"stopping {row.name} on {job.host.name}")
             stopped = True  # from here on a failure starts it again, whatever the stop got to
             stopping = time.monotonic()
-            reporter.save_status(row, mgr.stop(row.engine_id, timeout=int(job.params.get("timeout") or 10)))
+            reporter.save_status(row, mgr.stop(row.engine_id, timeout=int(job.params.get("timeout") or 10),
+                                               network=False))
             seconds["of which stop"] = round(time.monotonic() - stopping, 3)
+            # Its networking is undone while it packs, done before the pack's last part (the target starts the
+            # container only once it has that part: the same ports on the same machine are free by then).
+            untied = _Behind(lambda: mgr.teardown_network(row.engine_id))
         blobs = _wait(blobs_job, report, 6, 8, f"host {target.name}")
         if blobs.state != Job.State.SUCCEEDED:
             raise job_error(f"host {target.name} could not list its image blobs: {blobs.error or blobs.state}")
         shipping = time.monotonic()
         seconds["blobs+stop"] = round(shipping - began, 3)
         try:
-            sent = _ship(report, row, target, out, blobs.result.get("blobs") or [], copy)
+            sent = _ship(report, row, target, out, blobs.result.get("blobs") or [], copy, before_end=untied)
             sent["seconds"] = round(time.monotonic() - shipping, 3)  # pack + push, while the target reads
         except Exception:
             # The target may have refused the container and dropped the relay (failing the push): then its reason
@@ -242,6 +246,8 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     except Exception:
         if out is not None:
             out.abort()
+        if untied is not None:
+            untied.wait(quiet=True)  # before a start again sets the networking up
         _give_back(row, to_row, receive_job, stopped=stopped)
         raise
     removing = time.monotonic()
@@ -254,10 +260,33 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     return result
 
 
-def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have: list[str], copy: bool
-          ) -> dict[str, Any]:
+class _Behind:
+    """`fn` run by a thread of its own; wait() returns once it ended and raises what it raised."""
+
+    def __init__(self, fn) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), name="move-behind", daemon=True)
+        self.thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - raised by wait() in the job's thread
+            self.error = exc
+
+    def wait(self, quiet: bool = False) -> None:
+        self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
+
+
+def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have: list[str], copy: bool,
+          before_end: _Behind | None = None) -> dict[str, Any]:
     """Step 2's pack, streamed to the control plane through `out` (the receive job's relay, sent already): the
-    target reads the pack while this host still makes it (containers/transfer_relay.py)."""
+    target reads the pack while this host still makes it (containers/transfer_relay.py). `before_end` is waited
+    for before the pack's last part goes."""
     rootfs = common.container_manager().rootfs(row.engine_id)
     image_ref = row.image.engine_ref if row.image_id and row.image else ""
     try:
@@ -265,6 +294,8 @@ def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have:
         sent = move_pack.write_pack(common.image_store(), rootfs["manifest"], image_ref, out, have=have,
                                     upper=rootfs["upperdir"], volumes=_source_volumes(row),
                                     progress=lambda m: report(20, m))
+        if before_end is not None:
+            before_end.wait()
         sent["pack_bytes"] = out.close()
     except BaseException:
         out.abort()
