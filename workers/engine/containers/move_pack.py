@@ -207,9 +207,12 @@ class PackReader:
                 if blob and self.head is not None and not self.image_ready:
                     self.got[name] = self._blob("sha256:" + blob.group(1), f)  # hashed once, as it is stored
                     continue
-                reader = HashingReader(f)
-                self._member(name, reader)
-                reader.drain()
+                reader = HashingReader(f, behind=name.endswith(".tar"))  # a tree's hash beside its unpacking
+                try:
+                    self._member(name, reader)
+                    reader.drain()
+                finally:
+                    reader.abandon()
                 self.got[name] = reader.digest
         if trailer is None or self.head is None:
             raise PackError("the pack ended early (no digests.json): send it again")
