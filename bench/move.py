@@ -129,24 +129,22 @@ def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float
 
 
 def breakdown(job) -> dict[str, float]:
-    """Where a move's time went, from its jobs' timestamps: the target's blob list, the source's stop (until the
-    receive job started: it is sent before the pack), the streamed part (the source packs and pushes while the
-    target fetches and unpacks; then the target's create + start), the source's remove."""
+    """Where a move's time went, from the move job's own clock (its result's `seconds`: the blob list asked and
+    the container stopped, which overlap; the pack shipped and the receive waited for; the source's remove) and
+    the receive's (the pack read and unpacked as it arrived, with the create; the start)."""
     from containers.models import Job
 
-    blobs = Job.objects.filter(kind="host.blobs", created__gte=job.created).order_by("pk").first()
     receive = Job.objects.filter(kind="container.receive", params__chain=job.pk).first()
     out = {"queue wait": (job.started - job.created).total_seconds()}
-    if blobs is not None and blobs.finished:
-        out["blob list"] = (blobs.finished - job.started).total_seconds()
+    result = job.result or {}
+    for part, seconds in (result.get("seconds") or {}).items():
+        out[part] = seconds
+    if result.get("ship_seconds") is not None:
+        out["  source: pack + push"] = result["ship_seconds"]
     if receive is not None and receive.started and receive.finished:
-        out["stop"] = (receive.started - (blobs.finished if blobs else job.started)).total_seconds()
-        out["stream+unpack+start"] = (receive.finished - receive.started).total_seconds()
-        if (job.result or {}).get("ship_seconds") is not None:
-            out["  source: pack + push"] = job.result["ship_seconds"]
+        out["  receive job (target)"] = (receive.finished - receive.started).total_seconds()
         for part, seconds in ((receive.result or {}).get("seconds") or {}).items():
             out[f"  of which {part}"] = seconds
-        out["remove source"] = (job.finished - receive.finished).total_seconds()
     return out
 
 

@@ -2,14 +2,18 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 from webapp import database
 
 # A server's PostgreSQL connections come from a pool (webapp/database.py); no effect where settings were read.
 database.POOLED = True
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application does, with Berth's handler (webapp/asgi_handler.py)
+
+from webapp.asgi_handler import BerthASGIHandler  # noqa: E402  (needs Django set up first)
+
+django_asgi_app = BerthASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
@@ -164,6 +164,11 @@ def _run_job(job_id: int) -> str:
 # --- worker lifecycle --------------------------------------------------------------------------------
 
 _heartbeat: agent.Heartbeat | None = None
+
+
+@worker_init.connect
+def _on_worker_init(sender=None, **kwargs) -> None:
+    handlers.preload()  # before the pool forks: its job processes start with the handlers imported
 
 
 @worker_ready.connect

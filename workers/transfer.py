@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from containers.transfer_model import Transfer
+from containers.transfer_relay import PART
 
 CHUNK = 1 << 20
 PUSH_TTL = timedelta(hours=1)
@@ -162,13 +163,27 @@ def streamed_upload(job) -> Iterator[IO[bytes]]:
 def consume_upload(job) -> None:
     """Tell the control plane the upload was used (or refused for good): it deletes the staged file (a relay's
     sender is then refused at its next part)."""
+    consuming(job)()
+
+
+def consuming(job) -> Callable[[], None]:
+    """consume_upload's request sent by a thread of its own (the control plane's unlink of a large file takes a
+    while): returns the function that waits for it. The row is read here (no database use in the thread)."""
+    import threading
+
     row = Transfer.objects.filter(job=job, kind__in=(Transfer.Kind.UPLOAD, Transfer.Kind.RELAY)).first()
     if row is None:
-        return
-    with contextlib.suppress(Exception):  # the sweep deletes it once the job has finished anyway
-        conn, resp = _call("DELETE", row)
-        resp.read()
-        conn.close()
+        return lambda: None
+
+    def delete() -> None:
+        with contextlib.suppress(Exception):  # the sweep deletes it once the job has finished anyway
+            conn, resp = _call("DELETE", row)
+            resp.read()
+            conn.close()
+
+    thread = threading.Thread(target=delete, name=f"consume-{row.pk}", daemon=True)
+    thread.start()
+    return lambda: thread.join(TIMEOUT)
 
 
 def push_download(job, source: IO[bytes], filename: str, content_type: str) -> dict[str, Any]:
@@ -189,9 +204,10 @@ class RelayWriter:
     """Write a file for another host's job to the control plane as it is made (containers/transfer_relay.py): a
     writable file object whose bytes go out in parts, PUT by a thread of its own so that making the next part
     and sending this one overlap. The receiving job may read it from the first part on. `close()` sends the last
-    part and returns the bytes sent; `abort()` stops (the part not sent is dropped). Memory: two parts."""
+    part and returns the bytes sent; `abort()` stops (the part not sent is dropped). Memory: about three parts
+    (the one being made, one queued, one being sent)."""
 
-    def __init__(self, receiving_job, part: int = 2 << 20) -> None:
+    def __init__(self, receiving_job, part: int = PART) -> None:
         import queue
         import threading
 

@@ -44,6 +44,12 @@ STARTUP_HOOKS: list[Callable[[Any], None]] = []
 GIVEN_UP_HOOKS: dict[str, Callable[[Any], None]] = {}
 _loaded = False
 _lock = threading.Lock()
+# Engine modules the handlers import on their first run: imported by preload() in the worker's main process
+# before its pool forks, so no job process pays for them (a fresh process's first container job imported 216
+# modules, pyroute2's among them).
+PRELOAD = ("workers.engine.containers.manager", "workers.engine.net.manager", "workers.engine.containers.move_pack",
+           "workers.engine.containers.volumes", "workers.engine.images.unpack", "workers.engine.monitor.client",
+           "workers.engine.storage.quota", "channels_redis.core", "django.db.models.sql.compiler")
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -93,6 +99,13 @@ def load_all() -> None:
                 continue
             importlib.import_module(f"{__name__}.{mod.name}")
         _loaded = True
+
+
+def preload() -> None:
+    """Every handler module and PRELOAD, for a process that forks job processes afterwards."""
+    load_all()
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def get(kind: str) -> Handler | None:

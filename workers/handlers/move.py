@@ -4,7 +4,8 @@ The user's job (`container.move` / `container.copy`) runs on the SOURCE host's w
 the web side (containers/services/move.py) made the target's rows already. The target's steps are in
 workers/handlers/move_receive.py.
 
-  1. target `host.blobs`: which image blobs the target has (so only the missing ones travel);
+  1. target `host.blobs`: which image blobs the target has (so only the missing ones travel); the receive of
+     step 3 is sent right after it, so the target takes it up while the source stops the container;
   2. source: a move stops the container (its files and volumes then hold still; its ports are free for the
      target); a copy leaves it running. The pack (engine: containers/move_pack.py: the image's missing
      blobs, each named volume's data, the upper dir, digests of all) is pushed to the control plane for
@@ -52,12 +53,13 @@ from containers import jobs as job_dispatch
 from containers.models import Container, Host, Job, Volume
 from containers.transfer_model import Transfer
 from workers import transfer
-from workers.engine.containers import errors
+from workers.engine.containers import errors, move_pack
 from workers.handlers import common, handler, reporter
 from workers.handlers.move_receive import ABANDONED, COMMITTED, job_error
 
 log = logging.getLogger(__name__)
-POLL = 0.1  # seconds between looks at the other host's job (a row read)
+POLL = 0.02  # seconds between looks at the other host's job (one row read): each wait ends within one
+HOST_EVERY = 0.5  # seconds between looks at that host's heartbeat (is it offline?)
 
 
 def _timeout() -> float:
@@ -87,9 +89,11 @@ def _abandon(child: Job, why: str) -> bool:
 def _wait(child: Job, report, low: int, high: int, what: str) -> Job:
     """Wait for another host's job, mirroring its progress into [low, high]. Given up (failed) as soon as its
     host is offline, or after BERTH_MOVE_TIMEOUT, unless it is past its point of no return: then it is waited
-    for until its host is back to finish it."""
+    for until its host is back to finish it. The job's row is read every POLL (its end is seen within one), its
+    host's heartbeat every HOST_EVERY."""
     deadline = time.monotonic() + _timeout()
     last = None
+    host_seen = 0.0
     while True:
         child.refresh_from_db()
         if child.state in Job.FINISHED_STATES:
@@ -98,12 +102,15 @@ def _wait(child: Job, report, low: int, high: int, what: str) -> Job:
         if seen != last:
             last = seen
             report(low + (high - low) * child.progress // 100, f"{what}: {child.message or child.state}")
-        host = Host.objects.get(pk=child.host_id)  # its heartbeat now
+        now = time.monotonic()
         why = None
-        if not host.online:
-            why = f"{offline.reason(host)}: the move gave its step up"
-        elif time.monotonic() > deadline:
-            why = f"host {host.name} did not finish {what} within {_timeout():g} s (BERTH_MOVE_TIMEOUT)"
+        if now - host_seen >= HOST_EVERY:
+            host_seen = now
+            host = Host.objects.get(pk=child.host_id)  # its heartbeat now
+            if not host.online:
+                why = f"{offline.reason(host)}: the move gave its step up"
+            elif now > deadline:
+                why = f"host {host.name} did not finish {what} within {_timeout():g} s (BERTH_MOVE_TIMEOUT)"
         if why and _abandon(child, why):
             return child
         time.sleep(POLL)
@@ -177,12 +184,10 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     if to_row is None or target is None:
         raise job_error("the target container or host is gone: ask again")
     mgr = common.container_manager()
+    began = time.monotonic()
+    report(1, f"asking host {target.name} which image blobs it has")
     try:
-        report(1, f"asking host {target.name} which image blobs it has")
-        blobs = _wait(job_dispatch.submit("host.blobs", target, requested_by=job.requested_by, target=to_row),
-                      report, 1, 5, f"host {target.name}")
-        if blobs.state != Job.State.SUCCEEDED:
-            raise job_error(f"host {target.name} could not list its image blobs: {blobs.error or blobs.state}")
+        blobs_job = job_dispatch.submit("host.blobs", target, requested_by=job.requested_by, target=to_row)
     except Exception:
         _drop_target_rows(to_row)
         raise
@@ -190,13 +195,9 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     was_running = info.get("state") in ("running", "paused")
     _note(job, was_running=was_running)  # before the stop: a re-run must know it ran
     stopped = False
-    receive_job = None
+    receive_job = out = untied = None
+    seconds: dict[str, float] = {}
     try:
-        _checkpoint(mgr, row)
-        if was_running and not copy:
-            report(6, f"stopping {row.name} on {job.host.name}")
-            stopped = True  # from here on a failure starts it again, whatever the stop got to
-            reporter.save_status(row, mgr.stop(row.engine_id, timeout=int(job.params.get("timeout") or 10)))
         receive_job = Job.objects.create(
             kind="container.receive", host=target, requested_by=job.requested_by, target_type="container",
             target_id=str(to_row.pk),
@@ -204,9 +205,29 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
                     "from_container": row.pk, "chain": job.pk, "engine_id": to_row.engine_id,
                     "volume_ids": [v["engine_id"] for v in (to_row.config or {}).get("volumes") or []]})
         _note(job, receive_job=receive_job.pk)
+        # Sent before the stop (after the blob list, in the target's queue): the target takes it up and waits on
+        # the relay while this host stops the container, so the job hop and the stop overlap. Its relay row
+        # exists before it asks for it.
+        out = transfer.RelayWriter(receive_job)
+        job_dispatch.send(receive_job)
+        _checkpoint(mgr, row)
+        if was_running and not copy:
+            report(6, f"stopping {row.name} on {job.host.name}")
+            stopped = True  # from here on a failure starts it again, whatever the stop got to
+            stopping = time.monotonic()
+            reporter.save_status(row, mgr.stop(row.engine_id, timeout=int(job.params.get("timeout") or 10),
+                                               network=False))
+            seconds["of which stop"] = round(time.monotonic() - stopping, 3)
+            # Its networking is undone while it packs, done before the pack's last part (the target starts the
+            # container only once it has that part: the same ports on the same machine are free by then).
+            untied = _Behind(lambda: mgr.teardown_network(row.engine_id))
+        blobs = _wait(blobs_job, report, 6, 8, f"host {target.name}")
+        if blobs.state != Job.State.SUCCEEDED:
+            raise job_error(f"host {target.name} could not list its image blobs: {blobs.error or blobs.state}")
         shipping = time.monotonic()
+        seconds["blobs+stop"] = round(shipping - began, 3)
         try:
-            sent = _ship(job, report, row, target, receive_job, blobs.result.get("blobs") or [], copy)
+            sent = _ship(report, row, target, out, blobs.result.get("blobs") or [], copy, before_end=untied)
             sent["seconds"] = round(time.monotonic() - shipping, 3)  # pack + push, while the target reads
         except Exception:
             # The target may have refused the container and dropped the relay (failing the push): then its reason
@@ -225,29 +246,58 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
             raise job_error(f"host {target.name} did not take the container: {received.error or received.state}",
                             received.error_code or None, received.error_field or None)
     except Exception:
+        if out is not None:
+            out.abort()
+        if untied is not None:
+            untied.wait(quiet=True)  # before a start again sets the networking up
         _give_back(row, to_row, receive_job, stopped=stopped)
         raise
-    out = _finish_source(job, report, row, to_row, received, copy)
-    out.update(sent=sent["sent"], pack_bytes=sent["pack_bytes"], blobs_sent=len(sent["blobs_sent"]),
-               blobs_kept=len(sent["blobs_kept"]), was_running=was_running, ship_seconds=sent.get("seconds"))
-    return out
+    removing = time.monotonic()
+    seconds["ship+receive"] = round(removing - shipping, 3)
+    result = _finish_source(job, report, row, to_row, received, copy)
+    seconds["remove"] = round(time.monotonic() - removing, 3)
+    result.update(sent=sent["sent"], pack_bytes=sent["pack_bytes"], blobs_sent=len(sent["blobs_sent"]),
+                  blobs_kept=len(sent["blobs_kept"]), was_running=was_running, ship_seconds=sent.get("seconds"),
+                  seconds=seconds)
+    return result
 
 
-def _ship(job, report, row: Container, target: Host, receive_job: Job, have: list[str], copy: bool
-          ) -> dict[str, Any]:
-    """Step 2's pack, streamed to the control plane for `receive_job`, which is sent first: the target reads
-    the pack while this host still makes it (containers/transfer_relay.py)."""
-    from workers.engine.containers import move_pack
+class _Behind:
+    """`fn` run by a thread of its own; wait() returns once it ended and raises what it raised."""
 
+    def __init__(self, fn) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), name="move-behind", daemon=True)
+        self.thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - raised by wait() in the job's thread
+            self.error = exc
+
+    def wait(self, quiet: bool = False) -> None:
+        self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
+
+
+def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have: list[str], copy: bool,
+          before_end: _Behind | None = None) -> dict[str, Any]:
+    """Step 2's pack, streamed to the control plane through `out` (the receive job's relay, sent already): the
+    target reads the pack while this host still makes it (containers/transfer_relay.py). `before_end` is waited
+    for before the pack's last part goes."""
     rootfs = common.container_manager().rootfs(row.engine_id)
     image_ref = row.image.engine_ref if row.image_id and row.image else ""
-    out = transfer.RelayWriter(receive_job)  # its row exists before the target asks for it
-    job_dispatch.send(receive_job)
     try:
         report(8, f"{'copying' if copy else 'moving'} {row.name}: streaming what host {target.name} lacks")
         sent = move_pack.write_pack(common.image_store(), rootfs["manifest"], image_ref, out, have=have,
                                     upper=rootfs["upperdir"], volumes=_source_volumes(row),
                                     progress=lambda m: report(20, m))
+        if before_end is not None:
+            before_end.wait()
         sent["pack_bytes"] = out.close()
     except BaseException:
         out.abort()

@@ -147,8 +147,11 @@ def receive(job, report) -> dict[str, Any]:
     unpacked = time.monotonic()
     if not _commit(job):
         raise _given_up(job, row, made_volumes)
-    transfer.consume_upload(job)
-    out = _started(job, report, row, info)
+    consumed = transfer.consuming(job)  # the control plane drops the pack while the container starts
+    try:
+        out = _started(job, report, row, info)
+    finally:
+        consumed()
     # Where the receive's time went (bench/move.py prints it): the pack read and unpacked as it arrived (with
     # the container's create), then the start.
     seconds = {"pack": round(unpacked - began, 3), "start": round(time.monotonic() - unpacked, 3)}

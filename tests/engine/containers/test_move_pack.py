@@ -109,3 +109,21 @@ def test_a_cut_or_altered_pack_is_refused_and_leaves_nothing(source, tmp_path):
         assert not list(dest.tmp.iterdir())
     with pytest.raises(DigestMismatch):
         receive(tmp_path / "again", pack[:at] + b"\x01" + pack[at + 1:])
+
+
+def test_what_is_received_is_flushed_before_the_pack_is_taken(source, tmp_path, monkeypatch):
+    # The sender deletes its copy once the receiver took the pack: the upper dir and each volume are flushed
+    # (syncfs) once unpacked, and the layer's blob, not fsynced alone any more, goes to disk with the layer
+    # dir's syncfs before it is renamed in (layers._commit).
+    from workers.engine.images import layers
+
+    store, image, upper, volume = source
+    pack = pack_of(store, image, upper, volume)
+    flushed, fsynced = [], []
+    real_fsync = os.fsync
+    monkeypatch.setattr(move_pack, "syncfs", lambda path: flushed.append(Path(path).name))
+    monkeypatch.setattr(layers, "syncfs", lambda path: flushed.append("store"))
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(os.fstat(fd).st_size) or real_fsync(fd))
+    receive(tmp_path, pack)
+    assert flushed == ["store", "b-volume", "b-upper"]
+    assert fsynced and max(fsynced) < 2_500_000  # the manifest's and config's blobs, not the layer's

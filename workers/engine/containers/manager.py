@@ -224,7 +224,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _stop(self, rec: dict, timeout: float) -> None:
+    def _stop(self, rec: dict, timeout: float, network: bool = True) -> None:
         cid = rec["id"]
         rec["stopped_by_user"] = True
         rec["restart_at"] = None
@@ -240,18 +240,29 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             with contextlib.suppress(rterr.InvalidState, rterr.ContainerNotFound):
                 rt.kill(cid, _signal.SIGKILL, all=True)
             self._wait_exit(rec, EXIT_WAIT)
-        if rec["state"] not in _states.ACTIVE:
+        if network and rec["state"] not in _states.ACTIVE:
             self.net.teardown(cid)  # veth, rules and namespace go with the process; addresses stay
         self._save(rec)
 
-    def stop(self, ref: str, timeout: float = 10) -> dict:
-        """SIGTERM, then SIGKILL after `timeout` seconds. Stopping a stopped container is a no-op."""
+    def stop(self, ref: str, timeout: float = 10, network: bool = True) -> dict:
+        """SIGTERM, then SIGKILL after `timeout` seconds. Stopping a stopped container is a no-op.
+        `network=False`: its networking (netavark: a fifth of a second) is left to teardown_network, which a move
+        runs while it packs; what nobody tears down goes at the next supervision pass, as for an exit."""
         cid = self._resolve(ref)
         with self._lock(cid):
             rec = self._load(cid)
             self._refresh(rec)
-            self._stop(rec, timeout)
+            self._stop(rec, timeout, network)
             return self._view(rec)
+
+    def teardown_network(self, ref: str) -> None:
+        """The networking of a stopped container undone (see stop); nothing if it runs or has none."""
+        cid = self._resolve(ref)
+        with self._lock(cid):
+            rec = self._load(cid)
+            self._refresh(rec)
+            if rec["state"] not in _states.ACTIVE and self.net.active(cid):
+                self.net.teardown(cid)
 
     def kill(self, ref: str, signal: str | int = "SIGKILL") -> dict:
         cid = self._resolve(ref)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
-from ..images.fsutil import HashingReader, sha256_file
+from ..images.fsutil import HashingReader, sha256_file, syncfs
 from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
@@ -207,9 +207,12 @@ class PackReader:
                 if blob and self.head is not None and not self.image_ready:
                     self.got[name] = self._blob("sha256:" + blob.group(1), f)  # hashed once, as it is stored
                     continue
-                reader = HashingReader(f)
-                self._member(name, reader)
-                reader.drain()
+                reader = HashingReader(f, behind=name.endswith(".tar"))  # a tree's hash beside its unpacking
+                try:
+                    self._member(name, reader)
+                    reader.drain()
+                finally:
+                    reader.abandon()
                 self.got[name] = reader.digest
         if trailer is None or self.head is None:
             raise PackError("the pack ended early (no digests.json): send it again")
@@ -252,7 +255,8 @@ class PackReader:
             self._learn_layers()
         if digest in self.diff_ids:  # one pass: the blob is kept and unpacked as it streams in, both checked
             self.txn.layers.append(self.store._stage_layer(raw, what=f"layer {digest[7:19]} of the pack",
-                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest]))
+                                                           expect_digest=digest, expect_diff_id=self.diff_ids[digest],
+                                                           behind=True, sync_blob=False))  # synced with its layer dir
             return digest
         reader = HashingReader(raw)
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.store.tmp)
@@ -304,6 +308,7 @@ class PackReader:
         if any(os.scandir(dest)):
             raise PackError(f"{what}: its target dir on this host is not empty")
         extract(reader, dest, COMMIT_POLICY, what)
+        syncfs(dest)  # on disk before the sender deletes its copy (its own filesystem, if a quota gave it one)
 
 
 def image_blobs_safe(store: ImageStore, manifest_digest: str) -> list[str]:

@@ -85,7 +85,7 @@ class HashingReader:
     """A read-only stream that hashes and counts what passes through it (optionally teeing it to a file)."""
 
     def __init__(self, raw: BinaryIO, tee: BinaryIO | None = None, progress=None, total: int | None = None,
-                 hashing: bool = True):
+                 hashing: bool = True, behind: bool = False):
         self.raw = raw
         self.tee = tee
         self.hash = hashlib.sha256() if hashing else None
@@ -93,6 +93,8 @@ class HashingReader:
         self.eof = False
         self._progress = progress
         self._total = total
+        # behind: the hash and the tee in a thread of their own, while the caller goes on with what it read
+        self._behind = _Behind(self.hash, tee) if behind and (self.hash is not None or tee is not None) else None
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n if n is not None and n >= 0 else CHUNK * 64)
@@ -100,11 +102,14 @@ class HashingReader:
             if n != 0:
                 self.eof = True
             return b""
-        if self.hash is not None:
-            self.hash.update(data)
+        if self._behind is not None:
+            self._behind.put(data)
+        else:
+            if self.hash is not None:
+                self.hash.update(data)
+            if self.tee is not None:
+                self.tee.write(data)
         self.count += len(data)
-        if self.tee is not None:
-            self.tee.write(data)
         if self._progress is not None:
             self._progress(self.count, self._total)
         return data
@@ -115,10 +120,64 @@ class HashingReader:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
+        self.finish()
+
+    def finish(self) -> None:
+        """Wait until the hash and the tee have everything read so far (with `behind`); raise what failed there."""
+        if self._behind is not None:
+            self._behind.close()
+
+    def abandon(self) -> None:
+        """Stop the `behind` thread without raising (the caller is failing already)."""
+        if self._behind is not None:
+            self._behind.close(quiet=True)
 
     @property
     def digest(self) -> str:
+        self.finish()
         return "sha256:" + self.hash.hexdigest()
+
+
+class _Behind:
+    """HashingReader's hash and tee in a thread: hashlib and file writes release the GIL on large buffers, so a
+    reader that also unpacks what it reads (a layer, streamed in while the blob is kept) uses a second CPU.
+    Bounded: at most BEHIND chunks wait."""
+
+    BEHIND = 8
+
+    def __init__(self, hash, tee: BinaryIO | None) -> None:
+        import queue
+        import threading
+
+        self.hash, self.tee = hash, tee
+        self.error: BaseException | None = None
+        self.chunks: queue.Queue = queue.Queue(maxsize=self.BEHIND)
+        self.thread = threading.Thread(target=self._run, name="hash-behind", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (data := self.chunks.get()) is not None:
+            if self.error is not None:
+                continue  # failed: only drain what is queued, so put() never blocks for good
+            try:
+                if self.hash is not None:
+                    self.hash.update(data)
+                if self.tee is not None:
+                    self.tee.write(data)
+            except BaseException as exc:  # noqa: BLE001 - raised in the reader's thread
+                self.error = exc
+
+    def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.chunks.put(data)
+
+    def close(self, quiet: bool = False) -> None:
+        if self.thread.is_alive():
+            self.chunks.put(None)
+            self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
 
 
 class HashingWriter:

@@ -64,28 +64,36 @@ class LayersMixin:
     def _stage_layer(self, raw: BinaryIO, *, what: str, policy: TarPolicy | None = None,
                      expect_digest: str | None = None, expect_diff_id: str | None = None,
                      progress=None, total: int | None = None, keep_blob: bool = True,
-                     budget: Budget | None = None, verified_digest: str | None = None) -> StagedLayer:
+                     budget: Budget | None = None, verified_digest: str | None = None,
+                     behind: bool = False, sync_blob: bool = True) -> StagedLayer:
         """Read one layer stream: tee it to a temp blob, hash it both ways, unpack it into a temp dir.
         `verified_digest`: `raw` is a blob of the store, already checked to be that digest when it came in,
-        so only the unpacked bytes are hashed (one hash per byte)."""
+        so only the unpacked bytes are hashed (one hash per byte). `behind`: the blob's hash and tee in a thread
+        of their own while this one unpacks (HashingReader). `sync_blob=False`: no fsync of the blob, for a
+        caller whose commit flushes the whole filesystem anyway (_commit's syncfs, before anything is renamed in).
+        """
         fd, blob_tmp = tempfile.mkstemp(prefix="blob-", dir=self.tmp)
         layer_tmp = tempfile.mkdtemp(prefix="layer-", dir=self.tmp)
         try:
             with os.fdopen(fd, "wb") as out:
                 outer = HashingReader(raw, tee=out if keep_blob else None, progress=progress, total=total,
-                                      hashing=verified_digest is None)
-                kind, plain = decompressed(outer, what)
-                if budget is not None:
-                    plain = budget.wrap(plain)
-                # plain and not verified: the diff id is the digest, hashed once by `outer`
-                inner = HashingReader(plain, hashing=kind != "plain" or verified_digest is not None)
-                os.chmod(layer_tmp, 0o755)
-                extract(inner, layer_tmp, policy or self.policy, what)
-                inner.drain()
-                outer.drain()
+                                      hashing=verified_digest is None, behind=behind)
+                try:
+                    kind, plain = decompressed(outer, what)
+                    if budget is not None:
+                        plain = budget.wrap(plain)
+                    # plain and not verified: the diff id is the digest, hashed once by `outer`
+                    inner = HashingReader(plain, hashing=kind != "plain" or verified_digest is not None)
+                    os.chmod(layer_tmp, 0o755)
+                    extract(inner, layer_tmp, policy or self.policy, what)
+                    inner.drain()
+                    outer.drain()
+                finally:
+                    outer.abandon()  # a failed read leaves no thread behind (a whole one was finished by drain)
                 if keep_blob:
                     out.flush()
-                    os.fsync(out.fileno())
+                    if sync_blob:
+                        os.fsync(out.fileno())
             digest = verified_digest or outer.digest
             diff_id = inner.digest if inner.hash is not None else outer.digest
             if expect_digest and digest != expect_digest:
