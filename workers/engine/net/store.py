@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,7 +224,9 @@ class NetworkStore:
                     raise InvalidConfig("ip", f"{want} is already in use on network {rec['name']}")
                 addr = str(want)
             else:  # the lowest free host address, by integer (no address object per candidate)
-                taken = {int(ipaddress.ip_address(a)) for a in used}
+                family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+                # inet_pton, not ipaddress.ip_address: 9 ms a create with 1,000 addresses given out (bench/scale.py)
+                taken = {int.from_bytes(socket.inet_pton(family, a), "big") for a in used}
                 first = int(net.network_address) + (1 if net.num_addresses > 2 else 0)
                 last = int(net.broadcast_address) - (1 if net.num_addresses > 2 else 0)
                 found = next((i for i in range(first, last + 1) if i not in taken), None)
