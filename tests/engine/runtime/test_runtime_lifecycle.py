@@ -57,6 +57,39 @@ def test_states_and_delete_leaves_nothing(runtime, bundle):
     assert st in ("gone", "Z")
 
 
+def _inits() -> set[int]:
+    """Processes named as create's intermediate and init are (sync.INIT_COMM), zombies included."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "berth-init":
+                    found.add(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_cgroup_that_cannot_be_made_fails_the_create_and_leaves_no_process(runtime, bundle):
+    """The cgroup is made while the forked child sets up its namespaces: when that fails, the child and the
+    init it may have forked must go with it (reaped, not zombies), and nothing else stays."""
+    import time
+
+    from workers.engine.runtime.errors import RuntimeError_
+
+    b = bundle(["sleep", "100"])
+    b.edit(lambda c: c["linux"].setdefault("resources", {}).update(cpu={"cpus": "4095"}))  # no such CPU: EINVAL
+    before = _inits()
+    cid = runtime.new_id("cgfail")
+    with pytest.raises(RuntimeError_):
+        runtime.create(cid, str(b.path))
+    deadline = time.monotonic() + 5
+    while _inits() - before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _inits() - before == set()
+    assert not (runtime.root / cid).exists() and cgroup_dirs(f"/berth/{cid}") == []
+
+
 def test_delete_of_created_container_kills_init(runtime, bundle):
     b = bundle(["true"])
     cid = runtime.new_id()

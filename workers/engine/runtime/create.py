@@ -63,19 +63,6 @@ class CreateMixin:
         console_fd = -1
         fds: list[int] = []
         try:
-            try:
-                cg.create()
-                created_cg = True
-                # after the mkdirs: the warm-up holds cgroup_mutex while it waits
-                _thread.start_new_thread(warm_up_migration, ())
-                res = dict(linux.get("resources") or {})
-                if "devices" in res or linux.get("devices"):
-                    res["devices"] = list(res.get("devices") or []) + [
-                        {"allow": True, "type": d.get("type", "c"), "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
-                        for d in linux.get("devices") or []]
-                cg.apply(res)
-            except OSError as e:
-                raise RuntimeError_(e.strerror or str(e)) from None
             if linux.get("seccomp"):
                 from .seccomp_filter import compile_bpf_cached
 
@@ -122,6 +109,27 @@ class CreateMixin:
             os.close(msg_w)
             os.close(ack_r)
             fds = [f for f in fds if f not in (msg_w, ack_r)]
+            # The cgroup is made while the child unshares and forks the init, which joins it only once it has
+            # sent its pid (a millisecond or two of a start, made in parallel).
+            try:
+                try:
+                    cg.create()
+                    created_cg = True
+                    # after the mkdirs: the warm-up holds cgroup_mutex while it waits
+                    _thread.start_new_thread(warm_up_migration, ())
+                    res = dict(linux.get("resources") or {})
+                    if "devices" in res or linux.get("devices"):
+                        res["devices"] = list(res.get("devices") or []) + [
+                            {"allow": True, "type": d.get("type", "c"), "major": d.get("major"),
+                             "minor": d.get("minor"), "access": "rwm"} for d in linux.get("devices") or []]
+                    cg.apply(res)
+                except OSError as e:
+                    raise RuntimeError_(e.strerror or str(e)) from None
+            except BaseException:
+                # the intermediate goes now; an init it forked ends on the ack pipe closed below (EOF)
+                os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+                raise
             init_pid = 0
             err = None
             buf = bytearray()
