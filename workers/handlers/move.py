@@ -43,6 +43,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -220,7 +222,7 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
             seconds["of which stop"] = round(time.monotonic() - stopping, 3)
             # Its networking is undone while it packs, done before the pack's last part (the target starts the
             # container only once it has that part: the same ports on the same machine are free by then).
-            untied = _Behind(lambda: mgr.teardown_network(row.engine_id))
+            untied = _in_background(lambda: mgr.teardown_network(row.engine_id))
         blobs = _wait(blobs_job, report, 6, 8, f"host {target.name}")
         if blobs.state != Job.State.SUCCEEDED:
             raise job_error(f"host {target.name} could not list its image blobs: {blobs.error or blobs.state}")
@@ -249,7 +251,7 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
         if out is not None:
             out.abort()
         if untied is not None:
-            untied.wait(quiet=True)  # before a start again sets the networking up
+            untied.exception()  # waited for (not raised) before a start again sets the networking up
         _give_back(row, to_row, receive_job, stopped=stopped)
         raise
     removing = time.monotonic()
@@ -262,30 +264,17 @@ def _send(job, report, *, copy: bool) -> dict[str, Any]:
     return result
 
 
-class _Behind:
-    """`fn` run by a thread of its own; wait() returns once it ended and raises what it raised."""
-
-    def __init__(self, fn) -> None:
-        import threading
-
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn,), name="move-behind", daemon=True)
-        self.thread.start()
-
-    def _run(self, fn) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - raised by wait() in the job's thread
-            self.error = exc
-
-    def wait(self, quiet: bool = False) -> None:
-        self.thread.join()
-        if self.error is not None and not quiet:
-            raise self.error
+def _in_background(fn: Callable[[], object]) -> Future:
+    """`fn` run by a thread of its own: result() waits for it and raises what it raised, exception() only waits."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="move-behind")
+    try:
+        return pool.submit(fn)
+    finally:
+        pool.shutdown(wait=False)  # the submitted call still runs; nothing else will
 
 
 def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have: list[str], copy: bool,
-          before_end: _Behind | None = None) -> dict[str, Any]:
+          before_end: Future | None = None) -> dict[str, Any]:
     """Step 2's pack, streamed to the control plane through `out` (the receive job's relay, sent already): the
     target reads the pack while this host still makes it (containers/transfer_relay.py). `before_end` is waited
     for before the pack's last part goes."""
@@ -297,7 +286,7 @@ def _ship(report, row: Container, target: Host, out: transfer.RelayWriter, have:
                                     upper=rootfs["upperdir"], volumes=_source_volumes(row),
                                     progress=lambda m: report(20, m))
         if before_end is not None:
-            before_end.wait()
+            before_end.result()
         sent["pack_bytes"] = out.close()
     except BaseException:
         out.abort()

@@ -1,5 +1,5 @@
 """The source of a move undoes the stopped container's networking while it packs, and the pack's last part (without
-which the target never starts the container) waits for that (workers/handlers/move.py _ship, _Behind)."""
+which the target never starts the container) waits for that (workers/handlers/move.py _ship, _in_background)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_the_last_part_waits_for_the_teardown(shipping):
         done.set()
 
     out = Relay(done)
-    move._ship(lambda *a: None, shipping, SimpleNamespace(name="b"), out, [], False, before_end=move._Behind(teardown))
+    move._ship(lambda *a: None, shipping, SimpleNamespace(name="b"), out, [], False, before_end=move._in_background(teardown))
     assert out.closed_after_teardown is True
 
 
@@ -53,5 +53,5 @@ def test_a_failed_teardown_fails_the_pack_before_its_end(shipping):
     out = Relay(threading.Event())
     with pytest.raises(OSError, match="netavark"):
         move._ship(lambda *a: None, shipping, SimpleNamespace(name="b"), out, [], False,
-                   before_end=move._Behind(teardown))
+                   before_end=move._in_background(teardown))
     assert out.closed_after_teardown is None and out.aborted  # the end never sent: the target refuses the pack
