@@ -23,9 +23,9 @@ from .transfer_model import Transfer
 log = logging.getLogger(__name__)
 
 
-class RelayStream(StreamedFile):
-    """A relay read as it grows, in larger blocks than StreamedFile's 256 KiB: each block is a thread hop in an
-    ASGI server, which cost more of the web server's time than the bytes (bench/move.py)."""
+class LargeBlockStream(StreamedFile):
+    """A staged upload or a relay (read as it grows) sent in larger blocks than StreamedFile's 256 KiB: each block
+    is a thread hop in an ASGI server, which cost more of the web server's time than the bytes (bench/move.py)."""
 
     block_size = 1 << 20
 
@@ -50,7 +50,7 @@ def transfer_view(request: HttpRequest, pk) -> HttpResponse:
     if row.kind == Transfer.Kind.UPLOAD and request.method == "GET":
         return _send_upload(row)
     if row.kind == Transfer.Kind.RELAY and request.method == "GET":  # still arriving: read as it grows
-        return RelayStream(transfer_relay.GrowingFile(row), content_type="application/octet-stream")
+        return LargeBlockStream(transfer_relay.GrowingFile(row), content_type="application/octet-stream")
     if row.kind in (Transfer.Kind.UPLOAD, Transfer.Kind.RELAY) and request.method == "DELETE":
         transfer.staged_upload(row).unlink(missing_ok=True)
         row.delete()  # a relay's sender is refused at its next part, its reader cut at its next look
@@ -68,7 +68,7 @@ def _send_upload(row: Transfer) -> HttpResponse:
         f = open(path, "rb")
     except FileNotFoundError:
         return _error(410, "gone", "the staged upload is gone")
-    response = RelayStream(f, content_type="application/octet-stream")
+    response = LargeBlockStream(f, content_type="application/octet-stream")
     response["Content-Length"] = str(row.size)
     return response
 
