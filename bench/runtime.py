@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.cgroup_parent import parent_removed_if_made  # noqa: E402
 from workers.engine.images.busybox import make_busybox_rootfs  # noqa: E402
 from workers.engine.runtime import command as runtime_command  # noqa: E402
 from workers.engine.runtime.spec import default_spec  # noqa: E402
@@ -317,10 +318,11 @@ def main() -> int:
         return 2
     base = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     try:
-        if not args.skip_startup:
-            bench_startup(base, args.runs)
-        if not args.skip_memory:
-            bench_memory(base, args.containers)
+        with parent_removed_if_made():  # the runtime's /berth parent, if this run made it
+            if not args.skip_startup:
+                bench_startup(base, args.runs)
+            if not args.skip_memory:
+                bench_memory(base, args.containers)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -37,6 +37,8 @@ from console_web import wait_until
 from scale_podman import Podman
 from scale_stack import ScaleStack, idle_cpu
 
+from tests.cgroup_parent import parent_removed_if_made
+
 
 def create(stack: ScaleStack, i: int) -> tuple[int, float]:
     t = time.time()
@@ -313,13 +315,14 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="bs-", dir="/tmp"))  # short: the monitor's socket path
     stack = None
-    try:
-        stack = ScaleStack(work)
-        run(stack, args)
-    finally:
-        if stack is not None:
-            stack.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with parent_removed_if_made():  # the runtime's /berth parent, if this run made it
+        try:
+            stack = ScaleStack(work)
+            run(stack, args)
+        finally:
+            if stack is not None:
+                stack.close()
+            shutil.rmtree(work, ignore_errors=True)
     if args.conmon:
         conmon_memory(args.conmon)
     return 0

@@ -104,6 +104,18 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+# --- what a run leaves ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_default_cgroup_parent() -> Iterator[None]:
+    """Engine tests and the e2e part's workers make containers under /berth/<id>: the run removes the parent
+    if it made it (tests/cgroup_parent.py)."""
+    from tests.cgroup_parent import parent_removed_if_made
+
+    with parent_removed_if_made():
+        yield
+
+
 # --- redis -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -343,6 +355,9 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
               concurrency: int = 2) -> WorkerHandle:
         root = Path(state_root) if state_root else tmp_path_factory.mktemp(f"state-{host_name}")
         log_path = tmp_path_factory.mktemp("worker-log") / f"{host_name}.log"
+        # Its own TMPDIR: a worker killed -9 leaves its pool's pymp-* dirs (billiard) and a cut probe's
+        # bundle there, under pytest's basetemp, and not in /tmp.
+        worker_tmp = tmp_path_factory.mktemp(f"tmp-{host_name}")
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "webapp.settings",
@@ -356,6 +371,7 @@ def berth_worker(transactional_db, live_redis: str, live_server, settings,
             # uploads and downloads travel over HTTP to this test process's web side (containers/transfer.py)
             "BERTH_CONTROL_URL": live_server.url,
             "PYTHONPATH": str(REPO),
+            "TMPDIR": str(worker_tmp),
             **(env or {}),
         }
         since = timezone.now()
@@ -420,6 +436,18 @@ def wait_job() -> Callable[..., Any]:
         return job
 
     return wait
+
+
+def pytest_configure(config) -> None:
+    """Make this run's test-database directory (webapp/settings.py names it; pytest_sessionfinish removes it)."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return
+    if settings.configured and "TEST" in settings.DATABASES["default"]:
+        name = settings.DATABASES["default"]["TEST"].get("NAME")
+        if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+            Path(name).parent.mkdir(exist_ok=True)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

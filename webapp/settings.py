@@ -176,10 +176,9 @@ DATABASES = {"default": database(os.environ.get("DATABASE_URL"), BERTH_STATE_ROO
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a FILE database (never :memory:) so that Celery worker subprocesses can open it.
     _test_dir = Path(tempfile.gettempdir()) / f"berth-testdb-{os.getpid()}"
+    # Made by the pytest run that owns it (tests/conftest.py), not by every process that loads these settings.
     DATABASES["default"]["TEST"] = {"NAME": str(_test_dir / "test.sqlite3")}
-    if TESTING:
-        _test_dir.mkdir(exist_ok=True)
-    else:
+    if not TESTING:
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -245,18 +245,3 @@ def runtime(tmp_path: Path) -> Iterator[TestRuntime]:
         yield t
     finally:
         t.teardown()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _remove_default_cgroup_parent() -> Iterator[None]:
-    """The runtime's default cgroupsPath is /berth/<id>; delete removes <id> and keeps the shared
-    parent (as docker keeps /docker). Remove the parent at the end of the run if this run made it
-    and it is empty, so the suite leaves no cgroup behind."""
-    had = set(cgroup_dirs("/berth"))
-    yield
-    for d in cgroup_dirs("/berth"):
-        if d not in had:
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass  # still in use (a container outside the tests): leave it

@@ -103,9 +103,14 @@ def test_a_prober_killed_mid_probe_leaves_a_cgroup_the_next_probe_removes(tmp_pa
         left = Cgroup.for_path(f"/berth/{name}")
         assert left.pids(), "the container's init outlives its prober"
         init_pids = left.pids()
+        import tempfile
+
+        dirs = list(Path(tempfile.gettempdir()).glob(f"{runtime_probe.PREFIX}{prober.pid}-*"))
+        assert len(dirs) == 1 and (dirs[0] / "bundle" / "config.json").is_file(), "the prober's dir is left"
 
         assert runtime_probe.problem("berth") is None  # the next probe, in this process
         assert name not in _probe_cgroups()
+        assert not dirs[0].exists()
         for pid in init_pids:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     finally:

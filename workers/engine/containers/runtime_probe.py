@@ -4,7 +4,8 @@ Probed, never assumed: crun 1.8 refuses hosts with hybrid cgroups ("cgroups in h
 runc may be missing, a kernel may lack a namespace. The container is a static busybox bind-mounted into an
 empty read-only rootfs, so the probe needs no image; everything it makes is removed by id and path.
 Its cgroup is /berth/berth-probe-<pid of the prober>-<hex>: a prober killed mid-probe (a worker killed -9)
-leaves it behind, and the next probe removes every probe cgroup whose prober is dead.
+leaves it behind, and the next probe removes every probe cgroup whose prober is dead, and the prober's
+temporary dir ($TMPDIR/berth-probe-<pid>-*) with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -63,7 +65,7 @@ def _probe(name: str) -> str | None:
     if not os.path.exists(BUSYBOX):
         return f"cannot probe it: {BUSYBOX} (busybox-static) is missing"
     sweep_stale()
-    d = tempfile.mkdtemp(prefix=PREFIX)
+    d = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
     cid = f"{PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     rt = (oci.BerthRuntime(d + "/state") if isinstance(found, oci.BerthRuntime)
           else oci.CliRuntime(found.name, found.cmd, d + "/state"))
@@ -102,8 +104,32 @@ def _remove_cgroup(path: str) -> None:
         pass
 
 
+def _prober_dead(name: str) -> bool:
+    pid = name[len(PREFIX):].split("-", 1)[0]
+    return not pid.isdigit() or not S.alive(int(pid), None)  # no pid: made before probes named their prober
+
+
+def _sweep_dirs() -> None:
+    """Remove the temporary dirs of dead probers (only real dirs this user owns: never a link's target)."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(PREFIX) and _prober_dead(n)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def sweep_stale() -> list[str]:
-    """Remove the cgroups of probes whose prober is dead (killed mid-probe); returns their names."""
+    """Remove the cgroups and temporary dirs of probes whose prober is dead (killed mid-probe); returns the
+    cgroups' names."""
+    _sweep_dirs()
     stale: set[str] = set()
     for _key, mnt, _root in hierarchies():
         try:
@@ -111,10 +137,7 @@ def sweep_stale() -> list[str]:
         except OSError:
             continue
         for name in names:
-            if not name.startswith(PREFIX):
-                continue
-            pid = name[len(PREFIX):].split("-", 1)[0]
-            if not pid.isdigit() or not S.alive(int(pid), None):  # no pid: made before probes named their prober
+            if name.startswith(PREFIX) and _prober_dead(name):
                 stale.add(name)
     for name in sorted(stale):
         _remove_cgroup(_cgroup_path(name))

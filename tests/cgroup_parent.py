@@ -1,0 +1,32 @@
+"""The runtime's default cgroupsPath is /berth/<id>. Deleting a container removes <id> and keeps the shared
+parent (as docker keeps /docker), so a test run or a benchmark that made the parent removes it when it ends.
+Plain module (no pytest): bench/ uses it too."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+PARENT = "/berth"
+
+
+def parent_dirs() -> list[str]:
+    """The parent's existing directories, one per mounted hierarchy."""
+    from workers.engine.runtime.cgroups import Cgroup
+
+    return [d for d in Cgroup.for_path(PARENT).dirs.values() if os.path.isdir(d)]
+
+
+@contextlib.contextmanager
+def parent_removed_if_made() -> Iterator[None]:
+    """Remove, on the way out, each /berth directory that did not exist on the way in and is empty by then
+    (one still in use, by a container outside this run, is left)."""
+    had = set(parent_dirs())
+    try:
+        yield
+    finally:
+        for d in parent_dirs():
+            if d not in had:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
