@@ -39,6 +39,30 @@ def test_concurrent_allocations_never_hand_out_an_address_twice(root):
     assert len(NetworkStore(root).get("pool")["allocations"]) == 120  # a new store (a restart) sees them
 
 
+def test_records_are_parsed_once_yet_a_change_behind_the_store_is_seen(root):
+    """The store keeps each record's parse (a create reads networks ~7 times) and compares the file's bytes:
+    an edit that keeps the inode, the size and the mtime (another process's save, a coarse clock) is seen,
+    and what a caller changes in a returned record is its own."""
+    store = NetworkStore(root)
+    rec = store.create("n", subnet="10.231.44.0/24")
+    a = store.allocate("n", "c" * 64)[1]
+    got = store.get("n")
+    got["allocations"]["10.231.44.200"] = "x"
+    got["labels"]["k"] = "v"
+    assert store.get("n")["allocations"] == {a: "c" * 64} and store.get("n")["labels"] == {}
+    path = store.dir / f"{rec['id']}.json"
+    before = os.stat(path)
+    with open(path, "r+b") as f:  # in place: same inode, same size
+        raw = f.read()
+        f.seek(0)
+        f.write(raw.replace(b"c" * 64, b"d" * 64))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert store.get("n")["allocations"] == {a: "d" * 64}
+    assert NetworkStore(root).allocate("n", "e" * 64)[1] != a
+
+
 def test_release_frees_and_the_same_container_keeps_its_address(root):
     store = NetworkStore(root)
     store.create("n", subnet="10.231.41.0/29")
