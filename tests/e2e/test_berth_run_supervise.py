@@ -23,12 +23,13 @@ PASSWORD = "pw-admin-supervise-123"
 
 
 class Run:
-    def __init__(self, tmp_path: Path, extra_env: dict[str, str]):
+    def __init__(self, tmp_path: Path, extra_env: dict[str, str], tmpdir: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out_path = tmp_path / "berth_run.out"
         env = {**os.environ, "BERTH_ADMIN_PASSWORD": PASSWORD, "BERTH_HOST_NAME": "e2e-supervise",
-               "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+               "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1",
+               "TMPDIR": str(tmpdir)}  # what its killed worker's pool leaves (pymp-*) stays out of /tmp
         for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY"):
             env.pop(var, None)
         env.update(extra_env)  # PostgreSQL in make test's end-to-end part
@@ -88,11 +89,11 @@ def _zombie(pid: int) -> bool:
 
 
 @pytest.fixture
-def run(tmp_path, berth_run_env):
+def run(tmp_path, berth_run_env, tmp_path_factory):
     # berth_run binds the port itself: one taken by another process after free_port() chose it makes it exit
     # saying so, and another is tried (no collision under load).
     for _attempt in range(3):
-        r = Run(tmp_path, berth_run_env)
+        r = Run(tmp_path, berth_run_env, tmp_path_factory.mktemp("tmp"))
         deadline = time.monotonic() + 120
         while "Berth is up" not in r.text() and r.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -25,9 +25,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def berth_run(tmp_path, berth_run_env):
+def berth_run(tmp_path, berth_run_env, tmp_path_factory):
     env = {**os.environ, "BERTH_ADMIN_PASSWORD": "pw-admin-e2e-123", "BERTH_HOST_NAME": "e2e-run",
-           "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+           "BERTH_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(tmp_path_factory.mktemp("tmp"))}  # what its worker's pool leaves (pymp-*) stays out of /tmp
     for var in ("REDIS_URL", "DATABASE_URL", "BERTH_STATE_ROOT", "BERTH_SECRET_KEY", "DJANGO_SECRET_KEY"):
         env.pop(var, None)
     env.update(berth_run_env)  # PostgreSQL in make test's end-to-end part
