@@ -30,6 +30,8 @@ def test_containers_with_a_disk_limit_get_filesystems_of_their_own_from_one_mkfs
     assert "No such file or directory" in text and "No space left on device" in text, text
     rw_a = manager.root / "containers" / a["id"] / "rw"
     rw_b = manager.root / "containers" / b["id"] / "rw"
+    for rw in (rw_a, rw_b):  # off the host's mount table since their start (quota.detach): back to read them
+        quota.ensure_mounted(rw)
     assert (rw_a / "upper" / "mine").read_text() == "a\n" and not (rw_b / "upper" / "mine").exists()
     assert os.stat(rw_a).st_dev != os.stat(rw_b).st_dev  # two filesystems, each its own loop device
     template = quota.templates_dir(manager.root) / templates._name(48 * MiB)

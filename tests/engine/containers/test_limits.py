@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import glob
+import io
 import os
 import subprocess
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,7 @@ def test_writes_past_the_disk_limit_fail_with_enospc_and_remove_leaves_nothing(m
     assert done["config"]["disk"] == 64 * MiB
     # the host gave the container at most its quota (the image is sparse: only written blocks count)
     assert os.stat(image).st_blocks * 512 <= 64 * MiB
+    quota.ensure_mounted(rw)  # off the host's table since the start (detach); back as the host reads it
     used, total = quota.usage(rw)
     assert used > 40 * MiB and total <= 64 * MiB
 
@@ -77,16 +81,56 @@ def test_writes_past_the_disk_limit_fail_with_enospc_and_remove_leaves_nothing(m
 
 
 def test_a_disk_limited_container_is_mounted_again_after_a_reboot(manager: ContainerManager):
-    c = run(manager, "echo kept > /data", disk=32 * MiB)
+    c = run(manager, "cat /data 2>/dev/null; echo kept > /data", disk=32 * MiB)
     rw = manager.root / "containers" / c["id"] / "rw"
+    assert output(manager, c["id"]) == ""
+    quota.ensure_mounted(rw)
     subprocess.run(["umount", str(rw)], check=True)  # what a reboot does to the mount
-    assert not quota.is_mounted(rw)
+    assert not quota.is_mounted(rw) and not loop_devices_of(quota.image_of(rw))
     manager.start(c["id"])
     manager.wait(c["id"], timeout=60)
-    assert quota.is_mounted(rw)
-    assert (rw / "upper" / "data").read_text() == "kept\n"
+    assert output(manager, c["id"]) == "kept\n"  # the second run had its disk
     manager.remove(c["id"])
     assert not loop_devices_of(quota.image_of(rw)) and not rw.exists()
+
+
+def test_a_running_containers_disk_is_off_the_host_table_and_comes_back_as_the_same_filesystem(
+        manager: ContainerManager):
+    """Every mount on the host is copied into each new container's mount namespace: a running container's disk
+    leaves the host's table (its namespace holds it), and what the host reads later is that same filesystem on
+    that same loop device (never a second mount of the image, which would corrupt it)."""
+    c = manager.create("busybox", command=["sh", "-c", "echo alice:x:4321:4321::/:/bin/sh >> /etc/passwd; echo one > /f; sleep 1000"],
+                       disk=32 * MiB)
+    cdir = manager.root / "containers" / c["id"]
+    rw = cdir / "rw"
+    image = quota.image_of(rw)
+    try:
+        manager.start(c["id"])
+        assert not host_mounts_under(cdir), host_mounts_under(cdir)
+        devices = loop_devices_of(image)
+        assert len(devices) == 1  # held by the container
+        deadline = time.monotonic() + 30
+        while manager.exec(c["id"], ["test", "-e", "/f"]) != 0:
+            assert time.monotonic() < deadline, output(manager, c["id"])
+            time.sleep(0.05)
+
+        # exec as a user the container added: its /etc/passwd is read from the upper dir on the disk
+        s = manager.exec_start(c["id"], ["id", "-u"], user="alice")
+        got = b"".join(f.get("data", b"") for f in manager.exec_attach(c["id"], s["id"]))
+        assert got.strip() == b"4321", got
+        assert not host_mounts_under(cdir) and loop_devices_of(image) == devices
+
+        buf = io.BytesIO()
+        manager.export(c["id"], buf)  # the host reads the running container's files
+        buf.seek(0)
+        with tarfile.open(fileobj=buf) as tf:
+            assert tf.extractfile("f").read() == b"one\n"
+        assert quota.is_mounted(rw) and loop_devices_of(image) == devices
+        assert manager.exec(c["id"], ["sh", "-c", "echo two > /g; sync"]) == 0
+        assert (rw / "upper" / "g").read_text() == "two\n"  # one filesystem: the host sees the write at once
+    finally:
+        manager.remove(c["id"], force=True)
+    assert not loop_devices_of(image) and not cdir.exists()
 
 
 def test_a_disk_limit_below_the_minimum_is_refused_at_the_field(manager: ContainerManager):

@@ -123,11 +123,22 @@ def cmd_base(args) -> int:
     return 0
 
 
+def _with_disk(cdir: Path) -> Path:
+    """A disk-limited container's upper dir is on its disk, off the host's mount table while it runs."""
+    from ..storage import quota
+
+    try:
+        quota.ensure_mounted(cdir / "rw")
+    except quota.QuotaError as e:
+        raise ImageError(str(e)) from None
+    return cdir
+
+
 def _container_dir(root: str, name: str) -> Path:
     """A container by id, id prefix or name (container.json "name")."""
     base = Path(root) / "containers"
     if (base / name / "image.json").exists():
-        return base / name
+        return _with_disk(base / name)
     matches = []
     for d in base.iterdir() if base.is_dir() else []:
         try:
@@ -137,7 +148,7 @@ def _container_dir(root: str, name: str) -> Path:
         if cname == name or d.name.startswith(name):
             matches.append(d)
     if len(matches) == 1:
-        return matches[0]
+        return _with_disk(matches[0])
     raise ImageError(f"{name}: no such container" if not matches else f"{name}: ambiguous container name")
 
 

@@ -53,7 +53,8 @@ class ExecSessionsMixin:
             proc["cwd"] = workdir
         if user:
             info = json.loads((cdir / "image.json").read_text())
-            proc["user"] = resolve_user(user, [info["upperdir"], *info["lowerdirs"]], rec.get("image") or "")
+            with self._disk_read(rec):  # a user the container added is in its upper dir
+                proc["user"] = resolve_user(user, [info["upperdir"], *info["lowerdirs"]], rec.get("image") or "")
         proc.pop("consoleSize", None)
         return proc
 

@@ -12,7 +12,7 @@ from . import archive as _archive
 from . import states as _states
 from . import stats as _stats
 from . import top as _top
-from .errors import InvalidState
+from .errors import ContainerError, InvalidState
 
 
 class LiveMixin:
@@ -37,9 +37,9 @@ class LiveMixin:
         from workers.engine.images.merged import View
 
         out: dict[int, str] = {}
-        with contextlib.suppress(OSError, ValueError, KeyError):
+        with contextlib.suppress(OSError, ValueError, KeyError, ContainerError):  # ids stay numbers then
             info = json.loads((self._cdir(rec["id"]) / "image.json").read_text())
-            with View([info["upperdir"], *info["lowerdirs"]]) as view:
+            with self._disk_read(rec), View([info["upperdir"], *info["lowerdirs"]]) as view:
                 data = view.read_file("/etc/passwd") or b""
             for line in data.decode("utf-8", "replace").splitlines():
                 parts = line.split(":")

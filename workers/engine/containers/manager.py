@@ -202,6 +202,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             rec["status_message"] = ""
         self._refresh(rec)  # a container that exited at once
         self._save(rec, durable=False)  # one write, no fsync: running state (see _save)
+        self._detach_disk(rec)
 
     def start(self, ref: str) -> dict:
         cid = self._resolve(ref)

@@ -198,13 +198,31 @@ class RecordsMixin:
         return self._cdir(cid) / "rw"
 
     def _ensure_disk(self, rec: dict) -> None:
-        """A disk-limited container's mount is back after a reboot (before anything reads upper/)."""
+        """A disk-limited container's mount is on the host (after a reboot, or while it runs: see _detach_disk)
+        before anything reads upper/."""
         if not rec["config"].get("disk"):
             return
         try:
             quota.ensure_mounted(self._rw_dir(rec["id"]))
         except quota.QuotaError as e:
             raise ContainerError(f"container {rec['name']}: {e}") from None
+
+    def _detach_disk(self, rec: dict) -> None:
+        """Once Berth's runtime has started the container, its disk leaves the host's mount table: the container's
+        own mount namespace holds it, and every mount on the host slows each later start (storage/quota.py).
+        runc and crun run on an overlay the host mounted, over this disk: theirs stays."""
+        if rec["config"].get("disk") and (rec.get("runtime") or "berth") == "berth":
+            quota.detach(self._rw_dir(rec["id"]))
+
+    @contextlib.contextmanager
+    def _disk_read(self, rec: dict) -> Iterator[None]:
+        """upper/ readable on the host for the block (a running container's /etc/passwd), detached again after."""
+        self._ensure_disk(rec)
+        try:
+            yield
+        finally:
+            if rec["state"] in _states.ACTIVE:
+                self._detach_disk(rec)
 
     def _log_path(self, cid: str) -> Path:
         return self._cdir(cid) / "logs" / "container.log"

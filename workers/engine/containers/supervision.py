@@ -150,7 +150,8 @@ class SupervisionMixin:
             with contextlib.suppress(NoSuchContainer, ValueError, ContainerError):
                 rec = self._load(cid)
                 states.append(rec["state"])
-                self._ensure_disk(rec)  # mounts are gone after a reboot
+                if rec["state"] not in _states.ACTIVE:  # a running one's disk is in its own namespace
+                    self._ensure_disk(rec)  # mounts are gone after a reboot
         if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
                 self.monitor.ensure_running(env=self._monitor_env())

@@ -9,9 +9,15 @@ ENOSPC inside the container. Measured on this project's test host (ext4 root, ke
 
 API (paths are the directory that is limited; its image lives beside it as `<dir>.disk`):
   make(path, size)      create the image and mount it on `path` (an empty or missing directory)
-  ensure_mounted(path)  mount it again after a reboot or a lazy unmount (no-op when mounted)
+  ensure_mounted(path)  mount it again after a reboot, a lazy unmount or a detach (no-op when mounted)
+  detach(path)          unmount it from the host while a container's own mount namespace keeps it
   release(path)         unmount (lazily when busy), free the loop device, delete image and dir
   usage(path)           (used, total) bytes of the mounted filesystem
+
+Why detach: every mount on the host is copied into each new container's mount namespace and detached from it
+after pivot_root, so each running container's disk made every later start slower (bench/scale.py). A started
+container holds its own copy; the host's goes, and comes back (the same loop device, so the same filesystem)
+when the host needs the files. The device's number is kept beside the image (`<dir>.disk.loop`).
 
 Images are sparse and mounted with `discard`, so deleted files give their space back to the
 host; the sum of all sizes may exceed the host's free space (an overcommit the admin chooses
@@ -48,6 +54,12 @@ def templates_dir(state_root: str | os.PathLike[str]) -> Path:
 def image_of(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     return p.with_name(p.name + IMAGE_SUFFIX)
+
+
+def _device_note(path: str | os.PathLike[str]) -> Path:
+    """Where the number of the loop device that holds `path`'s image is written."""
+    p = Path(path)
+    return p.with_name(p.name + IMAGE_SUFFIX + ".loop")
 
 
 def _run(args: list[str], what: str) -> None:
@@ -105,14 +117,41 @@ def _mount(image: Path, path: Path) -> None:
 
     from . import loop
 
+    note = _device_note(path)
     try:
-        loop.mount_image(str(image), str(path), "ext4", L.MS_NOSUID | L.MS_NODEV, MOUNT_DATA)
-        return
+        known = int(note.read_text())
+    except (OSError, ValueError):
+        known = None
+    try:
+        # a container's namespace may still hold the filesystem (detach): mount that device, never a second one
+        if known is not None and loop.mount_attached(known, str(image), str(path), "ext4",
+                                                     L.MS_NOSUID | L.MS_NODEV, MOUNT_DATA):
+            return
+        note.unlink(missing_ok=True)
+        n = loop.mount_image(str(image), str(path), "ext4", L.MS_NOSUID | L.MS_NODEV, MOUNT_DATA)
     except loop.NoLoopConfigure:
-        pass
+        _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(path)], f"cannot mount the disk of {path}")
+        return  # no note: such a disk is never detached
     except OSError as e:
         raise QuotaError(f"cannot mount the disk of {path}: {e.strerror}") from None
-    _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(path)], f"cannot mount the disk of {path}")
+    with contextlib.suppress(OSError):  # without its note the disk is simply never detached
+        note.write_text(str(n))
+
+
+def detach(path: str | os.PathLike[str]) -> bool:
+    """Unmount `path` from the host's mount table while a container's own mount namespace keeps the filesystem
+    (and so its loop device) alive; ensure_mounted brings the same one back. Only a disk whose device is known
+    (its note), and only if nothing on the host uses the mount (no lazy unmount): True if it was unmounted."""
+    from workers.engine.runtime import linux as L
+
+    p = Path(path)
+    if not _device_note(p).is_file() or not is_mounted(p):
+        return False
+    try:
+        L.umount2(str(p), 0)
+    except OSError:
+        return False  # busy (a cp or commit reading it): it stays mounted
+    return True
 
 
 def ensure_mounted(path: str | os.PathLike[str]) -> bool:
@@ -135,6 +174,7 @@ def release(path: str | os.PathLike[str]) -> None:
         if proc.returncode != 0:
             _run(["umount", "-l", str(p)], f"cannot unmount {p}")
     image_of(p).unlink(missing_ok=True)
+    _device_note(p).unlink(missing_ok=True)
     shutil.rmtree(p, ignore_errors=True)
 
 
