@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 PARENT = "/berth"
@@ -26,7 +27,13 @@ def parent_removed_if_made() -> Iterator[None]:
     try:
         yield
     finally:
-        for d in parent_dirs():
-            if d not in had:
+        # a child just emptied may stay busy for a moment (its killed processes not yet reaped): a few tries
+        deadline = time.monotonic() + 10
+        while True:
+            left = [d for d in parent_dirs() if d not in had]
+            for d in left:
                 with contextlib.suppress(OSError):
                     os.rmdir(d)
+            if not any(os.path.isdir(d) for d in left) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
