@@ -12,25 +12,25 @@ from collections.abc import Iterator
 PARENT = "/berth"
 
 
-def parent_dirs() -> list[str]:
-    """The parent's existing directories, one per mounted hierarchy."""
+def cgroup_dirs(cgroup_path: str) -> list[str]:
+    """Existing directories for `cgroup_path` in every mounted hierarchy."""
     from workers.engine.runtime.cgroups import Cgroup
 
-    return [d for d in Cgroup.for_path(PARENT).dirs.values() if os.path.isdir(d)]
+    return [d for d in Cgroup.for_path(cgroup_path).dirs.values() if os.path.isdir(d)]
 
 
 @contextlib.contextmanager
 def parent_removed_if_made() -> Iterator[None]:
     """Remove, on the way out, each /berth directory that did not exist on the way in and is empty by then
     (one still in use, by a container outside this run, is left)."""
-    had = set(parent_dirs())
+    had = set(cgroup_dirs(PARENT))
     try:
         yield
     finally:
         # a child just emptied may stay busy for a moment (its killed processes not yet reaped): a few tries
         deadline = time.monotonic() + 10
         while True:
-            left = [d for d in parent_dirs() if d not in had]
+            left = [d for d in cgroup_dirs(PARENT) if d not in had]
             for d in left:
                 with contextlib.suppress(OSError):
                     os.rmdir(d)

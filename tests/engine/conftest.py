@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cgroup_parent import cgroup_dirs  # the engine tests and tests/soak.py import it from here too
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -45,13 +47,6 @@ def host_mounts_under(path: str | os.PathLike[str]) -> list[str]:
             if mp == p or mp.startswith(p.rstrip("/") + "/"):
                 out.append(mp)
     return out
-
-
-def cgroup_dirs(cgroup_path: str) -> list[str]:
-    """Existing directories for `cgroup_path` in every mounted hierarchy."""
-    from workers.engine.runtime.cgroups import Cgroup
-
-    return [d for d in Cgroup.for_path(cgroup_path).dirs.values() if os.path.isdir(d)]
 
 
 def cleanup_cgroup(cgroup_path: str) -> None:
