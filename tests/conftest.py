@@ -432,7 +432,12 @@ def wait_job() -> Callable[..., Any]:
             job.refresh_from_db()
             return job.state in wanted
 
-        _wait(reached, timeout, f"job #{job.pk} ({job.kind}) to reach {'/'.join(wanted)} (now {job.state})")
+        try:
+            _wait(reached, timeout, f"job #{job.pk} ({job.kind}) to reach {'/'.join(wanted)}")
+        except pytest.fail.Exception as failed:  # say where it stands, not where it stood when the wait began
+            job.refresh_from_db()
+            pytest.fail(f"{failed}: it is {job.state} ({job.progress}% {job.message!r}, error {job.error!r}, "
+                        f"attempts {job.attempts}, worker {job.worker!r})")
         return job
 
     return wait

@@ -219,9 +219,20 @@ def test_a_target_killed_on_every_attempt_of_its_receive_removes_what_it_made_an
     assert receive.attempts == 2, receive.error
     job = wait_job(job, timeout=60)
     assert job.state == Job.State.FAILED and "host mvr-b did not take the container" in job.error, job.error
-    web = row_where(wait_for, web, "running again on the source", state="running")
-    wait_for(lambda: engine_state(b) == ([], []), what="the target to remove the container its receive made")
-    settle = wait_job(Job.objects.get(pk=Job.objects.get(pk=receive.pk).params["settled_by"]), timeout=60)
-    assert (settle.host_id, settle.state) == (b.host.pk, Job.State.SUCCEEDED), settle.error
+    try:
+        web = row_where(wait_for, web, "running again on the source", state="running")
+    except pytest.fail.Exception as failed:
+        pytest.fail(f"{failed}\n{a.host_name}'s engine: {state_on(a, web)}; the move: {job.error}\n"
+                    f"{a.host_name}'s log:\n{a.log()[-6000:]}")
+    settle = Job.objects.get(pk=wait_for(lambda: Job.objects.get(pk=receive.pk).params.get("settled_by"),
+                                         what="the receive's settle job"))
+    try:
+        settle = wait_job(settle, timeout=60)
+        assert (settle.host_id, settle.state) == (b.host.pk, Job.State.SUCCEEDED), settle.error
+        wait_for(lambda: engine_state(b) == ([], []), timeout=30,
+                 what="the target to remove the container its receive made")
+    except (AssertionError, pytest.fail.Exception) as failed:
+        pytest.fail(f"{failed}\nleft on {b.host_name}: {engine_state(b)}; settle #{settle.pk} {settle.state} "
+                    f"{settle.result}\n{b.host_name}'s log:\n{b.log()[-6000:]}")
     assert not Container.objects.filter(pk=made.pk).exists() and not Volume.objects.filter(host=b.host).exists()
     assert list(Container.objects.filter(name="web").values_list("host__name", flat=True)) == ["mvr-a"]

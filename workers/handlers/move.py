@@ -156,11 +156,13 @@ def _give_back(row: Container, to_row: Container | None, receive_job: Job | None
         _drop_relay(receive_job)
     started = False
     if stopped:
-        with contextlib.suppress(Exception):
+        try:
             mgr = common.container_manager()
             if mgr.inspect(row.engine_id).get("state") in ("created", "exited"):
                 reporter.save_status(row, mgr.start(row.engine_id))
                 started = True
+        except Exception:  # the chain's own error is the one raised; this one is in the worker's log
+            log.exception("container %s: not started again after the chain that stopped it", row.name)
     if to_row is not None and Container.objects.filter(pk=to_row.pk).exists() and not Job.objects.filter(
             kind="container.receive", target_id=str(to_row.pk), state=Job.State.RUNNING).exists():
         _drop_target_rows(to_row)

@@ -50,11 +50,19 @@ def _remove_made(engine_id: str, volume_ids: list[str]) -> None:
     """This host's engine without the container and the volumes a receive made (rows untouched)."""
     from workers.engine.containers import volumes
 
-    with contextlib.suppress(Exception):
+    try:
         common.container_manager().remove(engine_id, force=True)
+    except errors.NoSuchContainer:
+        pass
+    except Exception:
+        log.exception("container %s: what a receive made could not be removed", engine_id[:12])
     for vid in volume_ids:
-        with contextlib.suppress(Exception):
+        try:
             volumes.remove(common.state_root(), vid, force=True)
+        except volumes.NoSuchVolume:
+            pass
+        except Exception:
+            log.exception("volume %s: made by a receive, could not be removed", vid[:12])
 
 
 def _cleanup_target(row: Container, made_volumes: list[str]) -> None:

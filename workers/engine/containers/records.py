@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from workers.engine import flocks
 from workers.engine.monitor import changes
 from workers.engine.monitor.client import MonitorError
 from workers.engine.monitor.jsonlog import rfc3339_nano
@@ -93,7 +94,7 @@ class RecordsMixin:
                 return
             yield True
         finally:
-            os.close(fd)
+            flocks.release(fd)
 
     def _monitor_env(self) -> dict[str, str]:
         return {"BERTH_LOG_REDIS_URL": self.log_redis_url} if self.log_redis_url else {}

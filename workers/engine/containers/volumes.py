@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from workers.engine import flocks
 from workers.engine.monitor.jsonlog import rfc3339_nano
 from workers.engine.monitor.layout import write_json_atomic
 from workers.engine.storage import quota
@@ -90,7 +91,7 @@ def names_lock(root: str | os.PathLike[str]) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        flocks.release(fd)
 
 
 def _check_name(name: Any) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import flocks
 from ..timefmt import rfc3339
 from . import refs
 from .errors import ImageError, ImageNotFound, InvalidReference
@@ -69,10 +70,10 @@ class IndexMixin:
         try:
             yield
         finally:
-            os.close(fd)
+            flocks.release(fd)
 
     def _lock_fd(self, name: str, shared: bool = False) -> int:
-        """The store lock `name` taken, as an open fd: held until the fd is closed (for a lock that outlives
+        """The store lock `name` taken, as an open fd: held until flocks.release(fd) (for a lock that outlives
         the block that took it, e.g. the gc lock a pull's background unpack keeps until it is done)."""
         fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from .. import flocks
 from .fsutil import syncfs
 from .layers import _Txn
 
@@ -52,8 +53,7 @@ def lock_layer(store: ImageStore, diff_id: str, *, wait: bool) -> int | None:
 
 
 def unlock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)  # released even if a forked child still holds a copy of the fd
-    os.close(fd)
+    flocks.release(fd)
 
 
 def stage(store: ImageStore, diff_id: str, blob: dict[str, Any], progress: Progress | None = None) -> _Txn | None:
@@ -210,7 +210,7 @@ class Background:
             with self._mu:
                 fd, self.gc_fd = self.gc_fd, None
             if fd is not None:
-                os.close(fd)
+                flocks.release(fd)
             with _running_mu:
                 _running.discard(self)
 

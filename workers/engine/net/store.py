@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from workers.engine import flocks
+
 from . import routes
 from .errors import InvalidConfig, NetworkInUse, NetworkNameTaken, NoSuchNetwork
 
@@ -86,7 +88,7 @@ class NetworkStore:
             yield
         finally:
             self._depth = 0
-            os.close(fd)
+            flocks.release(fd)
 
     def _path(self, nid: str) -> Path:
         return self.dir / f"{nid}.json"

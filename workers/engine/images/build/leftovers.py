@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ... import flocks
 from ..layout import REF_NAME
 
 if TYPE_CHECKING:
@@ -41,13 +42,13 @@ def running(store: ImageStore, build_id: str) -> Iterator[None]:
                 break
         except FileNotFoundError:
             pass
-        os.close(fd)  # a sweep took the file between our open and our lock (it was free then): again
+        flocks.release(fd)  # a sweep took the file between our open and our lock (it was free then): again
     try:
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        os.close(fd)
+        flocks.release(fd)
 
 
 def sweep(store: ImageStore, manager: Callable[[], Any]) -> list[str]:
@@ -74,7 +75,7 @@ def sweep(store: ImageStore, manager: Callable[[], Any]) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
         finally:
-            os.close(fd)
+            flocks.release(fd)
     return gone
 
 
