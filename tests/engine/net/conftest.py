@@ -97,6 +97,11 @@ def netavark_chains(subnet: str) -> set[str]:
     return {f"NETAVARK-{h}" for h in hashes} | {f"NETAVARK-DN-{h}" for h in hashes}
 
 
+def ns_of(m: ContainerManager, ref: str) -> Path:
+    """A running container's network namespace, through its init (a start takes its mount off the host)."""
+    return Path(f"/proc/{m.inspect(ref)['pid']}/ns/net")
+
+
 def netns_mounts_under(root: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root / "net"))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -16,11 +17,12 @@ from tests.engine.net.conftest import (
     links,
     netavark_chains,
     netns_mounts_under,
+    ns_of,
     ports_of,
     run_out,
 )
 from tests.engine.net.frames import send_udp_frame, udp_listener
-from workers.engine.net import NetworkInUse, netavark, netns
+from workers.engine.net import NetworkError, NetworkInUse, netavark, netns
 
 SLEEP = ["sleep", "300"]
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
@@ -104,8 +106,10 @@ def test_connect_and_disconnect_a_running_container(mgr):
     mgr.create("busybox", name="app", command=SLEEP, networks=["front"])
     mgr.start("db")
     mgr.start("app")
+    assert netns_mounts_under(mgr.root) == []  # a start takes the namespace's mount off the host's table
     assert run_out(mgr, "app", ["timeout", "3", "wget", "-qO-", "http://db/hostname"])[0] != 0
     view = mgr.net.connect(mgr.inspect("app")["id"], "back")
+    assert netns_mounts_under(mgr.root) == []  # mounted again for the connect only
     assert set(view["networks"]) == {"front", "back"}
     assert run_out(mgr, "app", ["timeout", "3", "wget", "-qO-", "http://db/hostname"])[0] == 0
     code, out = run_out(mgr, "app", ["ls", "/sys/class/net"])
@@ -115,6 +119,49 @@ def test_connect_and_disconnect_a_running_container(mgr):
     code, out = run_out(mgr, "app", ["ls", "/sys/class/net"])
     assert set(out.split()) == {"lo", "eth0"}
     assert back_ip not in mgr.net.store.get("back")["allocations"]
+    assert netns_mounts_under(mgr.root) == []
+
+
+def _links_in(mgr, ref: str) -> set[str]:
+    code, out = run_out(mgr, ref, ["ls", "/sys/class/net"])
+    assert code == 0, out
+    return set(out.split())
+
+
+def test_a_connect_acts_only_in_the_namespace_its_container_started_in(mgr):
+    """Its namespace is mounted again from the container's init, found by the pid in its record: a pid that is
+    not the container's (here another tenant's container's init) is not used, and a namespace that is not the
+    one the start left is refused; either way nothing appears in the other container."""
+    mgr.net.create("own", subnet="10.231.32.0/24")
+    mgr.net.create("extra", subnet="10.231.33.0/24")
+    mgr.create("busybox", name="victim", command=SLEEP, networks=["own"])
+    mine = mgr.create("busybox", name="mine", command=SLEEP, networks=["own"])["id"]
+    mgr.start("victim")
+    mgr.start("mine")
+    victim_links = _links_in(mgr, "victim")
+    assert victim_links == {"lo", "eth0"}
+
+    record = mgr.root / "containers" / mine / "container.json"
+    real = json.loads(record.read_text())
+    record.write_text(json.dumps(real | {"pid": mgr.inspect("victim")["pid"]}))  # another container's process
+    mgr.net.connect(mine, "extra")  # taken as a container that does not run: for its next start
+    assert _links_in(mgr, "victim") == victim_links and netns_mounts_under(mgr.root) == []
+    mgr.net.disconnect(mine, "extra")
+    record.write_text(json.dumps(real))
+
+    state = mgr.root / "net" / "containers" / mine / "net.json"
+    kept = json.loads(state.read_text())
+    other = os.stat(ns_of(mgr, "victim"))
+    state.write_text(json.dumps(kept | {"ns": [other.st_dev, other.st_ino]}))  # as if its init moved there
+    with pytest.raises(NetworkError, match="not in the network namespace it started in"):
+        mgr.net.connect(mine, "extra")
+    assert set(mgr.net.view(mine)["networks"]) == {"own"}  # refused whole: not kept for a later start either
+    assert _links_in(mgr, "victim") == victim_links and netns_mounts_under(mgr.root) == []
+    assert _links_in(mgr, "mine") == {"lo", "eth0"}
+
+    state.write_text(json.dumps(kept))  # its own again: the connect works
+    mgr.net.connect(mine, "extra")
+    assert _links_in(mgr, "mine") == {"lo", "eth0", "eth1"} and _links_in(mgr, "victim") == victim_links
 
 
 def test_remove_leaves_nothing_behind(mgr):
@@ -132,7 +179,7 @@ def test_remove_leaves_nothing_behind(mgr):
     assert chains == {mine, mine.replace("NETAVARK-", "NETAVARK-DN-")}
     assert firewall_rules_mentioning(net["bridge"])  # its isolation entry (netavark's isolation rules before)
     assert firewall_rules_mentioning("10.231.7.", info["id"])
-    assert len(netns_mounts_under(mgr.root)) == 2
+    assert netns_mounts_under(mgr.root) == []  # held by their processes, not by mounts on the host
     with pytest.raises(NetworkInUse):
         mgr.net.remove("tidy")
     mgr.remove("t1", force=True)
@@ -169,7 +216,7 @@ def test_kill_tears_down_at_once_as_stop_does(mgr):
     mgr.create("busybox", name="k1", command=SLEEP, networks=["killed"])
     mgr.start("k1")
     veths = ports_of(net["bridge"])
-    assert len(veths) == 1 and len(netns_mounts_under(mgr.root)) == 1  # the control
+    assert len(veths) == 1  # the control
     assert mgr.kill("k1")["state"] == "exited"
     assert netns_mounts_under(mgr.root) == [] and veths & links() == set()
     assert mgr.inspect("k1")["network"]["ip"] == "10.231.9.2"
@@ -258,7 +305,7 @@ def test_a_container_cannot_send_with_a_neighbours_address(mgr):
     for n in ids:
         mgr.start(n)
     net = {n: mgr.inspect(n)["network"] for n in ids}
-    ns = {n: mgr.root / "net" / "ns" / cid for n, cid in ids.items()}
+    ns = {n: ns_of(mgr, n) for n in ids}
     for src_ip, heard in ((net["c"]["ip"], True), (net["b"]["ip"], False)):
         listener = udp_listener(ns["a"], 9999, wait=2)  # a bound on the wait for a packet, not a sync
         try:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.net.conftest import bridges, firewall_rules_mentioning, netns_mounts_under, run_out
+from tests.engine.net.conftest import bridges, firewall_rules_mentioning, netns_mounts_under, ns_of, run_out
 from tests.engine.net.frames import send_udp_frame
 from workers.engine.net import PortTaken
 from workers.engine.net.ports import probe
@@ -65,12 +65,12 @@ def test_published_port_answers_the_host_and_another_network(mgr):
 
 def test_published_udp_port(mgr):
     mgr.net.create("udp", subnet="10.231.12.0/24")
-    info = mgr.create("busybox", name="u", command=SLEEP, networks=["udp"], ports=["127.0.0.1::5353/udp"])
+    mgr.create("busybox", name="u", command=SLEEP, networks=["udp"], ports=["127.0.0.1::5353/udp"])
     mgr.start("u")
     # an echo server in the container's namespace (busybox has no UDP server); the path is the container's
     echo = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\n"
             "print('ready',flush=True)\nd,a=s.recvfrom(100)\ns.sendto(b'echo:'+d,a)\n")
-    ns = mgr.root / "net" / "ns" / info["id"]
+    ns = ns_of(mgr, "u")
     srv = subprocess.Popen(["nsenter", f"--net={ns}", sys.executable, "-c", echo], stdout=subprocess.PIPE, text=True)
     try:
         assert srv.stdout.readline().strip() == "ready"
@@ -140,14 +140,14 @@ def test_hand_made_frame_to_127_0_0_1_from_a_container_is_dropped(mgr):
     so a frame a container crafts with CAP_NET_RAW (in Docker's default set) to the gateway's MAC with
     destination 127.0.0.1 would reach the host's loopback services. Sent from the container's namespace."""
     net = mgr.net.create("raw", subnet="10.231.17.0/24")
-    info = mgr.create("busybox", name="raw", command=SLEEP, networks=["raw"])
+    mgr.create("busybox", name="raw", command=SLEEP, networks=["raw"])
     mgr.start("raw")
     view = mgr.inspect("raw")["network"]
     gw_mac = open(f"/sys/class/net/{net['bridge']}/address").read().strip().replace(":", "")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:
         victim.bind(("127.0.0.1", 0))
         victim.settimeout(2)  # a bound on how long we listen for the packet, not a synchronisation
-        ns = mgr.root / "net" / "ns" / info["id"]
+        ns = ns_of(mgr, "raw")
         send_udp_frame(ns, dst_mac=gw_mac, src_mac=view["mac"], src_ip=view["ip"], dst_ip="127.0.0.1",
                        port=victim.getsockname()[1])
         with pytest.raises(TimeoutError):

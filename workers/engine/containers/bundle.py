@@ -117,6 +117,11 @@ def process_args(cfg: dict, image_cfg: dict) -> list[str]:
     return args
 
 
+def cgroup_path(cid: str) -> str:
+    """The container's cgroup, under every hierarchy (the runtime makes it from config.json)."""
+    return f"/berth/{cid}"
+
+
 def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: dict, state_root: Path) -> dict:
     """The OCI config.json (root.path "rootfs", relative to the bundle) from `cfg`, the container's stored
     spec JSON (spec.py) with the host's defaults filled in."""
@@ -137,7 +142,7 @@ def build_spec(*, cid: str, cfg: dict, image_ref: str, image_cfg: dict, rootfs: 
     spec["hostname"] = hostname
     spec["root"] = {"path": "rootfs", "readonly": cfg["read_only"]}
     linux = spec["linux"]
-    linux["cgroupsPath"] = f"/berth/{cid}"
+    linux["cgroupsPath"] = cgroup_path(cid)
     linux["seccomp"] = default_profile()
     res = linux.setdefault("resources", {})
     if cfg["memory"] is not None:

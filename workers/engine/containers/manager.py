@@ -74,7 +74,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         # networking (workers/engine/net): a spec without networks joins `default_network` ("bridge" as
         # Docker's, set by the CLI and the worker); None keeps such a container in a namespace with only lo
         self.default_network = default_network
-        self.net = NetworkManager(self.root, default_network=default_network or "bridge")
+        self.net = NetworkManager(self.root, default_network=default_network or "bridge", ns_fd=self._netns_fd)
         # what a create without pids_limit / disk gets (None: no limit)
         self.default_pids_limit, self.default_disk = default_pids_limit, default_disk
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
@@ -203,6 +203,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
         self._refresh(rec)  # a container that exited at once
         self._save(rec, durable=False)  # one write, no fsync: running state (see _save)
         self._detach_disk(rec)
+        self.net.started(cid)  # its namespace's mount off the host's table too
 
     def start(self, ref: str) -> dict:
         cid = self._resolve(ref)

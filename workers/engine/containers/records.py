@@ -18,8 +18,9 @@ from workers.engine.monitor.layout import write_json_atomic
 from workers.engine.runtime import errors as rterr
 from workers.engine.storage import quota
 
-from . import oci, runtime_probe
+from . import oci, proc_netns, runtime_probe
 from . import states as _states
+from .bundle import cgroup_path
 from .config import ID_RE, parse_mount
 from .errors import ContainerError, InvalidConfig, NoSuchContainer
 
@@ -207,6 +208,17 @@ class RecordsMixin:
             quota.ensure_mounted(self._rw_dir(rec["id"]))
         except quota.QuotaError as e:
             raise ContainerError(f"container {rec['name']}: {e}") from None
+
+    def _netns_fd(self, cid: str) -> int | None:
+        """An fd of the running container's network namespace, through its init (proc_netns.py: checked to be the
+        container's process); None when it does not run."""
+        try:
+            rec = self._load(cid)
+        except NoSuchContainer:
+            return None
+        if rec["state"] not in _states.ACTIVE or not rec.get("pid"):
+            return None
+        return proc_netns.open_netns(int(rec["pid"]), cgroup_path(cid))
 
     def _detach_disk(self, rec: dict) -> None:
         """Once Berth's runtime has started the container, its disk leaves the host's mount table: the container's

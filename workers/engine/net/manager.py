@@ -3,7 +3,9 @@
 The container manager calls `prepare` at create (addresses, ports, /etc files), `oci` to point config.json at
 them, `setup` before a start, `teardown` after a stop and `release` at remove; `reconcile` at worker start
 frees what belongs to containers that are gone. A container's state is <state_root>/net/containers/<id>/
-(net.json, hosts, hostname, resolv.conf); its namespace is bind-mounted at <state_root>/net/ns/<id>.
+(net.json, hosts, hostname, resolv.conf); its namespace is bind-mounted at <state_root>/net/ns/<id> from
+`setup` until the container has started (`started`: its processes hold it from then on, and it is mounted there
+again only while a connect, a disconnect or a container joining it needs the path).
 
 Modes as Docker's: a list of networks (default: the `bridge` network), `none` (only lo), `host` (the
 host's namespace), `container:<ref>` (another container's namespace and /etc files)."""
@@ -14,7 +16,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import antispoof, bridge_room, files, guard, netavark, netns, ports, routes, sweep
@@ -25,8 +27,12 @@ MODES = ("none", "host")
 
 
 class NetworkManager:
-    def __init__(self, state_root: str | os.PathLike[str], *, default_network: str = DEFAULT_NETWORK):
+    def __init__(self, state_root: str | os.PathLike[str], *, default_network: str = DEFAULT_NETWORK,
+                 ns_fd: Callable[[str], int | None] | None = None):
+        """`ns_fd(cid)`: an fd of a running container's network namespace, opened through its process (the
+        container manager's; containers/proc_netns.py), None when it does not run."""
         self.root = Path(state_root)
+        self.ns_fd = ns_fd
         self.store = NetworkStore(self.root)
         self.cdir = self.store.base / "containers"
         self.nsdir = self.store.base / "ns"
@@ -238,7 +244,9 @@ class NetworkManager:
         if st is None or st["mode"] == "host":
             return
         if st["mode"] == "container":
-            if not netns.is_mounted(self._ns(st["target"])):
+            # Its runtime joins the target's namespace by path: mounted there again, and left there (the
+            # target's teardown removes it) since this container's start may open it at any time until then.
+            if not self._mount_again(st["target"]):
                 raise InvalidState(f"container {st['target'][:12]} whose network it shares is not running")
             return
         with self.store.locked():
@@ -298,6 +306,58 @@ class NetworkManager:
             raise
         self._save(st)
 
+    def started(self, cid: str) -> None:
+        """After a start: the namespace's bind mount leaves the host's mount table (each mount on the host is
+        copied into every new container's mount namespace: a thousand of them slowed each start by about 7 ms).
+        The container's processes hold the namespace; its identity is kept to check it when it is mounted again."""
+        st = self._load(cid)
+        if st is None or st["mode"] != "bridge":
+            return
+        path = self._ns(cid)
+        ident = netns.identity(path)
+        if ident is None:
+            return
+        st["ns"] = list(ident)
+        self._save(st)
+        netns.unmount(path)
+
+    def _mount_again(self, cid: str) -> bool:
+        """The running container's namespace mounted on its path again (if a start took it off); False if it
+        does not run. A process of the container that is no longer in the namespace its start left is refused:
+        netavark would act in a namespace of the tenant's choosing."""
+        path = self._ns(cid)
+        if netns.is_mounted(path):
+            return True
+        st = self._load(cid)
+        if st is None or not st.get("ns") or self.ns_fd is None:
+            return False
+        fd = self.ns_fd(cid)
+        if fd is None:
+            return False
+        try:
+            if not netns.bind(path, fd, tuple(st["ns"])):
+                raise NetworkError(f"container {st.get('name') or cid[:12]}: its process is not in the network "
+                                   "namespace it started in; stop it first")
+        finally:
+            os.close(fd)
+        return True
+
+    @contextlib.contextmanager
+    def _mounted(self, cid: str) -> Iterator[bool]:
+        """The container's namespace on its path for the block (taken off again after, if it was put back for
+        it); False when the container does not run."""
+        path = self._ns(cid)
+        if netns.is_mounted(path):
+            yield True
+            return
+        if not self._mount_again(cid):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            netns.unmount(path)
+
     def active(self, cid: str) -> bool:
         """Whether the container's networking is set up (a start happened and no teardown since)."""
         st = self._load(cid)
@@ -313,6 +373,7 @@ class NetworkManager:
             for name in list(st.get("applied", [])):
                 self._teardown_one(st, name)
             st["applied"], st["active"] = [], False
+            st.pop("ns", None)
             netns.remove(path)
             self._save(st)
 
@@ -367,15 +428,16 @@ class NetworkManager:
             rec = self.store.get(net_ref)
             if rec["name"] in st["attachments"]:
                 raise InvalidConfig("network", f"container {st['name']} is already on network {rec['name']}")
-            self._attach(st, rec["name"], list(aliases or []))
-            self._save(st)
-            if netns.is_mounted(self._ns(cid)):
-                try:
-                    self._setup_one(st, rec["name"], [])
-                except BaseException:
-                    self._teardown_one(st, rec["name"])
-                    self._drop(st, rec["name"])
-                    raise
+            with self._mounted(cid) as running:  # refused before anything is attached
+                self._attach(st, rec["name"], list(aliases or []))
+                self._save(st)
+                if running:
+                    try:
+                        self._setup_one(st, rec["name"], [])
+                    except BaseException:
+                        self._teardown_one(st, rec["name"])
+                        self._drop(st, rec["name"])
+                        raise
             self._save(st)
             return self.view(cid)
 
@@ -385,7 +447,8 @@ class NetworkManager:
             rec = self.store.get(net_ref)
             if st is None or rec["name"] not in st["attachments"]:
                 raise InvalidConfig("network", f"container {cid[:12]} is not on network {rec['name']}")
-            self._teardown_one(st, rec["name"])
+            with self._mounted(cid):  # a running container's own interface is the one netavark removes
+                self._teardown_one(st, rec["name"])
             self._drop(st, rec["name"])
             return self.view(cid)
 

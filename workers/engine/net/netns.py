@@ -56,6 +56,13 @@ def create(path: Path, links: tuple[str, ...] = ()) -> None:
 
 def remove(path: Path) -> None:
     """Unmount and delete; the namespace goes when its last user (a process, another mount) is gone."""
+    unmount(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def unmount(path: Path) -> None:
+    """The bind mount off `path` (the file stays); the namespace lives on while a process is in it."""
     while is_mounted(path):
         try:
             L.umount2(str(path), L.MNT_DETACH)
@@ -63,8 +70,27 @@ def remove(path: Path) -> None:
             if e.errno in (errno.EINVAL, errno.ENOENT):
                 break
             raise
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the namespace mounted on `path`: it names the namespace while it exists."""
+    if not is_mounted(path):
+        return None
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def bind(path: Path, ns_fd: int, ident: tuple[int, int]) -> bool:
+    """Mount the namespace `ns_fd` refers to on `path` again, if it is the one `identity` gave `ident` (a
+    process's namespace, opened through /proc, may be another's by the time it is used: the fd pins what it
+    refers to, and that is what is checked and mounted). False, and nothing mounted, otherwise."""
+    st = os.fstat(ns_fd)
+    if (st.st_dev, st.st_ino) != tuple(ident):
+        return False
+    path.touch(mode=0o600, exist_ok=True)
+    if not is_mounted(path):
+        L.mount(f"/proc/self/fd/{ns_fd}", str(path), None, L.MS_BIND)
+    return True
 
 
 @contextlib.contextmanager
