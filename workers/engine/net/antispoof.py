@@ -74,6 +74,28 @@ def host_veth(netns: Path, iface: str) -> str:
         raise NetworkError(f"cannot find the host side of {iface} in {netns}") from None
 
 
+def link_index(name: str) -> int | None:
+    try:
+        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def unplug(veth: str, index: int) -> None:
+    """Delete the host end of a container's veth pair, if the link of that name is still the one of that index
+    (an index is not given again soon: another container's link of the same name is left alone). With its
+    namespace gone, the kernel deletes the pair only once it has freed the namespace, asynchronously, and until
+    then netavark's teardown sees a port left on the bridge and keeps the bridge and the network's rules."""
+    import socket
+
+    try:
+        if socket.if_indextoname(index) != veth:
+            return
+    except OSError:
+        return  # gone already
+    subprocess.run(["ip", "link", "del", "dev", veth], capture_output=True)
+
+
 def allow(veth: str, mac: str, ip: str, also: str = "") -> None:
     """The veth's entries; `also`: more nft lines for the same call (one process per setup, not two)."""
     global _ready

@@ -298,6 +298,7 @@ class NetworkManager:
             raise NetworkError(f"netavark did not report interface {att['interface']} on {net['name']}") from None
         new = antispoof.bridge_ports(net["bridge"]) - before
         att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
+        att["veth_index"] = antispoof.link_index(att["veth"])
         guard.ensure()  # made once per process (connect comes here without a setup)
         try:
             antispoof.allow(att["veth"], att["mac"], att["ip"], also=guard.within(net["bridge"]))
@@ -395,6 +396,8 @@ class NetworkManager:
                     if netns.is_mounted(path):
                         netavark.run("teardown", self.run_dir, path, opts)
                     else:  # the namespace went first: netavark still removes the rules, bridge and DNS entry
+                        if att.get("veth") and att.get("veth_index"):
+                            antispoof.unplug(att["veth"], att["veth_index"])
                         with netns.stand_in(self.nsdir / ".stand-in", [att["interface"]]) as ns:
                             netavark.run("teardown", self.run_dir, ns, opts)
                 if not os.path.exists(f"/sys/class/net/{net['bridge']}"):
