@@ -20,10 +20,11 @@ import requests
 
 from tests.engine.images.conftest import one_file_tar
 from tests.engine.images.registry_server import LocalRegistry, registry_available
+from workers.engine import flocks
 from workers.engine.images import registry
 from workers.engine.images.errors import DigestMismatch
 from workers.engine.images.store import ImageStore
-from workers.engine.images.unpack import lock_layer, unlock
+from workers.engine.images.unpack import lock_layer
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not registry_available(), reason="docker-registry (Debian package) missing")]
@@ -103,7 +104,7 @@ def test_a_first_use_gets_the_layer_the_background_unpack_makes(pushed: str, tmp
         assert not host.layer_dir(diff_id).exists()
         fd = lock_layer(host, diff_id, wait=False)
         if fd is not None:
-            unlock(fd)
+            flocks.release(fd)
         assert fd is None, "the layer's lock is not held while it unpacks"
         (staging,) = [p for p in host.tmp.iterdir() if p.name.startswith("layer-")]
         made = staging.stat().st_ino

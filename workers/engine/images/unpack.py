@@ -52,10 +52,6 @@ def lock_layer(store: ImageStore, diff_id: str, *, wait: bool) -> int | None:
     return fd
 
 
-def unlock(fd: int) -> None:
-    flocks.release(fd)
-
-
 def stage(store: ImageStore, diff_id: str, blob: dict[str, Any], progress: Progress | None = None) -> _Txn | None:
     """Unpack the layer from its blob into images/tmp, its diff id checked, unless its dir is there (None). The
     caller holds the layer's lock and the gc lock (shared), and renames it in with `commit`."""
@@ -122,7 +118,7 @@ def ensure(store: ImageStore, layers: list[tuple[str, dict[str, Any]]], workers:
         commit(store, staged)
     finally:
         for fd in held:
-            unlock(fd)
+            flocks.release(fd)
     if errors:
         raise errors[0]
 
@@ -159,7 +155,7 @@ class Background:
         try:
             self.futures.append(self.pool.submit(self._run, diff_id, blob, fd))
         except BaseException:
-            unlock(fd)
+            flocks.release(fd)
             self._one_done()
             raise
         return True
@@ -173,7 +169,7 @@ class Background:
             raise
         finally:
             if txn is None:
-                unlock(fd)  # failed or already there: a first use need not wait for the others
+                flocks.release(fd)  # failed or already there: a first use need not wait for the others
             else:
                 with self._mu:
                     self.staged.append((txn, fd))
@@ -206,7 +202,7 @@ class Background:
             raise
         finally:
             for _, fd in staged:
-                unlock(fd)
+                flocks.release(fd)
             with self._mu:
                 fd, self.gc_fd = self.gc_fd, None
             if fd is not None:

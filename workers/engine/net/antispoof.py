@@ -75,9 +75,11 @@ def host_veth(netns: Path, iface: str) -> str:
 
 
 def link_index(name: str) -> int | None:
+    import socket
+
     try:
-        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
-    except (OSError, ValueError):
+        return socket.if_nametoindex(name)
+    except OSError:
         return None
 
 

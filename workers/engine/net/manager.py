@@ -267,6 +267,7 @@ class NetworkManager:
                 self.teardown(cid)
                 raise
             st["active"] = True
+            st["ns"] = list(netns.identity(path))  # a connect checks the namespace it mounts again against it
             self._save(st)
 
     def _setup_one(self, st: dict, name: str, port_maps: list[dict]) -> None:
@@ -310,17 +311,8 @@ class NetworkManager:
     def started(self, cid: str) -> None:
         """After a start: the namespace's bind mount leaves the host's mount table (each mount on the host is
         copied into every new container's mount namespace: a thousand of them slowed each start by about 7 ms).
-        The container's processes hold the namespace; its identity is kept to check it when it is mounted again."""
-        st = self._load(cid)
-        if st is None or st["mode"] != "bridge":
-            return
-        path = self._ns(cid)
-        ident = netns.identity(path)
-        if ident is None:
-            return
-        st["ns"] = list(ident)
-        self._save(st)
-        netns.unmount(path)
+        The container's processes hold the namespace; setup kept its identity, checked when it is mounted again."""
+        netns.unmount(self._ns(cid))  # nothing there for a container without a namespace of its own
 
     def _mount_again(self, cid: str) -> bool:
         """The running container's namespace mounted on its path again (if a start took it off); False if it
