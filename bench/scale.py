@@ -10,7 +10,11 @@ own state root. Then:
 - the rest up to N-1 in batches of --batch: each batch POSTed, then awaited until every row runs; each
   container's time is from its POST to the `started` time the engine reported;
 - the last --podman containers (up to N) each alone, their median against the reference's (the goal: within
-  1.5x), with where the time went (the API, the queue, the job, after) from the create job's row;
+  1.5x), with where the time went (the API, the queue, the job, after) from the create job's row. Both groups
+  are timed on a quiet host (--quiet: the CPUs less than 15 % busy for 3 s in a row, waited for up to 180 s,
+  as a busy shared host gets between bursts), so that the ratio says what a thousand running containers cost a start, not
+  what the burst of starting them left behind; --podman more are timed right after the batches too, and shown
+  beside it;
 - memory that stays per container (monitor + holder + any other host process naming the state root, PSS)
   at 50 and at N, beside conmon + runc's for --conmon containers (bench/runtime.py's setup);
 - at N: response times of the list API (first page, and page_size=500), the hosts page and the containers page;
@@ -38,6 +42,29 @@ from scale_podman import Podman
 from scale_stack import ScaleStack, idle_cpu
 
 from tests.cgroup_parent import parent_removed_if_made
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, all) jiffies of the whole machine from /proc/stat; iowait counts as busy (a disk still writing)."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, *rest = (int(x) for x in f.readline().split()[1:])
+    return user + nice + system + sum(rest[:4]), user + nice + system + idle + sum(rest[:4])
+
+
+def quiet(below: float, most: float = 180) -> str:
+    """Wait until the machine's CPUs were busy less than `below` (a fraction of all of them) for three seconds
+    in a row, at most `most` seconds: the load average, an average over minutes, lags far behind a burst."""
+    t = time.monotonic()
+    calm = 0
+    busy = 1.0
+    while calm < 3 and time.monotonic() - t < most:
+        b0, a0 = _cpu_times()
+        time.sleep(1)
+        b1, a1 = _cpu_times()
+        busy = (b1 - b0) / max(a1 - a0, 1)
+        calm = calm + 1 if busy < below else 0
+    return (f"CPUs {busy * 100:.0f} % busy, load {os.getloadavg()[0]:.2f}, after {time.monotonic() - t:.0f} s of "
+            f"waiting for a quiet host")
 
 
 def create(stack: ScaleStack, i: int) -> tuple[int, float]:
@@ -220,6 +247,7 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     print(f"{n} idle busybox `sleep` containers through the API, batches of {args.batch}; load "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     cold = one(stack, 1)
+    calm = quiet(args.quiet) if args.quiet else "no wait"
     print(f"  container 1 (alone, the host's monitor starts): {cold:.0f} ms from POST to running", flush=True)
     # containers 2..R+1 alone, each beside a `podman run -d` and a `podman start` (rounds interleaved)
     berth, pod = [], {"run -d": [], "start": []}
@@ -235,7 +263,7 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
         if podman is not None:
             podman.close()
     first = statistics.median(berth)
-    print(f"  containers 2..{len(berth) + 1} (alone): {first:.0f} ms median from POST to running "
+    print(f"  containers 2..{len(berth) + 1} (alone; {calm}): {first:.0f} ms median from POST to running "
           f"(ms: {parts_line(first_parts)})", flush=True)
     if podman is not None:
         if podman.problem:
@@ -250,8 +278,9 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
     t_all = time.monotonic()
     memory_done = False
     alone = max(args.podman, 1)  # the last ones, each alone: as many as the reference rounds
-    while made < n - alone:
-        size = min(args.batch, n - alone - made)
+    right_after = alone if args.quiet else 0  # as many again, timed right after the batches
+    while made < n - alone - right_after:
+        size = min(args.batch, n - alone - right_after - made)
         sent = [create(stack, made + k + 1) for k in range(size)]
         started = wait_running([pk for pk, _ in sent])
         batches.append(statistics.median((started[pk].timestamp() - t) * 1000 for pk, t in sent))
@@ -264,12 +293,21 @@ def run(stack: ScaleStack, args: argparse.Namespace) -> None:
             memory_row(stack, made, "berth monitor + holder")
             memory_done = True
     spent = time.monotonic() - t_all
+    in_batches = made - 1 - len(berth)
+    print(f"  batches: first {batches[0]:.0f} ms, last {batches[-1]:.0f} ms median per container; {in_batches} "
+          f"started in batches in {spent:.0f} s ({spent / max(in_batches, 1) * 1000:.0f} ms each)", flush=True)
+    if right_after:
+        load = os.getloadavg()[0]
+        parts: list[dict[str, float]] = []
+        soon = statistics.median(one(stack, made + k + 1, parts) for k in range(right_after))
+        print(f"  containers {made + 1}..{made + right_after} (alone, right after the batches, load {load:.2f}): "
+              f"{soon:.0f} ms median = {soon / first:.2f}x the reference (ms: {parts_line(parts)})", flush=True)
+        made += right_after
+    calm = quiet(args.quiet) if args.quiet else "no wait"
     last_parts: list[dict[str, float]] = []
     last = statistics.median(one(stack, made + k + 1, last_parts) for k in range(n - made))
-    print(f"  containers {made + 1}..{n} (alone, {made}+ running): {last:.0f} ms median from POST to running = "
-          f"{last / first:.2f}x the reference (ms: {parts_line(last_parts)}); batches: first {batches[0]:.0f} ms, "
-          f"last {batches[-1]:.0f} ms median per container; {made - 1 - len(berth)} started in batches in "
-          f"{spent:.0f} s ({spent / max(made - 1 - len(berth), 1) * 1000:.0f} ms each)", flush=True)
+    print(f"  containers {made + 1}..{n} (alone, {made}+ running; {calm}): {last:.0f} ms median from POST to "
+          f"running = {last / first:.2f}x the reference (ms: {parts_line(last_parts)})", flush=True)
     pks = list(Container.objects.filter(host=stack.host).values_list("pk", flat=True))
     engine_ids = list(Container.objects.filter(host=stack.host).values_list("engine_id", flat=True))
     running = Container.objects.filter(host=stack.host, state="running").count()
@@ -305,13 +343,16 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--idle", type=float, default=60)
     ap.add_argument("--podman", type=int, default=5, help="rounds of Berth alone vs podman run -d / start (0: none)")
+    ap.add_argument("--quiet", type=float, default=0.15,
+                    help="time the reference and the last ones once the CPUs are less busy than this fraction "
+                         "for 3 s (0: no wait)")
     ap.add_argument("--conmon", type=int, default=50, help="conmon + runc containers for the memory row (0: none)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/scale.py needs root (namespaces, cgroups)", file=sys.stderr)
         return 2
-    if args.n < 3:
-        print("--n must be at least 3", file=sys.stderr)
+    if args.n < 3 + 3 * max(args.podman, 1):
+        print("--n must leave room for the reference, the batches and the last ones", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="bs-", dir="/tmp"))  # short: the monitor's socket path
     stack = None

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from workers.engine import flocks
+
 CHUNK = 1 << 20
 
 
@@ -91,7 +93,7 @@ class Staging:
                 os.unlink(self._temp_name)
             self._temp_name = None
         if self.fd >= 0:
-            os.close(self.fd)
+            flocks.release(self.fd)  # LOCK_UN first: a child forked meanwhile must not keep the lock
             self.fd = -1
 
     def discard(self) -> None:
@@ -136,9 +138,9 @@ def is_locked(path: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    finally:
         os.close(fd)
+        return True
+    flocks.release(fd)
     return False
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 
 
 def release(fd: int) -> None:
@@ -21,3 +22,20 @@ def release(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def held(path: str | os.PathLike[str], *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
+    """flock on `path` (made if missing) for the block; yields False, holding nothing, when `blocking` is off and
+    another holder has it. Released with release(): no forked child keeps it. FileNotFoundError when the
+    directory is gone."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        release(fd)

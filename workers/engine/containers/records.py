@@ -4,9 +4,7 @@ read back from the runtime and the monitor's exit record."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,19 +81,12 @@ class RecordsMixin:
         """flock on <container dir>/.lock (cid None: the host-wide names lock). A container removed
         meanwhile raises NoSuchContainer: remove() renames the dir away before deleting it."""
         path = self.locks_dir / "names.lock" if cid is None else self._cdir(cid) / ".lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise NoSuchContainer(f"no such container '{cid[:12] if cid else ''}'") from None
-        try:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            flocks.release(fd)
+                got = stack.enter_context(flocks.held(path, blocking=blocking))
+            except FileNotFoundError:
+                raise NoSuchContainer(f"no such container '{cid[:12] if cid else ''}'") from None
+            yield got
 
     def _monitor_env(self) -> dict[str, str]:
         return {"BERTH_LOG_REDIS_URL": self.log_redis_url} if self.log_redis_url else {}

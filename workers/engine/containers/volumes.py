@@ -13,7 +13,6 @@ container left inside the volume is removed, never followed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -86,12 +85,8 @@ def names_lock(root: str | os.PathLike[str]) -> Iterator[None]:
     """The host-wide lock ContainerManager.create holds while it makes a container (and its mounts)."""
     locks = Path(root) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    fd = os.open(locks / "names.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocks.held(locks / "names.lock"):
         yield
-    finally:
-        flocks.release(fd)
 
 
 def _check_name(name: Any) -> str:

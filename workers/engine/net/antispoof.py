@@ -8,6 +8,7 @@ setup and removed at teardown (veth names are reused by netavark, so a stale ele
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -84,18 +85,23 @@ def link_index(name: str) -> int | None:
 
 
 def unplug(veth: str, index: int) -> None:
-    """Delete the host end of a container's veth pair, if the link of that name is still the one of that index
-    (an index is not given again soon: another container's link of the same name is left alone). With its
-    namespace gone, the kernel deletes the pair only once it has freed the namespace, asynchronously, and until
-    then netavark's teardown sees a port left on the bridge and keeps the bridge and the network's rules."""
+    """Delete the host end of a container's veth pair: the link of that index, if it still has that name. By
+    index, in one netlink request: the kernel does not give an index again soon, so another container's link
+    that took the name since is never the one deleted. With its namespace gone, the kernel deletes the pair
+    only once it has freed the namespace, asynchronously, and until then netavark's teardown sees a port left
+    on the bridge and keeps the bridge and the network's rules."""
     import socket
+
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     try:
         if socket.if_indextoname(index) != veth:
             return
     except OSError:
         return  # gone already
-    subprocess.run(["ip", "link", "del", "dev", veth], capture_output=True)
+    with IPRoute() as ipr, contextlib.suppress(NetlinkError):  # gone meanwhile
+        ipr.link("del", index=index)
 
 
 def allow(veth: str, mac: str, ip: str, also: str = "") -> None:

@@ -8,7 +8,6 @@ and is freed on remove (and by the reconcile pass for containers that are gone).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -81,14 +80,12 @@ class NetworkStore:
             finally:
                 self._depth -= 1
             return
-        fd = os.open(self.base / "net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocks.held(self.base / "net.lock"):
             self._depth = 1
-            yield
-        finally:
-            self._depth = 0
-            flocks.release(fd)
+            try:
+                yield
+            finally:
+                self._depth = 0
 
     def _path(self, nid: str) -> Path:
         return self.dir / f"{nid}.json"
