@@ -192,6 +192,19 @@ def test_rows_unknown_to_the_engine_become_dead_unless_a_job_is_making_them(host
     assert reporter.mark_unknown_dead(host, {known.engine_id}) == [], "already dead rows are not marked again"
 
 
+def test_the_check_for_lost_rows_reads_ids_only_while_the_engine_has_every_container(host, published):
+    """The reporter's periodic pass on an idle host: one query of (pk, engine_id) pairs, however many rows,
+    and no model built for a container the engine has."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rows = [Container.objects.create(name=f"c{i}", host=host, state="running") for i in range(40)]
+    with CaptureQueriesContext(connection) as queries:
+        assert reporter.mark_unknown_dead(host, {r.engine_id for r in rows}) == []
+    assert len(queries.captured_queries) == 1
+    assert '"containers_container"."image_ref"' not in queries.captured_queries[0]["sql"]
+
+
 def test_create_failure_deletes_the_row_publishes_removed_and_raises_readably(host, published, fake):
     row = Container.objects.create(name="web", host=host, image_ref="busybox:latest")
     fake.fail_create = NameTaken("name 'web' is already in use by container 0123456789ab")
