@@ -137,9 +137,11 @@ def is_locked(path: Path) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as exc:
         os.close(fd)
-        return True
+        if isinstance(exc, BlockingIOError):
+            return True
+        raise
     flocks.release(fd)
     return False
 

@@ -128,8 +128,6 @@ def mark_unknown_dead(host, known_ids: set[str]) -> list[int]:
     busy = _busy_rows(host)
     marked = []
     for row in live.select_related("host").filter(pk__in=[pk for pk in lost if str(pk) not in busy]):
-        if row.engine_id in known_ids:  # made meanwhile
-            continue
         mark_dead(row, f"the host {host.name} no longer has this container")
         marked.append(row.pk)
     return marked
