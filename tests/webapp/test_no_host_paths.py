@@ -25,6 +25,8 @@ PURE_ENGINE = {
     "workers.engine.containers.stats_history",
     # reads the web server's OWN staged upload (its staging dir), never a host's
     "workers.engine.images.sniff.refuse_image_archive",
+    # releases a flock on an fd it is given (the web server's own transfer files)
+    "workers.engine.flocks",
 }
 HOST_NAMES = {"BERTH_STATE_ROOT", "state_root", "exports_dir", "export_path"}
 
