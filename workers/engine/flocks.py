@@ -24,18 +24,29 @@ def release(fd: int) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def held(path: str | os.PathLike[str], *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
-    """flock on `path` (made if missing) for the block; yields False, holding nothing, when `blocking` is off and
-    another holder has it. Released with release(): no forked child keeps it. FileNotFoundError when the
-    directory is gone."""
+def take(path: str | os.PathLike[str], *, shared: bool = False, blocking: bool = True) -> int | None:
+    """flock on `path` (made if missing), held by the returned fd until release(fd); None, holding nothing, when
+    `blocking` is off and another holder has it. FileNotFoundError when the directory is gone."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def held(path: str | os.PathLike[str], *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
+    """take() for the block; yields whether the lock is held (False only when `blocking` is off)."""
+    fd = take(path, shared=shared, blocking=blocking)
+    if fd is None:
+        yield False
+        return
+    try:
         yield True
     finally:
         release(fd)

@@ -4,10 +4,8 @@ looking images up, tags, and which containers use which image."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,21 +64,14 @@ class IndexMixin:
 
     @contextlib.contextmanager
     def _lock(self, name: str, shared: bool = False) -> Iterator[None]:
-        fd = self._lock_fd(name, shared)
-        try:
+        with flocks.held(self.dir / f"{name}.lock", shared=shared):
             yield
-        finally:
-            flocks.release(fd)
 
     def _lock_fd(self, name: str, shared: bool = False) -> int:
         """The store lock `name` taken, as an open fd: held until flocks.release(fd) (for a lock that outlives
         the block that took it, e.g. the gc lock a pull's background unpack keeps until it is done)."""
-        fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = flocks.take(self.dir / f"{name}.lock", shared=shared)
+        assert fd is not None  # a blocking take holds the lock or raises
         return fd
 
     def _read_index(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ used: its dir is missing and the next one who needs it unpacks it again (gc remo
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -40,16 +39,7 @@ def lock_path(store: ImageStore, diff_id: str) -> str:
 
 def lock_layer(store: ImageStore, diff_id: str, *, wait: bool) -> int | None:
     """The layer's lock, held by the returned fd; None if someone holds it and `wait` is False."""
-    fd = os.open(lock_path(store, diff_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return flocks.take(lock_path(store, diff_id), blocking=wait)
 
 
 def stage(store: ImageStore, diff_id: str, blob: dict[str, Any], progress: Progress | None = None) -> _Txn | None:
