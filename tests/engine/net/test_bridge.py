@@ -318,6 +318,52 @@ def test_a_container_cannot_send_with_a_neighbours_address(mgr):
         assert (line == f"{src_ip} spoofed") if heard else (line == "nothing")
 
 
+def _host_veth(mgr, ref: str) -> str:
+    st = mgr.net._load(mgr.inspect(ref)["id"])
+    return next(iter(st["attachments"].values()))["veth"]
+
+
+def _heard(mgr, sender: str, *, src_mac: str, src_ip: str) -> bool:
+    """Whether a UDP frame `sender` writes with these source addresses reaches the container `listener`."""
+    to = mgr.inspect("listener")["network"]
+    listener = udp_listener(ns_of(mgr, "listener"), 9999, wait=2)  # a bound on the wait for a packet, not a sync
+    try:
+        send_udp_frame(ns_of(mgr, sender), dst_mac=to["mac"], src_mac=src_mac, src_ip=src_ip, dst_ip=to["ip"],
+                       port=9999)
+        line = listener.stdout.readline().strip()
+    finally:
+        listener.kill()
+        listener.wait()
+    assert line in (f"{src_ip} spoofed", "nothing"), line
+    return line != "nothing"
+
+
+def test_a_veth_name_given_again_carries_nothing_of_the_dead_container_that_had_it(mgr):
+    """The attack: a container dies (its veth goes with its namespace) and another starts before the dead
+    one's teardown runs; netavark gives the new one the dead one's host veth name. Entries keyed by that name
+    let the new container send as the dead one, and the dead one's late teardown deleted the new one's entry
+    in the filtered ports: it then sent as any neighbour. Each frame below is dropped; the control is heard."""
+    mgr.net.create("reuse", subnet="10.231.27.0/24")
+    for n in ("listener", "victim", "dead"):
+        mgr.create("busybox", name=n, command=SLEEP, networks=["reuse"])
+        mgr.start(n)
+    name, dead = _host_veth(mgr, "dead"), mgr.inspect("dead")["network"]
+    os.kill(mgr.inspect("dead")["pid"], signal.SIGKILL)  # no stop: nothing tears its networking down yet
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mgr.create("busybox", name="attacker", command=SLEEP, networks=["reuse"])
+    mgr.start("attacker")
+    assert _host_veth(mgr, "attacker") == name  # the precondition of the attack: the name given again
+    own, victim = mgr.inspect("attacker")["network"], mgr.inspect("victim")["network"]
+    assert _heard(mgr, "attacker", src_mac=own["mac"], src_ip=own["ip"])  # the control
+    assert not _heard(mgr, "attacker", src_mac=dead["mac"], src_ip=dead["ip"])
+    mgr.supervise()  # the dead container's teardown, after the attacker's setup
+    assert mgr.inspect("dead")["state"] == "exited"
+    assert _heard(mgr, "attacker", src_mac=own["mac"], src_ip=own["ip"])
+    assert not _heard(mgr, "attacker", src_mac=own["mac"], src_ip=victim["ip"])
+
+
 def test_a_container_that_exits_by_itself_gives_back_its_interfaces_at_the_next_supervise(mgr):
     net = mgr.net.create("brief", subnet="10.231.26.0/24")
     info = mgr.create("busybox", name="once", command=["true"], networks=["brief"])

@@ -4,7 +4,13 @@ A container has CAP_NET_RAW (Docker's default set), so it can write any Ethernet
 claim a neighbour's address, or IP packets with a neighbour's source address. netavark does not filter
 them; these bridge-family rules do. Every host-side veth of a container (set `ports`) may only send from
 its own MAC (set `mac_ok`) and its own IPv4 address (set `ip_ok`), in IP and in ARP. Elements are added at
-setup and removed at teardown (veth names are reused by netavark, so a stale element would be wrong)."""
+setup and removed at teardown.
+
+The sets are keyed by the veth's interface index, not its name: netavark gives a dead container's veth
+name to the next container at once, so a name-keyed entry of the dead one (its teardown not run yet) would
+let the new one send from the old addresses, and its late teardown would delete the new one's `ports`
+entry (no filter at all). The kernel does not give an index again soon; an entry of a dead index matches
+nothing, and the sweep removes it."""
 
 from __future__ import annotations
 
@@ -16,18 +22,25 @@ from pathlib import Path
 
 from .errors import NetworkError
 
-TABLE = "berth_spoof"
-RULESET = f"""
+TABLE = "berth_antispoof"
+OLD_TABLE = "berth_spoof"  # an older Berth's, keyed by interface names: ensure() carries it over
+
+
+def _ruleset() -> str:
+    # `create`: of two processes that find no table at once, the second's transaction fails (and it looks
+    # again) rather than adding the rules a second time
+    return f"""
+create table bridge {TABLE}
 table bridge {TABLE} {{
-  set ports {{ type ifname; }}
-  set ip_ok {{ type ifname . ipv4_addr; }}
-  set mac_ok {{ type ifname . ether_addr; }}
+  set ports {{ type iface_index; }}
+  set ip_ok {{ type iface_index . ipv4_addr; }}
+  set mac_ok {{ type iface_index . ether_addr; }}
   chain prerouting {{
     type filter hook prerouting priority 0; policy accept;
-    iifname @ports iifname . ether saddr != @mac_ok drop
-    iifname @ports ether type ip iifname . ip saddr != @ip_ok drop
-    iifname @ports ether type arp iifname . arp saddr ip != @ip_ok drop
-    iifname @ports ether type arp iifname . arp saddr ether != @mac_ok drop
+    iif @ports iif . ether saddr != @mac_ok drop
+    iif @ports ether type ip iif . ip saddr != @ip_ok drop
+    iif @ports ether type arp iif . arp saddr ip != @ip_ok drop
+    iif @ports ether type arp iif . arp saddr ether != @mac_ok drop
   }}
 }}
 """
@@ -37,18 +50,50 @@ def _nft(script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
 
 
-_ready = False  # the table exists (checked once per process; `nft list` costs a process start)
+_ready = False  # the table is this version's (checked once per process; `nft list` costs a process start)
+
+
+def _listed(table: str | None = None) -> list[dict] | None:
+    """The table's (ours by default) sets as nft lists them (JSON), None when there is no such table."""
+    proc = subprocess.run(["nft", "-j", "list", "table", "bridge", table or TABLE], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    try:
+        return [o["set"] for o in json.loads(proc.stdout)["nftables"] if "set" in o]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def _key(elem: object) -> list:
+    return elem["concat"] if isinstance(elem, dict) and "concat" in elem else [elem]
+
+
+def _carried_over(old: list[dict]) -> str:
+    """The old table's entries, each keyed by the index its link has now (a link gone: dropped), and the old
+    table deleted: in the same transaction as what it is appended to."""
+    adds = []
+    for s in old:
+        for elem in s.get("elem", []):
+            key = _key(elem)
+            index = link_index(key[0]) if isinstance(key[0], str) else None
+            if index is not None and s.get("name") in ("ports", "ip_ok", "mac_ok"):
+                adds.append(f"add element bridge {TABLE} {s['name']} {{ {' . '.join(map(str, [index, *key[1:]]))} }}\n")
+    return "".join(adds) + f"delete table bridge {OLD_TABLE}\n"
 
 
 def ensure() -> None:
+    """The table, made if missing; an older Berth's (keyed by names) carried over and removed."""
     global _ready
     if _ready:
         return
-    if subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True).returncode != 0:
-        proc = _nft(RULESET)
-        if proc.returncode != 0:
-            raise NetworkError(f"cannot install the anti-spoofing rules: {proc.stderr.strip()[:300]}")
-    _ready = True
+    for _ in range(3):  # another process may make the table or carry the old one over meanwhile
+        old = _listed(OLD_TABLE)
+        script = ("" if _listed() is not None else _ruleset()) + ("" if old is None else _carried_over(old))
+        proc = _nft(script) if script else None
+        if proc is None or proc.returncode == 0:
+            _ready = True
+            return
+    raise NetworkError(f"cannot install the anti-spoofing rules: {proc.stderr.strip()[:300]}")
 
 
 def bridge_ports(bridge: str) -> set[str]:
@@ -104,52 +149,41 @@ def unplug(veth: str, index: int) -> None:
         ipr.link("del", index=index)
 
 
-def allow(veth: str, mac: str, ip: str, also: str = "") -> None:
-    """The veth's entries; `also`: more nft lines for the same call (one process per setup, not two)."""
+def allow(index: int, mac: str, ip: str, also: str = "") -> None:
+    """The entries of the veth of interface index `index`; `also`: more nft lines for the same call (one
+    process per setup, not two)."""
     global _ready
     ensure()
-    proc = _nft(f'add element bridge {TABLE} mac_ok {{ "{veth}" . {mac} }}\n'
-                f'add element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n'
-                f'add element bridge {TABLE} ports {{ "{veth}" }}\n' + also)
+    proc = _nft(f"add element bridge {TABLE} mac_ok {{ {index} . {mac} }}\n"
+                f"add element bridge {TABLE} ip_ok {{ {index} . {ip} }}\n"
+                f"add element bridge {TABLE} ports {{ {index} }}\n" + also)
     if proc.returncode != 0:
         _ready = False  # the table may have been removed behind our back: the next call makes it again
-        raise NetworkError(f"cannot add the anti-spoofing entry for {veth}: {proc.stderr.strip()[:300]}")
+        raise NetworkError(f"cannot add the anti-spoofing entry for interface {index}: {proc.stderr.strip()[:300]}")
 
 
-def forget(veth: str, mac: str, ip: str) -> None:
+def forget(index: int, mac: str, ip: str) -> None:
     """Remove the entries: in one nft call (a transaction), else each on its own, so that one already gone
     does not keep the others."""
-    elems = [f'ports {{ "{veth}" }}', f'mac_ok {{ "{veth}" . {mac} }}', f'ip_ok {{ "{veth}" . {ip} }}']
-    if _nft("".join(f"delete element bridge {TABLE} {e}\n" for e in elems)).returncode == 0:
+    _delete([f"ports {{ {index} }}", f"mac_ok {{ {index} . {mac} }}", f"ip_ok {{ {index} . {ip} }}"])
+
+
+def _delete(elems: list[str]) -> None:
+    if not elems or _nft("".join(f"delete element bridge {TABLE} {e}\n" for e in elems)).returncode == 0:
         return
     for elem in elems:
         _nft(f"delete element bridge {TABLE} {elem}\n")
 
 
-def forget_network(subnet: str) -> None:
-    """Entries of containers of a network that is gone or empty (a sweep; no live container is on it): every
-    (veth, address) in `subnet`, and the veth's other entries when no interface has its name any more. Such
-    entries were left when a teardown never ran; veth names come back (netavark counts from veth0), and a
-    stale entry would let the next container on that veth send from the old address."""
-    import ipaddress
-
-    listed = subprocess.run(["nft", "-j", "list", "set", "bridge", TABLE, "ip_ok"], capture_output=True, text=True)
-    try:
-        sets = [o["set"] for o in json.loads(listed.stdout)["nftables"] if "set" in o]
-        elems = [e["concat"] for s in sets for e in s.get("elem", []) if isinstance(e, dict) and "concat" in e]
-    except (ValueError, KeyError, TypeError):
-        return
-    net = ipaddress.ip_network(subnet)
-    stale = [(veth, ip) for veth, ip in elems if ipaddress.ip_address(ip) in net]
-    for veth, ip in stale:
-        _nft(f'delete element bridge {TABLE} ip_ok {{ "{veth}" . {ip} }}\n')
-    for veth in {v for v, _ in stale if not os.path.exists(f"/sys/class/net/{v}")}:
-        _nft(f'delete element bridge {TABLE} ports {{ "{veth}" }}\n')
-        macs = subprocess.run(["nft", "-j", "list", "set", "bridge", TABLE, "mac_ok"], capture_output=True, text=True)
-        try:
-            for o in json.loads(macs.stdout)["nftables"]:
-                for e in o.get("set", {}).get("elem", []):
-                    if isinstance(e, dict) and e.get("concat", [None])[0] == veth:
-                        _nft(f'delete element bridge {TABLE} mac_ok {{ "{veth}" . {e["concat"][1]} }}\n')
-        except (ValueError, KeyError, TypeError):
-            pass
+def forget_dead() -> None:
+    """Entries whose link is gone (a sweep: they were left when a teardown never ran). They match nothing,
+    as no link has their index, but they would pile up. nft lists a gone link's index as its digits, a
+    live link by its name."""
+    dead = []
+    for s in _listed() or []:
+        for elem in s.get("elem", []):
+            key = _key(elem)
+            iface = key[0]
+            if isinstance(iface, int) or (str(iface).isdigit() and link_index(str(iface)) is None):
+                dead.append(f"{s['name']} {{ {' . '.join([str(iface), *map(str, key[1:])])} }}")
+    _delete(dead)

@@ -300,9 +300,11 @@ class NetworkManager:
         new = antispoof.bridge_ports(net["bridge"]) - before
         att["veth"] = new.pop() if len(new) == 1 else antispoof.host_veth(self._ns(st["id"]), att["interface"])
         att["veth_index"] = antispoof.link_index(att["veth"])
+        if att["veth_index"] is None:
+            raise NetworkError(f"the host side of {att['interface']} on {net['name']} went during its setup")
         guard.ensure()  # made once per process (connect comes here without a setup)
         try:
-            antispoof.allow(att["veth"], att["mac"], att["ip"], also=guard.within(net["bridge"]))
+            antispoof.allow(att["veth_index"], att["mac"], att["ip"], also=guard.within(net["bridge"]))
         except NetworkError:
             guard.recheck()  # its table may have been removed behind our back: made again next time
             raise
@@ -397,7 +399,8 @@ class NetworkManager:
                     if net.pop("dn_chain", None):
                         self.store.save(net)
         if att is not None and att.get("veth"):
-            antispoof.forget(att["veth"], att["mac"], att["ip"])
+            if att.get("veth_index"):  # else (an older Berth's record) the sweep removes its entries once dead
+                antispoof.forget(att["veth_index"], att["mac"], att["ip"])
             att["veth"] = None
         if name in st.get("applied", []):
             st["applied"].remove(name)

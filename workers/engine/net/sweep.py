@@ -62,7 +62,7 @@ def tear_down(net: dict, run_dir: Path, stand_in: Path) -> bool:
     _forget_names(run_dir / "aardvark-dns", att["vark"])
     _drop_port_chain(netavark.chain(att["vark"]).replace("NETAVARK-", "NETAVARK-DN-", 1))
     guard.forget(net["bridge"])
-    antispoof.forget_network(net["subnet"])
+    antispoof.forget_dead()
     return True
 
 
