@@ -275,15 +275,21 @@ def _orphan_ends(runtime, b, expect: str) -> str:
         return 0
 
     pid = _wait_for(orphan, "the orphan is adopted by pid 1")
+    if expect == "zombie":  # until its exec, pid 1 is the shell, which may reap the orphan in its own wait
+        _wait_for(lambda: _cmdline(init) == "sleep 1001 ", "pid 1 execs sleep 1001")
     os.kill(pid, signal.SIGKILL)
     if expect == "reaped":
         _wait_for(lambda: _stat(pid) is None, "pid 1 reaps the orphan")
     else:
         _wait_for(lambda: _stat(pid) == ("Z", init), "the orphan is a zombie of pid 1")
-    with open(f"/proc/{init}/cmdline", "rb") as f:
-        cmdline = f.read().replace(b"\0", b" ").decode()
+    cmdline = _cmdline(init)
     runtime.delete(cid, force=True)
     return cmdline
+
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
 
 
 ORPHAN_MAKER = ["sh", "-c", "(sleep 1000 &); exec sleep 1001"]
