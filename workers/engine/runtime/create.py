@@ -46,6 +46,7 @@ class CreateMixin:
         import _thread
 
         from .cgroups import Cgroup, resolve_path, warm_up_migration
+        from .cgroups.hierarchy import UNIFIED
         from .init import InitContext, intermediate
 
 
@@ -96,11 +97,20 @@ class CreateMixin:
             msg_r, msg_w = os.pipe()
             ack_r, ack_w = os.pipe()
             fds += [msg_r, msg_w, ack_r, ack_w]
+            into = -1
+            if UNIFIED in cg.dirs and "user" not in nss:  # a user namespace's root may not write the v1 files
+                try:  # the init is born in its cgroup2 directory (runtime/cgroup_fork.py): made now
+                    os.makedirs(cg.dirs[UNIFIED], exist_ok=True)
+                    created_cg = True
+                    into = os.open(cg.dirs[UNIFIED], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    fds.append(into)
+                except OSError:
+                    into = -1  # the caller moves it, as on a kernel without clone3 into a cgroup
             ctx = InitContext(cfg=cfg, bundle=bundle, rootfs=rootfs, state_dir=sdir, msg_w=msg_w, ack_r=ack_r,
                               stdio=stdio, fifo_path=fifo,
                               seccomp_filter=seccomp_filter, console_fd=console_fd, want_hooks=want_hooks,
                               init_argv=init_argv, python_init=python_init, preserve_fds=preserve_fds,
-                              cgroup_dirs=cg.dirs)
+                              cgroup_dirs=cg.dirs, cgroup_fd=into)
             child = os.fork()
             if child == 0:
                 os.close(msg_r)
@@ -115,8 +125,8 @@ class CreateMixin:
                 try:
                     cg.create()
                     created_cg = True
-                    # after the mkdirs: the warm-up holds cgroup_mutex while it waits
-                    _thread.start_new_thread(warm_up_migration, ())
+                    if into < 0:  # the init will be moved: after the mkdirs, as it holds cgroup_mutex while it waits
+                        _thread.start_new_thread(warm_up_migration, ())
                     res = dict(linux.get("resources") or {})
                     if "devices" in res or linux.get("devices"):
                         res["devices"] = list(res.get("devices") or []) + [
@@ -142,9 +152,10 @@ class CreateMixin:
                     break
                 kind, _, arg = line.partition(" ")
                 if kind == "pid":
-                    init_pid = int(arg)
+                    init_pid = int(arg.split()[0])
                     try:
-                        cg.join(init_pid)
+                        if not arg.endswith(" placed"):  # else it was born in its cgroup2 dir, joins v1 itself
+                            cg.join(init_pid)
                     except OSError as e:
                         err = e.strerror or str(e)
                         _ack(ack_w, b"fail")

@@ -17,6 +17,8 @@ import sys
 
 from . import linux as L
 from . import process, rootfs  # imported by the caller once, so forked children need not
+from .cgroup_fork import fork_into_cgroup, join_v1_self
+from .cgroups.hierarchy import UNIFIED
 from .sync import INIT_COMM, send, wait_ack
 
 
@@ -26,7 +28,8 @@ class InitContext:
     def __init__(self, cfg: dict, bundle: str, rootfs: str, state_dir: str, msg_w: int, ack_r: int, *,
                  stdio: tuple[int, int, int] = (0, 1, 2), fifo_path: str = "", seccomp_filter: object = None,
                  console_fd: int = -1, want_hooks: bool = False, init_argv: list[str] | None = None,
-                 python_init: bool = False, preserve_fds: int = 0, cgroup_dirs: dict[str, str] | None = None):
+                 python_init: bool = False, preserve_fds: int = 0, cgroup_dirs: dict[str, str] | None = None,
+                 cgroup_fd: int = -1):
         self.cfg = cfg
         self.bundle = bundle
         self.rootfs = rootfs
@@ -42,6 +45,7 @@ class InitContext:
         self.python_init = python_init  # org.berth.init without catatonit: reaper.py stays pid 1
         self.preserve_fds = preserve_fds
         self.cgroup_dirs = cgroup_dirs
+        self.cgroup_fd = cgroup_fd  # the container's cgroup2 directory, open: the init is born in it (cgroup_fork)
         self.runtime_uts = os.stat("/proc/self/ns/uts").st_ino  # built in the caller, before any setns
 
 
@@ -122,10 +126,18 @@ def intermediate(ctx: InitContext) -> None:
             L.unshare(flags)
         if "network" in new:
             L.loopback_up()  # a fresh network namespace has lo down; containers expect it up
-        pid = os.fork()
+        placed = False
+        if ctx.cgroup_fd >= 0:
+            try:
+                pid, placed = fork_into_cgroup(ctx.cgroup_fd), True
+            except OSError:
+                pid = os.fork()  # a kernel without clone3 into a cgroup: the caller moves the init instead
+        else:
+            pid = os.fork()
         if pid == 0:
-            container_init(ctx, set(new))
-        send(ctx.msg_w, f"pid {pid}")
+            container_init(ctx, set(new), placed)
+        # "placed": born in its cgroup2 directory, it joins the v1 ones itself; else the caller moves it
+        send(ctx.msg_w, f"pid {pid} placed" if placed else f"pid {pid}")
         code = 0
     except BaseException as e:  # noqa: BLE001 - everything goes to the caller as one line
         try:
@@ -135,8 +147,9 @@ def intermediate(ctx: InitContext) -> None:
     os._exit(code)
 
 
-def container_init(ctx: InitContext, ns_new: set[str]) -> None:
-    """pid 1 of the container; never returns."""
+def container_init(ctx: InitContext, ns_new: set[str], placed: bool = False) -> None:
+    """pid 1 of the container; never returns. `placed`: born in the container's cgroup2 directory (it then
+    joins the cgroup v1 directories itself, once the caller has made them)."""
     try:
         os.setsid()
         cfg = ctx.cfg
@@ -147,11 +160,13 @@ def container_init(ctx: InitContext, ns_new: set[str]) -> None:
         joined = False
 
         def join_cgroup() -> None:
-            # the caller writes our pid into cgroup.procs while we build the rootfs (the first
-            # cgroup migration waits for an RCU grace period: overlap it with the mounts)
+            # the caller makes the cgroup (and, unless we were born in it, writes our pid into cgroup.procs:
+            # that migration waits for an RCU grace period) while we build the rootfs
             nonlocal joined
             if not joined:
                 wait_ack(ctx.ack_r)
+                if placed:
+                    join_v1_self([d for key, d in (ctx.cgroup_dirs or {}).items() if key != UNIFIED])
                 if "cgroup" in ns_new:
                     L.unshare(L.CLONE_NEWCGROUP)
                 joined = True
