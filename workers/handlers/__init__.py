@@ -49,7 +49,8 @@ _lock = threading.Lock()
 # modules, pyroute2's among them).
 PRELOAD = ("workers.engine.containers.manager", "workers.engine.net.manager", "workers.engine.containers.move_pack",
            "workers.engine.containers.volumes", "workers.engine.images.unpack", "workers.engine.monitor.client",
-           "workers.engine.storage.quota", "channels_redis.core", "django.db.models.sql.compiler")
+           "workers.engine.storage.quota", "channels_redis.core", "django.db.models.sql.compiler",
+           "pyroute2")  # a start marks its veth's link group through it (net/antispoof.py): 0.1 s of import
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:

@@ -1,5 +1,6 @@
-"""The anti-spoofing table keyed by interface index: made once, an older Berth's name-keyed table carried over,
-entries of links gone swept. Real nft tables under test names (removed after), real veth pairs."""
+"""The anti-spoofing table keyed by link group (unique per veth: its index above GROUP_BASE): made once, older
+Berths' tables (keyed by name, by index) carried over, entries of links gone swept. Real nft tables under test
+names (removed after), real veth pairs."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import json
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
 from workers.engine.net import antispoof
 
-# an older Berth's table, as it made it: sets keyed by interface name
+# older Berths' tables, as they made them: sets keyed by interface name, or by interface index
 OLD_RULESET = """
 table bridge {t} {{
-  set ports {{ type ifname; }}
-  set ip_ok {{ type ifname . ipv4_addr; }}
-  set mac_ok {{ type ifname . ether_addr; }}
+  set ports {{ type {k}; }}
+  set ip_ok {{ type {k} . ipv4_addr; }}
+  set mac_ok {{ type {k} . ether_addr; }}
   chain prerouting {{
     type filter hook prerouting priority 0; policy accept;
-    iifname @ports iifname . ether saddr != @mac_ok drop
+    {m} @ports {m} . ether saddr != @mac_ok drop
   }}
 }}
 """
@@ -47,14 +49,14 @@ def tables(monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tag = uuid.uuid4().hex[:8]
-    new, old = f"bthtest_new_{tag}", f"bthtest_old_{tag}"
+    new, by_name, by_index = f"bthtest_new_{tag}", f"bthtest_name_{tag}", f"bthtest_index_{tag}"
     monkeypatch.setattr(antispoof, "TABLE", new)
-    monkeypatch.setattr(antispoof, "OLD_TABLE", old)
+    monkeypatch.setattr(antispoof, "OLD_TABLES", (by_name, by_index))
     monkeypatch.setattr(antispoof, "_ready", False)
     try:
-        yield new, old
+        yield new, by_name, by_index
     finally:
-        for t in (new, old):
+        for t in (new, by_name, by_index):
             subprocess.run(["nft", "delete", "table", "bridge", t], capture_output=True)
 
 
@@ -78,8 +80,12 @@ def veths():
             subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
+def _group_of(name: str) -> int:
+    return int(Path(f"/sys/class/net/{name}/netdev_group").read_text())
+
+
 def test_made_once_whatever_the_number_of_processes_that_ask(tables):
-    new, _ = tables
+    new = tables[0]
     antispoof.ensure()
     assert _table(new) == {"ports": [], "ip_ok": [], "mac_ok": [], "rules": 4}
     antispoof._ready = False  # as in another process
@@ -87,42 +93,60 @@ def test_made_once_whatever_the_number_of_processes_that_ask(tables):
     assert _table(new)["rules"] == 4
 
 
-def test_an_older_name_keyed_table_is_carried_over_by_index_and_removed(tables, veths):
-    new, old = tables
-    live, index = veths()
-    _nft(OLD_RULESET.format(t=old))
-    _nft(f'add element bridge {old} ports {{ "{live}", "bthsgone0" }}\n'
-         f'add element bridge {old} mac_ok {{ "{live}" . 02:00:00:00:00:01, "bthsgone0" . 02:00:00:00:00:02 }}\n'
-         f'add element bridge {old} ip_ok {{ "{live}" . 10.231.99.2, "bthsgone0" . 10.231.99.3 }}\n')
+def test_older_tables_keyed_by_name_or_by_index_are_carried_over_by_group_and_removed(tables, veths):
+    new, by_name, by_index = tables
+    (a, ia), (b, ib) = veths(), veths()
+    _nft(OLD_RULESET.format(t=by_name, k="ifname", m="iifname"))
+    _nft(f'add element bridge {by_name} ports {{ "{a}", "bthsgone0" }}\n'
+         f'add element bridge {by_name} mac_ok {{ "{a}" . 02:00:00:00:00:01, "bthsgone0" . 02:00:00:00:00:02 }}\n'
+         f'add element bridge {by_name} ip_ok {{ "{a}" . 10.231.99.2, "bthsgone0" . 10.231.99.3 }}\n')
+    _nft(OLD_RULESET.format(t=by_index, k="iface_index", m="iif"))
+    _nft(f"add element bridge {by_index} ports {{ {ib}, 99999 }}\n"
+         f"add element bridge {by_index} mac_ok {{ {ib} . 02:00:00:00:00:0b, 99999 . 02:00:00:00:00:0c }}\n"
+         f"add element bridge {by_index} ip_ok {{ {ib} . 10.231.99.11, 99999 . 10.231.99.12 }}\n")
     antispoof.ensure()
-    assert _table(old) is None
+    assert _table(by_name) is None and _table(by_index) is None
+    ga, gb = antispoof.group(ia), antispoof.group(ib)
+    assert (_group_of(a), _group_of(b)) == (ga, gb)  # the links were given their groups
     listed = _table(new)
     assert listed["rules"] == 4
-    # nft lists a live index by its link's name
-    assert listed["ports"] == [json.dumps(live)]
-    assert listed["mac_ok"] == [json.dumps({"concat": [live, "02:00:00:00:00:01"]})]
-    assert listed["ip_ok"] == [json.dumps({"concat": [live, "10.231.99.2"]})]
+    assert listed["ports"] == sorted([json.dumps(ga), json.dumps(gb)])
+    assert listed["mac_ok"] == sorted(json.dumps({"concat": [g, m]}) for g, m in ((ga, "02:00:00:00:00:01"),
+                                                                              (gb, "02:00:00:00:00:0b")))
+    assert listed["ip_ok"] == sorted(json.dumps({"concat": [g, i]}) for g, i in ((ga, "10.231.99.2"),
+                                                                             (gb, "10.231.99.11")))
+
+
+def test_allow_gives_the_link_its_group_and_keys_its_entries_by_it(tables, veths):
+    new = tables[0]
+    name, index = veths()
+    antispoof.allow(index, "02:00:00:00:00:0a", "10.231.99.10")
+    g = antispoof.group(index)
+    assert _group_of(name) == g
+    assert _table(new)["ports"] == [json.dumps(g)]
+    assert _table(new)["mac_ok"] == [json.dumps({"concat": [g, "02:00:00:00:00:0a"]})]
 
 
 def test_the_sweep_removes_the_entries_of_links_gone_and_keeps_the_others(tables, veths):
-    new, _ = tables
-    (keep, kept), (gone, lost) = veths(), veths()
+    new = tables[0]
+    (_, kept), (gone, lost) = veths(), veths()
     antispoof.allow(kept, "02:00:00:00:00:0a", "10.231.99.10")
     antispoof.allow(lost, "02:00:00:00:00:0b", "10.231.99.11")
     subprocess.run(["ip", "link", "del", gone], check=True, capture_output=True)
-    assert json.dumps(str(lost)) in _table(new)["ports"]  # a link gone: listed by its index
     antispoof.forget_dead()
+    g = antispoof.group(kept)
     listed = _table(new)
-    assert listed["ports"] == [json.dumps(keep)]
-    assert listed["mac_ok"] == [json.dumps({"concat": [keep, "02:00:00:00:00:0a"]})]
-    assert listed["ip_ok"] == [json.dumps({"concat": [keep, "10.231.99.10"]})]
+    assert listed["ports"] == [json.dumps(g)]
+    assert listed["mac_ok"] == [json.dumps({"concat": [g, "02:00:00:00:00:0a"]})]
+    assert listed["ip_ok"] == [json.dumps({"concat": [g, "10.231.99.10"]})]
 
 
-def test_forget_takes_only_the_entries_of_its_index(tables, veths):
-    new, _ = tables
-    (_, ia), (b, ib) = veths(), veths()
+def test_forget_takes_only_the_entries_of_its_link(tables, veths):
+    new = tables[0]
+    (_, ia), (_, ib) = veths(), veths()
     antispoof.allow(ia, "02:00:00:00:00:0a", "10.231.99.10")
     antispoof.allow(ib, "02:00:00:00:00:0b", "10.231.99.11")
     antispoof.forget(ia, "02:00:00:00:00:0a", "10.231.99.10")
-    assert _table(new)["ports"] == [json.dumps(b)]
-    assert _table(new)["mac_ok"] == [json.dumps({"concat": [b, "02:00:00:00:00:0b"]})]
+    g = antispoof.group(ib)
+    assert _table(new)["ports"] == [json.dumps(g)]
+    assert _table(new)["mac_ok"] == [json.dumps({"concat": [g, "02:00:00:00:00:0b"]})]
