@@ -1,7 +1,7 @@
 """Move benchmark (issue 18): a running container with a large image and changes moved between two hosts on this
 machine, against the manual floor, and the bytes a second move sends when the target has the image.
 
-    sudo .venv/bin/python bench/move.py [--image-mb 200] [--changes-mb 50]
+    sudo .venv/bin/python bench/move.py [--image-mb 200] [--changes-mb 50] [--warm-mib 0]
 
 Real and local: redis-server, a migrated SQLite database, the ASGI server of `make run` (the control plane's
 transfers go through it), two Celery workers (hosts a and b, own state roots and queues), as
