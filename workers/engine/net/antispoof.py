@@ -68,6 +68,15 @@ def _listed(table: str | None = None) -> list[dict] | None:
         return []
 
 
+def _bridge_tables() -> set[str]:
+    """The names of the host's bridge-family tables."""
+    proc = subprocess.run(["nft", "-j", "list", "tables", "bridge"], capture_output=True, text=True)
+    try:
+        return {o["table"]["name"] for o in json.loads(proc.stdout)["nftables"] if "table" in o}
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
 def _key(elem: object) -> list:
     return elem["concat"] if isinstance(elem, dict) and "concat" in elem else [elem]
 
@@ -98,11 +107,11 @@ def ensure() -> None:
     if _ready:
         return
     for _ in range(3):  # another process may make the table or carry an old one over meanwhile
-        script = "" if _listed() is not None else _ruleset()
+        tables = _bridge_tables()  # one nft process on a host that has only this version's table
+        script = "" if TABLE in tables else _ruleset()
         for old_table in OLD_TABLES:
-            old = _listed(old_table)
-            if old is not None:
-                script += _carried_over(old_table, old)
+            if old_table in tables:
+                script += _carried_over(old_table, _listed(old_table) or [])
         proc = _nft(script) if script else None
         if proc is None or proc.returncode == 0:
             _ready = True
