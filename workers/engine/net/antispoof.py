@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -150,8 +151,6 @@ def host_veth(netns: Path, iface: str) -> str:
     the namespace for that one link, named by the kernel (if_indextoname). For when the bridge's ports before
     and after the setup (bridge_ports, a sysfs read) do not tell it; never a dump of every link of the host,
     which cost half of a start at 150 containers on one bridge (bench/scale.py)."""
-    import socket
-
     inner = subprocess.run(["nsenter", f"--net={netns}", "ip", "-j", "link", "show", iface],
                            capture_output=True, text=True)
     try:
@@ -161,8 +160,6 @@ def host_veth(netns: Path, iface: str) -> str:
 
 
 def link_index(name: str) -> int | None:
-    import socket
-
     try:
         return socket.if_nametoindex(name)
     except OSError:
@@ -175,8 +172,6 @@ def unplug(veth: str, index: int) -> None:
     that took the name since is never the one deleted. With its namespace gone, the kernel deletes the pair
     only once it has freed the namespace, asynchronously, and until then netavark's teardown sees a port left
     on the bridge and keeps the bridge and the network's rules."""
-    import socket
-
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -221,8 +216,6 @@ def _delete(elems: list[str]) -> None:
 def forget_dead() -> None:
     """Entries whose link is gone (a sweep: they were left when a teardown never ran). They match nothing, as
     no link has their group, but they would pile up."""
-    import socket
-
     dead = []
     for s in _listed() or []:
         for elem in s.get("elem", []):
