@@ -19,6 +19,8 @@ import _signal as signal  # its numbers without the enum import of `signal` (see
 import ctypes
 import os
 
+from .cgroups.files import write
+
 SYS_CLONE3 = 435  # the same on every architecture (syscalls added after 5.0 are numbered alike)
 CLONE_INTO_CGROUP = 0x200000000
 
@@ -56,10 +58,4 @@ def join_v1_self(dirs: list[str]) -> None:
     """This process (one thread) into each cgroup v1 directory, by writing "0" to its `tasks`: no
     threadgroup lock, so no grace period (see the module docstring)."""
     for d in dirs:
-        fd = os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        except OSError as e:
-            raise OSError(e.errno, f"cgroup: joining {d}: {os.strerror(e.errno)}") from None
-        finally:
-            os.close(fd)
+        write(os.path.join(d, "tasks"), 0)
