@@ -194,19 +194,38 @@ res["tcp"] = conn.recv(4).decode()
 with open("/dev/shm/f", "w") as f: f.write("data")
 res["file"] = open("/dev/shm/f").read()
 res["listdir"] = "usr" in os.listdir("/")
-# What a container must not do (safe arguments: if allowed they fail with EFAULT/EINVAL, not EPERM).
-res["keyctl"] = sc("keyctl", 0, ctypes.c_long(-3), 0)          # KEYCTL_GET_KEYRING_ID, session keyring
-res["add_key"] = sc("add_key", None, None, None, 0, 0)
-res["ptrace"] = sc("ptrace", 0, 0, 0, 0)                        # PTRACE_TRACEME
-res["clock_settime"] = sc("clock_settime", 0, None)           # NULL timespec
-res["reboot"] = sc("reboot", 0, 0, 0, None)                    # bad magic
-res["mount"] = sc("mount", None, None, None, 0, None)
-res["bpf"] = sc("bpf", 5, None, 0)
-res["init_module"] = sc("init_module", None, 0, None)
-res["kexec_load"] = sc("kexec_load", 0, 0, None, 0)
-res["perf_event_open"] = sc("perf_event_open", None, 0, -1, -1, 0)
-res["userfaultfd"] = sc("userfaultfd", 0)
-res["unshare_user"] = sc("unshare", 0x10000000)
+# What a container must not do (safe arguments: if allowed they fail with EFAULT/EINVAL, not EPERM). They run in
+# a child: where the kernel allows PTRACE_TRACEME (the control, without the filter), the tracer is then this
+# process, which waits for it, and not the runtime that started pid 1; a signal the runtime forwards to a traced
+# pid 1 stops it in a ptrace stop nobody ends, and the run never returns.
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(r)
+        bad = {}
+        bad["keyctl"] = sc("keyctl", 0, ctypes.c_long(-3), 0)          # KEYCTL_GET_KEYRING_ID, session keyring
+        bad["add_key"] = sc("add_key", None, None, None, 0, 0)
+        bad["ptrace"] = sc("ptrace", 0, 0, 0, 0)                        # PTRACE_TRACEME
+        bad["clock_settime"] = sc("clock_settime", 0, None)           # NULL timespec
+        bad["reboot"] = sc("reboot", 0, 0, 0, None)                    # bad magic
+        bad["mount"] = sc("mount", None, None, None, 0, None)
+        bad["bpf"] = sc("bpf", 5, None, 0)
+        bad["init_module"] = sc("init_module", None, 0, None)
+        bad["kexec_load"] = sc("kexec_load", 0, 0, None, 0)
+        bad["perf_event_open"] = sc("perf_event_open", None, 0, -1, -1, 0)
+        bad["userfaultfd"] = sc("userfaultfd", 0)
+        bad["unshare_user"] = sc("unshare", 0x10000000)
+        os.write(w, json.dumps(bad).encode())
+    finally:
+        os._exit(0)  # never on into the parent's code, even after an error (the parent then reads no JSON)
+os.close(w)
+while True:
+    _, status = os.waitpid(pid, 0)
+    if not os.WIFSTOPPED(status):
+        break
+    libc.ptrace(7, pid, None, None)  # PTRACE_CONT: a traced child stopped by a signal goes on, without it
+res.update(json.loads(os.read(r, 65536)))
 print(json.dumps(res))
 """
 
