@@ -43,12 +43,15 @@ class PostgresServer:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
-    def connections_made(self, dbname: str) -> int:
-        """Connections opened to `dbname` since the start (the server logs each as it is authorized)."""
+    def connections_made(self, dbname: str, application_name: str | None = None) -> int:
+        """Connections opened to `dbname` since the start (the server logs each as it is authorized, with the
+        application_name the client gave, if any); only those named `application_name` if given."""
         import re
 
         text = (self.dir / "postgres.log").read_text(errors="replace")
-        return len(re.findall(rf"connection authorized: user={USER} database={re.escape(dbname)}(?:\s|$)", text, re.M))
+        named = rf" application_name={re.escape(application_name)}" if application_name else ""
+        pattern = rf"connection authorized: user={USER} database={re.escape(dbname)}{named}(?:\s|$)"
+        return len(re.findall(pattern, text, re.M))
 
     def stop(self) -> None:
         """Fast shutdown by PID (SIGINT: sessions are ended, no waiting for clients), SIGKILL after 30 s; then the

@@ -23,6 +23,8 @@ SQLITE_OPTIONS = {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command"
 
 
 POOLED = False  # True in an ASGI server (webapp/asgi.py), before Django's settings are read
+APP_NAME = "berth"  # PostgreSQL's application_name for workers, their heartbeat and management commands
+WEB_APP_NAME = "berth-web"  # ... for the web server's pooled connections
 
 
 def _env_int(name: str, default: int) -> int:
@@ -39,13 +41,16 @@ def database(url: str | None, sqlite_path: Path, pooled: bool | None = None) -> 
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db.setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
     elif db["ENGINE"] == "django.db.backends.postgresql":
+        pooled = POOLED if pooled is None else pooled
+        # which part of Berth holds a connection, in pg_stat_activity and in the server's connection log
+        db["OPTIONS"] = {"application_name": WEB_APP_NAME if pooled else APP_NAME, **db.get("OPTIONS", {})}
         pool_max = _env_int("BERTH_DB_POOL_MAX", 20)  # 0: no pool (a connection per request, as before)
-        if (POOLED if pooled is None else pooled) and pool_max > 0:
+        if pooled and pool_max > 0:
             # Django's pool needs CONN_MAX_AGE 0 (a connection goes back at the end of each request); the pool
             # checks a connection before lending it. A request waits at most 10 s for one, then fails.
             db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {
                 "min_size": min(_env_int("BERTH_DB_POOL_MIN", 2), pool_max), "max_size": pool_max, "timeout": 10}}
-        elif not (POOLED if pooled is None else pooled):
+        elif not pooled:
             db["CONN_MAX_AGE"] = _env_int("BERTH_DB_CONN_MAX_AGE", 600)  # 0: a connection per job
             db["CONN_HEALTH_CHECKS"] = True  # a connection the server dropped is replaced, not failed on
     return db
