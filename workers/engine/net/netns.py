@@ -28,6 +28,13 @@ def create(path: Path, links: tuple[str, ...] = ()) -> None:
     `links`: names of links to make in it (see stand_in): each one end of a veth pair whose other end is
     in there too (veth is in every kernel that runs containers; the dummy driver is not).
 
+    IPv6 is off on every interface made in it or moved into it later (`lo` keeps ::1): Berth's networks are
+    IPv4 only (net/__init__.py). An eth0 with IPv6 sends its multicast listener reports, duplicate address
+    probes and router solicitations into the bridge, which floods each to every container of the network
+    (a thousand copies, each one received and dropped in a container's namespace: most of what a start's
+    cost grew by with a thousand running), and it would take router advertisements a neighbour forges, as
+    CVE-2020-13401 did to Docker's containers.
+
     Made by a short-lived thread (a network namespace is per thread): unshare, lo up, bind-mount its
     /proc/thread-self/ns/net, exit. No fork of the (large) worker process: that cost 30+ ms per start."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +47,7 @@ def create(path: Path, links: tuple[str, ...] = ()) -> None:
         try:
             L.unshare(L.CLONE_NEWNET)
             L.loopback_up()
+            ipv6_off("default")  # this thread's namespace: /proc/sys/net is the opener's
             for i, name in enumerate(links):  # a child forked by this thread is in its namespace
                 subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"standin{i}"],
                                check=True, capture_output=True)
@@ -52,6 +60,19 @@ def create(path: Path, links: tuple[str, ...] = ()) -> None:
     thread.join()  # the thread is gone: its namespace lives on through the mount only
     if failure:
         raise OSError(errno.EIO, f"cannot make a network namespace at {path}: {failure[0]}")
+
+
+def ipv6_off(iface: str) -> None:
+    """IPv6 off on `iface` of the calling thread's network namespace ("default": on the interfaces to come);
+    nothing on a kernel without IPv6."""
+    try:
+        fd = os.open(f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6", os.O_WRONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, b"1")
+    finally:
+        os.close(fd)
 
 
 def remove(path: Path) -> None:
