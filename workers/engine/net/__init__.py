@@ -16,7 +16,9 @@ only claim the veth's own address), else a container could take a neighbour's v6
 127.0.0.0/8 drop has no v6 counterpart to check (::1 is never routed off a host, but that must be tested),
 and the tests of tests/engine/net (reachability by name, isolation between networks, spoofing, nothing left
 after removal) would each need their v6 twin. Until then `network create` has no --ipv6 and every address
-a container gets is IPv4."""
+a container gets is IPv4, and IPv6 is off on a container's interfaces and on their host ends (netns.create,
+manager._setup_one; lo keeps ::1): no link-local chatter flooded to every neighbour, no forged router
+advertisement taken. A dual-stack network would switch it back on for its interface."""
 
 from .errors import NetworkError, NetworkInUse, NoSuchNetwork, PortTaken
 from .manager import NetworkManager
