@@ -31,9 +31,9 @@ def create(path: Path, links: tuple[str, ...] = ()) -> None:
     IPv6 is off on every interface made in it or moved into it later (`lo` keeps ::1): Berth's networks are
     IPv4 only (net/__init__.py). An eth0 with IPv6 sends its multicast listener reports, duplicate address
     probes and router solicitations into the bridge, which floods each to every container of the network
-    (a thousand copies, each one received and dropped in a container's namespace: most of what a start's
-    cost grew by with a thousand running), and it would take router advertisements a neighbour forges, as
-    CVE-2020-13401 did to Docker's containers.
+    (a thousand copies, each one received and dropped in a container's namespace: with 950 running, a start
+    took 18 ms longer with it, bench/README.md's seventh pass), and it would take router advertisements a
+    neighbour forges, as CVE-2020-13401 did to Docker's containers.
 
     Made by a short-lived thread (a network namespace is per thread): unshare, lo up, bind-mount its
     /proc/thread-self/ns/net, exit. No fork of the (large) worker process: that cost 30+ ms per start."""
