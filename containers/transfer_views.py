@@ -34,8 +34,9 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, "fields": None}}, status=status)
 
 
-def _authenticated(request: HttpRequest, pk) -> Transfer | None:
-    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+def authenticated(authorization: str, pk) -> Transfer | None:
+    """The live transfer `pk` if `authorization` (the header) carries its secret, else None."""
+    scheme, _, secret = authorization.partition(" ")
     row = Transfer.objects.select_related("job").filter(pk=pk, expires__gt=timezone.now()).first()
     if row is None or scheme != "Bearer" or not hmac.compare_digest(secret.encode(), row.token.encode()):
         return None
@@ -44,7 +45,7 @@ def _authenticated(request: HttpRequest, pk) -> Transfer | None:
 
 @csrf_exempt
 def transfer_view(request: HttpRequest, pk) -> HttpResponse:
-    row = _authenticated(request, pk)
+    row = authenticated(request.META.get("HTTP_AUTHORIZATION", ""), pk)
     if row is None:
         return _error(404, "not_found", "no such transfer")
     if row.kind == Transfer.Kind.UPLOAD and request.method == "GET":
@@ -116,20 +117,10 @@ def _receive_download(request: HttpRequest, row: Transfer) -> HttpResponse:
 
 def _receive_relay(request: HttpRequest, row: Transfer) -> HttpResponse:
     """One part of a host's file for another host's job (containers/transfer_relay.py): `?offset=N` where it
-    starts, `&end=1` on the last. Without them the body is the whole file (offset 0, the end)."""
-    job = row.job
-    if job is None or job.state not in (Job.State.QUEUED, Job.State.RUNNING) or job.kind not in transfer.RELAY_KINDS:
-        return _error(409, "conflict", "this transfer's job is not waiting for it")
-    length = _length(request)
-    if isinstance(length, JsonResponse):
-        return length
-    raw_offset, end = request.GET.get("offset", "0"), request.GET.get("end", "1") == "1"
-    if not (raw_offset.isascii() and raw_offset.isdigit()):
-        return _error(400, "invalid", "offset must be a number of bytes")
-    offset = int(raw_offset)
-    if offset + length > int(settings.BERTH_MAX_DOWNLOAD_BYTES):
-        return _error(413, "too_large", "the file is larger than BERTH_MAX_DOWNLOAD_BYTES")
+    starts, `&end=1` on the last. Without them the body is the whole file (offset 0, the end). Under the ASGI
+    server containers/transfer_asgi.py takes these requests before Django does."""
     try:
+        offset, length, end = transfer_relay.part_request(row, request.META.get("CONTENT_LENGTH") or "", request.GET)
         size = transfer_relay.append_part(request, row, offset, length, end)
     except transfer_relay.RelayRefused as exc:
         return _error(exc.status, exc.code, exc.message)

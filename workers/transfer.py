@@ -26,6 +26,7 @@ from containers.transfer_relay import PART
 CHUNK = 1 << 20
 PUSH_TTL = timedelta(hours=1)
 TIMEOUT = 300.0
+KEEP_IDLE = 2.0  # seconds a relay's connection may sit unused and still be used (uvicorn keeps one alive 5 s)
 
 
 def _job_error(message: str, code: str = "transfer_failed"):
@@ -60,29 +61,37 @@ def _message(resp: http.client.HTTPResponse) -> str:
 
 
 def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, length: int | None = None,
-          query: str = ""):
-    conn, base = _connection()
+          query: str = "", conn: http.client.HTTPConnection | None = None):
+    """One request about `row`'s transfer, on `conn` (kept open: the caller's) or on a new connection."""
+    base = urlsplit(str(settings.BERTH_CONTROL_URL)).path.rstrip("/")
+    if conn is None:
+        conn, base = _connection()
     headers = {"Authorization": f"Bearer {row.token}"}
     if length is not None:
         headers["Content-Length"] = str(length)
     try:
         conn.request(method, f"{base}/internal/transfers/{row.pk}/{query}", body=body, headers=headers)
         return conn, conn.getresponse()
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         conn.close()
         raise _job_error(f"could not reach the control plane at {settings.BERTH_CONTROL_URL} "
                          f"(BERTH_CONTROL_URL): {exc}") from None
 
 
-def _put(row: Transfer, body: IO[bytes] | bytes, length: int, refused: str, query: str = "") -> None:
-    """PUT bytes to the control plane's transfer; anything but 201 fails the job with `refused` and its reason."""
-    conn, resp = _call("PUT", row, body=body, length=length, query=query)
+def _put(row: Transfer, body: IO[bytes] | bytes, length: int, refused: str, query: str = "",
+         conn: http.client.HTTPConnection | None = None) -> None:
+    """PUT bytes to the control plane's transfer; anything but 201 fails the job with `refused` and its reason.
+    A connection of the caller's stays open for its next request."""
+    conn, resp = _call("PUT", row, body=body, length=length, query=query, conn=conn)
+    kept = False
     try:
         if resp.status != 201:
             raise _job_error(f"{refused}: {_message(resp)}")
         resp.read()
+        kept = not resp.will_close
     finally:
-        conn.close()
+        if not kept:
+            conn.close()
 
 
 def upload_transfer(job, kinds: tuple[str, ...] = (Transfer.Kind.UPLOAD,)) -> Transfer:
@@ -241,18 +250,30 @@ class RelayWriter:
             self.queued += len(data)
 
     def _run(self) -> None:
-        while True:
-            data, end = self.parts.get()
-            if data is None or self.error is not None:
-                return
-            try:
-                _put(self.row, data, len(data), f"the control plane refused part {self.sent} of the file",
-                     query=f"?offset={self.sent}&end={int(end)}")
-                self.sent += len(data)
-            except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
-                self.error = exc
-            if end:
-                return
+        import time
+
+        # One connection for the parts that follow each other closely (a closed one reconnects by itself); one
+        # idle for longer than KEEP_IDLE is closed first, before the server's keep-alive timeout may close it
+        # under a request.
+        conn, last = _connection()[0], time.monotonic()
+        try:
+            while True:
+                data, end = self.parts.get()
+                if data is None or self.error is not None:
+                    return
+                if time.monotonic() - last > KEEP_IDLE:
+                    conn.close()
+                try:
+                    _put(self.row, data, len(data), f"the control plane refused part {self.sent} of the file",
+                         query=f"?offset={self.sent}&end={int(end)}", conn=conn)
+                    self.sent += len(data)
+                    last = time.monotonic()
+                except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
+                    self.error = exc
+                if end:
+                    return
+        finally:
+            conn.close()
 
     def close(self) -> int:
         self._queue(bytes(self.buf), end=True)

@@ -33,7 +33,7 @@ def put(c: Client, row: Transfer, data: bytes, offset: int, end: bool):
 
 
 def test_a_reader_gets_each_part_as_it_arrives_and_the_end_after_the_last(relay):
-    # mutant: transfer_relay.append_part: `if st.st_size != offset or ...` -> `if not st.st_mode & stat.S_IWUSR`
+    # mutant: transfer_relay.Part: `if st.st_size != offset or ...` -> `if not st.st_mode & stat.S_IWUSR`
     # (a part lands wherever its sender says)
     c = Client()
     assert put(c, relay, b"first-", 0, False).status_code == 201
@@ -71,15 +71,25 @@ def test_a_dropped_relay_cuts_its_reader_and_a_growing_one_survives_the_sweep(re
     assert put(c, relay, b"late", 8, True).status_code == 404  # the sender is refused at its next part
 
 
-@pytest.fixture
-def over_http(live_server, settings, tmp_path, transactional_db, monkeypatch):
-    """A receive job whose pack a worker's RelayWriter sends to this process's live server, read back over HTTP as
-    the receiving worker does; a reader that misses the end waits for the test's timeout, not for a stall."""
+@pytest.fixture(params=["wsgi", "asgi"])
+def over_http(request, settings, tmp_path, transactional_db, monkeypatch):
+    """A receive job whose pack a worker's RelayWriter sends over HTTP, read back as the receiving worker does:
+    through Django's view (the live server, WSGI) and through the web server `make run` starts (uvicorn, where
+    containers/transfer_asgi.py takes the relay before Django). A reader that misses the end waits for the
+    test's timeout, not for a stall."""
     from containers import transfer_relay
 
     monkeypatch.setattr(transfer_relay, "STALL", 3600.0)
-    settings.BERTH_TRANSFER_DIR = tmp_path
-    settings.BERTH_CONTROL_URL = live_server.url
+    settings.BERTH_TRANSFER_DIR = tmp_path / "transfers"
+    if request.param == "wsgi":
+        settings.BERTH_CONTROL_URL = request.getfixturevalue("live_server").url
+    else:
+        from tests.conftest import stop_process
+        from tests.support import start_asgi_server
+
+        proc, port = start_asgi_server(request.getfixturevalue("redis_url"), tmp_path / "web", tmp_path / "web.log")
+        request.addfinalizer(lambda: stop_process(proc))
+        settings.BERTH_CONTROL_URL = f"http://127.0.0.1:{port}"
     host = Host.objects.create(name="far-away")
     return Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
 
@@ -134,3 +144,48 @@ def test_a_sender_that_gives_up_cuts_the_reader_and_is_refused_after(over_http):
         writer.write(b"\2" * (1 << 20))
         writer.close()
     writer.abort()
+
+
+@pytest.mark.timeout(60)
+def test_on_the_asgi_server_a_part_reaches_the_reader_while_it_still_arrives(
+        redis_url, settings, tmp_path, transactional_db):
+    # mutant: containers/transfer_asgi.py RelayRouter: `if match and scope["method"] in ("GET", "PUT"):` ->
+    # `if False:` (Django reads a part's whole body before its view runs: the reader gets nothing yet)
+    import http.client
+    import socket
+
+    from tests.conftest import stop_process
+    from tests.support import start_asgi_server
+
+    settings.BERTH_TRANSFER_DIR = tmp_path / "transfers"
+    host = Host.objects.create(name="far-away")
+    job = Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
+    row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=host, job=job,
+                                  expires=timezone.now() + timedelta(hours=1))
+    proc, port = start_asgi_server(redis_url, tmp_path / "web", tmp_path / "web.log")
+    try:
+        sender = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sender.sendall(f"PUT /internal/transfers/{row.pk}/?offset=0&end=1 HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {row.token}\r\nContent-Length: {2 << 20}\r\n\r\n".encode()
+                       + b"a" * (1 << 20))  # half of the part, and the sender pauses
+        reader = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        reader.request("GET", f"/internal/transfers/{row.pk}/", headers={"Authorization": f"Bearer {row.token}"})
+        resp = reader.getresponse()
+        assert resp.status == 200
+        got = bytearray()
+        while len(got) < 1 << 20:
+            got += resp.read1(1 << 20)
+        assert bytes(got) == b"a" * (1 << 20)  # before the part is whole
+        sender.sendall(b"b" * (1 << 20))
+        assert b"201" in sender.recv(4096).split(b"\r\n")[0]
+        assert resp.read() == b"b" * (1 << 20)  # and the end once the last part is in
+        row.refresh_from_db()
+        assert (row.kind, row.size) == (Transfer.Kind.UPLOAD, 2 << 20)
+        wrong = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        wrong.request("GET", f"/internal/transfers/{row.pk}/", headers={"Authorization": "Bearer nope"})
+        assert wrong.getresponse().status == 404  # a wrong secret: Django's answer, as for any transfer
+        sender.close()
+        reader.close()
+        wrong.close()
+    finally:
+        stop_process(proc)

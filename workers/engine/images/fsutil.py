@@ -23,6 +23,40 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+_SYNC_FILE_RANGE_WRITE = 2
+_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+
+class Writeback:
+    """Writes to a file whose new pages the kernel is told to start writing to disk every EVERY bytes, without
+    waiting for them: the fsync or syncfs that makes the file durable later finds little left to write. A move's
+    receive waited 0.25-0.44 s in its layer's commit for 250 MB written just before (bench/move.py). `f` is a
+    file object (flushed before each start) or a descriptor; a kernel that refuses, or a file object with no
+    descriptor, only writes later."""
+
+    EVERY = 8 << 20
+
+    def __init__(self, f: BinaryIO | int) -> None:
+        self.f = f
+        try:
+            self.fd: int | None = f if isinstance(f, int) else f.fileno()
+        except (OSError, ValueError):  # not a file of the system (io.BytesIO): nothing to start
+            self.fd = None
+        self.written = self.started = 0
+
+    def write(self, data: bytes) -> None:
+        if isinstance(self.f, int):
+            write_all(self.fd, data)
+        else:
+            self.f.write(data)
+        self.written += len(data)
+        if self.fd is not None and self.written - self.started >= self.EVERY:
+            if not isinstance(self.f, int):
+                self.f.flush()
+            _libc.sync_file_range(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE)
+            self.started = self.written
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -93,8 +127,10 @@ class HashingReader:
         self.eof = False
         self._progress = progress
         self._total = total
+        self._tee = Writeback(tee) if tee is not None else None
         # behind: the hash and the tee in a thread of their own, while the caller goes on with what it read
-        self._behind = _Behind(self.hash, tee) if behind and (self.hash is not None or tee is not None) else None
+        self._behind = (_Behind(self.hash, self._tee) if behind and (self.hash is not None or tee is not None)
+                        else None)
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n if n is not None and n >= 0 else CHUNK * 64)
@@ -107,8 +143,8 @@ class HashingReader:
         else:
             if self.hash is not None:
                 self.hash.update(data)
-            if self.tee is not None:
-                self.tee.write(data)
+            if self._tee is not None:
+                self._tee.write(data)
         self.count += len(data)
         if self._progress is not None:
             self._progress(self.count, self._total)
@@ -145,7 +181,7 @@ class _Behind:
 
     BEHIND = 8
 
-    def __init__(self, hash, tee: BinaryIO | None) -> None:
+    def __init__(self, hash, tee: Writeback | None) -> None:
         import queue
         import threading
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .errors import CorruptArchive, UnsafeEntry
-from .fsutil import CHUNK, write_all
+from .fsutil import CHUNK, Writeback
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -231,12 +231,13 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             src = tf.extractfile(member)
+            out = Writeback(fd)  # a large file is on its way to the disk before the layer's commit waits for it
             remaining = member.size
             while remaining > 0:
                 chunk = src.read(min(CHUNK, remaining))
                 if not chunk:
                     raise CorruptArchive("truncated: file data ends early", name)
-                write_all(fd, chunk)
+                out.write(chunk)
                 remaining -= len(chunk)
             stats.file_bytes += member.size
         finally:
