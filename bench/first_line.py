@@ -29,6 +29,8 @@ from scale import remove_all
 from scale_podman import LIMITS, Podman
 from scale_stack import ScaleStack
 
+from tests.cgroup_parent import parent_removed_if_made
+
 LINE = "first-line"
 SCRIPT = f"echo {LINE}; exec sleep 1000000"
 
@@ -121,4 +123,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with parent_removed_if_made():  # the runtime's /berth parent, if this run made it
+        code = main()
+    sys.exit(code)

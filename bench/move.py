@@ -263,4 +263,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tests.cgroup_parent import parent_removed_if_made
+
+    with parent_removed_if_made():  # the runtime's /berth parent, if this run made it
+        main()

@@ -73,20 +73,82 @@ def test_what_goes_in_comes_out(source, tmp_path):
     assert not list(dest.tmp.iterdir()) and not list(store.tmp.iterdir())
 
 
-def test_a_sender_whose_stream_breaks_keeps_no_staged_tree(source):
-    # mutant: move_pack._Trees.__exit__: the final `os.unlink(future.result()[0])` -> `pass` (a tree made ahead,
-    # never sent, stays in the store's tmp dir)
+@pytest.mark.timeout(60)
+def test_a_sender_whose_stream_breaks_stops_reading_its_trees(source):
+    # mutant: move_pieces.TreeSource.__exit__: `self.stop.set()` removed (the thread that reads the trees waits for
+    # ever to hand over its next piece, and the sender with it: the test times out)
+    import threading
+
     store, image, upper, volume = source
 
     class Breaks(io.BytesIO):
         def write(self, data):
-            if self.tell() + len(data) > 100_000:  # inside the layer blob: the trees are (being) made ahead
+            if self.tell() + len(data) > 100_000:  # inside the layer blob: the trees are being read ahead
                 raise OSError("the control plane went away")
             return super().write(data)
 
     with pytest.raises(OSError, match="went away"):
         move_pack.write_pack(store, image.digest, "box:1", Breaks(), have=[], upper=upper, volumes={VID: volume})
-    assert not list(store.tmp.iterdir())
+    assert not [t for t in threading.enumerate() if t.name == "pack-trees"]
+    assert not list(store.tmp.iterdir())  # nothing staged on the sender's disk
+
+
+def members_of(pack: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(pack), mode="r|") as tf:
+        return [(m.name, tf.extractfile(m).read()) for m in tf]
+
+
+def pack_from(members: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.timeout(60)
+def test_trees_travel_in_pieces_joined_back_in_order(source, tmp_path, monkeypatch):
+    # mutant: move_pieces.Joined.read: `== (self.tree, self.index + 1)` -> `== (self.tree, self.index)` (a tree
+    # ends after its first piece: its tar arrives cut and the next piece is an unexpected member)
+    from workers.engine.containers import move_pieces
+
+    monkeypatch.setattr(move_pieces, "PIECE", 4096)
+    store, image, upper, volume = source
+    (upper / "big.bin").write_bytes(os.urandom(50_000))
+    (volume / "big.bin").write_bytes(os.urandom(30_000))
+    pack = pack_of(store, image, upper, volume)
+    names = [name for name, _ in members_of(pack)]
+    uppers = [n for n in names if n.startswith("upper.tar/")]
+    assert len(uppers) > 10 and uppers == [f"upper.tar/{i:06d}" for i in range(len(uppers))]
+    assert f"volumes/{VID}.tar/000000" in names and "upper.tar" not in names
+    _, got_upper, got_volume, got = receive(tmp_path, pack)
+    assert (got_upper / "big.bin").read_bytes() == (upper / "big.bin").read_bytes()
+    assert (got_volume / "big.bin").read_bytes() == (volume / "big.bin").read_bytes()
+    assert "upper.tar" in got["digests"] and f"volumes/{VID}.tar" in got["digests"]
+
+
+@pytest.mark.parametrize("edit", ["swap", "again", "whole"])
+def test_pieces_out_of_order_twice_or_whole_are_refused(source, tmp_path, monkeypatch, edit):
+    from workers.engine.containers import move_pieces
+
+    monkeypatch.setattr(move_pieces, "PIECE", 4096)
+    store, image, upper, volume = source
+    (upper / "big.bin").write_bytes(os.urandom(20_000))
+    members = members_of(pack_of(store, image, upper, volume))
+    at = [i for i, (n, _) in enumerate(members) if n.startswith("upper.tar/")]
+    if edit == "swap":  # pieces 1 and 2 of the upper dir change places
+        members[at[1]], members[at[2]] = members[at[2]], members[at[1]]
+    elif edit == "again":  # the upper dir's pieces sent a second time
+        members[at[-1] + 1:at[-1] + 1] = [members[i] for i in at]
+    else:  # the upper dir as one member, as a pack of an older sender had it
+        whole = b"".join(members[i][1] for i in at)
+        members[at[0]:at[-1] + 1] = [("upper.tar", whole)]
+    # swapped: the tree's tar ends where its next piece is missing (truncated); the rest: a name not taken
+    with pytest.raises(ImageError, match="truncated" if edit == "swap" else "unexpected member"):
+        receive(tmp_path, pack_from(members))
+    assert not list(ImageStore(tmp_path / "b").tmp.iterdir())
 
 
 def test_a_cut_or_altered_pack_is_refused_and_leaves_nothing(source, tmp_path):

@@ -4,17 +4,17 @@ One plain tar stream, members in this order:
 
     image.json                  {"manifest": <digest>, "ref": <engine ref>} of the container's image
     blobs/sha256/<hex>          each blob of that image the receiver lacks (manifest and config always)
-    volumes/<engine id>.tar     a named volume's data, as a tar of its data dir
-    upper.tar                   the container's upper dir as an OCI layer (whiteouts as `.wh.` entries)
-    digests.json                sha256 of every member above, written last
+    volumes/<engine id>.tar/N   a named volume's data, as a tar of its data dir, in pieces N = 000000, 000001, ...
+    upper.tar/N                 the container's upper dir as an OCI layer (whiteouts as `.wh.` entries), in pieces
+    digests.json                sha256 of every member above (of a tree: of its pieces joined), written last
 
 The receiver checks each blob against its name as it arrives and every member against digests.json at
 the end: a pack that does not match fails as a whole (its caller removes what it made). Nested tars are
 extracted with the store's hostile-input rules (tarsafe), never followed out of their target dir. Only the
-names above are accepted. Memory is constant. The writer stages only the nested tars (a tar member's size comes
-before its data) in files under the image store's tmp dir; blobs go from the store into the stream. The reader
-works on a stream still being sent (it needs no length and reads on to the end once the trailer is in) and
-hashes each blob once, as the store keeps it. Django-free (the worker's handlers/move.py drives it)."""
+names above are accepted. Memory is constant. The writer stages nothing: blobs go from the store into the
+stream, trees are read into pieces as they are sent (move_pieces.py). The reader works on a stream still being
+sent (it needs no length and reads on to the end once the trailer is in) and hashes each blob once, as the
+store keeps it. Django-free (the worker's handlers/move.py drives it)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,12 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
-from ..images.fsutil import HashingReader, sha256_file, syncfs
+from ..images.fsutil import HashingReader, syncfs
 from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
 from ..images.tarsafe import extract
-from ..images.tarwrite import TarWriter, write_diff
+from . import move_pieces
 
 CHUNK = 1 << 20
 BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
@@ -73,64 +73,6 @@ def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def _tree_tar(store: ImageStore, directory: str | os.PathLike[str]) -> str:
-    """`directory` as a tar in a temp file (the caller deletes it); a plain tree comes out as is, an upper
-    dir's whiteouts as `.wh.` entries. Read without following links."""
-    fd, path = tempfile.mkstemp(prefix="pack-", dir=store.tmp)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            writer = TarWriter(out)
-            write_diff(str(directory), writer)
-            writer.close()
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
-
-
-class _Trees:
-    """The nested tars of a pack (volumes, upper dir) made by a thread of their own while the blobs are sent;
-    `done()` yields each, in order, as (name, temp file, digest, kind) and deletes it after. Every temp file is
-    deleted on exit, whatever happened."""
-
-    def __init__(self, store: ImageStore, staged: list[tuple[str, Any, str]]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.staged = staged
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-tree")
-        self.futures = [self.pool.submit(self._make, store, directory) for _, directory, _ in staged]
-
-    @staticmethod
-    def _make(store: ImageStore, directory) -> tuple[str, str]:
-        path = _tree_tar(store, directory)
-        try:
-            return path, sha256_file(path)[0]
-        except BaseException:
-            os.unlink(path)
-            raise
-
-    def done(self):
-        for (name, _, kind), future in zip(self.staged, self.futures, strict=True):
-            path, digest = future.result()
-            try:
-                yield name, path, digest, kind
-            finally:
-                os.unlink(path)
-
-    def __enter__(self) -> _Trees:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for future in self.futures:
-            future.cancel()
-        self.pool.shutdown(wait=True)
-        for future in self.futures:
-            if future.cancelled() or future.exception() is not None:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(future.result()[0])
-
-
 def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO, *, have: set[str] | list[str],
                upper: str | os.PathLike[str] | None, volumes: dict[str, str | os.PathLike[str]],
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -140,10 +82,10 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
     digests: dict[str, str] = {}
     sent = {"blobs": 0, "volumes": 0, "upper": 0}
     blobs_sent, blobs_kept = [], []
-    staged = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
+    trees = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
     if upper is not None:
-        staged.append(("upper.tar", upper, "upper"))
-    with _Trees(store, staged) as trees, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
+        trees.append(("upper.tar", upper, "upper"))
+    with move_pieces.TreeSource(trees) as pieces, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
         head = json.dumps({"manifest": manifest_digest, "ref": ref}).encode()
         _add_bytes(tf, "image.json", head)
         digests["image.json"] = "sha256:" + hashlib.sha256(head).hexdigest()
@@ -159,12 +101,15 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
             digests[name] = digest
             sent["blobs"] += store.blob_path(digest).stat().st_size
             blobs_sent.append(digest)
-        for name, path, digest, kind in trees.done():
-            if progress:
-                progress(f"sending {name}")
-            digests[name] = digest
-            _add_file(tf, name, path)
-            sent[kind] += os.stat(path).st_size
+        for name, piece, end in pieces.items():
+            if end is not None:  # a tree's last piece went
+                digests[name], size, kind = end
+                sent[kind] += size
+                continue
+            if progress and name.endswith("/000000"):
+                progress(f"sending {name[:-7]}")
+            assert piece is not None
+            _add_bytes(tf, name, piece)
         _add_bytes(tf, "digests.json", json.dumps(digests, sort_keys=True).encode())
     return {"sent": sent, "blobs_sent": blobs_sent, "blobs_kept": blobs_kept}
 
@@ -193,27 +138,45 @@ class PackReader:
 
     def _run(self) -> dict[str, Any]:
         trailer = None
+        # next() by hand, not iteration: a tree's reader (move_pieces.Joined) takes its pieces from `tf` itself
         with tarfile.open(fileobj=self.stream, mode="r|", bufsize=CHUNK) as tf:
-            for member in tf:
+            member = tf.next()
+            while member is not None:
                 if not member.isfile():
                     raise PackError(f"unexpected entry {member.name[:80]!r} (not a file)")
-                f = tf.extractfile(member)
-                assert f is not None
                 name = member.name
                 if name == "digests.json":
+                    f = tf.extractfile(member)
+                    assert f is not None
                     trailer = json.loads(f.read(1 << 20))
                     break
                 blob = BLOB_RE.fullmatch(name)
+                piece = move_pieces.piece_of(name)
                 if blob and self.head is not None and not self.image_ready:
+                    f = tf.extractfile(member)
+                    assert f is not None
                     self.got[name] = self._blob("sha256:" + blob.group(1), f)  # hashed once, as it is stored
+                elif piece is not None and piece[1] == 0 and piece[0] not in self.got:
+                    joined = move_pieces.Joined(tf, member, piece[0])
+                    reader = HashingReader(joined, behind=True)  # a tree's hash beside its unpacking
+                    try:
+                        self._tree_member(piece[0], reader)
+                        reader.drain()
+                    finally:
+                        reader.abandon()
+                    self.got[piece[0]] = reader.digest
+                    member = joined.after
                     continue
-                reader = HashingReader(f, behind=name.endswith(".tar"))  # a tree's hash beside its unpacking
-                try:
-                    self._member(name, reader)
+                elif name == "image.json" and self.head is None:
+                    f = tf.extractfile(member)
+                    assert f is not None
+                    reader = HashingReader(f)
+                    self._head(reader.read(1 << 20))
                     reader.drain()
-                finally:
-                    reader.abandon()
-                self.got[name] = reader.digest
+                    self.got[name] = reader.digest
+                else:
+                    raise PackError(f"unexpected member {name[:80]!r}")
+                member = tf.next()
         if trailer is None or self.head is None:
             raise PackError("the pack ended early (no digests.json): send it again")
         while self.stream.read(CHUNK):  # to its end: a stream still being sent is then whole at its sender too
@@ -225,24 +188,24 @@ class PackReader:
             raise DigestMismatch(f"the pack does not match its digests: {', '.join(bad)[:200]}", "pack")
         return {"manifest": self.head["manifest"], "digests": self.got}
 
-    def _member(self, name: str, reader: HashingReader) -> None:
-        if name == "image.json" and self.head is None:
-            head = json.loads(reader.read(1 << 20))
-            if not isinstance(head, dict) or not re.fullmatch(r"sha256:[0-9a-f]{64}", str(head.get("manifest"))):
-                raise PackError("image.json names no manifest digest")
-            self.head = {"manifest": head["manifest"], "ref": str(head.get("ref") or "")}
-            return
+    def _head(self, data: bytes) -> None:
+        head = json.loads(data)
+        if not isinstance(head, dict) or not re.fullmatch(r"sha256:[0-9a-f]{64}", str(head.get("manifest"))):
+            raise PackError("image.json names no manifest digest")
+        self.head = {"manifest": head["manifest"], "ref": str(head.get("ref") or "")}
+
+    def _tree_member(self, tree: str, reader: HashingReader) -> None:
         if self.head is None:
-            raise PackError(f"{name[:80]!r} before image.json")
+            raise PackError(f"{tree[:80]!r} before image.json")
         if not self.image_ready:
             self._image()
-        volume = VOLUME_RE.fullmatch(name)
+        volume = VOLUME_RE.fullmatch(tree)
         if volume:
-            self._tree(reader, self.volume_dir(volume.group(1)), name)
-        elif name == "upper.tar" and "upper.tar" not in self.got:
-            self._tree(reader, self.upper, name)
+            self._tree(reader, self.volume_dir(volume.group(1)), tree)
+        elif tree == "upper.tar":
+            self._tree(reader, self.upper, tree)
         else:
-            raise PackError(f"unexpected member {name[:80]!r}")
+            raise PackError(f"unexpected member {tree[:80]!r}")
 
     def _blob(self, digest: str, raw: BinaryIO) -> str:
         """Store one blob member read from `raw`, checked against its name; returns its digest."""

@@ -1,0 +1,149 @@
+"""A directory tree in a move's pack (move_pack.py: a volume's data, the upper dir), sent in pieces as it is read.
+
+A tar member's size comes before its data, so a tree's tar could be one member of the pack only once it had been
+made whole: staged in a file, a second copy of the volume on the sender's disk before a byte left (and of the
+upper dir, 50 MB of a move's 250 written, read and hashed again first: bench/move.py). Here a thread writes the
+tree's tar (an OCI layer: whiteouts as `.wh.` entries, nothing followed out of the tree) into pieces of PIECE
+bytes, at most AHEAD of them ahead of the sender, and each piece is a member `<tree>/<index>` of the pack (index
+000000 up). The receiver joins a tree's pieces back into one stream as they arrive (Joined), so it unpacks while
+the sender still reads the tree. The tree's digest is that of the joined tar. Django-free."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import re
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..images.tarwrite import TarWriter, write_diff
+
+PIECE = 8 << 20
+AHEAD = 4  # pieces made before the sender takes them: the trees are read while the blobs are sent
+CHUNK = 1 << 20
+PIECE_RE = re.compile(r"(.+)/([0-9]{6})")
+
+
+def piece_name(tree: str, index: int) -> str:
+    return f"{tree}/{index:06d}"
+
+
+def piece_of(name: str) -> tuple[str, int] | None:
+    """(tree, index) of a piece's member name, or None."""
+    match = PIECE_RE.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+class _Stopped(Exception):
+    """The sender went away: the thread that makes the pieces ends."""
+
+
+class _Cutter:
+    """A file-like sink for TarWriter: what is written leaves in pieces of PIECE bytes through `put`, hashed."""
+
+    def __init__(self, tree: str, put: Callable[[tuple], None]) -> None:
+        self.tree, self.put = tree, put
+        self.buf = bytearray()
+        self.hash = hashlib.sha256()
+        self.size = self.index = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self.buf += data
+        while len(self.buf) >= PIECE:
+            self._emit(bytes(self.buf[:PIECE]))
+            del self.buf[:PIECE]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _emit(self, piece: bytes) -> None:
+        self.put((piece_name(self.tree, self.index), piece, None))
+        self.index += 1
+
+    def close(self) -> None:
+        if self.buf or self.index == 0:
+            self._emit(bytes(self.buf))
+            self.buf.clear()
+
+
+class TreeSource:
+    """The pack's trees, [(tree name, directory, kind)], read in order by a thread of their own. `items()` yields
+    (member name, piece, None) for each piece, then (tree name, None, (digest, size, kind)) after a tree's last;
+    it raises what failed in the thread. Leaving the `with` stops the thread whatever happened."""
+
+    def __init__(self, trees: list[tuple[str, Any, str]]) -> None:
+        self.trees = trees
+        self.queue: queue.Queue = queue.Queue(maxsize=AHEAD)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pack-trees", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put(item, timeout=0.1)
+                return
+        raise _Stopped
+
+    def _run(self) -> None:
+        end: BaseException | None = None
+        try:
+            for tree, directory, kind in self.trees:
+                cutter = _Cutter(tree, self._put)
+                writer = TarWriter(cutter)
+                write_diff(str(directory), writer)
+                writer.close()
+                cutter.close()
+                self._put((tree, None, ("sha256:" + cutter.hash.hexdigest(), cutter.size, kind)))
+        except _Stopped:
+            return
+        except BaseException as exc:  # noqa: BLE001 - raised in the sender's thread by items()
+            end = exc
+        with contextlib.suppress(_Stopped):
+            self._put(end)  # None: every tree was sent
+
+    def items(self) -> Iterator[tuple[str, bytes | None, tuple[str, int, str] | None]]:
+        while (item := self.queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __enter__(self) -> TreeSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+class Joined:
+    """One tree's pieces read as one stream from the pack's tar `tf` (stream mode), from `first` (its piece 0) on:
+    read() goes on into the next member while it is this tree's next piece. The first member that is not (or None
+    at the end of the pack) is left in `after`, for the pack's reader to go on with."""
+
+    def __init__(self, tf: tarfile.TarFile, first: tarfile.TarInfo, tree: str) -> None:
+        self.tf, self.tree = tf, tree
+        self.index = 0
+        self.f = tf.extractfile(first)
+        self.after: tarfile.TarInfo | None = None
+        self.done = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.done:
+            assert self.f is not None
+            chunk = self.f.read(n if n is not None and n > 0 else CHUNK)
+            if chunk:
+                return chunk
+            member = self.tf.next()
+            if member is not None and member.isfile() and piece_of(member.name) == (self.tree, self.index + 1):
+                self.index += 1
+                self.f = self.tf.extractfile(member)
+                continue
+            self.after, self.done = member, True
+        return b""
