@@ -94,6 +94,7 @@ def over_http(request, settings, tmp_path, transactional_db, monkeypatch):
     return Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
 
 
+@pytest.mark.e2e  # a web server for other processes: the part `make test` runs on PostgreSQL too
 @pytest.mark.timeout(60)
 def test_a_worker_reads_the_pack_while_another_still_sends_it(over_http):
     # mutant: transfer_relay.GrowingFile.read: `if (not st.st_mode & stat.S_IWUSR or st.st_nlink == 0) and …` ->
@@ -125,6 +126,7 @@ def test_a_worker_reads_the_pack_while_another_still_sends_it(over_http):
     assert not Transfer.objects.filter(job=over_http).exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_a_sender_that_gives_up_cuts_the_reader_and_is_refused_after(over_http):
     # mutant: the same line -> `if not st.st_mode & stat.S_IWUSR and …` (an unlinked relay is read forever)
@@ -146,6 +148,7 @@ def test_a_sender_that_gives_up_cuts_the_reader_and_is_refused_after(over_http):
     writer.abort()
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_on_the_asgi_server_a_part_reaches_the_reader_while_it_still_arrives(
         redis_url, settings, tmp_path, transactional_db):
