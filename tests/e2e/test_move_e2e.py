@@ -1,6 +1,8 @@
 """Move and copy between hosts (issue 18) on the real stack: two hosts on this machine (own state roots,
 queues and host names; real Celery workers, redis-server, engine, runtime, monitor, netavark), the control
-plane's HTTP transfers between them (this test process's live server), users acting through the services.
+plane's HTTP transfers between them, users acting through the services. The first test's hosts reach the web
+server `make run` starts (uvicorn: the relay on its loop, containers/transfer_asgi.py); the second's this test
+process's live server (Django's view).
 
 The container writes a line into its upper dir and its named volume at each start ("first", then
 "restarted"), and serves / with httpd on a published port: after a move the target's port answers with
@@ -52,9 +54,21 @@ def send(user, row: Container, worker, wait_job, *, copy: bool = False) -> tuple
     return Container.objects.filter(pk=made.pk).first(), job
 
 
+@pytest.fixture
+def asgi_url(live_redis, tmp_path):
+    """The web server `make run` starts, on this test's database and Redis, for the hosts' transfers."""
+    from tests.conftest import stop_process
+    from tests.support import start_asgi_server
+
+    web, port = start_asgi_server(live_redis, tmp_path / "web-root", tmp_path / "web.log")
+    yield f"http://127.0.0.1:{port}"
+    stop_process(web)
+
+
 def test_copy_then_move_then_move_back_sending_only_what_the_target_lacks(host_worker, owner, wait_job,  # noqa: F811
-                                                                        wait_for):
-    a, b = host_worker("mv-a"), host_worker("mv-b")
+                                                                        wait_for, asgi_url):
+    control = {"BERTH_CONTROL_URL": asgi_url}
+    a, b = host_worker("mv-a", env=control), host_worker("mv-b", env=control)
     seed(a, wait_job)
     web = start_web(owner, a, wait_job, wait_for)
 
