@@ -48,11 +48,7 @@ def part_request(row: Transfer, content_length: str, query: dict[str, str]) -> t
     job = row.job
     if job is None or job.state not in (Job.State.QUEUED, Job.State.RUNNING) or job.kind not in transfer.RELAY_KINDS:
         raise RelayRefused(409, "conflict", "this transfer's job is not waiting for it")
-    if not (content_length.isascii() and content_length.isdigit()):
-        raise RelayRefused(411, "length_required", "send the file's length (Content-Length)")
-    length, limit = int(content_length), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
-    if length > limit:
-        raise RelayRefused(413, "too_large", f"the file is larger than {limit} bytes (BERTH_MAX_DOWNLOAD_BYTES)")
+    length, limit = declared_length(content_length), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
     raw_offset, end = query.get("offset", "0"), query.get("end", "1") == "1"
     if not (raw_offset.isascii() and raw_offset.isdigit()):
         raise RelayRefused(400, "invalid", "offset must be a number of bytes")
@@ -60,6 +56,17 @@ def part_request(row: Transfer, content_length: str, query: dict[str, str]) -> t
     if offset + length > limit:
         raise RelayRefused(413, "too_large", "the file is larger than BERTH_MAX_DOWNLOAD_BYTES")
     return offset, length, end
+
+
+def declared_length(content_length: str) -> int:
+    """The length a PUT declares (a relay part's, a pushed download's), or RelayRefused: none (411), or more
+    than BERTH_MAX_DOWNLOAD_BYTES (413)."""
+    if not (content_length.isascii() and content_length.isdigit()):
+        raise RelayRefused(411, "length_required", "send the file's length (Content-Length)")
+    length, limit = int(content_length), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
+    if length > limit:
+        raise RelayRefused(413, "too_large", f"the file is larger than {limit} bytes (BERTH_MAX_DOWNLOAD_BYTES)")
+    return length
 
 
 class Part:

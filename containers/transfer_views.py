@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import logging
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -75,13 +74,10 @@ def _send_upload(row: Transfer) -> HttpResponse:
 
 
 def _length(request: HttpRequest) -> int | JsonResponse:
-    raw = request.META.get("CONTENT_LENGTH") or ""
-    if not (raw.isascii() and raw.isdigit()):
-        return _error(411, "length_required", "send the file's length (Content-Length)")
-    length, limit = int(raw), int(settings.BERTH_MAX_DOWNLOAD_BYTES)
-    if length > limit:
-        return _error(413, "too_large", f"the file is larger than {limit} bytes (BERTH_MAX_DOWNLOAD_BYTES)")
-    return length
+    try:
+        return transfer_relay.declared_length(request.META.get("CONTENT_LENGTH") or "")
+    except transfer_relay.RelayRefused as exc:
+        return _error(exc.status, exc.code, exc.message)
 
 
 def _stage(request: HttpRequest, staging: transfer_files.Staging, length: int) -> JsonResponse | None:

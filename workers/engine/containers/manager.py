@@ -178,7 +178,7 @@ class ContainerManager(RecordsMixin, SupervisionMixin, NetworkingMixin, ExecSess
             self._save(rec)
             raise
         try:
-            self.monitor.ensure_running(env=self._monitor_env())
+            self.ensure_monitor()
             info = self.monitor.start_container(cid, self._cdir(cid) / "bundle", log_path=self._log_path(cid),
                                                 runtime_cmd=self._rt(rec).command(),
                                                 tty=rec["config"]["tty"], log_max_size=self.log_max_size,

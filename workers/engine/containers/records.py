@@ -92,8 +92,9 @@ class RecordsMixin:
         return {"BERTH_LOG_REDIS_URL": self.log_redis_url} if self.log_redis_url else {}
 
     def ensure_monitor(self) -> None:
-        """The host's monitor running, ahead of a start that is known to come: a move's receive has it spawned
-        while its pack streams in (a fresh host's first start spent 0.13 s on it after, bench/move.py)."""
+        """The host's monitor running (started unless it answers), with its environment: before a start, at a
+        reconcile, and ahead of a start known to come (a move's receive has it spawned while its pack streams in:
+        a fresh host's first start spent 0.13 s on it after, bench/move.py)."""
         self.monitor.ensure_running(env=self._monitor_env())
 
     # ---- the runtime a container runs under ----------------------------------------------

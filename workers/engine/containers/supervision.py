@@ -137,7 +137,7 @@ class SupervisionMixin:
         if self.monitor.is_running():
             return False
         with contextlib.suppress(MonitorError):
-            self.monitor.ensure_running(env=self._monitor_env())
+            self.ensure_monitor()
         return True
 
     def reconcile(self) -> list[dict]:
@@ -154,7 +154,7 @@ class SupervisionMixin:
                     self._ensure_disk(rec)  # mounts are gone after a reboot
         if any(s in _states.ACTIVE for s in states):
             with contextlib.suppress(MonitorError):
-                self.monitor.ensure_running(env=self._monitor_env())
+                self.ensure_monitor()
         with contextlib.suppress(ContainerError, OSError):
             self.net.reconcile(set(self._ids()))  # networking of containers removed while we were down
         self._seen.clear()

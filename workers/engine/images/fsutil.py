@@ -121,7 +121,6 @@ class HashingReader:
     def __init__(self, raw: BinaryIO, tee: BinaryIO | None = None, progress=None, total: int | None = None,
                  hashing: bool = True, behind: bool = False):
         self.raw = raw
-        self.tee = tee
         self.hash = hashlib.sha256() if hashing else None
         self.count = 0
         self.eof = False
