@@ -11,8 +11,12 @@ image.import job); the container writes --changes-mb into its upper dir and runs
    while the target unpacks it, create and start there, source removed), timed from the request to the job's end;
 2. the floor: the same bytes by hand on the same disk: `tar -c | tar -x` of the image's layer dir and of the
    container's upper dir, plus a container start on b (the engine's create + start of the moved image);
+   and the durable floor: the same with the copy flushed to the disk (syncfs) before the start, what a move
+   must do before it deletes the source's copy (a crash of the target must not lose the only one);
 3. move b -> a: a has the image's layer, so only the manifest, the config and the changes should travel.
-Everything is stopped by PID and removed by path at the end.
+Everything is stopped by PID and removed by path at the end. Right before each timed part the machine's dirty
+pages are flushed (sync): on one disk, a syncfs of the target would otherwise also write what the source or the
+previous part left dirty (the container's changes), which two machines would not.
 
 --warm-mib N: right before the first move and right before the floor, N MiB are written to a file on the same
 filesystem and the file removed. On this VM a page the guest has freed is handed back to the hypervisor within
@@ -138,12 +142,24 @@ def warm(scratch: Path, mib: int) -> None:
         path.unlink()
 
 
-def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float:
+def settled(scratch: Path, mib: int) -> None:
+    """Right before a timed part: recycled pages (see --warm-mib), nothing dirty left by what came before."""
+    warm(scratch, mib)
+    os.sync()
+
+
+def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, durable: bool = False) -> float:
+    """`tar | tar` of the layer dir and the upper dir, then `start()`; durable: the copies flushed before it."""
+    from workers.engine.images.fsutil import syncfs
+
+    scratch.mkdir(parents=True)
     t0 = time.perf_counter()
     for i, src in enumerate((layer_dir, upper_dir)):
         dest = scratch / f"copy{i}"
-        dest.mkdir(parents=True)
+        dest.mkdir()
         subprocess.run(f"tar -C {src} -cf - . | tar -C {dest} -xf -", shell=True, check=True)
+    if durable:
+        syncfs(scratch)
     start()
     took = time.perf_counter() - t0
     shutil.rmtree(scratch, ignore_errors=True)
@@ -207,7 +223,7 @@ def main() -> None:
         upper = mgr_a.rootfs(row.engine_id)["upperdir"]
         wait_until(lambda: os.path.exists(os.path.join(upper, "ready")), 120, "the changes to be written", 0.2)
 
-        warm(work, args.warm_mib)
+        settled(work, args.warm_mib)
         t0 = time.perf_counter()
         moved, job = services.send_container(user, Container.objects.get(pk=row.pk), b.host.name)
         job = stack.wait_job(job)
@@ -228,10 +244,14 @@ def main() -> None:
             mgr_b.start(info["id"])
             start.id = info["id"]
 
-        warm(work, args.warm_mib)
-        t_floor = floor_seconds(layer_dir, upper_b, work / "floor", start)
-        mgr_b.remove(start.id, force=True)
+        floors = {}
+        for durable in (False, True):
+            settled(work, args.warm_mib)
+            floors[durable] = floor_seconds(layer_dir, upper_b, work / "floor", start, durable)
+            mgr_b.remove(start.id, force=True)
+        t_floor, t_durable = floors[False], floors[True]
 
+        settled(work, args.warm_mib)
         t1 = time.perf_counter()
         back, job = services.send_container(user, Container.objects.get(pk=moved.pk), a.host.name)
         job = stack.wait_job(job)
@@ -251,10 +271,13 @@ def main() -> None:
         print(f"{'move a -> b (berth, one job)':38}{t_move:9.2f}{first['pack_bytes'] / mib:10.1f}"
               f"{first['blobs_sent']:>11}/{first['blobs_kept']}")
         print(f"{'floor: tar | tar + a container start':38}{t_floor:9.2f}")
+        print(f"{'durable floor: the same + syncfs':38}{t_durable:9.2f}")
         print(f"{'move b -> a (a has the image)':38}{t_back:9.2f}{second['pack_bytes'] / mib:10.1f}"
               f"{second['blobs_sent']:>11}/{second['blobs_kept']}")
         print("first move's steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
-        print(f"move / floor: {t_move / t_floor:.2f}x (goal <= 1.5x); second move sent "
+        print(f"move / floor: {t_move / t_floor:.2f}x (goal <= 1.5x); durable floor / floor: {t_durable / t_floor:.2f}x; "
+              f"move / durable floor: {t_move / t_durable:.2f}x")
+        print(f"second move sent "
               f"{second['sent']['blobs']} bytes of image blobs, {second['sent']['upper'] / mib:.1f} MiB of changes")
     finally:
         if stack is not None:

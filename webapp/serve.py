@@ -13,6 +13,8 @@ import socket
 
 import uvicorn
 
+from webapp import heap
+
 
 def config() -> uvicorn.Config:
     # Request bodies go to Django as they arrive (it spools them to disk): a multi-GB upload never sits in memory.
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--fd", type=int, help="serve on this already bound, listening socket")
     args = parser.parse_args(argv)
+    heap.keep_freed_memory()  # a relay's parts reuse the heap's pages (webapp/heap.py)
     cfg = config()
     if args.fd is None:
         cfg.host, cfg.port = args.host, args.port

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from containers import events
 from containers.models import Job
+from webapp import heap
 from workers import agent, failpoint, handlers, job_errors
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ _heartbeat: agent.Heartbeat | None = None
 
 @worker_init.connect
 def _on_worker_init(sender=None, **kwargs) -> None:
+    heap.keep_freed_memory()  # a transfer's buffers reuse the heap's pages (webapp/heap.py); the pool inherits it
     handlers.preload()  # before the pool forks: its job processes start with the handlers imported
 
 
