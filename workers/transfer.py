@@ -60,7 +60,7 @@ def _message(resp: http.client.HTTPResponse) -> str:
         return f"HTTP {resp.status} {resp.reason}"
 
 
-def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, length: int | None = None,
+def _call(method: str, row: Transfer, body: IO[bytes] | bytes | list | None = None, length: int | None = None,
           query: str = "", conn: http.client.HTTPConnection | None = None):
     """One request about `row`'s transfer, on `conn` (kept open: the caller's) or on a new connection."""
     base = urlsplit(str(settings.BERTH_CONTROL_URL)).path.rstrip("/")
@@ -78,7 +78,7 @@ def _call(method: str, row: Transfer, body: IO[bytes] | bytes | None = None, len
                          f"(BERTH_CONTROL_URL): {exc}") from None
 
 
-def _put(row: Transfer, body: IO[bytes] | bytes, length: int, refused: str, query: str = "",
+def _put(row: Transfer, body: IO[bytes] | bytes | list, length: int, refused: str, query: str = "",
          conn: http.client.HTTPConnection | None = None) -> None:
     """PUT bytes to the control plane's transfer; anything but 201 fails the job with `refused` and its reason.
     A connection of the caller's stays open for its next request."""
@@ -223,31 +223,38 @@ class RelayWriter:
         self.row = Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=receiving_job.host,
                                            job=receiving_job, size=0, expires=timezone.now() + PUSH_TTL)
         self.part, self.sent, self.queued = part, 0, 0
-        self.buf = bytearray()
+        self.chunks: list = []  # the part being made: what was written, as it was (views where a write straddles)
+        self.held = 0
         self.error: BaseException | None = None
         self.parts: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name=f"relay-{self.row.pk}", daemon=True)
         self.thread.start()
 
     def write(self, data: bytes) -> int:
-        self.buf += data
-        while len(self.buf) >= self.part:
-            self._queue(bytes(self.buf[:self.part]), end=False)
-            del self.buf[:self.part]
+        data = data if isinstance(data, bytes) else bytes(data)  # kept until sent: a reused buffer is copied
+        view = memoryview(data)
+        while view:
+            take = view[:self.part - self.held]
+            self.chunks.append(take)
+            self.held += len(take)
+            view = view[len(take):]
+            if self.held == self.part:
+                self._queue(self.chunks, end=False)
+                self.chunks, self.held = [], 0
         return len(data)
 
     def tell(self) -> int:
-        return self.queued + len(self.buf)
+        return self.queued + self.held
 
     def flush(self) -> None:
         pass
 
-    def _queue(self, data: bytes | None, end: bool) -> None:
+    def _queue(self, chunks: list | None, end: bool) -> None:
         if self.error is not None:
             raise self.error
-        self.parts.put((data, end))
-        if data is not None:
-            self.queued += len(data)
+        self.parts.put((chunks, end))
+        if chunks is not None:
+            self.queued += sum(len(c) for c in chunks)
 
     def _run(self) -> None:
         import time
@@ -258,15 +265,16 @@ class RelayWriter:
         conn, last = _connection()[0], time.monotonic()
         try:
             while True:
-                data, end = self.parts.get()
-                if data is None or self.error is not None:
+                chunks, end = self.parts.get()
+                if chunks is None or self.error is not None:
                     return
                 if time.monotonic() - last > KEEP_IDLE:
                     conn.close()
-                try:
-                    _put(self.row, data, len(data), f"the control plane refused part {self.sent} of the file",
+                size = sum(len(c) for c in chunks)
+                try:  # the chunks go out one by one (http.client sends an iterable body so): nothing joined
+                    _put(self.row, chunks, size, f"the control plane refused part {self.sent} of the file",
                          query=f"?offset={self.sent}&end={int(end)}", conn=conn)
-                    self.sent += len(data)
+                    self.sent += size
                     last = time.monotonic()
                 except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
                     self.error = exc
@@ -276,8 +284,8 @@ class RelayWriter:
             conn.close()
 
     def close(self) -> int:
-        self._queue(bytes(self.buf), end=True)
-        self.buf.clear()
+        self._queue(self.chunks, end=True)
+        self.chunks, self.held = [], 0
         self.thread.join()
         if self.error is not None:
             raise self.error

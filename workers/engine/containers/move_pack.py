@@ -1,6 +1,7 @@
 """A container's move pack: what one host sends another to recreate a container (issue 18, move and copy).
 
-One plain tar stream, members in this order:
+One plain tar stream (framed by pack_tar.py: a member's data passes as it is, not through tarfile's stream
+buffers), members in this order:
 
     image.json                  {"manifest": <digest>, "ref": <engine ref>} of the container's image
     blobs/sha256/<hex>          each blob of that image the receiver lacks (manifest and config always)
@@ -23,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import tarfile
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -34,15 +34,12 @@ from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
 from ..images.tarsafe import extract
-from . import move_pieces
+from . import move_pieces, pack_tar
+from .pack_tar import PackError, PackTarReader
 
 CHUNK = 1 << 20
 BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 VOLUME_RE = re.compile(r"volumes/([0-9a-f]{64})\.tar")
-
-
-class PackError(ImageError):
-    """A pack that is not what it says (a bad name, a digest that does not match, a missing blob)."""
 
 
 def have_blobs(store: ImageStore) -> list[str]:
@@ -56,21 +53,28 @@ def image_blobs(store: ImageStore, manifest_digest: str) -> list[str]:
     return [manifest_digest, manifest["config"]["digest"], *(d["digest"] for d in manifest.get("layers", []))]
 
 
-def _add_file(tf: tarfile.TarFile, name: str, path: str | os.PathLike[str]) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = os.stat(path).st_size
-    info.mode = 0o600
+def _add_file(out: BinaryIO, name: str, path: str | os.PathLike[str]) -> int:
+    """A blob of the store as member `name`; returns its size."""
     with open(path, "rb") as f:
-        tf.addfile(info, f)
+        size = os.fstat(f.fileno()).st_size
+        out.write(pack_tar.header(name, size))
+        left = size
+        while left:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise ImageError(f"blob {name[13:25]} shrank while it was sent", "pack")
+            out.write(chunk)
+            left -= len(chunk)
+    out.write(pack_tar.padding(size))
+    return size
 
 
-def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
-
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o600
-    tf.addfile(info, io.BytesIO(data))
+def _add_chunks(out: BinaryIO, name: str, chunks: list) -> None:
+    size = sum(len(c) for c in chunks)
+    out.write(pack_tar.header(name, size))
+    for chunk in chunks:
+        out.write(chunk)
+    out.write(pack_tar.padding(size))
 
 
 def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO, *, have: set[str] | list[str],
@@ -85,9 +89,9 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
     trees = [(f"volumes/{vid}.tar", d, "volumes") for vid, d in sorted(volumes.items())]
     if upper is not None:
         trees.append(("upper.tar", upper, "upper"))
-    with move_pieces.TreeSource(trees) as pieces, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tf:
+    with move_pieces.TreeSource(trees) as pieces:
         head = json.dumps({"manifest": manifest_digest, "ref": ref}).encode()
-        _add_bytes(tf, "image.json", head)
+        _add_chunks(out, "image.json", [head])
         digests["image.json"] = "sha256:" + hashlib.sha256(head).hexdigest()
         blobs = image_blobs(store, manifest_digest)
         for i, digest in enumerate(blobs):
@@ -97,9 +101,8 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
             if progress:
                 progress(f"sending blob {digest[7:19]}")
             name = f"blobs/sha256/{digest[7:]}"
-            _add_file(tf, name, store.blob_path(digest))
+            sent["blobs"] += _add_file(out, name, store.blob_path(digest))
             digests[name] = digest
-            sent["blobs"] += store.blob_path(digest).stat().st_size
             blobs_sent.append(digest)
         for name, piece, end in pieces.items():
             if end is not None:  # a tree's last piece went
@@ -109,8 +112,9 @@ def write_pack(store: ImageStore, manifest_digest: str, ref: str, out: BinaryIO,
             if progress and name.endswith("/000000"):
                 progress(f"sending {name[:-7]}")
             assert piece is not None
-            _add_bytes(tf, name, piece)
-        _add_bytes(tf, "digests.json", json.dumps(digests, sort_keys=True).encode())
+            _add_chunks(out, name, piece)
+        _add_chunks(out, "digests.json", [json.dumps(digests, sort_keys=True).encode()])
+        out.write(pack_tar.END)
     return {"sent": sent, "blobs_sent": blobs_sent, "blobs_kept": blobs_kept}
 
 
@@ -138,45 +142,35 @@ class PackReader:
 
     def _run(self) -> dict[str, Any]:
         trailer = None
-        # next() by hand, not iteration: a tree's reader (move_pieces.Joined) takes its pieces from `tf` itself
-        with tarfile.open(fileobj=self.stream, mode="r|", bufsize=CHUNK) as tf:
-            member = tf.next()
-            while member is not None:
-                if not member.isfile():
-                    raise PackError(f"unexpected entry {member.name[:80]!r} (not a file)")
-                name = member.name
-                if name == "digests.json":
-                    f = tf.extractfile(member)
-                    assert f is not None
-                    trailer = json.loads(f.read(1 << 20))
-                    break
-                blob = BLOB_RE.fullmatch(name)
-                piece = move_pieces.piece_of(name)
-                if blob and self.head is not None and not self.image_ready:
-                    f = tf.extractfile(member)
-                    assert f is not None
-                    self.got[name] = self._blob("sha256:" + blob.group(1), f)  # hashed once, as it is stored
-                elif piece is not None and piece[1] == 0 and piece[0] not in self.got:
-                    joined = move_pieces.Joined(tf, member, piece[0])
-                    reader = HashingReader(joined, behind=True)  # a tree's hash beside its unpacking
-                    try:
-                        self._tree_member(piece[0], reader)
-                        reader.drain()
-                    finally:
-                        reader.abandon()
-                    self.got[piece[0]] = reader.digest
-                    member = joined.after
-                    continue
-                elif name == "image.json" and self.head is None:
-                    f = tf.extractfile(member)
-                    assert f is not None
-                    reader = HashingReader(f)
-                    self._head(reader.read(1 << 20))
+        pack = PackTarReader(self.stream)
+        member = pack.next()
+        while member is not None:
+            name = member[0]
+            if name == "digests.json":
+                trailer = json.loads(_whole(pack, 1 << 20, name))
+                break
+            blob = BLOB_RE.fullmatch(name)
+            piece = move_pieces.piece_of(name)
+            if blob and self.head is not None and not self.image_ready:
+                self.got[name] = self._blob("sha256:" + blob.group(1), pack)  # hashed once, as it is stored
+            elif piece is not None and piece[1] == 0 and piece[0] not in self.got:
+                joined = move_pieces.Joined(pack, piece[0])
+                reader = HashingReader(joined, behind=True)  # a tree's hash beside its unpacking
+                try:
+                    self._tree_member(piece[0], reader)
                     reader.drain()
-                    self.got[name] = reader.digest
-                else:
-                    raise PackError(f"unexpected member {name[:80]!r}")
-                member = tf.next()
+                finally:
+                    reader.abandon()
+                self.got[piece[0]] = reader.digest
+                member = joined.after
+                continue
+            elif name == "image.json" and self.head is None:
+                data = _whole(pack, 1 << 20, name)
+                self._head(data)
+                self.got[name] = "sha256:" + hashlib.sha256(data).hexdigest()
+            else:
+                raise PackError(f"unexpected member {name[:80]!r}")
+            member = pack.next()
         if trailer is None or self.head is None:
             raise PackError("the pack ended early (no digests.json): send it again")
         while self.stream.read(CHUNK):  # to its end: a stream still being sent is then whole at its sender too
@@ -272,6 +266,16 @@ class PackReader:
             raise PackError(f"{what}: its target dir on this host is not empty")
         extract(reader, dest, COMMIT_POLICY, what)
         syncfs(dest)  # on disk before the sender deletes its copy (its own filesystem, if a quota gave it one)
+
+
+def _whole(pack: PackTarReader, limit: int, name: str) -> bytes:
+    """A small member's data, whole (a stream gives it in as many reads as it likes)."""
+    data = pack.read(limit + 1)
+    while len(data) <= limit and (more := pack.read(limit + 1 - len(data))):
+        data += more
+    if len(data) > limit:
+        raise PackError(f"{name} is larger than {limit} bytes")
+    return data
 
 
 def image_blobs_safe(store: ImageStore, manifest_digest: str) -> list[str]:

@@ -14,17 +14,18 @@ import contextlib
 import hashlib
 import queue
 import re
-import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..images.tarwrite import TarWriter, write_diff
+from .pack_tar import PackTarReader
 
 PIECE = 8 << 20
 AHEAD = 4  # pieces made before the sender takes them: the trees are read while the blobs are sent
 CHUNK = 1 << 20
 PIECE_RE = re.compile(r"(.+)/([0-9]{6})")
+Piece = list  # of bytes-like chunks, in order
 
 
 def piece_name(tree: str, index: int) -> str:
@@ -42,34 +43,41 @@ class _Stopped(Exception):
 
 
 class _Cutter:
-    """A file-like sink for TarWriter: what is written leaves in pieces of PIECE bytes through `put`, hashed."""
+    """A file-like sink for TarWriter: what is written leaves in pieces of PIECE bytes through `put`, hashed. A
+    piece is the list of what was written (views of it where a write straddles two pieces): nothing is copied."""
 
     def __init__(self, tree: str, put: Callable[[tuple], None]) -> None:
         self.tree, self.put = tree, put
-        self.buf = bytearray()
+        self.chunks: Piece = []
+        self.held = 0  # bytes in `chunks`
         self.hash = hashlib.sha256()
         self.size = self.index = 0
 
     def write(self, data: bytes) -> int:
+        data = data if isinstance(data, bytes) else bytes(data)  # kept: a buffer the writer reuses is copied
         self.hash.update(data)
         self.size += len(data)
-        self.buf += data
-        while len(self.buf) >= PIECE:
-            self._emit(bytes(self.buf[:PIECE]))
-            del self.buf[:PIECE]
+        view = memoryview(data)
+        while view:
+            take = view[:PIECE - self.held]
+            self.chunks.append(take)
+            self.held += len(take)
+            view = view[len(take):]
+            if self.held == PIECE:
+                self._emit()
         return len(data)
 
     def flush(self) -> None:
         pass
 
-    def _emit(self, piece: bytes) -> None:
-        self.put((piece_name(self.tree, self.index), piece, None))
+    def _emit(self) -> None:
+        self.put((piece_name(self.tree, self.index), self.chunks, None))
+        self.chunks, self.held = [], 0
         self.index += 1
 
     def close(self) -> None:
-        if self.buf or self.index == 0:
-            self._emit(bytes(self.buf))
-            self.buf.clear()
+        if self.chunks or self.index == 0:
+            self._emit()
 
 
 class TreeSource:
@@ -108,7 +116,7 @@ class TreeSource:
         with contextlib.suppress(_Stopped):
             self._put(end)  # None: every tree was sent
 
-    def items(self) -> Iterator[tuple[str, bytes | None, tuple[str, int, str] | None]]:
+    def items(self) -> Iterator[tuple[str, Piece | None, tuple[str, int, str] | None]]:
         while (item := self.queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
@@ -123,27 +131,24 @@ class TreeSource:
 
 
 class Joined:
-    """One tree's pieces read as one stream from the pack's tar `tf` (stream mode), from `first` (its piece 0) on:
-    read() goes on into the next member while it is this tree's next piece. The first member that is not (or None
-    at the end of the pack) is left in `after`, for the pack's reader to go on with."""
+    """One tree's pieces read as one stream from the pack (`pack`, a PackTarReader at the data of `first`, the
+    tree's piece 0): read() goes on into the next member while it is this tree's next piece. The first member
+    that is not, (name, size), or None at the end of the pack, is left in `after` for the pack's reader."""
 
-    def __init__(self, tf: tarfile.TarFile, first: tarfile.TarInfo, tree: str) -> None:
-        self.tf, self.tree = tf, tree
+    def __init__(self, pack: PackTarReader, tree: str) -> None:
+        self.pack, self.tree = pack, tree
         self.index = 0
-        self.f = tf.extractfile(first)
-        self.after: tarfile.TarInfo | None = None
+        self.after: tuple[str, int] | None = None
         self.done = False
 
     def read(self, n: int = -1) -> bytes:
         while not self.done:
-            assert self.f is not None
-            chunk = self.f.read(n if n is not None and n > 0 else CHUNK)
+            chunk = self.pack.read(n if n is not None and n > 0 else CHUNK)
             if chunk:
                 return chunk
-            member = self.tf.next()
-            if member is not None and member.isfile() and piece_of(member.name) == (self.tree, self.index + 1):
+            member = self.pack.next()
+            if member is not None and piece_of(member[0]) == (self.tree, self.index + 1):
                 self.index += 1
-                self.f = self.tf.extractfile(member)
                 continue
             self.after, self.done = member, True
         return b""
