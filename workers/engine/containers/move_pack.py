@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
-from ..images.fsutil import HashingReader, syncfs
+from ..images.fsutil import HashingReader, flush_tree
 from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
@@ -264,8 +264,8 @@ class PackReader:
         dest = str(dest)
         if any(os.scandir(dest)):
             raise PackError(f"{what}: its target dir on this host is not empty")
-        extract(reader, dest, COMMIT_POLICY, what)
-        syncfs(dest)  # on disk before the sender deletes its copy (its own filesystem, if a quota gave it one)
+        unpacked = extract(reader, dest, COMMIT_POLICY, what)
+        flush_tree(dest, unpacked.written)  # on disk before the sender deletes its copy
 
 
 def _whole(pack: PackTarReader, limit: int, name: str) -> bytes:

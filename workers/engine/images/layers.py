@@ -19,6 +19,7 @@ from .fsutil import (
     atomic_write,
     atomic_write_json,
     canonical_json,
+    flush_tree,
     fsync_dir,
     syncfs,
     write_all,
@@ -40,6 +41,7 @@ class StagedLayer:
     media_type: str
     blob_tmp: str | None
     layer_tmp: str | None
+    written: list[str] | None = None  # what unpacking made in layer_tmp, to flush one by one (None: syncfs)
 
     @property
     def descriptor(self) -> dict[str, Any]:
@@ -85,7 +87,7 @@ class LayersMixin:
                     # plain and not verified: the diff id is the digest, hashed once by `outer`
                     inner = HashingReader(plain, hashing=kind != "plain" or verified_digest is not None)
                     os.chmod(layer_tmp, 0o755)
-                    extract(inner, layer_tmp, policy or self.policy, what)
+                    unpacked = extract(inner, layer_tmp, policy or self.policy, what)
                     inner.drain()
                     outer.drain()
                 finally:
@@ -102,7 +104,7 @@ class LayersMixin:
                 raise DigestMismatch(f"uncompressed digest is {diff_id}, the config says {expect_diff_id}",
                                      what)
             staged = StagedLayer(digest, diff_id, outer.count, inner.count, media_type(kind),
-                                 blob_tmp if keep_blob else None, layer_tmp)
+                                 blob_tmp if keep_blob else None, layer_tmp, unpacked.written)
             if not keep_blob:
                 os.unlink(blob_tmp)
             return staged
@@ -151,8 +153,8 @@ class LayersMixin:
 
     def _commit(self, txn: _Txn) -> None:
         """Rename every staged blob and layer dir into place (caller holds the index lock)."""
-        if not txn.synced and any(layer.layer_tmp for layer in txn.layers):
-            syncfs(self.tmp)  # unpacked files reach the disk before their dir gets its final name
+        if not txn.synced:
+            self._flush(txn)  # unpacked files reach the disk before their dir gets its final name
         for layer in txn.layers:
             if layer.blob_tmp:
                 self._adopt(layer.blob_tmp, layer.digest)
@@ -177,6 +179,18 @@ class LayersMixin:
                 atomic_write(path, data)
         fsync_dir(self.layers)
         fsync_dir(self.blobs)
+
+    def _flush(self, txn: _Txn) -> None:
+        """The staged layer dirs and their kept blobs flushed: each one's files fsynced where its unpacking listed
+        them (scoped to them: fsutil.flush_tree), else one syncfs for all."""
+        staged = [layer for layer in txn.layers if layer.layer_tmp]
+        if any(layer.written is None for layer in staged):
+            syncfs(self.tmp)
+            return
+        for layer in staged:
+            flush_tree(layer.layer_tmp, layer.written)
+            if layer.blob_tmp:
+                flush_tree(layer.blob_tmp, [""])
 
     def _adopt(self, tmp: str, digest: str) -> None:
         path = self.blob_path(digest)

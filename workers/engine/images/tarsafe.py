@@ -13,7 +13,7 @@ import os
 import posixpath
 import stat
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .errors import CorruptArchive, UnsafeEntry
@@ -43,10 +43,22 @@ DEFAULT_POLICY = TarPolicy()
 TRUSTED = TarPolicy(allow_devices=False, setuid="keep")
 
 
+WRITTEN_MAX = 64  # entries listed for flush_tree: past this many, one syncfs (about 0.15 ms an fsync here)
+
+
 @dataclass
 class ExtractStats:
     entries: int = 0
     file_bytes: int = 0
+    # The regular files and directories made, relative to the target ('' is the target itself), for flushing
+    # them one by one (fsutil.flush_tree); None once there are more than WRITTEN_MAX.
+    written: list[str] | None = field(default_factory=lambda: [""])
+
+    def wrote(self, rel: str) -> None:
+        if self.written is not None:
+            self.written.append(rel)
+            if len(self.written) > WRITTEN_MAX:
+                self.written = None
 
 
 def _strict_tarinfo(what: str) -> type[tarfile.TarInfo]:
@@ -158,7 +170,7 @@ def extract(stream: BinaryIO, dest: str, policy: TarPolicy = DEFAULT_POLICY, wha
     return stats
 
 
-def _check_parents(rel: str, dest: str, seen: dict[str, str], name: str) -> None:
+def _check_parents(rel: str, dest: str, seen: dict[str, str], name: str, stats: ExtractStats) -> None:
     parent = posixpath.dirname(rel)
     missing = []
     while parent not in seen:
@@ -169,6 +181,7 @@ def _check_parents(rel: str, dest: str, seen: dict[str, str], name: str) -> None
     for p in reversed(missing):
         os.mkdir(os.path.join(dest, p), 0o755)
         seen[p] = "implicit"
+        stats.wrote(p)
 
 
 def _apply_meta(path: str, member: tarfile.TarInfo, policy: TarPolicy, is_dir: bool = False) -> None:
@@ -203,7 +216,7 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
         if not (member.isreg() or member.isdir()):
             raise UnsafeEntry("whiteout entry must be a plain file", name)
         parent = posixpath.dirname(rel)
-        _check_parents(rel, dest, seen, name)
+        _check_parents(rel, dest, seen, name, stats)
         if base == OPAQUE_MARKER:
             opaque.add(parent)
             return
@@ -219,11 +232,12 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
             dirs_meta.append((rel, member))
             return
         raise UnsafeEntry("duplicate entry", name)
-    _check_parents(rel, dest, seen, name)
+    _check_parents(rel, dest, seen, name, stats)
     path = os.path.join(dest, rel)
     if member.isdir():
         if rel:
             os.mkdir(path, 0o700)
+            stats.wrote(rel)
         seen[rel] = "dir"
         dirs_meta.append((rel, member))
         return
@@ -243,6 +257,7 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
         finally:
             os.close(fd)
         seen[rel] = "file"
+        stats.wrote(rel)
         _apply_meta(path, member, policy)
         return
     if member.issym():
