@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from containers.transfer_model import Transfer
 from containers.transfer_relay import PART
+from workers.engine.containers.pack_tar import kept
 
 CHUNK = 1 << 20
 PUSH_TTL = timedelta(hours=1)
@@ -231,10 +232,10 @@ class RelayWriter:
         self.thread.start()
 
     def write(self, data: bytes) -> int:
-        data = data if isinstance(data, bytes) else bytes(data)  # kept until sent: a reused buffer is copied
-        view = memoryview(data)
+        data = kept(data)  # held until sent
+        view = data if len(data) <= self.part - self.held else memoryview(data)
         while view:
-            take = view[:self.part - self.held]
+            take = view if len(view) <= self.part - self.held else view[:self.part - self.held]
             self.chunks.append(take)
             self.held += len(take)
             view = view[len(take):]

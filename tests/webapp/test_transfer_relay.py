@@ -192,3 +192,31 @@ def test_on_the_asgi_server_a_part_reaches_the_reader_while_it_still_arrives(
         wrong.close()
     finally:
         stop_process(proc)
+
+
+def test_a_writer_sends_in_parts_what_was_written_without_joining_it(relay, monkeypatch):
+    # mutant: workers/transfer.py RelayWriter.write: `take = view if ... else view[:self.part - self.held]` ->
+    # `take = view` (a write that straddles two parts goes whole into the first: a part longer than it says)
+    import os
+
+    from workers import transfer as worker_transfer
+
+    sent = []
+
+    def put(row, body, length, refused, query="", conn=None):
+        assert isinstance(body, list) and sum(len(c) for c in body) == length  # chunk by chunk, as declared
+        sent.append((query, b"".join(bytes(c) for c in body)))
+
+    monkeypatch.setattr(worker_transfer, "_put", put)
+    monkeypatch.setattr(worker_transfer, "_connection", lambda: (type("C", (), {"close": lambda self: None})(), ""))
+    a, b = os.urandom(1500), os.urandom(900)
+    reused = bytearray(os.urandom(700))
+    expected = a + b[100:500] + bytes(reused)
+    writer = worker_transfer.RelayWriter(relay.job, part=1000)
+    writer.write(a)
+    writer.write(memoryview(b)[100:500])
+    writer.write(reused)
+    reused[:] = bytes(700)  # the writer's buffer reused: what was written before goes out as it was
+    assert writer.close() == len(expected)
+    assert [len(p) for _, p in sent] == [1000, 1000, 600] and b"".join(p for _, p in sent) == expected
+    assert [q for q, _ in sent] == ["?offset=0&end=0", "?offset=1000&end=0", "?offset=2000&end=1"]

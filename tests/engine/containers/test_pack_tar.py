@@ -101,3 +101,14 @@ def test_a_cut_stream_is_refused(cut: int) -> None:
 def test_a_name_that_needs_an_extension_header_is_not_written() -> None:
     with pytest.raises(ValueError, match="too long"):
         pack_tar.header("x" * 100, 1)
+
+
+def test_what_is_held_until_sent_is_not_copied_unless_its_writer_may_reuse_it() -> None:
+    data = os.urandom(100)
+    assert pack_tar.kept(data) is data
+    view = memoryview(data)[10:20]
+    assert pack_tar.kept(view) is view
+    reused = bytearray(data)
+    held = pack_tar.kept(reused)
+    reused[:] = bytes(100)
+    assert held == data  # a copy: the writer's later change does not reach what waits to be sent

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..images.tarwrite import TarWriter, write_diff
-from .pack_tar import PackTarReader
+from .pack_tar import PackTarReader, kept
 
 PIECE = 8 << 20
 AHEAD = 4  # pieces made before the sender takes them: the trees are read while the blobs are sent
@@ -54,12 +54,12 @@ class _Cutter:
         self.size = self.index = 0
 
     def write(self, data: bytes) -> int:
-        data = data if isinstance(data, bytes) else bytes(data)  # kept: a buffer the writer reuses is copied
+        data = kept(data)
         self.hash.update(data)
         self.size += len(data)
-        view = memoryview(data)
+        view = data if len(data) <= PIECE - self.held else memoryview(data)
         while view:
-            take = view[:PIECE - self.held]
+            take = view if len(view) <= PIECE - self.held else view[:PIECE - self.held]
             self.chunks.append(take)
             self.held += len(take)
             view = view[len(take):]
@@ -131,8 +131,8 @@ class TreeSource:
 
 
 class Joined:
-    """One tree's pieces read as one stream from the pack (`pack`, a PackTarReader at the data of `first`, the
-    tree's piece 0): read() goes on into the next member while it is this tree's next piece. The first member
+    """One tree's pieces read as one stream from the pack (`pack`, a PackTarReader at the data of the tree's piece
+    0): read() goes on into the next member while it is this tree's next piece. The first member
     that is not, (name, size), or None at the end of the pack, is left in `after` for the pack's reader."""
 
     def __init__(self, pack: PackTarReader, tree: str) -> None:

@@ -35,6 +35,14 @@ def header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "strict")
 
 
+def kept(data: bytes | memoryview) -> bytes | memoryview:
+    """`data` as it may be held until sent: bytes or a view of bytes as they are (immutable), anything else (a
+    buffer its writer may reuse) copied."""
+    if isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes)):
+        return data
+    return bytes(data)
+
+
 def padding(size: int) -> bytes:
     """What follows a member's `size` bytes of data up to the next block."""
     return ZEROS[:-size % BLOCK]
@@ -101,4 +109,4 @@ class PackTarReader:
         return bytes(got)
 
 
-__all__ = ["END", "PackError", "PackTarReader", "header", "padding"]
+__all__ = ["END", "PackError", "PackTarReader", "header", "kept", "padding"]
