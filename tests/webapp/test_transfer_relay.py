@@ -220,3 +220,18 @@ def test_a_writer_sends_in_parts_what_was_written_without_joining_it(relay, monk
     assert writer.close() == len(expected)
     assert [len(p) for _, p in sent] == [1000, 1000, 600] and b"".join(p for _, p in sent) == expected
     assert [q for q, _ in sent] == ["?offset=0&end=0", "?offset=1000&end=0", "?offset=2000&end=1"]
+
+
+def test_a_writer_s_first_parts_grow_to_its_part_size(relay, monkeypatch):
+    # The receiver's first bytes leave once FIRST_PART is written, not a whole 8 MiB part.
+    # mutant: RelayWriter.write: `self.part = min(self.part * 2, self.most)` removed (every part FIRST_PART long)
+    from workers import transfer as worker_transfer
+
+    sizes = []
+    monkeypatch.setattr(worker_transfer, "_put", lambda row, body, length, *a, **k: sizes.append(length))
+    monkeypatch.setattr(worker_transfer, "_connection", lambda: (type("C", (), {"close": lambda self: None})(), ""))
+    monkeypatch.setattr(worker_transfer, "FIRST_PART", 100)
+    writer = worker_transfer.RelayWriter(relay.job, part=1000)
+    writer.write(bytes(3000))
+    assert writer.close() == 3000
+    assert sizes == [100, 200, 400, 800, 1000, 500]
