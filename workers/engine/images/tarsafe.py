@@ -244,11 +244,14 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
     if member.isreg():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            src = tf.extractfile(member)
+            # Read from the archive's stream itself, where the header left it (extractfile's reader copies every
+            # block once more); a sparse file's map needs extractfile.
+            direct = member.sparse is None and tf.fileobj.tell() == member.offset_data
+            read = tf.fileobj.read if direct else tf.extractfile(member).read
             out = Writeback(fd)  # a large file is on its way to the disk before the layer's commit waits for it
             remaining = member.size
             while remaining > 0:
-                chunk = src.read(min(CHUNK, remaining))
+                chunk = read(min(CHUNK, remaining))
                 if not chunk:
                     raise CorruptArchive("truncated: file data ends early", name)
                 out.write(chunk)
