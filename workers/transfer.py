@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from containers.transfer_model import Transfer
 from containers.transfer_relay import PART
-from workers.engine.containers.pack_tar import kept
+from workers.engine.containers.pack_tar import Parts, kept
 
 CHUNK = 1 << 20
 PUSH_TTL = timedelta(hours=1)
@@ -226,9 +226,8 @@ class RelayWriter:
                                            job=receiving_job, size=0, expires=timezone.now() + PUSH_TTL)
         # The first parts are small and each the double of the one before, up to `part`: the receiver's first bytes
         # leave once FIRST_PART is written, not a whole part (8 MiB of a layer read first: 40 ms, bench/move.py).
-        self.part, self.most, self.sent, self.queued = min(FIRST_PART, part), part, 0, 0
-        self.chunks: list = []  # the part being made: what was written, as it was (views where a write straddles)
-        self.held = 0
+        self.cut = Parts(min(FIRST_PART, part))  # the part being made: the chunks written, as they were
+        self.most, self.sent, self.queued = part, 0, 0
         self.error: BaseException | None = None
         self.parts: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name=f"relay-{self.row.pk}", daemon=True)
@@ -236,30 +235,23 @@ class RelayWriter:
 
     def write(self, data: bytes) -> int:
         data = kept(data)  # held until sent
-        view = data if len(data) <= self.part - self.held else memoryview(data)
-        while view:
-            take = view if len(view) <= self.part - self.held else view[:self.part - self.held]
-            self.chunks.append(take)
-            self.held += len(take)
-            view = view[len(take):]
-            if self.held == self.part:
-                self._queue(self.chunks, end=False)
-                self.chunks, self.held = [], 0
-                self.part = min(self.part * 2, self.most)
+        for part in self.cut.add(data):
+            self._queue(part, end=False)
+            self.cut.size = min(self.cut.size * 2, self.most)
         return len(data)
 
     def tell(self) -> int:
-        return self.queued + self.held
+        return self.queued + self.cut.held
 
     def flush(self) -> None:
         pass
 
-    def _queue(self, chunks: list | None, end: bool) -> None:
+    def _queue(self, chunks: list, end: bool) -> None:
         if self.error is not None:
             raise self.error
-        self.parts.put((chunks, end))
-        if chunks is not None:
-            self.queued += sum(len(c) for c in chunks)
+        size = sum(len(c) for c in chunks)
+        self.parts.put((chunks, size, end))
+        self.queued += size
 
     def _run(self) -> None:
         import time
@@ -270,12 +262,11 @@ class RelayWriter:
         conn, last = _connection()[0], time.monotonic()
         try:
             while True:
-                chunks, end = self.parts.get()
+                chunks, size, end = self.parts.get()
                 if chunks is None or self.error is not None:
                     return
                 if time.monotonic() - last > KEEP_IDLE:
                     conn.close()
-                size = sum(len(c) for c in chunks)
                 try:  # the chunks go out one by one (http.client sends an iterable body so): nothing joined
                     _put(self.row, chunks, size, f"the control plane refused part {self.sent} of the file",
                          query=f"?offset={self.sent}&end={int(end)}", conn=conn)
@@ -289,8 +280,7 @@ class RelayWriter:
             conn.close()
 
     def close(self) -> int:
-        self._queue(self.chunks, end=True)
-        self.chunks, self.held = [], 0
+        self._queue(self.cut.rest(), end=True)
         self.thread.join()
         if self.error is not None:
             raise self.error
@@ -300,5 +290,5 @@ class RelayWriter:
         if self.thread.is_alive():
             self.error = self.error or _job_error("the file was abandoned")
             with contextlib.suppress(Exception):
-                self.parts.put_nowait((None, True))
+                self.parts.put_nowait((None, 0, True))
             self.thread.join(timeout=TIMEOUT)

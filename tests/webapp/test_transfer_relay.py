@@ -195,8 +195,8 @@ def test_on_the_asgi_server_a_part_reaches_the_reader_while_it_still_arrives(
 
 
 def test_a_writer_sends_in_parts_what_was_written_without_joining_it(relay, monkeypatch):
-    # mutant: workers/transfer.py RelayWriter.write: `take = view if ... else view[:self.part - self.held]` ->
-    # `take = view` (a write that straddles two parts goes whole into the first: a part longer than it says)
+    # mutant: workers/engine/containers/pack_tar.py Parts.add: `take = view if ... else view[:self.size - self.held]`
+    # -> `take = view` (a write that straddles two parts goes whole into the first: a part longer than it says)
     import os
 
     from workers import transfer as worker_transfer
@@ -224,7 +224,8 @@ def test_a_writer_sends_in_parts_what_was_written_without_joining_it(relay, monk
 
 def test_a_writer_s_first_parts_grow_to_its_part_size(relay, monkeypatch):
     # The receiver's first bytes leave once FIRST_PART is written, not a whole 8 MiB part.
-    # mutant: RelayWriter.write: `self.part = min(self.part * 2, self.most)` removed (every part FIRST_PART long)
+    # mutant: RelayWriter.write: `self.cut.size = min(self.cut.size * 2, self.most)` removed (every part FIRST_PART
+    # long)
     from workers import transfer as worker_transfer
 
     sizes = []

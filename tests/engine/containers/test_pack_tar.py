@@ -54,7 +54,7 @@ def test_tarfile_reads_what_is_written() -> None:
 
 @pytest.mark.parametrize("most", [1, 511, 513, 1 << 20])
 def test_a_stream_in_any_slices_reads_the_same(most: int) -> None:
-    # mutant: PackTarReader._exact returns the first read as it is (a header given in pieces is cut)
+    # mutant: fsutil.read_full returns the first read as it is (a header given in pieces is cut)
     assert read_all(Trickle(framed(), most)) == MEMBERS
 
 

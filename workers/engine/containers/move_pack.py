@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..images.errors import DigestMismatch, ImageError
-from ..images.fsutil import HashingReader, flush_tree
+from ..images.fsutil import HashingReader, flush_tree, read_full
 from ..images.layers import _Txn
 from ..images.rootfs import COMMIT_POLICY
 from ..images.store import ImageStore
@@ -270,9 +270,7 @@ class PackReader:
 
 def _whole(pack: PackTarReader, limit: int, name: str) -> bytes:
     """A small member's data, whole (a stream gives it in as many reads as it likes)."""
-    data = pack.read(limit + 1)
-    while len(data) <= limit and (more := pack.read(limit + 1 - len(data))):
-        data += more
+    data = read_full(pack, limit + 1)
     if len(data) > limit:
         raise PackError(f"{name} is larger than {limit} bytes")
     return data

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..images.tarwrite import TarWriter, write_diff
-from .pack_tar import PackTarReader, kept
+from .pack_tar import PackTarReader, Parts, kept
 
 PIECE = 8 << 20
 AHEAD = 4  # pieces made before the sender takes them: the trees are read while the blobs are sent
@@ -43,13 +43,12 @@ class _Stopped(Exception):
 
 
 class _Cutter:
-    """A file-like sink for TarWriter: what is written leaves in pieces of PIECE bytes through `put`, hashed. A
-    piece is the list of what was written (views of it where a write straddles two pieces): nothing is copied."""
+    """A file-like sink for TarWriter: what is written leaves in pieces of PIECE bytes through `put`, hashed (each
+    the list of chunks written: pack_tar.Parts)."""
 
     def __init__(self, tree: str, put: Callable[[tuple], None]) -> None:
         self.tree, self.put = tree, put
-        self.chunks: Piece = []
-        self.held = 0  # bytes in `chunks`
+        self.parts = Parts(PIECE)
         self.hash = hashlib.sha256()
         self.size = self.index = 0
 
@@ -57,27 +56,20 @@ class _Cutter:
         data = kept(data)
         self.hash.update(data)
         self.size += len(data)
-        view = data if len(data) <= PIECE - self.held else memoryview(data)
-        while view:
-            take = view if len(view) <= PIECE - self.held else view[:PIECE - self.held]
-            self.chunks.append(take)
-            self.held += len(take)
-            view = view[len(take):]
-            if self.held == PIECE:
-                self._emit()
+        for piece in self.parts.add(data):
+            self._emit(piece)
         return len(data)
 
     def flush(self) -> None:
         pass
 
-    def _emit(self) -> None:
-        self.put((piece_name(self.tree, self.index), self.chunks, None))
-        self.chunks, self.held = [], 0
+    def _emit(self, piece: Piece) -> None:
+        self.put((piece_name(self.tree, self.index), piece, None))
         self.index += 1
 
     def close(self) -> None:
-        if self.chunks or self.index == 0:
-            self._emit()
+        if self.parts.held or self.index == 0:
+            self._emit(self.parts.rest())
 
 
 class TreeSource:

@@ -11,9 +11,11 @@ What the reader is sent is hostile input: anything but a regular file's header i
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..images.errors import ImageError
+from ..images.fsutil import read_full
 
 BLOCK = 512
 ZEROS = bytes(BLOCK)
@@ -41,6 +43,33 @@ def kept(data: bytes | memoryview) -> bytes | memoryview:
     if isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes)):
         return data
     return bytes(data)
+
+
+class Parts:
+    """What is written, cut into parts of `size` bytes (which may change between the parts `add` yields), each the
+    list of chunks as written (pieces of a write that straddles two are views of it): nothing is copied."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.chunks: list = []  # the part begun
+        self.held = 0  # bytes in it
+
+    def add(self, data: bytes | memoryview) -> Iterator[list]:
+        """Take `data` (it is kept: see `kept`); yields each part it completes."""
+        view = data if len(data) <= self.size - self.held else memoryview(data)
+        while view:
+            take = view if len(view) <= self.size - self.held else view[:self.size - self.held]
+            self.chunks.append(take)
+            self.held += len(take)
+            view = view[len(take):]
+            if self.held == self.size:
+                part, self.chunks, self.held = self.chunks, [], 0
+                yield part
+
+    def rest(self) -> list:
+        """The part begun (maybe empty), taken."""
+        part, self.chunks, self.held = self.chunks, [], 0
+        return part
 
 
 def padding(size: int) -> bytes:
@@ -100,13 +129,10 @@ class PackTarReader:
             self.pad = 0
 
     def _exact(self, n: int, what: str) -> bytes:
-        got = bytearray()
-        while len(got) < n:
-            chunk = self.stream.read(n - len(got))
-            if not chunk:
-                raise PackError(f"the pack ended early (in {what}): send it again")
-            got += chunk
-        return bytes(got)
+        got = read_full(self.stream, n)
+        if len(got) < n:
+            raise PackError(f"the pack ended early (in {what}): send it again")
+        return got
 
 
-__all__ = ["END", "PackError", "PackTarReader", "header", "kept", "padding"]
+__all__ = ["END", "PackError", "PackTarReader", "Parts", "header", "kept", "padding"]

@@ -8,6 +8,7 @@ from typing import BinaryIO
 import zstandard
 
 from .errors import CorruptArchive
+from .fsutil import read_full
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -40,19 +41,9 @@ class _Prefixed:
         return True
 
 
-def _read_exact(raw: BinaryIO, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = raw.read(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
 def detect(raw: BinaryIO) -> tuple[str, BinaryIO]:
     """Peek at the magic bytes: ('gzip'|'zstd'|'plain', a stream that still starts at byte 0)."""
-    head = _read_exact(raw, 4)
+    head = read_full(raw, 4)
     stream = _Prefixed(head, raw)
     if head.startswith(GZIP_MAGIC):
         return "gzip", stream

@@ -57,12 +57,27 @@ class Writeback:
             self.started = self.written
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def read_full(raw: BinaryIO, n: int) -> bytes:
+    """n bytes of `raw`, read as many times as it takes; fewer only where the stream ends."""
+    buf = b""
+    while len(buf) < n:
+        chunk = raw.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def fsync_path(path: str | os.PathLike[str], flags: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fsync_path(path, os.O_DIRECTORY)
 
 
 def syncfs(path: str | os.PathLike[str]) -> None:
@@ -86,11 +101,7 @@ def flush_tree(root: str | os.PathLike[str], written: list[str] | None) -> None:
         syncfs(root)
         return
     for rel in written:
-        fd = os.open(os.path.join(root, rel) if rel else root, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(os.path.join(root, rel) if rel else root, os.O_NOFOLLOW)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:

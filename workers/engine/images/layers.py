@@ -21,6 +21,7 @@ from .fsutil import (
     canonical_json,
     flush_tree,
     fsync_dir,
+    fsync_path,
     syncfs,
     write_all,
 )
@@ -190,7 +191,7 @@ class LayersMixin:
         for layer in staged:
             flush_tree(layer.layer_tmp, layer.written)
             if layer.blob_tmp:
-                flush_tree(layer.blob_tmp, [""])
+                fsync_path(layer.blob_tmp)
 
     def _adopt(self, tmp: str, digest: str) -> None:
         path = self.blob_path(digest)
