@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from .errors import CorruptArchive, UnsafeEntry
 from .fsutil import CHUNK, Writeback
+from .tar_stream import ForwardStream
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -142,8 +143,8 @@ def extract(stream: BinaryIO, dest: str, policy: TarPolicy = DEFAULT_POLICY, wha
     dirs_meta: list[tuple[str, tarfile.TarInfo]] = []
     opaque: set[str] = set()
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK, errorlevel=2,
-                          tarinfo=_strict_tarinfo(what))
+        # The plain reader on a forward-only stream, not tarfile's stream mode: see tar_stream.py
+        tf = tarfile.open(fileobj=ForwardStream(stream), mode="r:", errorlevel=2, tarinfo=_strict_tarinfo(what))
     except tarfile.ReadError as e:
         raise CorruptArchive(f"not a tar archive ({e})", what) from None
     try:
@@ -244,10 +245,10 @@ def _extract_one(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, policy
     if member.isreg():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            # Read from the archive's stream itself, where the header left it (extractfile's reader copies every
-            # block once more); a sparse file's map needs extractfile.
+            # Read from the archive's stream itself, where the header left it, as its reads come (extractfile's
+            # reader copies every block once more); a sparse file's map needs extractfile.
             direct = member.sparse is None and tf.fileobj.tell() == member.offset_data
-            read = tf.fileobj.read if direct else tf.extractfile(member).read
+            read = tf.fileobj.read_some if direct else tf.extractfile(member).read
             out = Writeback(fd)  # a large file is on its way to the disk before the layer's commit waits for it
             remaining = member.size
             while remaining > 0:
