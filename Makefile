@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the engine, the tests and the dashboard need.
+# Debian packages the engine, the tests and the dashboard need (socat and openssl: bench/move.py's relayed floor).
 APT_PACKAGES := redis-server busybox-static runc crun skopeo umoci iproute2 libseccomp2 gcc libc6-dev \
 	conmon catatonit zstd debootstrap chromium python3-venv procps psmisc \
-	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3 postgresql
+	e2fsprogs mount netavark aardvark-dns nftables iptables docker-registry podman buildah iperf3 postgresql \
+	socat openssl
 
 .PHONY: install apt venv npm pyc run agent test test-e2e-sqlite test-e2e-postgres test-fast fuzz soak lint images clean
 

@@ -12,20 +12,23 @@ image.import job); the container writes --changes-mb into its upper dir and runs
    (its `finished`, as its worker wrote it: the bench looks at the job every 0.1 s);
 2. the floor: the same bytes by hand on the same disk: `tar -c | tar -x` of the image's layer dir and of the
    container's upper dir, plus a container start on b (the engine's create + start of the moved image);
-   and the durable floor: the same with the copy flushed to the disk (syncfs) before the start, what a move
-   must do before it deletes the source's copy (a crash of the target must not lose the only one); each timed
-   --floors times, alternately, and its median quoted (one alone varied from 0.35 to 0.70 s on this VM);
+   the durable floor: the same with the copy flushed to the disk (syncfs) before the start, what a move
+   must do before it deletes the source's copy (a crash of the target must not lose the only one);
+   and the relayed floor: the durable floor plus the rest of what issue 18 holds a move to, done by C tools
+   (relayed_seconds: every byte through a third process, socat, as through the control plane; the layer's tar
+   kept as a blob and every tar hashed on the target, tee and `openssl dgst -sha256`); each floor timed
+   --floors times, in turn, and its median quoted (one alone varied from 0.35 to 0.70 s on this VM);
 3. move b -> a: a has the image's layer, so only the manifest, the config and the changes should travel.
 Everything is stopped by PID and removed by path at the end. Right before each timed part the machine's dirty
 pages are flushed (sync): on one disk, a syncfs of the target would otherwise also write what the source or the
 previous part left dirty (the container's changes), which two machines would not.
 
---warm-mib N: right before the first move and right before the floor, N MiB are written to a file on the same
+--warm-mib N: right before each timed part (each move, each floor), N MiB are written to a file on the same
 filesystem and the file removed. On this VM a page the guest has freed is handed back to the hypervisor within
 seconds (free page reporting), and the next write to a new page costs about 30 us instead of 1 (250 MiB of page
 cache: 1.5-2.1 s after a few idle seconds, 0.05-0.07 s right after another write freed the same amount). The floor
-runs right after the move freed its pages, so without this the two are timed on different memory; with it, both
-on recycled pages."""
+runs right after the move freed its pages, so without this the two are timed on different memory; with it, all
+on recycled pages. The relayed floor needs socat and openssl (Debian's packages, installed by `make`)."""
 
 from __future__ import annotations
 
@@ -169,6 +172,53 @@ def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, durable:
     return took
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float:
+    """The floor with the work a move is held to besides `tar | tar`, done by C tools: every byte through a third
+    process on loopback (socat, as the control plane's relay), the layer's tar kept as a blob and each tar hashed
+    on the target (tee, `openssl dgst -sha256`), the copies flushed (syncfs) before the start. No relay file, no
+    Python, none of the move's other steps (stop, blob list, create, the source's removal)."""
+    from workers.engine.images.fsutil import syncfs
+
+    scratch.mkdir(parents=True)
+    sock = "socat -b 1048576"
+    t0 = time.perf_counter()
+    for i, (src, blob) in enumerate(((layer_dir, True), (upper_dir, False))):
+        dest, near, far = scratch / f"copy{i}", free_port(), free_port()
+        dest.mkdir()
+        keep = f"{dest}.blob " if blob else ""
+        procs = []
+        try:
+            procs.append(subprocess.Popen(
+                ["bash", "-c", f"{sock} TCP-LISTEN:{far},bind=127.0.0.1,reuseaddr - | "
+                 f"tee {keep}>(openssl dgst -sha256 > {dest}.sum) | tar -C {dest} -xf -"]))
+            procs.append(subprocess.Popen(
+                [*sock.split(), f"TCP-LISTEN:{near},bind=127.0.0.1,reuseaddr",
+                 f"TCP:127.0.0.1:{far},retry=1000,interval=0.001"]))
+            subprocess.run(["bash", "-c", f"set -o pipefail; tar -C {src} -cf - . | "
+                            f"{sock} - TCP:127.0.0.1:{near},retry=1000,interval=0.001"], check=True)
+            for proc in reversed(procs):
+                if proc.wait(60) != 0:
+                    raise RuntimeError(f"relayed floor: {proc.args} exited with {proc.returncode}")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    syncfs(scratch)
+    start()
+    took = time.perf_counter() - t0
+    shutil.rmtree(scratch, ignore_errors=True)
+    return took
+
+
 def fmt(times: list[float]) -> str:
     return " ".join(f"{t:.2f}" for t in times)
 
@@ -253,13 +303,16 @@ def main() -> None:
             mgr_b.start(info["id"])
             start.id = info["id"]
 
-        floors: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(args.floors):  # the two alternately; each one's median (a single one varies 0.35-0.70 s)
-            for durable in (False, True):
+        floors: dict[str, list[float]] = {"plain": [], "durable": [], "relayed": []}
+        for _ in range(args.floors):  # each in turn; each one's median (a single one varies 0.35-0.70 s)
+            for kind in floors:
                 settled(work, args.warm_mib)
-                floors[durable].append(floor_seconds(layer_dir, upper_b, work / "floor", start, durable))
+                if kind == "relayed":
+                    floors[kind].append(relayed_seconds(layer_dir, upper_b, work / "floor", start))
+                else:
+                    floors[kind].append(floor_seconds(layer_dir, upper_b, work / "floor", start, kind == "durable"))
                 mgr_b.remove(start.id, force=True)
-        t_floor, t_durable = statistics.median(floors[False]), statistics.median(floors[True])
+        t_floor, t_durable, t_relayed = (statistics.median(floors[k]) for k in ("plain", "durable", "relayed"))
 
         settled(work, args.warm_mib)
         t1 = time.time()
@@ -280,13 +333,15 @@ def main() -> None:
         print(f"{'':38}{'seconds':>9}{'pack MiB':>10}{'blobs sent/kept':>17}")
         print(f"{'move a -> b (berth, one job)':38}{t_move:9.2f}{first['pack_bytes'] / mib:10.1f}"
               f"{first['blobs_sent']:>11}/{first['blobs_kept']}")
-        print(f"{'floor: tar | tar + a container start':38}{t_floor:9.2f}   of {fmt(floors[False])}")
-        print(f"{'durable floor: the same + syncfs':38}{t_durable:9.2f}   of {fmt(floors[True])}")
+        print(f"{'floor: tar | tar + a container start':38}{t_floor:9.2f}   of {fmt(floors['plain'])}")
+        print(f"{'durable floor: the same + syncfs':38}{t_durable:9.2f}   of {fmt(floors['durable'])}")
+        print(f"{'relayed floor: + relay, blob, sha256':38}{t_relayed:9.2f}   of {fmt(floors['relayed'])}")
         print(f"{'move b -> a (a has the image)':38}{t_back:9.2f}{second['pack_bytes'] / mib:10.1f}"
               f"{second['blobs_sent']:>11}/{second['blobs_kept']}")
         print("first move's steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
         print(f"move / floor: {t_move / t_floor:.2f}x (goal <= 1.5x); durable floor / floor: {t_durable / t_floor:.2f}x; "
               f"move / durable floor: {t_move / t_durable:.2f}x")
+        print(f"relayed floor / floor: {t_relayed / t_floor:.2f}x; move / relayed floor: {t_move / t_relayed:.2f}x")
         print(f"second move sent "
               f"{second['sent']['blobs']} bytes of image blobs, {second['sent']['upper'] / mib:.1f} MiB of changes")
     finally:
