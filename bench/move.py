@@ -180,25 +180,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> float:
+# The relayed floor's parts, added one by one under --ablation: (row, hashed, blob kept, flushed)
+RELAYED_PARTS = [("relay: tar | socat | socat | tar + start", False, False, False),
+                 ("  + syncfs before the start", False, False, True),
+                 ("  + sha256 of each tar (tee, openssl)", True, False, True),
+                 ("  + the layer's tar kept: the relayed floor", True, True, True)]
+
+
+def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, hashed: bool = True, blob: bool = True,
+                    durable: bool = True) -> float:
     """The floor with the work a move is held to besides `tar | tar`, done by C tools: every byte through a third
     process on loopback (socat, as the control plane's relay), the layer's tar kept as a blob and each tar hashed
     on the target (tee, `openssl dgst -sha256`), the copies flushed (syncfs) before the start. No relay file, no
-    Python, none of the move's other steps (stop, blob list, create, the source's removal)."""
+    Python, none of the move's other steps (stop, blob list, create, the source's removal). `hashed`, `blob`,
+    `durable` False leave that part out (--ablation)."""
     from workers.engine.images.fsutil import syncfs
 
     scratch.mkdir(parents=True)
     sock = "socat -b 1048576"
     t0 = time.perf_counter()
-    for i, (src, blob) in enumerate(((layer_dir, True), (upper_dir, False))):
+    for i, (src, layer) in enumerate(((layer_dir, True), (upper_dir, False))):
         dest, near, far = scratch / f"copy{i}", free_port(), free_port()
         dest.mkdir()
-        keep = f"{dest}.blob " if blob else ""
+        keep = f"{dest}.blob " if blob and layer else ""
+        tee = f"tee {keep}>(openssl dgst -sha256 > {dest}.sum) | " if hashed else (f"tee {keep}| " if keep else "")
         procs = []
         try:
             procs.append(subprocess.Popen(
-                ["bash", "-c", f"{sock} TCP-LISTEN:{far},bind=127.0.0.1,reuseaddr - | "
-                 f"tee {keep}>(openssl dgst -sha256 > {dest}.sum) | tar -C {dest} -xf -"]))
+                ["bash", "-c", f"{sock} TCP-LISTEN:{far},bind=127.0.0.1,reuseaddr - | {tee}tar -C {dest} -xf -"]))
             procs.append(subprocess.Popen(
                 [*sock.split(), f"TCP-LISTEN:{near},bind=127.0.0.1,reuseaddr",
                  f"TCP:127.0.0.1:{far},retry=1000,interval=0.001"]))
@@ -212,7 +221,8 @@ def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start) -> flo
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-    syncfs(scratch)
+    if durable:
+        syncfs(scratch)
     start()
     took = time.perf_counter() - t0
     shutil.rmtree(scratch, ignore_errors=True)
@@ -249,6 +259,8 @@ def main() -> None:
     parser.add_argument("--changes-mb", type=int, default=50)
     parser.add_argument("--warm-mib", type=int, default=0, help="see the module docstring (0: no warming)")
     parser.add_argument("--floors", type=int, default=3, help="times each floor is timed (its median is quoted)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time the relayed floor with its parts added one by one (RELAYED_PARTS)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="berth-bench-move-"))
     stack = None
@@ -313,6 +325,12 @@ def main() -> None:
                     floors[kind].append(floor_seconds(layer_dir, upper_b, work / "floor", start, kind == "durable"))
                 mgr_b.remove(start.id, force=True)
         t_floor, t_durable, t_relayed = (statistics.median(floors[k]) for k in ("plain", "durable", "relayed"))
+        parts: dict[str, list[float]] = {row: [] for row, *_ in RELAYED_PARTS} if args.ablation else {}
+        for _ in range(args.floors if parts else 0):
+            for row, hashed, blob, durable in RELAYED_PARTS:
+                settled(work, args.warm_mib)
+                parts[row].append(relayed_seconds(layer_dir, upper_b, work / "floor", start, hashed, blob, durable))
+                mgr_b.remove(start.id, force=True)
 
         settled(work, args.warm_mib)
         t1 = time.time()
@@ -342,6 +360,9 @@ def main() -> None:
         print(f"move / floor: {t_move / t_floor:.2f}x (goal <= 1.5x); durable floor / floor: {t_durable / t_floor:.2f}x; "
               f"move / durable floor: {t_move / t_durable:.2f}x")
         print(f"relayed floor / floor: {t_relayed / t_floor:.2f}x; move / relayed floor: {t_move / t_relayed:.2f}x")
+        for row, times in parts.items():
+            median = statistics.median(times)
+            print(f"{row:46}{median:5.2f} s, {median / t_floor:.2f}x the floor   of {fmt(times)}")
         print(f"second move sent "
               f"{second['sent']['blobs']} bytes of image blobs, {second['sent']['upper'] / mib:.1f} MiB of changes")
     finally:
