@@ -1,8 +1,8 @@
 """A one-way stream as tarfile's plain reader (mode "r:") sees it: tell(), and seek() forward only.
 
 tarfile's stream mode ("r|") reads through its _Stream, which joins each block to what was left of the last and
-slices both again: every byte of a member's data was copied two or three times more (a move's receive spent a
-sixth of its time there, bench/move.py). The plain reader asks the file for exactly what it needs (a header, a
+slices both again: every byte of a member's data was copied two or three times more (the user CPU of one 200 MB
+layer's extract: 0.10-0.19 s through it, 0.02-0.04 s without; bench/README.md, tenth pass). The plain reader asks the file for exactly what it needs (a header, a
 pax record, a member's data) and seeks past what it did not read; a stream can do both going forward. A seek
 back is refused (tarfile never needs one to read an archive in order)."""
 
