@@ -172,12 +172,18 @@ def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, durable:
     return took
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """n distinct loopback ports free right now (all held at once while they are picked)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 # The relayed floor's parts, added one by one under --ablation: (row, hashed, blob kept, flushed)
@@ -200,7 +206,7 @@ def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, hashed
     sock = "socat -b 1048576"
     t0 = time.perf_counter()
     for i, (src, layer) in enumerate(((layer_dir, True), (upper_dir, False))):
-        dest, near, far = scratch / f"copy{i}", free_port(), free_port()
+        dest, (near, far) = scratch / f"copy{i}", free_ports(2)
         dest.mkdir()
         keep = f"{dest}.blob " if blob and layer else ""
         tee = f"tee {keep}>(openssl dgst -sha256 > {dest}.sum) | " if hashed else (f"tee {keep}| " if keep else "")
