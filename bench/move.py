@@ -156,14 +156,19 @@ def settled(scratch: Path, mib: int) -> None:
 
 def floor_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, durable: bool = False) -> float:
     """`tar | tar` of the layer dir and the upper dir, then `start()`; durable: the copies flushed before it."""
-    from workers.engine.images.fsutil import syncfs
-
     scratch.mkdir(parents=True)
     t0 = time.perf_counter()
     for i, src in enumerate((layer_dir, upper_dir)):
         dest = scratch / f"copy{i}"
         dest.mkdir()
         subprocess.run(f"tar -C {src} -cf - . | tar -C {dest} -xf -", shell=True, check=True)
+    return copied(scratch, t0, start, durable)
+
+
+def copied(scratch: Path, t0: float, start, durable: bool) -> float:
+    """A floor's end, once its copies are made: the flush if durable, the start; seconds since t0."""
+    from workers.engine.images.fsutil import syncfs
+
     if durable:
         syncfs(scratch)
     start()
@@ -200,8 +205,6 @@ def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, hashed
     on the target (tee, `openssl dgst -sha256`), the copies flushed (syncfs) before the start. No relay file, no
     Python, none of the move's other steps (stop, blob list, create, the source's removal). `hashed`, `blob`,
     `durable` False leave that part out (--ablation)."""
-    from workers.engine.images.fsutil import syncfs
-
     scratch.mkdir(parents=True)
     sock = "socat -b 1048576"
     t0 = time.perf_counter()
@@ -227,12 +230,7 @@ def relayed_seconds(layer_dir: str, upper_dir: str, scratch: Path, start, hashed
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-    if durable:
-        syncfs(scratch)
-    start()
-    took = time.perf_counter() - t0
-    shutil.rmtree(scratch, ignore_errors=True)
-    return took
+    return copied(scratch, t0, start, durable)
 
 
 def fmt(times: list[float]) -> str:

@@ -18,15 +18,6 @@ from containers.transfer_model import Transfer
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def relay(settings, tmp_path) -> Transfer:
-    settings.BERTH_TRANSFER_DIR = tmp_path
-    host = Host.objects.create(name="far-away")
-    job = Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
-    return Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=host, job=job,
-                                   expires=timezone.now() + timedelta(hours=1))
-
-
 def put(c: Client, row: Transfer, data: bytes, offset: int, end: bool):
     return c.generic("PUT", f"/internal/transfers/{row.pk}/?offset={offset}&end={int(end)}", data,
                      content_type="application/octet-stream", HTTP_AUTHORIZATION=f"Bearer {row.token}")

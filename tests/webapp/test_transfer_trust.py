@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from containers import transfer, transfer_asgi
-from containers.models import Host, Job
+from containers.models import Job
 from containers.transfer_model import Transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the router looks rows up on Django's thread
@@ -56,15 +53,6 @@ class Router:
 
         asyncio.run(self.router(scope, receive, send))
         return sent[0]["status"] if sent else None
-
-
-@pytest.fixture
-def relay(settings, tmp_path) -> Transfer:
-    settings.BERTH_TRANSFER_DIR = tmp_path
-    host = Host.objects.create(name="far-away")
-    job = Job.objects.create(kind="container.receive", host=host, state=Job.State.RUNNING)
-    return Transfer.objects.create(id=uuid.uuid4(), kind=Transfer.Kind.RELAY, host=host, job=job,
-                                   expires=timezone.now() + timedelta(hours=1))
 
 
 def test_parts_within_trust_are_not_looked_up_again_and_a_wrong_secret_never_rides_on_it(relay, monkeypatch):
