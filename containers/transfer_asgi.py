@@ -57,6 +57,8 @@ class RelayRouter:
             row = _trusted_row(key) if scope["method"] == "PUT" else None
             if row is None:
                 row = await _db(_live_relay, key[1], key[0])
+                if row is not None and scope["method"] == "PUT":
+                    _trust(key, row)  # just checked in the database: its next parts go on trust
             if row is not None:
                 if scope["method"] == "GET":
                     return await _send_growing(row, receive, send)
@@ -133,8 +135,6 @@ async def _receive_part(row: Transfer, checked: tuple[str, str], scope: Scope, r
         return await _refused(send, exc)
     if end:
         _trusted.pop(checked, None)  # the relay becomes an upload: no part follows
-    elif _trusted_row(checked) is None:  # just checked in the database: its next parts go on trust
-        _trust(checked, row)
     key = str(row.pk)
     try:
         more = True

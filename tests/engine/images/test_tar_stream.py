@@ -30,7 +30,8 @@ class Trickle:
 
 
 def test_read_is_exact_whatever_the_reads_below_give_and_read_some_is_one_read() -> None:
-    # mutant: ForwardStream.read returns `first` whatever its length (a header read in pieces looks truncated)
+    # mutant: fsutil.read_full (under ForwardStream.read) returns `first` whatever its length (a header read in
+    # pieces looks truncated)
     data = bytes(range(256)) * 8
     stream = ForwardStream(Trickle(data, 7))
     assert stream.read(512) == data[:512] and stream.tell() == 512

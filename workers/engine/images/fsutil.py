@@ -58,14 +58,19 @@ class Writeback:
 
 
 def read_full(raw: BinaryIO, n: int) -> bytes:
-    """n bytes of `raw`, read as many times as it takes; fewer only where the stream ends."""
-    buf = b""
-    while len(buf) < n:
-        chunk = raw.read(n - len(buf))
-        if not chunk:
+    """n bytes of `raw`, read as many times as it takes; fewer only where the stream ends. One read that gives them
+    all is returned as it is; pieces are joined once (not grown a read at a time)."""
+    first = raw.read(n)
+    if len(first) == n or not first:
+        return first
+    pieces, got = [first], len(first)
+    while got < n:
+        more = raw.read(n - got)
+        if not more:
             break
-        buf += chunk
-    return buf
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 def fsync_path(path: str | os.PathLike[str], flags: int = 0) -> None:
