@@ -41,6 +41,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -319,22 +321,22 @@ def main() -> None:
             mgr_b.start(info["id"])
             start.id = info["id"]
 
-        floors: dict[str, list[float]] = {"plain": [], "durable": [], "relayed": []}
+        scratch = work / "floor"
+        runs: dict[str, Callable[[], float]] = {
+            "plain": partial(floor_seconds, layer_dir, upper_b, scratch, start, False),
+            "durable": partial(floor_seconds, layer_dir, upper_b, scratch, start, True),
+            "relayed": partial(relayed_seconds, layer_dir, upper_b, scratch, start)}
+        if args.ablation:
+            runs.update({row: partial(relayed_seconds, layer_dir, upper_b, scratch, start, hashed, blob, durable)
+                         for row, hashed, blob, durable in RELAYED_PARTS})
+        floors: dict[str, list[float]] = {kind: [] for kind in runs}
         for _ in range(args.floors):  # each in turn; each one's median (a single one varies 0.35-0.70 s)
-            for kind in floors:
+            for kind, run in runs.items():
                 settled(work, args.warm_mib)
-                if kind == "relayed":
-                    floors[kind].append(relayed_seconds(layer_dir, upper_b, work / "floor", start))
-                else:
-                    floors[kind].append(floor_seconds(layer_dir, upper_b, work / "floor", start, kind == "durable"))
+                floors[kind].append(run())
                 mgr_b.remove(start.id, force=True)
         t_floor, t_durable, t_relayed = (statistics.median(floors[k]) for k in ("plain", "durable", "relayed"))
-        parts: dict[str, list[float]] = {row: [] for row, *_ in RELAYED_PARTS} if args.ablation else {}
-        for _ in range(args.floors if parts else 0):
-            for row, hashed, blob, durable in RELAYED_PARTS:
-                settled(work, args.warm_mib)
-                parts[row].append(relayed_seconds(layer_dir, upper_b, work / "floor", start, hashed, blob, durable))
-                mgr_b.remove(start.id, force=True)
+        parts = {row: floors[row] for row, *_ in RELAYED_PARTS} if args.ablation else {}
 
         settled(work, args.warm_mib)
         t1 = time.time()
